@@ -1,0 +1,206 @@
+//! `multidriver`: the command-line face of the multidriver routing engine.
+//!
+//! ```text
+//! multidriver rank examples/routes/commute.toml --profile balanced
+//! multidriver profiles list
+//! multidriver profiles show battery-saver > my-profile.toml
+//! multidriver rank examples/routes/commute.toml --profile my-profile.toml
+//! ```
+//!
+//! `rank` reads a route set (a peer's routes with RTT samples, dial outcomes
+//! and sources, the power state and link conditions; see
+//! `examples/routes/commute.toml`), ranks it under a preset or a profile file,
+//! and prints each route's cost components, why it stands where it does, and
+//! the race plan. A malformed file or an unknown profile prints an error
+//! naming the file, line and field, and exits with status 1.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use multidriver_scoring::{PRESET_NAMES, Profile, RacePlan, RouteSet};
+
+/// Everything the command can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+enum CliError {
+    /// A file could not be read.
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A file was read but its content is wrong.
+    #[error("{path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with line and field.
+        source: multidriver_scoring::Error,
+    },
+    /// A profile name is neither a preset nor an existing file.
+    #[error("unknown profile `{0}`: not a preset ({presets}) nor a profile file", presets = PRESET_NAMES.join(", "))]
+    UnknownProfile(String),
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "multidriver",
+    version,
+    about = "A routing engine for libp2p: rank routes by latency and battery cost"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Rank a peer's routes under a profile and explain the order.
+    Rank {
+        /// A route-set TOML file (see examples/routes/commute.toml).
+        file: PathBuf,
+        /// A preset name (performance, balanced, battery-saver, background) or
+        /// a profile TOML file.
+        #[arg(long, default_value = "balanced")]
+        profile: String,
+    },
+    /// List or print the scoring profiles.
+    Profiles {
+        #[command(subcommand)]
+        command: ProfilesCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ProfilesCommand {
+    /// List the preset profiles.
+    List,
+    /// Print a preset (or a profile file, validated) as TOML.
+    Show {
+        /// A preset name or a profile TOML file.
+        name: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(output) => {
+            print!("{output}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> Result<String, CliError> {
+    match command {
+        Command::Rank { file, profile } => {
+            let profile = load_profile(&profile)?;
+            let text = read(&file)?;
+            let set = RouteSet::from_toml_str(&text).map_err(|source| CliError::Parse {
+                path: file.clone(),
+                source,
+            })?;
+            Ok(render_ranking(&set, &profile))
+        }
+        Command::Profiles {
+            command: ProfilesCommand::List,
+        } => {
+            let mut out = String::new();
+            for p in Profile::presets() {
+                out.push_str(&format!("{:<14} {}\n", p.name, summary(&p)));
+            }
+            Ok(out)
+        }
+        Command::Profiles {
+            command: ProfilesCommand::Show { name },
+        } => Ok(load_profile(&name)?.to_toml_string()),
+    }
+}
+
+fn read(path: &Path) -> Result<String, CliError> {
+    std::fs::read_to_string(path).map_err(|source| CliError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// A preset by name, or else a profile file at that path.
+fn load_profile(name: &str) -> Result<Profile, CliError> {
+    if let Ok(p) = Profile::preset(name) {
+        return Ok(p);
+    }
+    let path = Path::new(name);
+    if !path.is_file() {
+        return Err(CliError::UnknownProfile(name.to_owned()));
+    }
+    let text = read(path)?;
+    Profile::from_toml_str(&text).map_err(|source| CliError::Parse {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn summary(p: &Profile) -> String {
+    format!(
+        "latency ×{}, {} ms per joule, costly links: {:?}, keep-alive every {} s, up to {} attempts staggered {}–{} ms{}",
+        p.weights.latency,
+        p.weights.energy_ms_per_joule,
+        p.links.costly,
+        p.usage.keepalive_interval_s,
+        p.racing.max_attempts,
+        p.racing.min_stagger_ms,
+        p.racing.max_stagger_ms,
+        if p.racing.keep_warm_backup {
+            ", warm backup"
+        } else {
+            ""
+        },
+    )
+}
+
+fn render_ranking(set: &RouteSet, profile: &Profile) -> String {
+    let ranking = set.rank(profile);
+    let power = match (set.power.battery, set.power.charging) {
+        (None, _) => "on mains".to_owned(),
+        (Some(level), charging) => format!(
+            "battery {:.0} %{}",
+            level * 100.0,
+            if charging { ", charging" } else { "" }
+        ),
+    };
+    let mut out = format!(
+        "{} routes to {} at {} under profile `{}` ({}, {})\n\n",
+        set.routes.len(),
+        set.peer,
+        set.now,
+        profile.name,
+        power,
+        set.power.lifecycle,
+    );
+    out.push_str(&ranking.explain(&set.routes).to_string());
+    let plan = RacePlan::new(&ranking, &set.routes, &profile.racing);
+    out.push_str(&format!(
+        "\nrace plan (up to {} attempts, stagger = expected handshake clamped to {}..{} ms; a failure starts the next attempt at once):\n",
+        profile.racing.max_attempts, profile.racing.min_stagger_ms, profile.racing.max_stagger_ms
+    ));
+    if plan.is_empty() {
+        out.push_str("  nothing to dial: no route is allowed under this profile\n");
+    }
+    for a in plan.attempts() {
+        out.push_str(&format!(
+            "  at {:>6.0} ms  {}  (expected handshake {:.0} ms)\n",
+            a.start_after.as_secs_f64() * 1e3,
+            set.routes[a.index].id.addr,
+            a.expected_handshake.as_secs_f64() * 1e3,
+        ));
+    }
+    out
+}

@@ -1,0 +1,38 @@
+//! multidriver: a routing engine for libp2p.
+//!
+//! It will run several discovery drivers at once (Kademlia DHT, rendezvous,
+//! mDNS, BLE-style proximity), score every route by measured latency and
+//! battery cost, dial through the best one, and react live when a phone moves
+//! between Wi-Fi and 4G, all as one `NetworkBehaviour` in your swarm.
+//!
+//! # Status
+//!
+//! Today this crate re-exports the route scorer, [`scoring`]. The sans-IO
+//! engine core (driver orchestration, the racing dialer, network changes,
+//! lifecycle and connection budget) and the libp2p `Behaviour` adapter are not
+//! written yet.
+//!
+//! # Example
+//!
+//! ```
+//! use multidriver::scoring::{Context, LinkConditions, Medium, PowerState, Profile, Route, Timestamp, rank};
+//!
+//! let peer = libp2p_identity::PeerId::random();
+//! let routes = [
+//!     Route::from_addr(peer, "/ip4/10.0.0.2/tcp/4001".parse()?, Medium::Ethernet)?,
+//!     Route::from_addr(peer, "/ip4/203.0.113.9/udp/4001/quic-v1".parse()?, Medium::Unknown)?,
+//! ];
+//! let profile = Profile::performance();
+//! let ctx = Context {
+//!     profile: &profile,
+//!     links: &LinkConditions::default(),
+//!     power: PowerState::MAINS,
+//!     now: Timestamp::ZERO,
+//! };
+//! let ranking = rank(&routes, &ctx);
+//! // The wired LAN route wins: a 1 ms prior beats 63 ms, even with TCP's 4-RTT handshake.
+//! assert_eq!(routes[ranking.best().unwrap().index].medium, Medium::Ethernet);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub use multidriver_scoring as scoring;

@@ -1,0 +1,428 @@
+//! Loading profiles and route sets from TOML, with errors that name the line
+//! and the field (`serde` feature).
+
+use std::fmt::Display;
+use std::ops::Range;
+use std::str::FromStr;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+use toml::de::{DeTable, DeValue};
+
+use crate::Error;
+
+/// One step of a path into a TOML document.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Seg<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// Deserializes `text`, turning TOML and serde errors into [`Error::Toml`].
+pub(crate) fn parse<T: DeserializeOwned>(text: &str) -> Result<T, Error> {
+    toml::from_str(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        at(text, span, e.message().trim_end().to_owned())
+    })
+}
+
+/// An [`Error::Toml`] for the text at `span`.
+pub(crate) fn at(text: &str, span: Range<usize>, message: String) -> Error {
+    let start = span.start.min(text.len());
+    let before = &text[..start];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = text[line_start..start].chars().count() + 1;
+    let line_end = text[line_start..]
+        .find('\n')
+        .map_or(text.len(), |i| line_start + i);
+    Error::Toml {
+        line,
+        column,
+        message,
+        snippet: text[line_start..line_end].trim_end().to_owned(),
+    }
+}
+
+/// An [`Error::Toml`] for the field at `path`, or for the document's start if
+/// the path is not in it (a field the document left to its default).
+pub(crate) fn at_path(text: &str, path: &[Seg<'_>], message: String) -> Error {
+    let span = locate(text, path).unwrap_or(0..0);
+    at(text, span, message)
+}
+
+/// The span of the value at `path` (of the key, for the last table step).
+fn locate(text: &str, path: &[Seg<'_>]) -> Option<Range<usize>> {
+    let root = DeTable::parse(text).ok()?;
+    let mut table: &DeTable<'_> = root.get_ref();
+    let mut value: Option<&DeValue<'_>> = None;
+    let mut span = None;
+    for seg in path {
+        match seg {
+            Seg::Key(key) => {
+                if let Some(v) = value {
+                    let DeValue::Table(t) = v else { return None };
+                    table = t;
+                }
+                let (k, v) = table.iter().find(|(k, _)| k.get_ref().as_ref() == *key)?;
+                span = Some(k.span());
+                value = Some(v.get_ref());
+            }
+            Seg::Index(i) => {
+                let DeValue::Array(items) = value? else {
+                    return None;
+                };
+                let item = items.get(*i)?;
+                span = Some(item.span());
+                value = Some(item.get_ref());
+            }
+        }
+    }
+    span
+}
+
+/// Deserializes a string field through `FromStr`, so the error names what was
+/// expected and TOML reports the value's line.
+pub(crate) fn from_str<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr,
+    T::Err: Display,
+{
+    let s = String::deserialize(deserializer)?;
+    s.parse().map_err(serde::de::Error::custom)
+}
+
+/// [`from_str`] for an optional field.
+pub(crate) fn from_str_opt<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr,
+    T::Err: Display,
+{
+    Option::<String>::deserialize(deserializer)?
+        .map(|s| s.parse().map_err(serde::de::Error::custom))
+        .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locates_keys_tables_and_array_elements() {
+        let text = "a = 1\n[b]\nc = 2\n[[d]]\ne = 3\n[[d]]\ne = 4\n";
+        let line = |path: &[Seg<'_>]| match at_path(text, path, String::new()) {
+            Error::Toml { line, .. } => line,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(line(&[Seg::Key("a")]), 1);
+        assert_eq!(line(&[Seg::Key("b"), Seg::Key("c")]), 3);
+        assert_eq!(line(&[Seg::Key("d"), Seg::Index(1), Seg::Key("e")]), 7);
+        // Unknown paths point at the start of the document.
+        assert_eq!(line(&[Seg::Key("zzz")]), 1);
+    }
+
+    #[test]
+    fn column_and_snippet() {
+        let Error::Toml {
+            line,
+            column,
+            snippet,
+            ..
+        } = at("x = 1\n  y = oops\n", 12..16, "bad".into())
+        else {
+            panic!()
+        };
+        assert_eq!((line, column, snippet.as_str()), (2, 7, "  y = oops"));
+    }
+}
+
+mod profile_file {
+    use super::{Seg, at_path, parse};
+    use crate::{Error, Profile};
+
+    impl Profile {
+        /// Loads a profile from a TOML document and validates it.
+        ///
+        /// Every field must be present; unknown fields are rejected.
+        ///
+        /// # Errors
+        /// [`Error::Toml`] with the line, column and a message naming the
+        /// field: for malformed TOML, a missing, unknown or mistyped field,
+        /// or a value outside its range (the message then gives the range).
+        pub fn from_toml_str(text: &str) -> Result<Profile, Error> {
+            let profile: Profile = parse(text)?;
+            profile.validate().map_err(|e| match &e {
+                Error::InvalidField { field, .. } => {
+                    let path: Vec<Seg<'_>> = field.split('.').map(Seg::Key).collect();
+                    at_path(text, &path, e.to_string())
+                }
+                _ => e,
+            })?;
+            Ok(profile)
+        }
+
+        /// The profile as a TOML document that [`Profile::from_toml_str`]
+        /// reads back.
+        pub fn to_toml_string(&self) -> String {
+            // Serializing plain structs of numbers, strings and booleans into
+            // a TOML document cannot fail.
+            toml::to_string(self).unwrap_or_else(|e| unreachable!("profile to TOML: {e}"))
+        }
+    }
+}
+
+mod route_set_file {
+    use std::collections::HashMap;
+
+    use libp2p_identity::PeerId;
+    use multiaddr::Multiaddr;
+    use serde::Deserialize;
+
+    use super::{Seg, at_path, from_str, from_str_opt, parse};
+    use crate::Error;
+    use crate::route::{
+        DialHistory, Lifecycle, LinkConditions, Medium, NetworkConditions, PowerState, Route,
+        RouteId, Source, TransportKind,
+    };
+    use crate::route_set::{MAX_ROUTES, RouteSet};
+    use crate::time::Timestamp;
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RawRouteSet {
+        now_ms: u64,
+        #[serde(deserialize_with = "from_str")]
+        peer: PeerId,
+        #[serde(default)]
+        power: RawPower,
+        #[serde(default)]
+        conditions: RawConditions,
+        routes: Vec<RawRoute>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    struct RawPower {
+        battery: Option<f64>,
+        #[serde(default)]
+        charging: bool,
+        #[serde(default, deserialize_with = "from_str_opt")]
+        lifecycle: Option<Lifecycle>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    struct RawConditions {
+        wifi: Option<RawNet>,
+        ethernet: Option<RawNet>,
+        cellular: Option<RawNet>,
+        bluetooth: Option<RawNet>,
+        loopback: Option<RawNet>,
+        relay: Option<RawNet>,
+        unknown: Option<RawNet>,
+    }
+
+    #[derive(Deserialize, Clone, Copy)]
+    #[serde(deny_unknown_fields)]
+    struct RawNet {
+        #[serde(default)]
+        metered: bool,
+        #[serde(default)]
+        expensive: bool,
+        #[serde(default)]
+        constrained: bool,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RawRoute {
+        #[serde(deserialize_with = "from_str")]
+        addr: Multiaddr,
+        #[serde(deserialize_with = "from_str")]
+        medium: Medium,
+        #[serde(default, deserialize_with = "from_str_opt")]
+        transport: Option<TransportKind>,
+        #[serde(default)]
+        rtt_ms: Vec<f64>,
+        #[serde(default)]
+        dial_successes: u32,
+        #[serde(default)]
+        failures_at_ms: Vec<u64>,
+        #[serde(default)]
+        sources: Vec<RawSighting>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RawSighting {
+        #[serde(deserialize_with = "from_str")]
+        source: Source,
+        last_seen_ms: u64,
+        #[serde(default)]
+        signed: bool,
+    }
+
+    // Longest RTT sample accepted: one minute, the Kademlia query timeout
+    // (libp2p-kad `behaviour.rs`); anything longer is a typo or a dead route.
+    const MAX_RTT_MS: f64 = 60_000.0;
+
+    impl RouteSet {
+        /// Loads a route set from a TOML document.
+        ///
+        /// # Errors
+        /// [`Error::Toml`] with the line, column and a message naming the
+        /// field, for malformed TOML, a missing, unknown or mistyped field, a
+        /// bad peer id, multiaddr or name, a value out of range, a time after
+        /// `now_ms`, a duplicate address, or more than [`MAX_ROUTES`] routes.
+        pub fn from_toml_str(text: &str) -> Result<RouteSet, Error> {
+            let raw: RawRouteSet = parse(text)?;
+            let fail = |path: &[Seg<'_>], message: String| at_path(text, path, message);
+            if raw.routes.len() > MAX_ROUTES {
+                return Err(fail(
+                    &[Seg::Key("routes")],
+                    format!(
+                        "routes: {} routes, at most {MAX_ROUTES} allowed",
+                        raw.routes.len()
+                    ),
+                ));
+            }
+            if let Some(level) = raw.power.battery
+                && !(0.0..=1.0).contains(&level)
+            {
+                return Err(fail(
+                    &[Seg::Key("power"), Seg::Key("battery")],
+                    format!("power.battery = {level} is outside the allowed range 0..=1"),
+                ));
+            }
+            let power = PowerState {
+                battery: raw.power.battery,
+                charging: raw.power.charging,
+                lifecycle: raw.power.lifecycle.unwrap_or_default(),
+            };
+            let mut links = LinkConditions::default();
+            let c = &raw.conditions;
+            for (medium, net) in [
+                (Medium::Wifi, c.wifi),
+                (Medium::Ethernet, c.ethernet),
+                (
+                    Medium::Cellular(crate::CellularGeneration::Unknown),
+                    c.cellular,
+                ),
+                (Medium::Bluetooth, c.bluetooth),
+                (Medium::Loopback, c.loopback),
+                (Medium::Relay, c.relay),
+                (Medium::Unknown, c.unknown),
+            ] {
+                if let Some(n) = net {
+                    links.set(
+                        medium,
+                        NetworkConditions {
+                            metered: n.metered,
+                            expensive: n.expensive,
+                            constrained: n.constrained,
+                        },
+                    );
+                }
+            }
+
+            let now = Timestamp::from_millis(raw.now_ms);
+            let mut seen: HashMap<Multiaddr, usize> = HashMap::with_capacity(raw.routes.len());
+            let mut routes = Vec::with_capacity(raw.routes.len());
+            for (i, r) in raw.routes.into_iter().enumerate() {
+                let here = |key| [Seg::Key("routes"), Seg::Index(i), Seg::Key(key)];
+                if let Some(first) = seen.insert(r.addr.clone(), i) {
+                    return Err(fail(
+                        &here("addr"),
+                        format!(
+                            "routes[{i}].addr {} duplicates routes[{first}].addr",
+                            r.addr
+                        ),
+                    ));
+                }
+                let transport = match r.transport {
+                    Some(t) => t,
+                    None => TransportKind::from_multiaddr(&r.addr).ok_or_else(|| {
+                        fail(
+                            &here("addr"),
+                            format!(
+                                "routes[{i}].addr {} names no transport; add transport = one of {}",
+                                r.addr,
+                                TransportKind::NAMES
+                            ),
+                        )
+                    })?,
+                };
+                let mut route = Route::new(
+                    RouteId {
+                        peer: raw.peer,
+                        addr: r.addr,
+                    },
+                    r.medium,
+                    transport,
+                );
+                for &sample in &r.rtt_ms {
+                    if !(sample > 0.0 && sample <= MAX_RTT_MS) {
+                        return Err(fail(
+                            &here("rtt_ms"),
+                            format!(
+                                "routes[{i}].rtt_ms holds {sample}; samples must be in (0, {MAX_RTT_MS}] ms"
+                            ),
+                        ));
+                    }
+                    route
+                        .rtt
+                        .on_sample(std::time::Duration::from_secs_f64(sample / 1e3));
+                }
+                let mut failures = r.failures_at_ms.clone();
+                failures.sort_unstable();
+                if let Some(&late) = failures.last()
+                    && late > raw.now_ms
+                {
+                    return Err(fail(
+                        &here("failures_at_ms"),
+                        format!(
+                            "routes[{i}].failures_at_ms holds {late}, after now_ms = {}",
+                            raw.now_ms
+                        ),
+                    ));
+                }
+                for at in &failures {
+                    route.rtt.on_failure(Timestamp::from_millis(*at));
+                }
+                let failure_count = u32::try_from(failures.len()).unwrap_or(u32::MAX);
+                route.dials = DialHistory::new(r.dial_successes, failure_count);
+                for (j, s) in r.sources.iter().enumerate() {
+                    if s.last_seen_ms > raw.now_ms {
+                        return Err(fail(
+                            &[
+                                Seg::Key("routes"),
+                                Seg::Index(i),
+                                Seg::Key("sources"),
+                                Seg::Index(j),
+                            ],
+                            format!(
+                                "routes[{i}].sources[{j}].last_seen_ms = {} is after now_ms = {}",
+                                s.last_seen_ms, raw.now_ms
+                            ),
+                        ));
+                    }
+                    route.record_sighting(
+                        s.source,
+                        s.signed,
+                        Timestamp::from_millis(s.last_seen_ms),
+                    );
+                }
+                routes.push(route);
+            }
+            Ok(RouteSet {
+                peer: raw.peer,
+                now,
+                power,
+                links,
+                routes,
+            })
+        }
+    }
+}

@@ -1,0 +1,593 @@
+//! The vocabulary of routes: media, transports, sources, route records,
+//! network conditions and power state.
+
+use std::fmt;
+use std::str::FromStr;
+
+use libp2p_identity::PeerId;
+use multiaddr::{Multiaddr, Protocol};
+
+use crate::Error;
+use crate::rtt::RttEstimator;
+use crate::time::Timestamp;
+
+/// Generation of a cellular network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CellularGeneration {
+    /// GSM/EDGE.
+    G2,
+    /// UMTS/HSPA.
+    G3,
+    /// LTE.
+    G4,
+    /// 5G NR.
+    G5,
+    /// The host did not say.
+    Unknown,
+}
+
+/// The physical medium a route leaves this device through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Medium {
+    /// Wi-Fi (802.11).
+    Wifi,
+    /// Wired Ethernet.
+    Ethernet,
+    /// A cellular data connection.
+    Cellular(CellularGeneration),
+    /// Bluetooth (Low Energy) to a nearby device.
+    Bluetooth,
+    /// The loopback interface: the peer runs on this host.
+    Loopback,
+    /// A relayed route (`/p2p-circuit`): the medium to the relay is unknown.
+    Relay,
+    /// A medium nobody classified yet.
+    Unknown,
+}
+
+impl Medium {
+    /// Every name [`Medium::from_str`] accepts, for error messages.
+    pub const NAMES: &'static str = "wifi, ethernet, cellular, cellular-2g, cellular-3g, cellular-4g (lte), cellular-5g, \
+         bluetooth, loopback, relay, unknown";
+
+    /// Number of distinct [`Medium::link_slot`] values.
+    pub(crate) const LINK_SLOTS: usize = 7;
+
+    /// Index of the link this medium shares its network conditions with: all
+    /// cellular generations share one slot.
+    pub(crate) const fn link_slot(self) -> usize {
+        match self {
+            Medium::Wifi => 0,
+            Medium::Ethernet => 1,
+            Medium::Cellular(_) => 2,
+            Medium::Bluetooth => 3,
+            Medium::Loopback => 4,
+            Medium::Relay => 5,
+            Medium::Unknown => 6,
+        }
+    }
+
+    /// Whether this is a cellular medium of any generation.
+    pub const fn is_cellular(self) -> bool {
+        matches!(self, Medium::Cellular(_))
+    }
+}
+
+impl fmt::Display for Medium {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Medium::Wifi => "wifi",
+            Medium::Ethernet => "ethernet",
+            Medium::Cellular(CellularGeneration::G2) => "cellular-2g",
+            Medium::Cellular(CellularGeneration::G3) => "cellular-3g",
+            Medium::Cellular(CellularGeneration::G4) => "cellular-4g",
+            Medium::Cellular(CellularGeneration::G5) => "cellular-5g",
+            Medium::Cellular(CellularGeneration::Unknown) => "cellular",
+            Medium::Bluetooth => "bluetooth",
+            Medium::Loopback => "loopback",
+            Medium::Relay => "relay",
+            Medium::Unknown => "unknown",
+        })
+    }
+}
+
+impl FromStr for Medium {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Ok(match s {
+            "wifi" => Medium::Wifi,
+            "ethernet" => Medium::Ethernet,
+            "cellular" => Medium::Cellular(CellularGeneration::Unknown),
+            "cellular-2g" => Medium::Cellular(CellularGeneration::G2),
+            "cellular-3g" => Medium::Cellular(CellularGeneration::G3),
+            "cellular-4g" | "lte" => Medium::Cellular(CellularGeneration::G4),
+            "cellular-5g" => Medium::Cellular(CellularGeneration::G5),
+            "bluetooth" => Medium::Bluetooth,
+            "loopback" => Medium::Loopback,
+            "relay" => Medium::Relay,
+            "unknown" => Medium::Unknown,
+            other => {
+                return Err(Error::UnknownName {
+                    kind: "medium",
+                    name: other.to_owned(),
+                    allowed: Medium::NAMES,
+                });
+            }
+        })
+    }
+}
+
+/// The transport protocol a route is dialled with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TransportKind {
+    /// QUIC v1 (`/udp/…/quic-v1`).
+    Quic,
+    /// TCP with Noise and yamux.
+    Tcp,
+    /// WebRTC-direct.
+    WebRtc,
+    /// A low-bandwidth, high-latency stream over a BLE-style proximity radio.
+    Ble,
+}
+
+impl TransportKind {
+    /// Every name [`TransportKind::from_str`] accepts, for error messages.
+    pub const NAMES: &'static str = "quic, tcp, webrtc, ble";
+
+    /// Round trips from the first packet until the connection can carry a
+    /// request (secured and multiplexed).
+    pub const fn handshake_round_trips(self) -> u32 {
+        match self {
+            // QUIC: 1 RTT. Source: libp2p specs `quic/README.md`.
+            TransportKind::Quic => 1,
+            // TCP + multistream-select + Noise XX + yamux ≈ 4 RTT (3 with early
+            // muxer negotiation). Source: libp2p specs and docs, PARAMETERS.md.
+            TransportKind::Tcp => 4,
+            // WebRTC-direct: STUN binding (1) + DTLS (2) + Noise over a data
+            // channel (1). Derived from libp2p specs `webrtc/webrtc-direct.md`;
+            // no measurement in PARAMETERS.md.
+            TransportKind::WebRtc => 4,
+            // BLE-style stream: link-layer connect (1) + Noise XX (2). An
+            // estimate from the message flow of our own transport; no
+            // measurement yet.
+            TransportKind::Ble => 3,
+        }
+    }
+
+    /// Bytes exchanged (sent, received) by this transport's handshake, for the
+    /// energy model. Estimates from the message formats, not measurements:
+    /// they matter little next to radio promotion and tail energy.
+    pub const fn handshake_bytes(self) -> (u64, u64) {
+        match self {
+            // Client Initial padded to 1200 B (RFC 9000 §14.1) + Finished;
+            // server Initial/Handshake with the libp2p self-signed certificate.
+            TransportKind::Quic => (1_500, 3_000),
+            // TCP SYN/ACK, multistream-select, Noise XX with identity key and
+            // signature, yamux window updates.
+            TransportKind::Tcp => (700, 700),
+            // STUN, DTLS with certificate, SCTP init, Noise.
+            TransportKind::WebRtc => (2_500, 2_500),
+            // Noise XX over the BLE stream.
+            TransportKind::Ble => (300, 300),
+        }
+    }
+
+    /// The transport a multiaddr is dialled with, if it names one.
+    pub fn from_multiaddr(addr: &Multiaddr) -> Option<TransportKind> {
+        let mut tcp = false;
+        for protocol in addr.iter() {
+            match protocol {
+                Protocol::QuicV1 | Protocol::Quic => return Some(TransportKind::Quic),
+                Protocol::WebRTCDirect | Protocol::WebRTC => return Some(TransportKind::WebRtc),
+                Protocol::Tcp(_) => tcp = true,
+                _ => {}
+            }
+        }
+        tcp.then_some(TransportKind::Tcp)
+    }
+}
+
+impl fmt::Display for TransportKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TransportKind::Quic => "quic",
+            TransportKind::Tcp => "tcp",
+            TransportKind::WebRtc => "webrtc",
+            TransportKind::Ble => "ble",
+        })
+    }
+}
+
+impl FromStr for TransportKind {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Ok(match s {
+            "quic" => TransportKind::Quic,
+            "tcp" => TransportKind::Tcp,
+            "webrtc" => TransportKind::WebRtc,
+            "ble" => TransportKind::Ble,
+            other => {
+                return Err(Error::UnknownName {
+                    kind: "transport",
+                    name: other.to_owned(),
+                    allowed: TransportKind::NAMES,
+                });
+            }
+        })
+    }
+}
+
+/// Where the engine learned of a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Source {
+    /// A Kademlia DHT provider record.
+    Dht,
+    /// A rendezvous point's registration.
+    Rendezvous,
+    /// Multicast DNS on the local network.
+    Mdns,
+    /// A BLE-style proximity sighting.
+    Proximity,
+    /// The application added it.
+    Manual,
+    /// The peer connected to us from this address.
+    Inbound,
+}
+
+impl Source {
+    /// Number of variants; a route keeps at most one sighting per source.
+    pub const COUNT: usize = 6;
+
+    /// Every name [`Source::from_str`] accepts, for error messages.
+    pub const NAMES: &'static str = "dht, rendezvous, mdns, proximity, manual, inbound";
+
+    const fn slot(self) -> usize {
+        self as usize
+    }
+
+    /// Whether an address from this source is trusted without a signature:
+    /// the application's own word, or an address the peer just used.
+    pub const fn is_first_hand(self) -> bool {
+        matches!(self, Source::Manual | Source::Inbound)
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Source::Dht => "dht",
+            Source::Rendezvous => "rendezvous",
+            Source::Mdns => "mdns",
+            Source::Proximity => "proximity",
+            Source::Manual => "manual",
+            Source::Inbound => "inbound",
+        })
+    }
+}
+
+impl FromStr for Source {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Ok(match s {
+            "dht" => Source::Dht,
+            "rendezvous" => Source::Rendezvous,
+            "mdns" => Source::Mdns,
+            "proximity" => Source::Proximity,
+            "manual" => Source::Manual,
+            "inbound" => Source::Inbound,
+            other => {
+                return Err(Error::UnknownName {
+                    kind: "source",
+                    name: other.to_owned(),
+                    allowed: Source::NAMES,
+                });
+            }
+        })
+    }
+}
+
+/// One source's latest report of a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sighting {
+    /// Which source reported it.
+    pub source: Source,
+    /// When it last reported it.
+    pub last_seen: Timestamp,
+    /// Whether the report came in a signed peer record.
+    pub signed: bool,
+}
+
+/// The identity of a route: which peer, at which address.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RouteId {
+    /// The peer the route leads to.
+    pub peer: PeerId,
+    /// The address the route dials.
+    pub addr: Multiaddr,
+}
+
+impl fmt::Display for RouteId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.addr)
+    }
+}
+
+/// Dial outcomes of a route, recent ones weighing more.
+///
+/// Counts are halved whenever their sum reaches [`DialHistory::WINDOW`], so
+/// the record is bounded and old outcomes fade.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DialHistory {
+    successes: u32,
+    failures: u32,
+}
+
+impl DialHistory {
+    /// Outcomes kept before both counts are halved.
+    pub const WINDOW: u32 = 64;
+
+    /// A history with the given counts (halved until within the window).
+    pub fn new(successes: u32, failures: u32) -> Self {
+        let mut history = DialHistory {
+            successes,
+            failures,
+        };
+        history.fit_window();
+        history
+    }
+
+    /// Records a successful dial.
+    pub fn record_success(&mut self) {
+        self.successes += 1;
+        self.fit_window();
+    }
+
+    /// Records a failed dial.
+    pub fn record_failure(&mut self) {
+        self.failures += 1;
+        self.fit_window();
+    }
+
+    fn fit_window(&mut self) {
+        while self.successes.saturating_add(self.failures) >= Self::WINDOW {
+            self.successes /= 2;
+            self.failures /= 2;
+        }
+    }
+
+    /// Successful dials in the window.
+    pub fn successes(&self) -> u32 {
+        self.successes
+    }
+
+    /// Failed dials in the window.
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
+
+    /// Estimated probability that the next dial succeeds: Laplace's rule of
+    /// succession, (s + 1) / (s + f + 2), so an unknown route sits at ½.
+    pub fn success_probability(&self) -> f64 {
+        (f64::from(self.successes) + 1.0) / (f64::from(self.successes + self.failures) + 2.0)
+    }
+}
+
+/// Everything the scorer knows about one route.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    /// Peer and address.
+    pub id: RouteId,
+    /// The medium it leaves this device through.
+    pub medium: Medium,
+    /// The transport it is dialled with.
+    pub transport: TransportKind,
+    /// Latency estimate.
+    pub rtt: RttEstimator,
+    /// Dial outcomes.
+    pub dials: DialHistory,
+    sightings: [Option<Sighting>; Source::COUNT],
+}
+
+impl Route {
+    /// A route with no sightings, no dial history and the medium's RTT prior.
+    pub fn new(id: RouteId, medium: Medium, transport: TransportKind) -> Self {
+        Route {
+            id,
+            medium,
+            transport,
+            rtt: RttEstimator::new(medium),
+            dials: DialHistory::default(),
+            sightings: [None; Source::COUNT],
+        }
+    }
+
+    /// A route whose transport is read from its address.
+    ///
+    /// # Errors
+    /// [`Error::UnknownTransport`] if the address names no transport.
+    pub fn from_addr(peer: PeerId, addr: Multiaddr, medium: Medium) -> Result<Self, Error> {
+        let transport =
+            TransportKind::from_multiaddr(&addr).ok_or_else(|| Error::UnknownTransport {
+                addr: addr.to_string(),
+            })?;
+        Ok(Route::new(RouteId { peer, addr }, medium, transport))
+    }
+
+    /// Records that `source` reported this route at `now`. A source keeps one
+    /// sighting per route (the latest); a signed report stays signed.
+    pub fn record_sighting(&mut self, source: Source, signed: bool, now: Timestamp) {
+        let slot = &mut self.sightings[source.slot()];
+        let previous = *slot;
+        *slot = Some(Sighting {
+            source,
+            last_seen: previous.map_or(now, |p| p.last_seen.max(now)),
+            signed: signed || previous.is_some_and(|p| p.signed),
+        });
+    }
+
+    /// The sources that reported this route, in [`Source`] order.
+    pub fn sightings(&self) -> impl Iterator<Item = &Sighting> {
+        self.sightings.iter().flatten()
+    }
+
+    /// Whether a signed peer record or a first-hand source vouches for it.
+    pub fn is_vouched(&self) -> bool {
+        self.sightings()
+            .any(|s| s.signed || s.source.is_first_hand())
+    }
+}
+
+/// What the host says about the network a medium is attached to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NetworkConditions {
+    /// Traffic is counted against a quota (Android `NET_CAPABILITY_NOT_METERED`
+    /// absent).
+    pub metered: bool,
+    /// The path is expensive (iOS `NWPath.isExpensive`: cellular or a
+    /// personal hotspot).
+    pub expensive: bool,
+    /// The user asked to save data (iOS `NWPath.isConstrained`: Low Data
+    /// Mode; Android Data Saver).
+    pub constrained: bool,
+}
+
+impl NetworkConditions {
+    /// Whether using the link costs the user money or data allowance: metered,
+    /// expensive or constrained. Profiles decide what to do with such links.
+    pub const fn is_costly(self) -> bool {
+        self.metered || self.expensive || self.constrained
+    }
+}
+
+/// Network conditions per medium.
+///
+/// Fixed-size: one entry per medium class (all cellular generations share
+/// one). By default cellular is metered and expensive and everything else is
+/// free, which is what Android and iOS report on a typical phone until the
+/// host says otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkConditions {
+    slots: [NetworkConditions; Medium::LINK_SLOTS],
+}
+
+impl Default for LinkConditions {
+    fn default() -> Self {
+        let mut slots = [NetworkConditions::default(); Medium::LINK_SLOTS];
+        slots[Medium::Cellular(CellularGeneration::Unknown).link_slot()] = NetworkConditions {
+            metered: true,
+            expensive: true,
+            constrained: false,
+        };
+        LinkConditions { slots }
+    }
+}
+
+impl LinkConditions {
+    /// Conditions with no costly link at all.
+    pub fn all_free() -> Self {
+        LinkConditions {
+            slots: [NetworkConditions::default(); Medium::LINK_SLOTS],
+        }
+    }
+
+    /// The conditions of the link `medium` uses.
+    pub fn get(&self, medium: Medium) -> NetworkConditions {
+        self.slots[medium.link_slot()]
+    }
+
+    /// Sets the conditions of the link `medium` uses (for cellular: every
+    /// generation).
+    pub fn set(&mut self, medium: Medium, conditions: NetworkConditions) {
+        self.slots[medium.link_slot()] = conditions;
+    }
+
+    /// Builder form of [`LinkConditions::set`].
+    pub fn with(mut self, medium: Medium, conditions: NetworkConditions) -> Self {
+        self.set(medium, conditions);
+        self
+    }
+}
+
+/// Whether the app is visible, running in the background, or suspended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Lifecycle {
+    /// The user is looking at the app.
+    #[default]
+    Foreground,
+    /// The app runs but is not visible.
+    Background,
+    /// The OS has suspended the app; it runs only in short wake-ups.
+    Suspended,
+}
+
+impl Lifecycle {
+    /// Every name [`Lifecycle::from_str`] accepts, for error messages.
+    pub const NAMES: &'static str = "foreground, background, suspended";
+}
+
+impl fmt::Display for Lifecycle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Lifecycle::Foreground => "foreground",
+            Lifecycle::Background => "background",
+            Lifecycle::Suspended => "suspended",
+        })
+    }
+}
+
+impl FromStr for Lifecycle {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Ok(match s {
+            "foreground" => Lifecycle::Foreground,
+            "background" => Lifecycle::Background,
+            "suspended" => Lifecycle::Suspended,
+            other => {
+                return Err(Error::UnknownName {
+                    kind: "lifecycle state",
+                    name: other.to_owned(),
+                    allowed: Lifecycle::NAMES,
+                });
+            }
+        })
+    }
+}
+
+/// The device's power situation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PowerState {
+    /// Battery charge in `0.0..=1.0`, or `None` for a device without a
+    /// battery (a desktop or server on mains power).
+    pub battery: Option<f64>,
+    /// Whether the device is charging.
+    pub charging: bool,
+    /// The app's lifecycle state.
+    pub lifecycle: Lifecycle,
+}
+
+impl PowerState {
+    /// A device on mains power without a battery, app in the foreground.
+    pub const MAINS: PowerState = PowerState {
+        battery: None,
+        charging: false,
+        lifecycle: Lifecycle::Foreground,
+    };
+
+    /// A phone on battery at `level` (`0.0..=1.0`), app in the foreground.
+    pub const fn on_battery(level: f64) -> Self {
+        PowerState {
+            battery: Some(level),
+            charging: false,
+            lifecycle: Lifecycle::Foreground,
+        }
+    }
+
+    /// Whether energy is drawn from mains power (charging, or no battery).
+    pub fn on_mains(&self) -> bool {
+        self.charging || self.battery.is_none()
+    }
+}

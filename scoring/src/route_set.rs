@@ -1,0 +1,45 @@
+//! A peer's routes with everything needed to rank them: the input of
+//! `multidriver rank`.
+
+use libp2p_identity::PeerId;
+
+use crate::profile::Profile;
+use crate::rank::{Context, Ranking, rank};
+use crate::route::{LinkConditions, PowerState, Route};
+use crate::time::Timestamp;
+
+/// Most routes a [`RouteSet`] file may hold; a larger file is rejected.
+pub const MAX_ROUTES: usize = 256;
+
+/// A snapshot of one peer's routes, the device's power state and its link
+/// conditions at one instant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteSet {
+    /// The peer every route leads to.
+    pub peer: PeerId,
+    /// The instant the snapshot describes.
+    pub now: Timestamp,
+    /// The device's power state.
+    pub power: PowerState,
+    /// Conditions of each link.
+    pub links: LinkConditions,
+    /// The routes.
+    pub routes: Vec<Route>,
+}
+
+impl RouteSet {
+    /// The ranking context for `profile`.
+    pub fn context<'a>(&'a self, profile: &'a Profile) -> Context<'a> {
+        Context {
+            profile,
+            links: &self.links,
+            power: self.power,
+            now: self.now,
+        }
+    }
+
+    /// Ranks the routes under `profile`.
+    pub fn rank(&self, profile: &Profile) -> Ranking {
+        rank(&self.routes, &self.context(profile))
+    }
+}
