@@ -150,7 +150,7 @@ fn load_profile(name: &str) -> Result<Profile, CliError> {
 
 fn summary(p: &Profile) -> String {
     format!(
-        "latency ×{}, {} ms per joule, costly links: {:?}, keep-alive every {} s, up to {} attempts staggered {}–{} ms{}",
+        "latency ×{}, {} ms per joule, costly links: {:?}, keep-alive every {} s, at most {} attempt(s) staggered {}–{} ms{}",
         p.weights.latency,
         p.weights.energy_ms_per_joule,
         p.links.costly,
@@ -185,7 +185,7 @@ fn render_ranking(set: &RouteSet, profile: &Profile) -> String {
         power,
         set.power.lifecycle,
     );
-    out.push_str(&ranking.explain(&set.routes).to_string());
+    out.push_str(&ranking.explain(&set.routes, profile).to_string());
     let plan = RacePlan::new(&ranking, &set.routes, &profile.racing);
     out.push_str(&format!(
         "\nrace plan (up to {} attempts, stagger = expected handshake clamped to {}..{} ms; a failure starts the next attempt at once):\n",

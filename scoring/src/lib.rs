@@ -48,7 +48,7 @@
 //! let ranking = rank(&routes, &ctx);
 //! let best = ranking.best().expect("two dialable routes");
 //! assert_eq!(routes[best.index].medium, Medium::Wifi);
-//! println!("{}", ranking.explain(&routes));
+//! println!("{}", ranking.explain(&routes, &profile));
 //!
 //! let plan = RacePlan::new(&ranking, &routes, &profile.racing);
 //! assert_eq!(plan.attempts()[0].start_after, Duration::ZERO);

@@ -148,11 +148,13 @@ impl Ranking {
     }
 
     /// A human-readable explanation of why each route stands where it does;
-    /// `routes` must be the slice that was ranked.
-    pub fn explain<'a>(&'a self, routes: &'a [Route]) -> Explanation<'a> {
+    /// `routes` must be the slice that was ranked and
+    /// `profile` the one it was ranked under.
+    pub fn explain<'a>(&'a self, routes: &'a [Route], profile: &'a Profile) -> Explanation<'a> {
         Explanation {
             ranking: self,
             routes,
+            profile,
         }
     }
 }
@@ -160,11 +162,9 @@ impl Ranking {
 /// Computes one route's cost components.
 pub fn breakdown(route: &Route, ctx: &Context<'_>) -> (Breakdown, Option<Exclusion>) {
     let profile = ctx.profile;
-    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
-
-    let srtt_ms = ms(route.rtt.srtt());
-    let rttvar_ms = ms(route.rtt.rttvar());
-    let failure_penalty_ms = ms(route.rtt.failure_penalty(ctx.now));
+    let srtt_ms = route.rtt.srtt_secs() * 1e3;
+    let rttvar_ms = route.rtt.rttvar_secs() * 1e3;
+    let failure_penalty_ms = route.rtt.penalty_secs(ctx.now) * 1e3;
     let handshake_round_trips = route.transport.handshake_round_trips();
     let expected_ms =
         srtt_ms * f64::from(handshake_round_trips + 1) + rttvar_ms + failure_penalty_ms;
@@ -239,7 +239,9 @@ pub fn rank(routes: &[Route], ctx: &Context<'_>) -> Ranking {
             }
         })
         .collect();
-    entries.sort_by(|a, b| compare(a, b, routes));
+    // The comparator is a total order (the index breaks the last tie), so
+    // an unstable sort gives the same result as a stable one.
+    entries.sort_unstable_by(|a, b| compare(a, b, routes));
     Ranking { entries }
 }
 
@@ -258,6 +260,7 @@ fn compare(a: &RankedRoute, b: &RankedRoute, routes: &[Route]) -> Ordering {
 pub struct Explanation<'a> {
     ranking: &'a Ranking,
     routes: &'a [Route],
+    profile: &'a Profile,
 }
 
 impl fmt::Display for Explanation<'_> {
@@ -326,29 +329,33 @@ impl fmt::Display for Explanation<'_> {
                     )?;
                 }
             }
-            let rtt_origin = if b.rtt_is_prior {
-                format!("prior for {}", r.medium)
-            } else {
-                format!("{} samples", b.rtt_samples)
+            let rtt_origin = match (b.rtt_is_prior, b.rtt_samples) {
+                (true, _) => format!("prior for {}", r.medium),
+                (false, 1) => "1 sample".to_owned(),
+                (false, n) => format!("{n} samples"),
             };
+            let weights = &self.profile.weights;
             writeln!(
                 f,
-                "    latency     {:>8.1}  srtt {:.1} ms ±{:.1} ({rtt_origin}) × ({} handshake RTT + 1) + rttvar + failure penalty {:.0} ms = {:.1} ms",
+                "    latency     {:>8.1}  (srtt {:.1} ms ±{:.1} [{rtt_origin}] × ({} handshake RTT + 1) + rttvar + failure penalty {:.0} ms = {:.1} ms) × weight {}",
                 b.latency_ms,
                 b.srtt_ms,
                 b.rttvar_ms,
                 b.handshake_round_trips,
                 b.failure_penalty_ms,
-                b.expected_ms
+                b.expected_ms,
+                weights.latency
             )?;
             writeln!(
                 f,
-                "    energy      {:>8.1}  {:.2} J (setup {:.3} J, keep-alives {:.2} J, traffic {:.3} J) × {:.2} for power state",
+                "    energy      {:>8.1}  {:.2} J over {} s (setup {:.3} J, keep-alives {:.2} J, traffic {:.3} J) × {} ms/J × {:.2} for the power state",
                 b.energy_ms,
                 b.energy.total_j(),
+                self.profile.usage.horizon_s,
                 b.energy.setup_j,
                 b.energy.keepalive_j,
                 b.energy.traffic_j,
+                weights.energy_ms_per_joule,
                 b.energy_factor
             )?;
             writeln!(

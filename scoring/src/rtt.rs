@@ -150,7 +150,19 @@ impl RttEstimator {
         Duration::from_secs_f64(self.penalty_secs(now))
     }
 
-    fn penalty_secs(&self, now: Timestamp) -> f64 {
+    /// [`srtt`](Self::srtt) in seconds, without a `Duration` round trip (the
+    /// ranking hot path).
+    pub(crate) fn srtt_secs(&self) -> f64 {
+        self.srtt.unwrap_or(self.prior.as_secs_f64())
+    }
+
+    /// [`rttvar`](Self::rttvar) in seconds.
+    pub(crate) fn rttvar_secs(&self) -> f64 {
+        self.rttvar
+    }
+
+    /// [`failure_penalty`](Self::failure_penalty) in seconds.
+    pub(crate) fn penalty_secs(&self, now: Timestamp) -> f64 {
         if self.penalty == 0.0 {
             return 0.0;
         }
