@@ -185,7 +185,11 @@ fn render_ranking(set: &RouteSet, profile: &Profile) -> String {
         power,
         set.power.lifecycle,
     );
-    out.push_str(&ranking.explain(&set.routes, profile).to_string());
+    out.push_str(
+        &ranking
+            .explain(&set.routes, &set.context(profile))
+            .to_string(),
+    );
     let plan = RacePlan::new(&ranking, &set.routes, &profile.racing);
     out.push_str(&format!(
         "\nrace plan (up to {} attempts, stagger = expected handshake clamped to {}..{} ms; a failure starts the next attempt at once):\n",

@@ -48,7 +48,7 @@
 //! let ranking = rank(&routes, &ctx);
 //! let best = ranking.best().expect("two dialable routes");
 //! assert_eq!(routes[best.index].medium, Medium::Wifi);
-//! println!("{}", ranking.explain(&routes, &profile));
+//! println!("{}", ranking.explain(&routes, &ctx));
 //!
 //! let plan = RacePlan::new(&ranking, &routes, &profile.racing);
 //! assert_eq!(plan.attempts()[0].start_after, Duration::ZERO);
@@ -72,7 +72,7 @@ mod time;
 pub use error::Error;
 pub use profile::{CostlyLinks, PRESET_NAMES, Profile};
 pub use race::{Attempt, RacePlan};
-pub use rank::{Breakdown, Context, Exclusion, RankedRoute, Ranking, rank};
+pub use rank::{Breakdown, Components, Context, Exclusion, RankedRoute, Ranking, rank};
 pub use route::{
     CellularGeneration, DialHistory, Lifecycle, LinkConditions, Medium, NetworkConditions,
     PowerState, Route, RouteId, Sighting, Source, TransportKind,

@@ -40,10 +40,9 @@ impl fmt::Display for Exclusion {
     }
 }
 
-/// The cost components of one route, in ms-equivalents, with the inputs that
-/// produced them.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Breakdown {
+/// The cost components of one route, in ms-equivalents.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Components {
     /// Weighted expected time to a first answer.
     pub latency_ms: f64,
     /// Weighted modelled battery energy.
@@ -54,7 +53,35 @@ pub struct Breakdown {
     pub provenance_ms: f64,
     /// Penalty of a costly link under [`CostlyLinks::Avoid`].
     pub costly_link_ms: f64,
+}
 
+impl Components {
+    /// The route's total cost: the sum of the components.
+    pub fn total_ms(&self) -> f64 {
+        self.latency_ms
+            + self.energy_ms
+            + self.reliability_ms
+            + self.provenance_ms
+            + self.costly_link_ms
+    }
+
+    fn named(&self) -> [(&'static str, f64); 5] {
+        [
+            ("latency", self.latency_ms),
+            ("energy", self.energy_ms),
+            ("reliability", self.reliability_ms),
+            ("provenance", self.provenance_ms),
+            ("costly link", self.costly_link_ms),
+        ]
+    }
+}
+
+/// A route's cost components with the inputs that produced them, as
+/// [`breakdown`] computes them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Breakdown {
+    /// The cost components.
+    pub components: Components,
     /// Smoothed RTT in milliseconds (the medium's prior before any sample).
     pub srtt_ms: f64,
     /// RTT variation in milliseconds.
@@ -82,27 +109,6 @@ pub struct Breakdown {
     pub costly: bool,
 }
 
-impl Breakdown {
-    /// The route's total cost: the sum of the components.
-    pub fn total_ms(&self) -> f64 {
-        self.latency_ms
-            + self.energy_ms
-            + self.reliability_ms
-            + self.provenance_ms
-            + self.costly_link_ms
-    }
-
-    fn components(&self) -> [(&'static str, f64); 5] {
-        [
-            ("latency", self.latency_ms),
-            ("energy", self.energy_ms),
-            ("reliability", self.reliability_ms),
-            ("provenance", self.provenance_ms),
-            ("costly link", self.costly_link_ms),
-        ]
-    }
-}
-
 /// One route's place in a [`Ranking`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RankedRoute {
@@ -110,8 +116,9 @@ pub struct RankedRoute {
     pub index: usize,
     /// Total cost in ms-equivalents (lower is better).
     pub cost_ms: f64,
-    /// The components of the cost.
-    pub breakdown: Breakdown,
+    /// The components of the cost; [`breakdown`] gives the inputs behind
+    /// them, [`Ranking::explain`] puts them in words.
+    pub components: Components,
     /// Why the route may not be dialled, if it may not.
     pub excluded: Option<Exclusion>,
 }
@@ -148,13 +155,12 @@ impl Ranking {
     }
 
     /// A human-readable explanation of why each route stands where it does;
-    /// `routes` must be the slice that was ranked and
-    /// `profile` the one it was ranked under.
-    pub fn explain<'a>(&'a self, routes: &'a [Route], profile: &'a Profile) -> Explanation<'a> {
+    /// `routes` and `ctx` must be those that were ranked.
+    pub fn explain<'a>(&'a self, routes: &'a [Route], ctx: &'a Context<'a>) -> Explanation<'a> {
         Explanation {
             ranking: self,
             routes,
-            profile,
+            ctx,
         }
     }
 }
@@ -188,15 +194,17 @@ pub fn breakdown(route: &Route, ctx: &Context<'_>) -> (Breakdown, Option<Exclusi
     };
 
     let b = Breakdown {
-        latency_ms: profile.weights.latency * expected_ms,
-        energy_ms: profile.weights.energy_ms_per_joule * energy.total_j() * energy_factor,
-        reliability_ms: profile.weights.reliability_ms * (1.0 - success_probability),
-        provenance_ms: if vouched {
-            0.0
-        } else {
-            profile.weights.unvouched_ms
+        components: Components {
+            latency_ms: profile.weights.latency * expected_ms,
+            energy_ms: profile.weights.energy_ms_per_joule * energy.total_j() * energy_factor,
+            reliability_ms: profile.weights.reliability_ms * (1.0 - success_probability),
+            provenance_ms: if vouched {
+                0.0
+            } else {
+                profile.weights.unvouched_ms
+            },
+            costly_link_ms,
         },
-        costly_link_ms,
         srtt_ms,
         rttvar_ms,
         rtt_is_prior: route.rtt.is_prior(),
@@ -233,8 +241,8 @@ pub fn rank(routes: &[Route], ctx: &Context<'_>) -> Ranking {
             let (breakdown, excluded) = breakdown(route, ctx);
             RankedRoute {
                 index,
-                cost_ms: breakdown.total_ms(),
-                breakdown,
+                cost_ms: breakdown.components.total_ms(),
+                components: breakdown.components,
                 excluded,
             }
         })
@@ -260,7 +268,7 @@ fn compare(a: &RankedRoute, b: &RankedRoute, routes: &[Route]) -> Ordering {
 pub struct Explanation<'a> {
     ranking: &'a Ranking,
     routes: &'a [Route],
-    profile: &'a Profile,
+    ctx: &'a Context<'a>,
 }
 
 impl fmt::Display for Explanation<'_> {
@@ -280,17 +288,17 @@ impl fmt::Display for Explanation<'_> {
         )?;
         for (i, e) in self.ranking.entries.iter().enumerate() {
             let r = &self.routes[e.index];
-            let b = &e.breakdown;
+            let c = &e.components;
             writeln!(
                 f,
                 "#{:<3} {:>9.1}  {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1}  {:<12} {:<7} {}{}",
                 i + 1,
                 e.cost_ms,
-                b.latency_ms,
-                b.energy_ms,
-                b.reliability_ms,
-                b.provenance_ms,
-                b.costly_link_ms,
+                c.latency_ms,
+                c.energy_ms,
+                c.reliability_ms,
+                c.provenance_ms,
+                c.costly_link_ms,
                 r.medium.to_string(),
                 r.transport.to_string(),
                 r.id.addr,
@@ -304,7 +312,8 @@ impl fmt::Display for Explanation<'_> {
         writeln!(f, "(costs in ms-equivalents; lower is better)")?;
         for (i, e) in self.ranking.entries.iter().enumerate() {
             let r = &self.routes[e.index];
-            let b = &e.breakdown;
+            let (b, _) = breakdown(r, self.ctx);
+            let c = &b.components;
             writeln!(f)?;
             write!(
                 f,
@@ -319,7 +328,7 @@ impl fmt::Display for Explanation<'_> {
                 (None, 0) => writeln!(f, "best, lowest total cost {:.1}", e.cost_ms)?,
                 (None, _) => {
                     let above = &self.ranking.entries[i - 1];
-                    let (name, diff) = largest_gap(&above.breakdown, b);
+                    let (name, diff) = largest_gap(&above.components, &e.components);
                     writeln!(
                         f,
                         "behind #{} by {:.1}, mostly {name} ({:+.1})",
@@ -334,11 +343,12 @@ impl fmt::Display for Explanation<'_> {
                 (false, 1) => "1 sample".to_owned(),
                 (false, n) => format!("{n} samples"),
             };
-            let weights = &self.profile.weights;
+            let profile = self.ctx.profile;
+            let weights = &profile.weights;
             writeln!(
                 f,
                 "    latency     {:>8.1}  (srtt {:.1} ms ±{:.1} [{rtt_origin}] × ({} handshake RTT + 1) + rttvar + failure penalty {:.0} ms = {:.1} ms) × weight {}",
-                b.latency_ms,
+                c.latency_ms,
                 b.srtt_ms,
                 b.rttvar_ms,
                 b.handshake_round_trips,
@@ -349,9 +359,9 @@ impl fmt::Display for Explanation<'_> {
             writeln!(
                 f,
                 "    energy      {:>8.1}  {:.2} J over {} s (setup {:.3} J, keep-alives {:.2} J, traffic {:.3} J) × {} ms/J × {:.2} for the power state",
-                b.energy_ms,
+                c.energy_ms,
                 b.energy.total_j(),
-                self.profile.usage.horizon_s,
+                profile.usage.horizon_s,
                 b.energy.setup_j,
                 b.energy.keepalive_j,
                 b.energy.traffic_j,
@@ -361,7 +371,7 @@ impl fmt::Display for Explanation<'_> {
             writeln!(
                 f,
                 "    reliability {:>8.1}  {} of {} dials succeeded (p = {:.2})",
-                b.reliability_ms,
+                c.reliability_ms,
                 r.dials.successes(),
                 r.dials.successes() + r.dials.failures(),
                 b.success_probability
@@ -373,7 +383,7 @@ impl fmt::Display for Explanation<'_> {
             writeln!(
                 f,
                 "    provenance  {:>8.1}  {} [{}]",
-                b.provenance_ms,
+                c.provenance_ms,
                 if b.vouched {
                     "vouched for"
                 } else {
@@ -384,7 +394,7 @@ impl fmt::Display for Explanation<'_> {
             writeln!(
                 f,
                 "    costly link {:>8.1}  {}",
-                b.costly_link_ms,
+                c.costly_link_ms,
                 if b.costly {
                     "metered, expensive or constrained"
                 } else {
@@ -397,11 +407,11 @@ impl fmt::Display for Explanation<'_> {
 }
 
 /// The component in which `better` beats `worse` by the most.
-fn largest_gap(better: &Breakdown, worse: &Breakdown) -> (&'static str, f64) {
+fn largest_gap(better: &Components, worse: &Components) -> (&'static str, f64) {
     better
-        .components()
+        .named()
         .iter()
-        .zip(worse.components())
+        .zip(worse.named())
         .map(|((name, a), (_, b))| (*name, b - a))
         .max_by(|x, y| x.1.total_cmp(&y.1))
         .unwrap_or(("nothing", 0.0))

@@ -8,7 +8,7 @@ use multidriver_scoring::profile::{BatteryPolicy, LinkPolicy, Racing, Switching,
 use multidriver_scoring::{
     CellularGeneration, Context, CostlyLinks, Lifecycle, LinkConditions, Medium, NetworkConditions,
     PowerState, Profile, RacePlan, Route, RouteId, Source, SwitchDecision, SwitchGuard, Timestamp,
-    TransportKind, rank,
+    TransportKind, rank, rank::breakdown,
 };
 use proptest::prelude::*;
 
@@ -283,11 +283,12 @@ proptest! {
                 ..s.clone()
             }))
             .collect();
-        let ranking = rank(&routes, &Context { profile: &profile, links: &links, power, now: NOW });
+        let ctx = Context { profile: &profile, links: &links, power, now: NOW };
+        let ranking = rank(&routes, &ctx);
         for pair in ranking.entries().windows(2) {
-            prop_assert!(pair[0].breakdown.expected_ms <= pair[1].breakdown.expected_ms,
-                "{:?} before {:?}", pair[0], pair[1]);
-            prop_assert_eq!(pair[0].breakdown.energy_ms, 0.0);
+            let expected = |e: &multidriver_scoring::RankedRoute| breakdown(&routes[e.index], &ctx).0.expected_ms;
+            prop_assert!(expected(&pair[0]) <= expected(&pair[1]), "{:?} before {:?}", pair[0], pair[1]);
+            prop_assert_eq!(pair[0].components.energy_ms, 0.0);
         }
     }
 
