@@ -14,11 +14,17 @@
 //! the race plan. A malformed file or an unknown profile prints an error
 //! naming the file, line and field, and exits with status 1.
 
+use std::io::{ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use multidriver_scoring::{PRESET_NAMES, Profile, RacePlan, RouteSet};
+
+/// Largest input file read: 1 MiB. A route set at its 256-route limit with a
+/// few samples per route takes well under 100 KiB; anything larger is not a
+/// route set or profile, and is refused before it fills memory.
+const MAX_INPUT_BYTES: u64 = 1 << 20;
 
 /// Everything the command can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +45,12 @@ enum CliError {
         path: PathBuf,
         /// What is wrong, with line and field.
         source: multidriver_scoring::Error,
+    },
+    /// A file is larger than any route set or profile should be.
+    #[error("{path}: larger than {limit} bytes; route sets and profiles are small text files", limit = MAX_INPUT_BYTES)]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
     },
     /// A profile name is neither a preset nor an existing file.
     #[error("unknown profile `{0}`: not a preset ({presets}) nor a profile file", presets = PRESET_NAMES.join(", "))]
@@ -88,10 +100,15 @@ enum ProfilesCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli.command) {
-        Ok(output) => {
-            print!("{output}");
-            ExitCode::SUCCESS
-        }
+        Ok(output) => match std::io::stdout().lock().write_all(output.as_bytes()) {
+            // A reader that stopped early (`| head`) is not an error.
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) if e.kind() == ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: writing the output: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
@@ -125,11 +142,23 @@ fn run(command: Command) -> Result<String, CliError> {
     }
 }
 
+/// Reads a UTF-8 text file of at most [`MAX_INPUT_BYTES`].
 fn read(path: &Path) -> Result<String, CliError> {
-    std::fs::read_to_string(path).map_err(|source| CliError::Read {
+    let failed = |source| CliError::Read {
         path: path.to_owned(),
         source,
-    })
+    };
+    let file = std::fs::File::open(path).map_err(failed)?;
+    let mut text = String::new();
+    file.take(MAX_INPUT_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(failed)?;
+    if text.len() as u64 > MAX_INPUT_BYTES {
+        return Err(CliError::TooLarge {
+            path: path.to_owned(),
+        });
+    }
+    Ok(text)
 }
 
 /// A preset by name, or else a profile file at that path.

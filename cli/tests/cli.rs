@@ -190,11 +190,48 @@ fn invalid_profile_file_names_file_line_field_and_range() {
     );
 }
 
+fn temp_bytes(name: &str, content: &[u8]) -> TempFile {
+    let path = std::env::temp_dir().join(format!("multidriver-cli-{}-{name}", std::process::id()));
+    std::fs::write(&path, content).unwrap();
+    TempFile(path)
+}
+
 #[test]
 fn binary_input_is_an_error_not_a_panic() {
     let path = temp_file("binary.toml", "\u{0}\u{1}\u{2}garbage = = =");
     failure(&run(&["rank", path.to_str()]));
+    let invalid_utf8 = temp_bytes("latin1.toml", b"now_ms = 1\npeer = \"\xff\xfe\"\n");
+    let err = failure(&run(&["rank", invalid_utf8.to_str()]));
+    assert!(
+        err.contains("cannot read") && err.contains("UTF-8"),
+        "{err}"
+    );
     let dir = repo().join("examples");
     let err = failure(&run(&["rank", dir.to_str().unwrap()]));
     assert!(err.contains("cannot read"), "{err}");
+}
+
+#[test]
+fn oversized_input_is_refused() {
+    let big = temp_bytes("big.toml", &vec![b'#'; 2 << 20]);
+    let err = failure(&run(&["rank", big.to_str()]));
+    assert!(err.contains("larger than 1048576 bytes"), "{err}");
+}
+
+#[test]
+fn a_closed_output_pipe_is_not_a_panic() {
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_multidriver"))
+        .args(["rank", "examples/routes/commute.toml"])
+        .current_dir(repo())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the reading end before the command writes.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
 }

@@ -40,8 +40,31 @@ pub(crate) fn at(text: &str, span: Range<usize>, message: String) -> Error {
         line,
         column,
         message,
-        snippet: text[line_start..line_end].trim_end().to_owned(),
+        snippet: excerpt(text[line_start..line_end].trim_end(), column),
     }
+}
+
+/// Characters of the offending line shown on each side of the column.
+const SNIPPET_REACH: usize = 60;
+
+/// The line, or the part of it around `column` if it is long.
+fn excerpt(line: &str, column: usize) -> String {
+    let count = line.chars().count();
+    if count <= 2 * SNIPPET_REACH {
+        return line.to_owned();
+    }
+    let from = column.saturating_sub(SNIPPET_REACH + 1);
+    let to = (from + 2 * SNIPPET_REACH).min(count);
+    let mut out: String = if from > 0 {
+        "…".to_owned()
+    } else {
+        String::new()
+    };
+    out.extend(line.chars().skip(from).take(to - from));
+    if to < count {
+        out.push('…');
+    }
+    out
 }
 
 /// An [`Error::Toml`] for the field at `path`, or for the document's start if
@@ -124,6 +147,20 @@ mod tests {
     }
 
     #[test]
+    fn long_lines_are_cut_around_the_column() {
+        let line = format!("x = [{}]", "1, ".repeat(10_000));
+        let Error::Toml { snippet, .. } = at(&line, 15_000..15_001, "bad".into()) else {
+            panic!()
+        };
+        assert!(
+            snippet.chars().count() <= 2 * SNIPPET_REACH + 2,
+            "{snippet}"
+        );
+        assert!(snippet.starts_with('…') && snippet.ends_with('…'));
+        assert_eq!(excerpt("short", 3), "short");
+    }
+
+    #[test]
     fn column_and_snippet() {
         let Error::Toml {
             line,
@@ -186,7 +223,7 @@ mod route_set_file {
         DialHistory, Lifecycle, LinkConditions, Medium, NetworkConditions, PowerState, Route,
         RouteId, Source, TransportKind,
     };
-    use crate::route_set::{MAX_ROUTES, RouteSet};
+    use crate::route_set::{MAX_LIST_ENTRIES, MAX_ROUTES, RouteSet};
     use crate::time::Timestamp;
 
     #[derive(Deserialize)]
@@ -264,8 +301,8 @@ mod route_set_file {
         signed: bool,
     }
 
-    // Longest RTT sample accepted: one minute, the Kademlia query timeout
-    // (libp2p-kad `behaviour.rs`); anything longer is a typo or a dead route.
+    // Longest RTT sample accepted: one minute. Our bound: no live path has a
+    // round trip near it; a longer figure is a typo or a unit mistake.
     const MAX_RTT_MS: f64 = 60_000.0;
 
     impl RouteSet {
@@ -332,6 +369,20 @@ mod route_set_file {
             let mut routes = Vec::with_capacity(raw.routes.len());
             for (i, r) in raw.routes.into_iter().enumerate() {
                 let here = |key| [Seg::Key("routes"), Seg::Index(i), Seg::Key(key)];
+                for (key, len) in [
+                    ("rtt_ms", r.rtt_ms.len()),
+                    ("failures_at_ms", r.failures_at_ms.len()),
+                    ("sources", r.sources.len()),
+                ] {
+                    if len > MAX_LIST_ENTRIES {
+                        return Err(fail(
+                            &here(key),
+                            format!(
+                                "routes[{i}].{key}: {len} entries, at most {MAX_LIST_ENTRIES} allowed"
+                            ),
+                        ));
+                    }
+                }
                 if let Some(first) = seen.insert(r.addr.clone(), i) {
                     return Err(fail(
                         &here("addr"),

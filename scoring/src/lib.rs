@@ -75,9 +75,9 @@ pub use race::{Attempt, RacePlan};
 pub use rank::{Breakdown, Components, Context, Exclusion, RankedRoute, Ranking, rank};
 pub use route::{
     CellularGeneration, DialHistory, Lifecycle, LinkConditions, Medium, NetworkConditions,
-    PowerState, Route, RouteId, Sighting, Source, TransportKind,
+    PowerState, Route, RouteId, Scope, Sighting, Source, TransportKind,
 };
-pub use route_set::{MAX_ROUTES, RouteSet};
+pub use route_set::{MAX_LIST_ENTRIES, MAX_ROUTES, RouteSet};
 pub use rtt::RttEstimator;
 pub use switch::{SwitchDecision, SwitchGuard};
 pub use time::Timestamp;

@@ -166,7 +166,8 @@ pub struct Racing {
     pub max_stagger_ms: u64,
     /// Most routes a race plan tries. Range `1..=16`.
     pub max_attempts: u32,
-    /// Keep the runner-up connection open as a warm backup.
+    /// Keep the runner-up connection open as a warm backup. Read by the
+    /// engine's racing dialer; race plans themselves do not depend on it.
     pub keep_warm_backup: bool,
 }
 
@@ -181,6 +182,12 @@ impl Racing {
         Duration::from_millis(self.max_stagger_ms)
     }
 }
+
+// Preset values without a source below are our choices: weights set so that
+// a measured LAN route beats cellular in every preset, and cellular's tail
+// energy dominates in the battery-minded ones (`multidriver rank
+// examples/routes/commute.toml --profile NAME` shows the effect). The
+// simulator is where they will be tuned against measured figures.
 
 // Delays of Happy Eyeballs v2: recommended attempt delay 250 ms, minimum
 // 100 ms, maximum 2 s. Source: RFC 8305 §8.

@@ -14,14 +14,22 @@ const RTTVAR_FACTOR: u32 = 4;
 /// The time a healthy route should need for its handshake:
 /// SRTT × handshake round trips + 4 × RTTVAR.
 pub fn expected_handshake(route: &Route) -> Duration {
-    route.rtt.srtt() * route.transport.handshake_round_trips() + route.rtt.rttvar() * RTTVAR_FACTOR
+    route
+        .rtt
+        .srtt()
+        .saturating_mul(route.transport.handshake_round_trips())
+        .saturating_add(route.rtt.rttvar().saturating_mul(RTTVAR_FACTOR))
 }
 
 /// The delay before the attempt after `leader` starts: the leader's
 /// [`expected_handshake`], clamped to the profile's bounds (by default Happy
 /// Eyeballs' 100 ms to 2 s, RFC 8305 §8).
+///
+/// An unvalidated profile whose minimum exceeds its maximum gets the maximum.
 pub fn stagger(leader: &Route, racing: &Racing) -> Duration {
-    expected_handshake(leader).clamp(racing.min_stagger(), racing.max_stagger())
+    expected_handshake(leader)
+        .max(racing.min_stagger())
+        .min(racing.max_stagger())
 }
 
 /// One planned dial.
@@ -51,16 +59,17 @@ pub struct RacePlan {
 impl RacePlan {
     /// Plans a race over `routes` (the slice `ranking` was made from).
     pub fn new(ranking: &Ranking, routes: &[Route], racing: &Racing) -> Self {
-        let mut attempts = Vec::with_capacity(racing.max_attempts as usize);
+        let most = (racing.max_attempts as usize).min(ranking.entries().len());
+        let mut attempts = Vec::with_capacity(most);
         let mut start_after = Duration::ZERO;
-        for entry in ranking.eligible().take(racing.max_attempts as usize) {
+        for entry in ranking.eligible().take(most) {
             let route = &routes[entry.index];
             attempts.push(Attempt {
                 index: entry.index,
                 start_after,
                 expected_handshake: expected_handshake(route),
             });
-            start_after += stagger(route, racing);
+            start_after = start_after.saturating_add(stagger(route, racing));
         }
         RacePlan { attempts }
     }

@@ -126,8 +126,9 @@ pub struct RankedRoute {
 /// A peer's routes, best first.
 ///
 /// Order: routes that may be dialled before excluded ones, then by cost, then
-/// by route identity (peer, then address bytes), so equal inputs always give
-/// the same order.
+/// by route identity (peer, then address bytes), and last by position in the
+/// input (only routes with the same identity get that far). The same set of
+/// distinct routes therefore gives the same order whatever the input order.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Ranking {
     entries: Vec<RankedRoute>,

@@ -118,6 +118,43 @@ impl FromStr for Medium {
     }
 }
 
+/// How far away a route's address is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// This host (127.0.0.0/8, ::1).
+    Loopback,
+    /// The local network: private (RFC 1918), link-local and unique-local
+    /// (fc00::/7) addresses.
+    Lan,
+    /// Anything else: public addresses, DNS names, relayed routes.
+    Internet,
+}
+
+impl Scope {
+    /// The scope of an address, from its first IP component; DNS names and
+    /// `/p2p-circuit` routes are on the internet.
+    pub fn of(addr: &Multiaddr) -> Scope {
+        if addr.iter().any(|p| matches!(p, Protocol::P2pCircuit)) {
+            return Scope::Internet;
+        }
+        for protocol in addr.iter() {
+            match protocol {
+                Protocol::Ip4(ip) if ip.is_loopback() => return Scope::Loopback,
+                Protocol::Ip4(ip) if ip.is_private() || ip.is_link_local() => return Scope::Lan,
+                Protocol::Ip6(ip) if ip.is_loopback() => return Scope::Loopback,
+                Protocol::Ip6(ip)
+                    if ip.is_unicast_link_local() || (ip.segments()[0] & 0xfe00) == 0xfc00 =>
+                {
+                    return Scope::Lan;
+                }
+                Protocol::Ip4(_) | Protocol::Ip6(_) => return Scope::Internet,
+                _ => {}
+            }
+        }
+        Scope::Internet
+    }
+}
+
 /// The transport protocol a route is dialled with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum TransportKind {
@@ -326,7 +363,8 @@ pub struct DialHistory {
 }
 
 impl DialHistory {
-    /// Outcomes kept before both counts are halved.
+    /// Outcomes kept before both counts are halved. Our choice: enough for a
+    /// stable ratio, short enough that a route's last few dozen dials count.
     pub const WINDOW: u32 = 64;
 
     /// A history with the given counts (halved until within the window).
@@ -392,13 +430,15 @@ pub struct Route {
 }
 
 impl Route {
-    /// A route with no sightings, no dial history and the medium's RTT prior.
+    /// A route with no sightings, no dial history and the RTT prior of its
+    /// medium and [`Scope`].
     pub fn new(id: RouteId, medium: Medium, transport: TransportKind) -> Self {
+        let rtt = RttEstimator::new(medium, Scope::of(&id.addr));
         Route {
             id,
             medium,
             transport,
-            rtt: RttEstimator::new(medium),
+            rtt,
             dials: DialHistory::default(),
             sightings: [None; Source::COUNT],
         }
@@ -565,7 +605,9 @@ pub struct PowerState {
     pub battery: Option<f64>,
     /// Whether the device is charging.
     pub charging: bool,
-    /// The app's lifecycle state.
+    /// The app's lifecycle state. Ranking does not read it: the engine maps
+    /// lifecycle states to profiles, and ranking takes the profile it is
+    /// given.
     pub lifecycle: Lifecycle,
 }
 
@@ -589,5 +631,139 @@ impl PowerState {
     /// Whether energy is drawn from mains power (charging, or no battery).
     pub fn on_mains(&self) -> bool {
         self.charging || self.battery.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> Multiaddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn scope_of_addresses() {
+        assert_eq!(Scope::of(&addr("/ip4/127.0.0.1/tcp/1")), Scope::Loopback);
+        assert_eq!(Scope::of(&addr("/ip6/::1/udp/1/quic-v1")), Scope::Loopback);
+        for lan in [
+            "/ip4/192.168.1.2/tcp/1",
+            "/ip4/10.0.0.1/tcp/1",
+            "/ip4/172.16.5.5/tcp/1",
+            "/ip4/169.254.1.1/tcp/1",
+            "/ip6/fe80::1/tcp/1",
+            "/ip6/fd00::1/tcp/1",
+        ] {
+            assert_eq!(Scope::of(&addr(lan)), Scope::Lan, "{lan}");
+        }
+        for internet in [
+            "/ip4/203.0.113.1/tcp/1",
+            "/ip6/2001:db8::1/tcp/1",
+            "/dns4/example.net/tcp/1",
+            "/ip4/192.168.1.2/tcp/1/p2p-circuit",
+            "/ip4/100.64.0.1/tcp/1",
+        ] {
+            assert_eq!(Scope::of(&addr(internet)), Scope::Internet, "{internet}");
+        }
+    }
+
+    #[test]
+    fn transport_from_multiaddr() {
+        assert_eq!(
+            TransportKind::from_multiaddr(&addr("/ip4/1.2.3.4/udp/1/quic-v1")),
+            Some(TransportKind::Quic)
+        );
+        assert_eq!(
+            TransportKind::from_multiaddr(&addr("/ip4/1.2.3.4/tcp/1")),
+            Some(TransportKind::Tcp)
+        );
+        assert_eq!(
+            TransportKind::from_multiaddr(&addr("/ip4/1.2.3.4/udp/1/webrtc-direct")),
+            Some(TransportKind::WebRtc)
+        );
+        assert_eq!(
+            TransportKind::from_multiaddr(&addr("/ip4/1.2.3.4/udp/1")),
+            None
+        );
+    }
+
+    #[test]
+    fn names_round_trip_and_unknown_names_list_the_allowed_ones() {
+        for m in [
+            "wifi",
+            "ethernet",
+            "cellular",
+            "cellular-2g",
+            "cellular-3g",
+            "cellular-4g",
+            "cellular-5g",
+            "bluetooth",
+            "loopback",
+            "relay",
+            "unknown",
+        ] {
+            assert_eq!(m.parse::<Medium>().unwrap().to_string(), m);
+        }
+        assert_eq!(
+            "lte".parse::<Medium>().unwrap(),
+            Medium::Cellular(CellularGeneration::G4)
+        );
+        let err = "fibre".parse::<Medium>().unwrap_err().to_string();
+        assert!(
+            err.contains("fibre") && err.contains("cellular-5g"),
+            "{err}"
+        );
+        assert!(
+            "udp"
+                .parse::<TransportKind>()
+                .unwrap_err()
+                .to_string()
+                .contains("quic")
+        );
+        assert!(
+            "gossip"
+                .parse::<Source>()
+                .unwrap_err()
+                .to_string()
+                .contains("rendezvous")
+        );
+        assert!(
+            "asleep"
+                .parse::<Lifecycle>()
+                .unwrap_err()
+                .to_string()
+                .contains("suspended")
+        );
+    }
+
+    #[test]
+    fn dial_history_is_bounded_and_keeps_the_ratio() {
+        let mut h = DialHistory::default();
+        assert_eq!(h.success_probability(), 0.5);
+        for _ in 0..1_000 {
+            h.record_success();
+            h.record_success();
+            h.record_failure();
+        }
+        assert!(h.successes() + h.failures() < DialHistory::WINDOW);
+        assert!((h.success_probability() - 2.0 / 3.0).abs() < 0.05, "{h:?}");
+    }
+
+    #[test]
+    fn a_sighting_stays_signed_and_keeps_the_latest_time() {
+        let peer = PeerId::random();
+        let mut r = Route::from_addr(peer, addr("/ip4/203.0.113.1/tcp/1"), Medium::Wifi).unwrap();
+        assert!(!r.is_vouched());
+        r.record_sighting(Source::Rendezvous, true, Timestamp::from_millis(10));
+        r.record_sighting(Source::Rendezvous, false, Timestamp::from_millis(5));
+        let s = r.sightings().next().unwrap();
+        assert!(s.signed);
+        assert_eq!(s.last_seen, Timestamp::from_millis(10));
+        r.record_sighting(Source::Dht, false, Timestamp::from_millis(20));
+        assert_eq!(r.sightings().count(), 2);
+        let mut inbound =
+            Route::from_addr(peer, addr("/ip4/203.0.113.2/tcp/1"), Medium::Wifi).unwrap();
+        inbound.record_sighting(Source::Inbound, false, Timestamp::ZERO);
+        assert!(inbound.is_vouched());
     }
 }

@@ -8,8 +8,16 @@ use crate::rank::{Context, Ranking, rank};
 use crate::route::{LinkConditions, PowerState, Route};
 use crate::time::Timestamp;
 
-/// Most routes a [`RouteSet`] file may hold; a larger file is rejected.
+/// Most routes a [`RouteSet`] file may hold; a larger file is rejected. Our
+/// bound: far above the addresses one peer advertises (libp2p peers list a
+/// handful), low enough that a file cannot make ranking costly.
 pub const MAX_ROUTES: usize = 256;
+
+/// Most entries in any list of one route in a [`RouteSet`] file (`rtt_ms`,
+/// `failures_at_ms`, `sources`); a longer list is rejected. Our bound: the
+/// estimator and the dial history keep only a summary, so more entries add
+/// nothing.
+pub const MAX_LIST_ENTRIES: usize = 1024;
 
 /// A snapshot of one peer's routes, the device's power state and its link
 /// conditions at one instant.

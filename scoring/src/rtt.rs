@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::route::{CellularGeneration, Medium};
+use crate::route::{CellularGeneration, Medium, Scope};
 use crate::time::Timestamp;
 
 /// Gain of the smoothed RTT: α = 1/8. Source: RFC 6298 §2.3 (Jacobson/Karels).
@@ -17,21 +17,21 @@ pub const FAILURE_PENALTY: Duration = Duration::from_secs(1);
 /// Upper bound of the accumulated penalty, so repeated failures cannot bury a
 /// route for hours.
 pub const MAX_FAILURE_PENALTY: Duration = Duration::from_secs(10);
-/// Half-life of the failure penalty. Our choice, in the range iroh (path idle
-/// 15 s) and Tailscale (trust a path 6.5 s) use to forget path state.
+/// Half-life of the failure penalty. Our choice: about twice iroh's path idle
+/// time (15 s) and five times Tailscale's path trust (6.5 s), so a route that
+/// just failed stays behind for a few of those periods.
 pub const FAILURE_PENALTY_HALF_LIFE: Duration = Duration::from_secs(30);
 
-/// The RTT assumed for a medium before any sample arrives (the whole path to
-/// the peer, including the medium's access hop).
-pub fn prior(medium: Medium) -> Duration {
+/// Median internet RTT: US west↔east 63.3 ms. Source: libp2p/test-plans
+/// `perf/runner/benchmark-results.json`. Added to the access hop of every
+/// route whose address is on the internet; a deliberately pessimistic figure
+/// for nearby peers, which their first sample corrects.
+pub const INTERNET_PATH: Duration = Duration::from_micros(63_300);
+
+/// The round trip through the medium's own access network, up to where the
+/// path to the peer starts (the access point, the operator's gateway).
+pub fn access_hop(medium: Medium) -> Duration {
     match medium {
-        // Median internet RTT: US west↔east 63.3 ms. Source: libp2p/test-plans
-        // `perf/runner/benchmark-results.json`. Used wherever the medium says
-        // nothing about the path.
-        Medium::Unknown => Duration::from_micros(63_300),
-        // A relayed route crosses the internet twice (to the relay, then to the
-        // peer): 2 × 63.3 ms, same source.
-        Medium::Relay => Duration::from_micros(126_600),
         // Wi-Fi access hop: > 50 % of packets see > 20 ms on campus APs.
         // Source: "WiFi can be the weakest link" measurement study.
         Medium::Wifi => Duration::from_millis(20),
@@ -40,27 +40,43 @@ pub fn prior(medium: Medium) -> Duration {
         // Loopback: tens of microseconds; 100 µs is our conservative choice.
         Medium::Loopback => Duration::from_micros(100),
         // LTE core network 30–100 ms: midpoint 65 ms. Source: High Performance
-        // Browser Networking, "Mobile Networks". 5G and unknown generations use
-        // the LTE figure (no 5G measurement in PARAMETERS.md).
+        // Browser Networking (HPBN), "Mobile Networks". 5G and unknown
+        // generations use the LTE figure (no 5G measurement in PARAMETERS.md).
         Medium::Cellular(
             CellularGeneration::G4 | CellularGeneration::G5 | CellularGeneration::Unknown,
         ) => Duration::from_millis(65),
-        // 3G 100–500 ms, 2G 300–1000 ms; we take 200 ms and 500 ms. Source:
-        // High Performance Browser Networking, "Mobile Networks".
+        // HPBN, "Mobile Networks": 3G 100–500 ms, 2G 300–1000 ms; we take
+        // 200 ms and 500 ms. Not in PARAMETERS.md.
         Medium::Cellular(CellularGeneration::G3) => Duration::from_millis(200),
         Medium::Cellular(CellularGeneration::G2) => Duration::from_millis(500),
         // BLE connection interval 7.5 ms – 4 s (Bluetooth Core spec); Android's
-        // balanced priority asks 30–50 ms; a round trip spans about two
+        // `BluetoothGatt.CONNECTION_PRIORITY_BALANCED` asks 30–50 ms (Android
+        // API docs, not in PARAMETERS.md); a round trip spans about two
         // intervals: 100 ms.
         Medium::Bluetooth => Duration::from_millis(100),
+        // A relayed route first crosses the internet to the relay; the leg
+        // from the relay to the peer is the internet path added by scope.
+        Medium::Relay => INTERNET_PATH,
+        // Nothing is known of the access network.
+        Medium::Unknown => Duration::ZERO,
     }
+}
+
+/// The RTT assumed for a route before any sample arrives: the medium's
+/// [`access_hop`] plus, for an internet address, [`INTERNET_PATH`].
+pub fn prior(medium: Medium, scope: Scope) -> Duration {
+    let path = match scope {
+        Scope::Loopback | Scope::Lan => Duration::ZERO,
+        Scope::Internet => INTERNET_PATH,
+    };
+    access_hop(medium) + path
 }
 
 /// A smoothed round-trip estimate for one route, with variance, a per-medium
 /// prior and a penalty for recent failures that decays with time.
 ///
 /// Samples update SRTT and RTTVAR as RFC 6298 §2 specifies. Until the first
-/// sample arrives the estimator reports the medium's [`prior`] with a
+/// sample arrives the estimator reports the route's [`prior`] with a
 /// variation of half of it (RFC 6298's initial RTTVAR = R/2). Each failure adds
 /// [`FAILURE_PENALTY`] (up to [`MAX_FAILURE_PENALTY`]), halving every
 /// [`FAILURE_PENALTY_HALF_LIFE`]; time is always passed in.
@@ -78,9 +94,10 @@ pub struct RttEstimator {
 }
 
 impl RttEstimator {
-    /// An estimator with `medium`'s prior and no samples.
-    pub fn new(medium: Medium) -> Self {
-        Self::with_prior(prior(medium))
+    /// An estimator with the [`prior`] of `medium` and `scope`, and no
+    /// samples.
+    pub fn new(medium: Medium, scope: Scope) -> Self {
+        Self::with_prior(prior(medium, scope))
     }
 
     /// An estimator with an explicit prior and no samples.
@@ -113,10 +130,12 @@ impl RttEstimator {
 
     /// Records a failed dial or a timed-out probe at `now`.
     pub fn on_failure(&mut self, now: Timestamp) {
-        let current = self.penalty_secs(now);
+        // A failure reported late (an earlier `now`) never rewinds the decay.
+        let at = now.max(self.penalty_at);
+        let current = self.penalty_secs(at);
         self.penalty =
             (current + FAILURE_PENALTY.as_secs_f64()).min(MAX_FAILURE_PENALTY.as_secs_f64());
-        self.penalty_at = now;
+        self.penalty_at = at;
     }
 
     /// Forgets every sample and penalty: the route's path changed (a new
@@ -127,12 +146,12 @@ impl RttEstimator {
 
     /// The smoothed RTT, or the prior before any sample.
     pub fn srtt(&self) -> Duration {
-        self.srtt.map_or(self.prior, Duration::from_secs_f64)
+        self.srtt.map_or(self.prior, saturating_duration)
     }
 
     /// The RTT variation.
     pub fn rttvar(&self) -> Duration {
-        Duration::from_secs_f64(self.rttvar)
+        saturating_duration(self.rttvar)
     }
 
     /// Samples received since creation or the last [`reset`](Self::reset).
@@ -147,7 +166,7 @@ impl RttEstimator {
 
     /// The failure penalty as of `now`.
     pub fn failure_penalty(&self, now: Timestamp) -> Duration {
-        Duration::from_secs_f64(self.penalty_secs(now))
+        saturating_duration(self.penalty_secs(now))
     }
 
     /// [`srtt`](Self::srtt) in seconds, without a `Duration` round trip (the
@@ -171,6 +190,15 @@ impl RttEstimator {
     }
 }
 
+/// Seconds as a duration, saturating instead of panicking at the extremes.
+fn saturating_duration(secs: f64) -> Duration {
+    Duration::try_from_secs_f64(secs).unwrap_or(if secs > 0.0 {
+        Duration::MAX
+    } else {
+        Duration::ZERO
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,7 +209,7 @@ mod tests {
 
     #[test]
     fn prior_until_first_sample_then_rfc6298() {
-        let mut e = RttEstimator::new(Medium::Cellular(CellularGeneration::G4));
+        let mut e = RttEstimator::new(Medium::Cellular(CellularGeneration::G4), Scope::Lan);
         assert!(e.is_prior());
         assert_eq!(e.srtt(), Duration::from_millis(65));
         assert!((ms(e.rttvar()) - 32.5).abs() < 1e-9);
@@ -199,7 +227,7 @@ mod tests {
 
     #[test]
     fn converges_to_a_steady_rtt() {
-        let mut e = RttEstimator::new(Medium::Wifi);
+        let mut e = RttEstimator::new(Medium::Wifi, Scope::Lan);
         for _ in 0..200 {
             e.on_sample(Duration::from_millis(12));
         }
@@ -209,12 +237,17 @@ mod tests {
 
     #[test]
     fn failure_penalty_accumulates_caps_and_halves() {
-        let mut e = RttEstimator::new(Medium::Wifi);
+        let mut e = RttEstimator::new(Medium::Wifi, Scope::Lan);
         let t0 = Timestamp::from_millis(1_000);
         assert_eq!(e.failure_penalty(t0), Duration::ZERO);
         e.on_failure(t0);
         e.on_failure(t0);
         assert!((e.failure_penalty(t0).as_secs_f64() - 2.0).abs() < 1e-9);
+        // A late report of an older failure adds to the penalty but does not
+        // rewind its decay.
+        let mut late = e.clone();
+        late.on_failure(Timestamp::ZERO);
+        assert!((late.failure_penalty(t0).as_secs_f64() - 3.0).abs() < 1e-9);
         let later = t0 + FAILURE_PENALTY_HALF_LIFE;
         assert!((e.failure_penalty(later).as_secs_f64() - 1.0).abs() < 1e-9);
         for _ in 0..50 {
@@ -227,12 +260,12 @@ mod tests {
 
     #[test]
     fn reset_returns_to_the_prior() {
-        let mut e = RttEstimator::new(Medium::Wifi);
+        let mut e = RttEstimator::new(Medium::Wifi, Scope::Lan);
         e.on_sample(Duration::from_millis(300));
         e.on_failure(Timestamp::from_millis(5));
         e.reset();
         assert!(e.is_prior());
-        assert_eq!(e.srtt(), prior(Medium::Wifi));
+        assert_eq!(e.srtt(), prior(Medium::Wifi, Scope::Lan));
         assert_eq!(e.failure_penalty(Timestamp::from_millis(5)), Duration::ZERO);
     }
 
@@ -250,9 +283,19 @@ mod tests {
             Medium::Cellular(CellularGeneration::G4),
             Medium::Cellular(CellularGeneration::G5),
         ] {
-            assert!(prior(m) > Duration::ZERO, "{m}");
+            assert!(prior(m, Scope::Lan) >= access_hop(m), "{m}");
+            assert_eq!(
+                prior(m, Scope::Internet),
+                access_hop(m) + INTERNET_PATH,
+                "{m}"
+            );
         }
-        assert!(prior(Medium::Wifi) < prior(Medium::Cellular(CellularGeneration::G4)));
-        assert!(prior(Medium::Loopback) < prior(Medium::Ethernet));
+        let lte = Medium::Cellular(CellularGeneration::G4);
+        assert!(prior(Medium::Wifi, Scope::Internet) < prior(lte, Scope::Internet));
+        assert!(prior(Medium::Loopback, Scope::Loopback) < prior(Medium::Ethernet, Scope::Lan));
+        // A public route over Wi-Fi is never priced below the same peer over
+        // an unknown medium.
+        assert!(prior(Medium::Wifi, Scope::Internet) >= prior(Medium::Unknown, Scope::Internet));
+        assert!(prior(Medium::Relay, Scope::Internet) == INTERNET_PATH * 2);
     }
 }

@@ -1,7 +1,10 @@
 //! Loading profiles and route sets from TOML: what loads, and the errors for
 //! what does not (line, field, allowed values).
 
-use multidriver_scoring::{Error, Medium, PRESET_NAMES, Profile, RouteSet, Source};
+use multidriver_scoring::{
+    CellularGeneration, Error, Lifecycle, Medium, NetworkConditions, PRESET_NAMES, Profile,
+    RouteSet, Source, TransportKind,
+};
 
 fn toml_error(result: Result<impl std::fmt::Debug, Error>) -> (usize, String) {
     match result {
@@ -129,8 +132,51 @@ fn route_set_loads_every_field() {
     assert!(lte.medium.is_cellular());
     assert!(lte.is_vouched());
     assert_eq!(lte.sightings().next().unwrap().source, Source::Rendezvous);
-    // Default conditions: cellular is costly.
+    // Default conditions: cellular is costly, Wi-Fi free, mains power unset.
     assert!(set.links.get(lte.medium).is_costly());
+    assert!(!set.links.get(Medium::Wifi).is_costly());
+    assert!(!set.power.charging);
+    assert_eq!(set.power.lifecycle, Lifecycle::Foreground);
+}
+
+#[test]
+fn route_set_reads_conditions_power_and_transport_overrides() {
+    let text = SET
+        .replace(
+            "[power]\nbattery = 0.5\n",
+            "[power]\nbattery = 0.5\ncharging = true\nlifecycle = \"background\"\n\n[conditions.wifi]\nmetered = true\n\n[conditions.cellular]\nmetered = false\n",
+        )
+        .replace("medium = \"lte\"", "medium = \"lte\"\ntransport = \"webrtc\"");
+    let set = RouteSet::from_toml_str(&text).unwrap();
+    assert!(set.power.charging);
+    assert_eq!(set.power.lifecycle, Lifecycle::Background);
+    assert_eq!(
+        set.links.get(Medium::Wifi),
+        NetworkConditions {
+            metered: true,
+            expensive: false,
+            constrained: false
+        }
+    );
+    assert!(
+        !set.links
+            .get(Medium::Cellular(CellularGeneration::G5))
+            .is_costly()
+    );
+    assert_eq!(set.routes[1].transport, TransportKind::WebRtc);
+    assert_eq!(set.routes[0].transport, TransportKind::Quic);
+}
+
+#[test]
+fn route_set_rejects_overlong_lists() {
+    let samples = vec!["1.0"; multidriver_scoring::MAX_LIST_ENTRIES + 1].join(", ");
+    let text = SET.replace("rtt_ms = [10.0, 12.0]", &format!("rtt_ms = [{samples}]"));
+    let (line, message) = toml_error(RouteSet::from_toml_str(&text));
+    assert_eq!(line, line_of(&text, "rtt_ms"));
+    assert!(
+        message.contains("routes[0].rtt_ms") && message.contains("at most 1024"),
+        "{message}"
+    );
 }
 
 fn line_of(text: &str, needle: &str) -> usize {

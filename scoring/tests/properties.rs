@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use libp2p_identity::PeerId;
 use multidriver_scoring::profile::{BatteryPolicy, LinkPolicy, Racing, Switching, Usage, Weights};
+use multidriver_scoring::race::{expected_handshake, stagger};
 use multidriver_scoring::{
     CellularGeneration, Context, CostlyLinks, Lifecycle, LinkConditions, Medium, NetworkConditions,
     PowerState, Profile, RacePlan, Route, RouteId, Source, SwitchDecision, SwitchGuard, Timestamp,
@@ -288,7 +289,6 @@ proptest! {
         for pair in ranking.entries().windows(2) {
             let expected = |e: &multidriver_scoring::RankedRoute| breakdown(&routes[e.index], &ctx).0.expected_ms;
             prop_assert!(expected(&pair[0]) <= expected(&pair[1]), "{:?} before {:?}", pair[0], pair[1]);
-            prop_assert_eq!(pair[0].components.energy_ms, 0.0);
         }
     }
 
@@ -328,14 +328,47 @@ proptest! {
         let switching = Switching { relative_margin: switching.0, absolute_margin_ms: switching.1, dwell_ms: switching.2 };
         // Largest jitter ε with 2ε below the margin at the lowest current cost.
         // 2ε < max(abs, rel·(base − ε)) holds for ε = share·max(abs, rel·base)/(1 + rel).
-        let eps = eps_share * switching.absolute_margin_ms.max(switching.relative_margin * base)
-            / (1.0 + switching.relative_margin);
+        // Also below base/2, so costs stay positive.
+        let eps = (eps_share * switching.absolute_margin_ms.max(switching.relative_margin * base)
+            / (1.0 + switching.relative_margin))
+            .min(eps_share * base);
         let mut guard = SwitchGuard::new();
         let mut now = Timestamp::ZERO;
         for (j_cur, j_cand, step_ms) in jitter {
             now = now + Duration::from_millis(step_ms);
             let decision = guard.evaluate(base + eps * j_cur, Some((1u8, base + eps * j_cand)), &switching, now);
             prop_assert_ne!(decision, SwitchDecision::Switch);
+        }
+    }
+
+    /// A candidate that keeps beating the current route by more than both
+    /// margins switches exactly when the dwell time has passed.
+    #[test]
+    fn sustained_improvement_switches_after_the_dwell(
+        current in 1.0f64..100_000.0,
+        switching in (0.0f64..0.9, 0.0f64..10_000.0, 1u64..600_000),
+        extra in 0.001f64..0.5,
+        steps in prop::collection::vec(1u64..60_000, 1..50),
+    ) {
+        let switching = Switching { relative_margin: switching.0, absolute_margin_ms: switching.1, dwell_ms: switching.2 };
+        // Just past both margins.
+        let saving = switching.absolute_margin_ms.max(switching.relative_margin * current) * (1.0 + extra)
+            + f64::EPSILON * current;
+        let candidate = current - saving;
+        prop_assume!(candidate > 0.0 && multidriver_scoring::switch::beats(candidate, current, &switching));
+        let mut guard = SwitchGuard::new();
+        let start = Timestamp::from_millis(1_000);
+        prop_assert_eq!(guard.evaluate(current, Some(("b", candidate)), &switching, start),
+            SwitchDecision::Wait { until: start + switching.dwell() });
+        let mut now = start;
+        for step in steps {
+            now = now + Duration::from_millis(step);
+            let decision = guard.evaluate(current, Some(("b", candidate)), &switching, now);
+            if now.saturating_duration_since(start) >= switching.dwell() {
+                prop_assert_eq!(decision, SwitchDecision::Switch);
+                break;
+            }
+            prop_assert_eq!(decision, SwitchDecision::Wait { until: start + switching.dwell() });
         }
     }
 
@@ -402,6 +435,9 @@ proptest! {
         }
         for pair in plan.attempts().windows(2) {
             let gap = pair[1].start_after - pair[0].start_after;
+            // The gap is the earlier route's own expected handshake, clamped.
+            prop_assert_eq!(gap, stagger(&routes[pair[0].index], &profile.racing));
+            prop_assert_eq!(pair[0].expected_handshake, expected_handshake(&routes[pair[0].index]));
             prop_assert!(gap >= profile.racing.min_stagger() && gap <= profile.racing.max_stagger());
         }
     }
