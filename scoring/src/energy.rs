@@ -94,7 +94,7 @@ pub const UMTS: RadioProfile = RadioProfile {
 /// which is driven mostly by LTE's tail, not its per-bit cost. Per-bit energy
 /// is small next to promotion and tail for the traffic profiles model, so
 /// the error matters little; replace it when a measured figure arrives.
-const LTE_OVER_WIFI_PER_BIT: f64 = 23.0;
+pub const LTE_OVER_WIFI_PER_BIT: f64 = 23.0;
 
 /// Wi-Fi. Source: AT&T Video Optimizer `WiFi.conf` (active 0.403 W, tail
 /// 0.25 s ≈ 0.1 J). Wi-Fi associates once and stays associated, so a wake-up
