@@ -35,4 +35,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod core;
+mod error;
+
+pub use error::Error;
 pub use multidriver_scoring as scoring;

@@ -164,7 +164,11 @@ pub struct Racing {
     /// Longest delay between two attempts, in milliseconds. Range
     /// `min_stagger_ms..=10000`.
     pub max_stagger_ms: u64,
-    /// Most routes a race plan tries. Range `1..=16`.
+    /// Most dial attempts in flight at once for one peer: a [`RacePlan`]
+    /// lists this many routes, and the engine's dialer moves on to later
+    /// routes as attempts fail. Range `1..=16`.
+    ///
+    /// [`RacePlan`]: crate::RacePlan
     pub max_attempts: u32,
     /// Keep the runner-up connection open as a warm backup. Read by the
     /// engine's racing dialer; race plans themselves do not depend on it.

@@ -1,0 +1,233 @@
+//! What goes into the engine core and what comes out of it.
+
+use std::fmt;
+use std::time::Duration;
+
+use libp2p_identity::PeerId;
+use multiaddr::Multiaddr;
+use multidriver_scoring::rank::Components;
+use multidriver_scoring::{Medium, NetworkConditions, Source};
+
+/// A local network interface, numbered by the adapter (an OS interface
+/// index, or a simulated host's interface number).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct InterfaceId(pub u32);
+
+impl fmt::Display for InterfaceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "if{}", self.0)
+    }
+}
+
+/// A connection or dial attempt, numbered by the engine. A dial command
+/// carries the id of the connection it opens; results and later commands
+/// about that connection echo it. Adapters map it to their own handles
+/// (e.g. a libp2p `ConnectionId`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnectionId(pub(crate) u64);
+
+impl ConnectionId {
+    /// The number behind the id, for logs and maps.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "c{}", self.0)
+    }
+}
+
+/// A route a discovery driver reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discovered {
+    /// The peer.
+    pub peer: PeerId,
+    /// Its address.
+    pub addr: Multiaddr,
+    /// The local interface the route leaves through.
+    pub interface: InterfaceId,
+    /// The driver kind that found it.
+    pub source: Source,
+    /// Whether it came in a signed peer record.
+    pub signed: bool,
+    /// How long the report stays valid; the route is never dialled after.
+    pub ttl: Duration,
+}
+
+/// A change of the device's network, from OS interface events or from the
+/// host app's hints (Android `NetworkCallback`, iOS `NWPathMonitor`). Both
+/// sources feed the same input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NetworkChange {
+    /// An interface came up, or attached to a different network (a new
+    /// Wi-Fi, say). RTT history of routes over it is flushed: it described
+    /// the old attachment.
+    Up {
+        /// The interface.
+        interface: InterfaceId,
+        /// Its medium.
+        medium: Medium,
+        /// Metered, expensive, constrained.
+        conditions: NetworkConditions,
+        /// Whether the OS validated internet access over it (Android
+        /// `NET_CAPABILITY_VALIDATED`). Over an unvalidated interface (a
+        /// captive portal, a LAN without uplink) only LAN routes are dialled.
+        validated: bool,
+    },
+    /// The host reports new conditions or validation for an interface that
+    /// stays attached to the same network; routes are re-ranked.
+    Changed {
+        /// The interface.
+        interface: InterfaceId,
+        /// Metered, expensive, constrained.
+        conditions: NetworkConditions,
+        /// Whether internet access over it is validated.
+        validated: bool,
+    },
+    /// The host warns that the interface is about to go (Android
+    /// `onLosing`, iOS path status turning unsatisfied): connected peers are
+    /// moved to other interfaces make-before-break, without hysteresis.
+    Losing {
+        /// The interface.
+        interface: InterfaceId,
+    },
+    /// The interface is gone: its routes are dead at once, its connections
+    /// closed, and their peers re-raced over the surviving routes.
+    Down {
+        /// The interface.
+        interface: InterfaceId,
+    },
+}
+
+/// What the engine asks its adapter to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Command {
+    /// Dial `addr` through `interface`; report the outcome with
+    /// [`Engine::handle_dial_succeeded`] or [`Engine::handle_dial_failed`]
+    /// for `connection`.
+    ///
+    /// [`Engine::handle_dial_succeeded`]: crate::core::Engine::handle_dial_succeeded
+    /// [`Engine::handle_dial_failed`]: crate::core::Engine::handle_dial_failed
+    Dial {
+        /// The id the outcome must echo.
+        connection: ConnectionId,
+        /// The peer.
+        peer: PeerId,
+        /// The address.
+        addr: Multiaddr,
+        /// The interface to leave through.
+        interface: InterfaceId,
+    },
+    /// Abandon a dial started by an earlier [`Command::Dial`]; no outcome is
+    /// expected any more (one that still arrives is ignored).
+    CancelDial {
+        /// The dial's id.
+        connection: ConnectionId,
+    },
+    /// Close an open connection; the engine already forgot it.
+    CloseConnection {
+        /// The connection.
+        connection: ConnectionId,
+        /// Why.
+        reason: CloseReason,
+    },
+}
+
+/// Why the engine closes a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// A better route took over and the grace period ended.
+    Replaced,
+    /// Its interface went down.
+    InterfaceDown,
+    /// The app no longer wants the peer.
+    NotWanted,
+    /// A connection to the same peer over the same route already existed.
+    Duplicate,
+}
+
+/// Why a peer's route changed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub enum SwitchReason {
+    /// The new route beat the old one by the profile's margins for its dwell
+    /// time; the cost components of both, old first.
+    Better {
+        /// The old route's cost components when the switch was decided.
+        from: Components,
+        /// The new route's.
+        to: Components,
+    },
+    /// The old route's interface went down.
+    InterfaceLost,
+    /// The host warned that the old route's interface is going.
+    InterfaceLosing,
+    /// The old connection closed.
+    ConnectionClosed,
+}
+
+/// A fact for the app, in the past tense.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Event {
+    /// The first route to a peer was discovered.
+    PeerDiscovered {
+        /// The peer.
+        peer: PeerId,
+        /// The driver kind that found it.
+        source: Source,
+    },
+    /// A peer became connected over its first route.
+    RouteSelected {
+        /// The peer.
+        peer: PeerId,
+        /// The connection.
+        connection: ConnectionId,
+        /// The route's address.
+        addr: Multiaddr,
+        /// The interface it leaves through.
+        interface: InterfaceId,
+        /// The route's cost components when it was chosen.
+        reason: Components,
+    },
+    /// A connected peer moved to another route.
+    RouteSwitched {
+        /// The peer.
+        peer: PeerId,
+        /// The old route's address.
+        from: Multiaddr,
+        /// The new route's address.
+        to: Multiaddr,
+        /// The new connection.
+        connection: ConnectionId,
+        /// The new route's interface.
+        interface: InterfaceId,
+        /// Why.
+        reason: SwitchReason,
+    },
+    /// Every dialable route to a peer the app wants failed.
+    PeerUnreachable {
+        /// The peer.
+        peer: PeerId,
+        /// Routes tried in the race that failed.
+        tried: usize,
+    },
+    /// A peer's last connection closed and no route can replace it.
+    PeerDisconnected {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// Events were dropped because nobody polled them in time
+    /// ([`Config::max_pending_events`]).
+    ///
+    /// [`Config::max_pending_events`]: crate::core::Config::max_pending_events
+    EventsDropped {
+        /// How many.
+        count: u64,
+    },
+}

@@ -1,0 +1,1368 @@
+//! The sans-IO engine core: one deterministic state machine that decides
+//! which routes to dial, when, and when to move a peer to another route.
+//!
+//! It never reads the clock, opens a socket or spawns a task. Inputs are
+//! `handle_*(…, now)` calls (and [`Engine::connect`] / [`Engine::disconnect`]
+//! from the app); outputs are drained with [`Engine::poll_command`] and
+//! [`Engine::poll_event`]; [`Engine::poll_timeout`] says when to call
+//! [`Engine::handle_timeout`] next. Every [`Command::Dial`] carries a
+//! [`ConnectionId`] that its outcome echoes. The libp2p `Behaviour` and the
+//! simulator are thin adapters that turn these into real or simulated dials.
+//!
+//! # What it does today
+//!
+//! - Routes per peer from any driver, with provenance, TTL expiry and a cap
+//!   per peer; peers capped in total.
+//! - Racing dialer: ranks a peer's dialable routes under the profile, dials
+//!   the best at once and the next after the leader's expected handshake
+//!   time, fast-forwards when an attempt fails, takes the first connection,
+//!   cancels the rest (or keeps one warm backup when the profile asks).
+//!   Routes discovered mid-race join the race in rank order. Attempts are
+//!   bounded per peer and in total, and time out.
+//! - Route maintenance: dial outcomes and RTT samples feed the estimator;
+//!   a clearly better route (hysteresis) is connected, promoted, and the old
+//!   connection closed after a grace period (make-before-break).
+//! - Network changes: an interface going down kills its routes, closes its
+//!   connections and re-races their peers at once; an interface warned as
+//!   losing moves its peers away make-before-break; an interface coming up
+//!   flushes the RTT history of its routes and lets peers upgrade to it; a
+//!   change of conditions re-ranks.
+//!
+//! Not yet: discovery driver orchestration (advertise/discover fan-out,
+//! driver health and backoff, rendezvous failover), profile selection by
+//! lifecycle and battery, and the connection manager's watermarks.
+//!
+//! # Example: driving it by hand
+//!
+//! ```
+//! use std::time::Duration;
+//! use multidriver::core::{Command, Config, Discovered, Engine, Event, InterfaceId, NetworkChange};
+//! use multidriver::scoring::{Medium, NetworkConditions, Source, Timestamp};
+//!
+//! let mut engine = Engine::new(Config::default())?;
+//! let wifi = InterfaceId(1);
+//! let t0 = Timestamp::ZERO;
+//! engine.handle_network_change(
+//!     NetworkChange::Up { interface: wifi, medium: Medium::Wifi, conditions: NetworkConditions::default(), validated: true },
+//!     t0,
+//! )?;
+//!
+//! // A driver found the peer on the LAN; the app wants to talk to it.
+//! let peer = libp2p_identity::PeerId::random();
+//! engine.handle_discovered(
+//!     Discovered {
+//!         peer,
+//!         addr: "/ip4/192.168.1.20/udp/4001/quic-v1".parse()?,
+//!         interface: wifi,
+//!         source: Source::Mdns,
+//!         signed: false,
+//!         ttl: Duration::from_secs(360),
+//!     },
+//!     t0,
+//! )?;
+//! engine.connect(peer, t0)?;
+//!
+//! // The engine asks for a dial; the adapter performs it and reports back.
+//! let Some(Command::Dial { connection, .. }) = engine.poll_command() else { panic!("a dial") };
+//! engine.handle_dial_succeeded(connection, t0 + Duration::from_millis(12));
+//!
+//! assert!(matches!(engine.poll_event(), Some(Event::PeerDiscovered { .. })));
+//! assert!(matches!(engine.poll_event(), Some(Event::RouteSelected { .. })));
+//! // Nothing is due until a route expires.
+//! assert_eq!(engine.poll_timeout(), Some(t0 + Duration::from_secs(360)));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod config;
+mod io;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use libp2p_identity::PeerId;
+use multiaddr::Multiaddr;
+use multidriver_scoring::race::stagger;
+use multidriver_scoring::rank::Components;
+use multidriver_scoring::{
+    Context, LinkConditions, Medium, NetworkConditions, PowerState, Profile, Route, RouteId, Scope,
+    SwitchDecision, SwitchGuard, Timestamp, TransportKind, rank,
+};
+
+pub use crate::error::Error;
+pub use config::Config;
+pub use io::{
+    CloseReason, Command, ConnectionId, Discovered, Event, InterfaceId, NetworkChange, SwitchReason,
+};
+
+/// A route's number within its peer; stable while the route exists.
+type RouteNo = u32;
+
+#[derive(Debug, Clone)]
+struct Interface {
+    medium: Medium,
+    conditions: NetworkConditions,
+    validated: bool,
+    up: bool,
+    losing: bool,
+}
+
+#[derive(Debug, Clone)]
+struct RouteMeta {
+    no: RouteNo,
+    interface: InterfaceId,
+    expires: Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Purpose {
+    /// Get the peer connected.
+    Connect,
+    /// Replace the primary connection.
+    Upgrade {
+        reason: SwitchReason,
+        /// Dial only this route.
+        only: Option<RouteNo>,
+        /// Never dial through this interface.
+        avoid: Option<InterfaceId>,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Race {
+    purpose: Purpose,
+    tried: Vec<RouteNo>,
+    in_flight: Vec<ConnectionId>,
+    /// When the next attempt may start.
+    next_due: Timestamp,
+    /// When the race wants to be woken (`None` while it waits for an
+    /// outcome or for capacity).
+    wake: Option<Timestamp>,
+}
+
+#[derive(Debug)]
+struct Peer {
+    routes: Vec<Route>,
+    meta: Vec<RouteMeta>,
+    next_route_no: RouteNo,
+    wanted: bool,
+    primary: Option<ConnectionId>,
+    backup: Option<ConnectionId>,
+    race: Option<Race>,
+    guard: SwitchGuard<RouteNo>,
+    guard_until: Option<Timestamp>,
+    /// The route the peer lost, to report the switch once a new one is up.
+    lost: Option<(Multiaddr, SwitchReason)>,
+    wake: Option<Timestamp>,
+    last_touch: u64,
+}
+
+impl Peer {
+    fn new(touch: u64) -> Self {
+        Peer {
+            routes: Vec::new(),
+            meta: Vec::new(),
+            next_route_no: 0,
+            wanted: false,
+            primary: None,
+            backup: None,
+            race: None,
+            guard: SwitchGuard::new(),
+            guard_until: None,
+            lost: None,
+            wake: None,
+            last_touch: touch,
+        }
+    }
+
+    fn index_of(&self, no: RouteNo) -> Option<usize> {
+        self.meta.iter().position(|m| m.no == no)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Attempt {
+    peer: PeerId,
+    route: RouteNo,
+    started: Timestamp,
+}
+
+#[derive(Debug, Clone)]
+struct Conn {
+    peer: PeerId,
+    /// The route it runs over; `None` for an inbound connection.
+    route: Option<RouteNo>,
+    addr: Multiaddr,
+    interface: InterfaceId,
+}
+
+/// The engine core. See the [module docs](self).
+#[derive(Debug)]
+pub struct Engine {
+    config: Config,
+    profile: Profile,
+    power: PowerState,
+    interfaces: BTreeMap<InterfaceId, Interface>,
+    peers: BTreeMap<PeerId, Peer>,
+    /// Peers by wake-up time.
+    wakes: BTreeSet<(Timestamp, PeerId)>,
+    /// Peers whose race waits for capacity.
+    blocked: BTreeSet<PeerId>,
+    attempts: BTreeMap<ConnectionId, Attempt>,
+    connections: BTreeMap<ConnectionId, Conn>,
+    /// Replaced connections closing after the grace period.
+    closing: BTreeMap<ConnectionId, Timestamp>,
+    commands: VecDeque<Command>,
+    events: VecDeque<Event>,
+    dropped_events: u64,
+    next_id: u64,
+    touch: u64,
+}
+
+impl Engine {
+    /// An engine with no interfaces, peers or connections.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] or [`Error::Scoring`] if `config` is invalid.
+    pub fn new(config: Config) -> Result<Self, Error> {
+        config.validate()?;
+        Ok(Engine {
+            profile: config.profile.clone(),
+            config,
+            power: PowerState::MAINS,
+            interfaces: BTreeMap::new(),
+            peers: BTreeMap::new(),
+            wakes: BTreeSet::new(),
+            blocked: BTreeSet::new(),
+            attempts: BTreeMap::new(),
+            connections: BTreeMap::new(),
+            closing: BTreeMap::new(),
+            commands: VecDeque::new(),
+            events: VecDeque::new(),
+            dropped_events: 0,
+            next_id: 0,
+            touch: 0,
+        })
+    }
+
+    // ------------------------------------------------------------------
+    // Outputs
+    // ------------------------------------------------------------------
+
+    /// The next command for the adapter. Drain after every input: commands
+    /// are never dropped, and their number is bounded by the attempts and
+    /// connections the engine tracks.
+    pub fn poll_command(&mut self) -> Option<Command> {
+        self.commands.pop_front()
+    }
+
+    /// The next event for the app (see [`Config::max_pending_events`]).
+    pub fn poll_event(&mut self) -> Option<Event> {
+        if self.dropped_events > 0 {
+            let count = std::mem::take(&mut self.dropped_events);
+            return Some(Event::EventsDropped { count });
+        }
+        self.events.pop_front()
+    }
+
+    /// When to call [`handle_timeout`](Self::handle_timeout) next, if
+    /// anything is scheduled.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        let attempts = self
+            .attempts
+            .values()
+            .map(|a| a.started + self.config.dial_timeout)
+            .min();
+        let closing = self.closing.values().copied().min();
+        let peers = self.wakes.first().map(|(t, _)| *t);
+        [attempts, closing, peers].into_iter().flatten().min()
+    }
+
+    // ------------------------------------------------------------------
+    // Inputs
+    // ------------------------------------------------------------------
+
+    /// Sets the scoring profile (the app's or the lifecycle mapping's
+    /// choice) and re-evaluates connected peers.
+    ///
+    /// # Errors
+    /// [`Error::Scoring`] if the profile is invalid; the old one stays.
+    pub fn set_profile(&mut self, profile: Profile, now: Timestamp) -> Result<(), Error> {
+        profile.validate()?;
+        self.profile = profile;
+        self.reevaluate_all(now);
+        Ok(())
+    }
+
+    /// The profile in force.
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    /// Updates the device's power state; energy costs are re-weighted.
+    pub fn handle_power(&mut self, power: PowerState, now: Timestamp) {
+        self.power = power;
+        self.reevaluate_all(now);
+    }
+
+    /// A network change from the OS or the host app.
+    ///
+    /// # Errors
+    /// [`Error::UnknownInterface`] for a change of an interface never
+    /// reported [`Up`](NetworkChange::Up); [`Error::TableFull`] for a new
+    /// interface beyond [`Config::max_interfaces`].
+    pub fn handle_network_change(
+        &mut self,
+        change: NetworkChange,
+        now: Timestamp,
+    ) -> Result<(), Error> {
+        match change {
+            NetworkChange::Up {
+                interface,
+                medium,
+                conditions,
+                validated,
+            } => {
+                if !self.interfaces.contains_key(&interface)
+                    && self.interfaces.len() >= self.config.max_interfaces
+                {
+                    return Err(Error::TableFull {
+                        table: "interfaces",
+                        limit: self.config.max_interfaces,
+                    });
+                }
+                self.interfaces.insert(
+                    interface,
+                    Interface {
+                        medium,
+                        conditions,
+                        validated,
+                        up: true,
+                        losing: false,
+                    },
+                );
+                // A new attachment: what we measured over this interface
+                // described another network.
+                for peer in self.peers.values_mut() {
+                    for (route, meta) in peer.routes.iter_mut().zip(&peer.meta) {
+                        if meta.interface == interface {
+                            route.medium = route_medium(&route.id.addr, medium);
+                            route.rtt.reset();
+                        }
+                    }
+                }
+                self.reevaluate_all(now);
+            }
+            NetworkChange::Changed {
+                interface,
+                conditions,
+                validated,
+            } => {
+                let i = self.interface_mut(interface)?;
+                i.conditions = conditions;
+                i.validated = validated;
+                self.reevaluate_all(now);
+            }
+            NetworkChange::Losing { interface } => {
+                self.interface_mut(interface)?.losing = true;
+                let moving: Vec<PeerId> = self
+                    .peers
+                    .iter()
+                    .filter(|(_, p)| p.race.is_none())
+                    .filter(|(_, p)| {
+                        p.primary
+                            .and_then(|c| self.connections.get(&c))
+                            .is_some_and(|c| c.interface == interface)
+                    })
+                    .map(|(id, _)| *id)
+                    .collect();
+                for peer in moving {
+                    self.start_race(
+                        peer,
+                        Purpose::Upgrade {
+                            reason: SwitchReason::InterfaceLosing,
+                            only: None,
+                            avoid: Some(interface),
+                        },
+                        now,
+                    );
+                }
+            }
+            NetworkChange::Down { interface } => {
+                let i = self.interface_mut(interface)?;
+                i.up = false;
+                i.losing = false;
+                self.interface_down(interface, now);
+            }
+        }
+        Ok(())
+    }
+
+    /// A driver reported a route.
+    ///
+    /// A route already known (same peer, address and interface) is refreshed:
+    /// the source is recorded and the expiry extended. A new route joins a
+    /// race in progress in rank order, starts one if the app wants the peer
+    /// and it is not connected, or may upgrade a connected peer.
+    ///
+    /// # Errors
+    /// [`Error::UnknownInterface`], [`Error::Scoring`] for an address that
+    /// names no transport, or [`Error::TableFull`] when the peer or route
+    /// table is full of entries in use; the route is then dropped.
+    pub fn handle_discovered(&mut self, d: Discovered, now: Timestamp) -> Result<(), Error> {
+        let medium = self
+            .interfaces
+            .get(&d.interface)
+            .ok_or(Error::UnknownInterface(d.interface))?
+            .medium;
+        let transport = TransportKind::from_multiaddr(&d.addr).ok_or_else(|| {
+            multidriver_scoring::Error::UnknownTransport {
+                addr: d.addr.to_string(),
+            }
+        })?;
+        let created = self.ensure_peer(d.peer)?;
+        let max_routes = self.config.max_routes_per_peer;
+        let expires = now + d.ttl;
+        let attempts = &self.attempts;
+        let connections = &self.connections;
+        let peer = self.peers.get_mut(&d.peer).expect("ensured above");
+        match peer
+            .routes
+            .iter()
+            .zip(&peer.meta)
+            .position(|(r, m)| r.id.addr == d.addr && m.interface == d.interface)
+        {
+            Some(i) => {
+                peer.routes[i].record_sighting(d.source, d.signed, now);
+                peer.meta[i].expires = peer.meta[i].expires.max(expires);
+            }
+            None => {
+                if peer.routes.len() >= max_routes {
+                    let in_use = |no: RouteNo| {
+                        attempts.values().any(|a| a.peer == d.peer && a.route == no)
+                            || connections
+                                .values()
+                                .any(|c| c.peer == d.peer && c.route == Some(no))
+                    };
+                    let victim = peer
+                        .meta
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, m)| !in_use(m.no))
+                        .min_by_key(|(_, m)| (m.expires, m.no))
+                        .map(|(i, _)| i);
+                    let Some(victim) = victim else {
+                        if created {
+                            self.peers.remove(&d.peer);
+                        }
+                        return Err(Error::TableFull {
+                            table: "routes",
+                            limit: max_routes,
+                        });
+                    };
+                    peer.routes.remove(victim);
+                    peer.meta.remove(victim);
+                }
+                let medium = route_medium(&d.addr, medium);
+                let id = RouteId {
+                    peer: d.peer,
+                    addr: d.addr,
+                };
+                let mut route = Route::new(id, medium, transport);
+                route.record_sighting(d.source, d.signed, now);
+                let no = peer.next_route_no;
+                peer.next_route_no = peer.next_route_no.wrapping_add(1);
+                peer.routes.push(route);
+                peer.meta.push(RouteMeta {
+                    no,
+                    interface: d.interface,
+                    expires,
+                });
+            }
+        }
+        if created {
+            self.push_event(Event::PeerDiscovered {
+                peer: d.peer,
+                source: d.source,
+            });
+        }
+        self.touch_peer(d.peer);
+        self.progress(d.peer, now);
+        Ok(())
+    }
+
+    /// The app wants `peer` connected, now and after every loss, until
+    /// [`disconnect`](Self::disconnect). A peer with no route yet is raced as
+    /// soon as one is discovered.
+    ///
+    /// # Errors
+    /// [`Error::TableFull`] if the peer is new and the peer table is full of
+    /// peers in use.
+    pub fn connect(&mut self, peer: PeerId, now: Timestamp) -> Result<(), Error> {
+        self.ensure_peer(peer)?;
+        self.touch_peer(peer);
+        self.peers.get_mut(&peer).expect("ensured above").wanted = true;
+        self.progress(peer, now);
+        Ok(())
+    }
+
+    /// The app no longer wants `peer`: its race is cancelled and its
+    /// connections closed. Its routes are kept until they expire.
+    pub fn disconnect(&mut self, peer: PeerId, now: Timestamp) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        p.wanted = false;
+        p.primary = None;
+        p.backup = None;
+        p.lost = None;
+        self.cancel_race(peer);
+        let conns: Vec<ConnectionId> = self
+            .connections
+            .iter()
+            .filter(|(_, c)| c.peer == peer)
+            .map(|(id, _)| *id)
+            .collect();
+        for c in conns {
+            self.close(c, CloseReason::NotWanted);
+        }
+        self.refresh_wake(peer, now);
+    }
+
+    /// A dial succeeded `now`; the time since the dial command gives an RTT
+    /// sample (elapsed ÷ the transport's handshake round trips).
+    pub fn handle_dial_succeeded(&mut self, connection: ConnectionId, now: Timestamp) {
+        let Some(attempt) = self.attempts.remove(&connection) else {
+            // A dial we cancelled or timed out still connected: the adapter
+            // holds a connection nobody wants.
+            self.commands.push_back(Command::CloseConnection {
+                connection,
+                reason: CloseReason::Duplicate,
+            });
+            return;
+        };
+        let peer_id = attempt.peer;
+        let keep_backup = self.profile.racing.keep_warm_backup;
+        let Some(peer) = self.peers.get_mut(&peer_id) else {
+            return;
+        };
+        let Some(i) = peer.index_of(attempt.route) else {
+            return;
+        };
+        let route = &mut peer.routes[i];
+        route.dials.record_success();
+        let elapsed = now.saturating_duration_since(attempt.started);
+        route
+            .rtt
+            .on_sample(elapsed / route.transport.handshake_round_trips().max(1));
+        let addr = route.id.addr.clone();
+        let interface = peer.meta[i].interface;
+        self.connections.insert(
+            connection,
+            Conn {
+                peer: peer_id,
+                route: Some(attempt.route),
+                addr: addr.clone(),
+                interface,
+            },
+        );
+        let peer = self.peers.get_mut(&peer_id).expect("looked up above");
+        let purpose = peer.race.as_mut().map(|r| {
+            r.in_flight.retain(|c| *c != connection);
+            r.purpose
+        });
+        match (purpose, peer.primary) {
+            (Some(Purpose::Upgrade { reason, .. }), Some(old)) => {
+                peer.primary = Some(connection);
+                peer.race = None;
+                let from = self
+                    .connections
+                    .get(&old)
+                    .map(|c| c.addr.clone())
+                    .unwrap_or_else(|| addr.clone());
+                self.closing.insert(old, now + self.config.close_grace);
+                self.push_event(Event::RouteSwitched {
+                    peer: peer_id,
+                    from,
+                    to: addr,
+                    connection,
+                    interface,
+                    reason,
+                });
+                self.cancel_race_attempts(peer_id, None);
+            }
+            (_, None) => {
+                peer.primary = Some(connection);
+                peer.race = None;
+                let reason = self.components_of(peer_id, attempt.route, now);
+                let peer = self.peers.get_mut(&peer_id).expect("looked up above");
+                match peer.lost.take() {
+                    Some((from, reason)) => self.push_event(Event::RouteSwitched {
+                        peer: peer_id,
+                        from,
+                        to: addr,
+                        connection,
+                        interface,
+                        reason,
+                    }),
+                    None => self.push_event(Event::RouteSelected {
+                        peer: peer_id,
+                        connection,
+                        addr,
+                        interface,
+                        reason,
+                    }),
+                }
+                // Keep one runner-up dialling as a warm backup if asked.
+                let keep = if keep_backup {
+                    self.attempts
+                        .iter()
+                        .find(|(_, a)| a.peer == peer_id)
+                        .map(|(id, _)| *id)
+                } else {
+                    None
+                };
+                self.cancel_race_attempts(peer_id, keep);
+            }
+            (_, Some(_)) => {
+                // A straggler of a finished race, or a connection for an
+                // upgrade that lost its primary meanwhile.
+                if keep_backup && peer.backup.is_none() {
+                    peer.backup = Some(connection);
+                } else {
+                    self.close(connection, CloseReason::Duplicate);
+                }
+            }
+        }
+        self.release_capacity(now);
+        self.refresh_wake(peer_id, now);
+    }
+
+    /// A dial failed: the route is penalised and the race moves on at once
+    /// (fast-forward).
+    pub fn handle_dial_failed(&mut self, connection: ConnectionId, now: Timestamp) {
+        let Some(attempt) = self.attempts.remove(&connection) else {
+            return;
+        };
+        self.record_failure(&attempt, connection, now);
+        self.release_capacity(now);
+    }
+
+    /// An RTT measurement on an open connection (a ping, a QUIC RTT
+    /// estimate); it may trigger an upgrade to a better route.
+    pub fn handle_rtt_sample(&mut self, connection: ConnectionId, rtt: Duration, now: Timestamp) {
+        let Some(conn) = self.connections.get(&connection) else {
+            return;
+        };
+        let (peer_id, route) = (conn.peer, conn.route);
+        if let (Some(peer), Some(no)) = (self.peers.get_mut(&peer_id), route)
+            && let Some(i) = peer.index_of(no)
+        {
+            peer.routes[i].rtt.on_sample(rtt);
+        }
+        self.progress(peer_id, now);
+    }
+
+    /// A connection closed (by the remote, an error, or the adapter).
+    pub fn handle_connection_closed(&mut self, connection: ConnectionId, now: Timestamp) {
+        self.closing.remove(&connection);
+        let Some(conn) = self.connections.remove(&connection) else {
+            return;
+        };
+        self.lost_connection(
+            conn.peer,
+            connection,
+            conn.addr,
+            SwitchReason::ConnectionClosed,
+            now,
+        );
+        self.release_capacity(now);
+    }
+
+    /// A peer connected to us. It becomes the peer's primary connection if
+    /// it has none.
+    ///
+    /// # Errors
+    /// [`Error::UnknownInterface`], or [`Error::TableFull`] when the peer or
+    /// connection table is full; the adapter should close the connection.
+    pub fn handle_inbound(
+        &mut self,
+        peer: PeerId,
+        addr: Multiaddr,
+        interface: InterfaceId,
+        now: Timestamp,
+    ) -> Result<ConnectionId, Error> {
+        if !self.interfaces.contains_key(&interface) {
+            return Err(Error::UnknownInterface(interface));
+        }
+        if self.connections.len() >= self.config.max_connections {
+            return Err(Error::TableFull {
+                table: "connections",
+                limit: self.config.max_connections,
+            });
+        }
+        self.ensure_peer(peer)?;
+        self.touch_peer(peer);
+        let connection = self.new_id();
+        self.connections.insert(
+            connection,
+            Conn {
+                peer,
+                route: None,
+                addr: addr.clone(),
+                interface,
+            },
+        );
+        let p = self.peers.get_mut(&peer).expect("ensured above");
+        if p.primary.is_none() {
+            p.primary = Some(connection);
+            p.lost = None;
+            self.cancel_race(peer);
+            self.push_event(Event::RouteSelected {
+                peer,
+                connection,
+                addr,
+                interface,
+                reason: Components::default(),
+            });
+        }
+        self.refresh_wake(peer, now);
+        Ok(connection)
+    }
+
+    /// Time passed: attempts time out, replaced connections close, races
+    /// start their next attempts, pending switches are decided, routes
+    /// expire.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        let timed_out: Vec<ConnectionId> = self
+            .attempts
+            .iter()
+            .filter(|(_, a)| a.started + self.config.dial_timeout <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in timed_out {
+            if let Some(attempt) = self.attempts.remove(&id) {
+                self.commands
+                    .push_back(Command::CancelDial { connection: id });
+                self.record_failure(&attempt, id, now);
+            }
+        }
+        let due: Vec<ConnectionId> = self
+            .closing
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            self.closing.remove(&id);
+            if self.connections.remove(&id).is_some() {
+                self.commands.push_back(Command::CloseConnection {
+                    connection: id,
+                    reason: CloseReason::Replaced,
+                });
+            }
+        }
+        // Each due peer is handled once per call, so this ends even if a
+        // peer were to ask for `now` again.
+        let due: Vec<(Timestamp, PeerId)> = self
+            .wakes
+            .iter()
+            .take_while(|(t, _)| *t <= now)
+            .copied()
+            .collect();
+        for (t, peer) in due {
+            self.wakes.remove(&(t, peer));
+            if let Some(p) = self.peers.get_mut(&peer) {
+                p.wake = None;
+            }
+            self.expire_routes(peer, now);
+            self.progress(peer, now);
+        }
+        self.release_capacity(now);
+    }
+
+    // ------------------------------------------------------------------
+    // Introspection (for adapters, tests and tools)
+    // ------------------------------------------------------------------
+
+    /// The peer's primary connection, if it is connected.
+    pub fn primary(&self, peer: &PeerId) -> Option<ConnectionId> {
+        self.peers.get(peer).and_then(|p| p.primary)
+    }
+
+    /// Dial attempts in flight.
+    pub fn attempts_in_flight(&self) -> usize {
+        self.attempts.len()
+    }
+
+    /// Dial attempts in flight for one peer.
+    pub fn attempts_in_flight_for(&self, peer: &PeerId) -> usize {
+        self.attempts.values().filter(|a| a.peer == *peer).count()
+    }
+
+    /// Peers tracked.
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Routes tracked for a peer.
+    pub fn route_count(&self, peer: &PeerId) -> usize {
+        self.peers.get(peer).map_or(0, |p| p.routes.len())
+    }
+
+    /// Open connections tracked.
+    pub fn connection_count(&self) -> usize {
+        self.connections.len()
+    }
+
+    /// The address and interface of a connection.
+    pub fn connection(&self, connection: ConnectionId) -> Option<(&Multiaddr, InterfaceId)> {
+        self.connections
+            .get(&connection)
+            .map(|c| (&c.addr, c.interface))
+    }
+
+    /// Events waiting to be polled.
+    pub fn pending_events(&self) -> usize {
+        self.events.len()
+    }
+
+    // ------------------------------------------------------------------
+    // Internals
+    // ------------------------------------------------------------------
+
+    fn new_id(&mut self) -> ConnectionId {
+        self.next_id += 1;
+        ConnectionId(self.next_id)
+    }
+
+    fn interface_mut(&mut self, id: InterfaceId) -> Result<&mut Interface, Error> {
+        self.interfaces
+            .get_mut(&id)
+            .ok_or(Error::UnknownInterface(id))
+    }
+
+    fn push_event(&mut self, event: Event) {
+        if self.events.len() >= self.config.max_pending_events {
+            self.events.pop_front();
+            self.dropped_events += 1;
+        }
+        self.events.push_back(event);
+    }
+
+    fn touch_peer(&mut self, peer: PeerId) {
+        self.touch += 1;
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.last_touch = self.touch;
+        }
+    }
+
+    /// Creates the peer if needed; returns whether it did.
+    fn ensure_peer(&mut self, peer: PeerId) -> Result<bool, Error> {
+        if self.peers.contains_key(&peer) {
+            return Ok(false);
+        }
+        if self.peers.len() >= self.config.max_peers {
+            let victim = self
+                .peers
+                .iter()
+                .filter(|(id, p)| {
+                    !p.wanted
+                        && p.primary.is_none()
+                        && p.backup.is_none()
+                        && p.race.is_none()
+                        && !self.connections.values().any(|c| c.peer == **id)
+                })
+                .min_by_key(|(id, p)| (p.last_touch, **id))
+                .map(|(id, _)| *id);
+            let Some(victim) = victim else {
+                return Err(Error::TableFull {
+                    table: "peers",
+                    limit: self.config.max_peers,
+                });
+            };
+            self.remove_peer(victim);
+        }
+        self.touch += 1;
+        self.peers.insert(peer, Peer::new(self.touch));
+        Ok(true)
+    }
+
+    fn remove_peer(&mut self, peer: PeerId) {
+        if let Some(p) = self.peers.remove(&peer)
+            && let Some(w) = p.wake
+        {
+            self.wakes.remove(&(w, peer));
+        }
+        self.blocked.remove(&peer);
+    }
+
+    fn links(&self) -> LinkConditions {
+        let mut links = LinkConditions::all_free();
+        for i in self.interfaces.values().filter(|i| i.up) {
+            links.set(i.medium, i.conditions);
+        }
+        links
+    }
+
+    fn context<'a>(&'a self, links: &'a LinkConditions, now: Timestamp) -> Context<'a> {
+        Context {
+            profile: &self.profile,
+            links,
+            power: self.power,
+            now,
+        }
+    }
+
+    /// Whether a route may be dialled now.
+    fn dialable(&self, route: &Route, meta: &RouteMeta, now: Timestamp) -> bool {
+        let Some(i) = self.interfaces.get(&meta.interface) else {
+            return false;
+        };
+        i.up && !i.losing
+            && now < meta.expires
+            && (i.validated || Scope::of(&route.id.addr) != Scope::Internet)
+    }
+
+    /// The peer's routes that may be dialled, ranked best first, as (route
+    /// number, components, cost).
+    fn candidates(&self, peer: &Peer, now: Timestamp) -> Vec<(RouteNo, Components, f64)> {
+        let links = self.links();
+        let ctx = self.context(&links, now);
+        rank(&peer.routes, &ctx)
+            .eligible()
+            .filter(|e| self.dialable(&peer.routes[e.index], &peer.meta[e.index], now))
+            .map(|e| (peer.meta[e.index].no, e.components, e.cost_ms))
+            .collect()
+    }
+
+    /// The cost components of one route of a peer, dialable or not.
+    fn components_of(&self, peer: PeerId, no: RouteNo, now: Timestamp) -> Components {
+        let Some(p) = self.peers.get(&peer) else {
+            return Components::default();
+        };
+        let Some(i) = p.index_of(no) else {
+            return Components::default();
+        };
+        let links = self.links();
+        let ctx = self.context(&links, now);
+        rank::breakdown(&p.routes[i], &ctx).0.components
+    }
+
+    fn reevaluate_all(&mut self, now: Timestamp) {
+        let peers: Vec<PeerId> = self.peers.keys().copied().collect();
+        for peer in peers {
+            self.progress(peer, now);
+        }
+    }
+
+    /// Moves a peer forward: continue its race, start one if it is wanted
+    /// and unconnected, or consider an upgrade if it is connected.
+    fn progress(&mut self, peer_id: PeerId, now: Timestamp) {
+        let Some(peer) = self.peers.get(&peer_id) else {
+            return;
+        };
+        if peer.race.is_some() {
+            self.advance(peer_id, now);
+        } else if peer.primary.is_none() {
+            if peer.wanted {
+                self.start_race(peer_id, Purpose::Connect, now);
+            }
+        } else {
+            self.consider_upgrade(peer_id, now);
+        }
+        self.refresh_wake(peer_id, now);
+    }
+
+    fn start_race(&mut self, peer_id: PeerId, purpose: Purpose, now: Timestamp) {
+        let Some(peer) = self.peers.get_mut(&peer_id) else {
+            return;
+        };
+        peer.race = Some(Race {
+            purpose,
+            tried: Vec::new(),
+            in_flight: Vec::new(),
+            next_due: now,
+            wake: None,
+        });
+        peer.guard.reset();
+        peer.guard_until = None;
+        self.advance(peer_id, now);
+        self.refresh_wake(peer_id, now);
+    }
+
+    /// Starts the race's next attempts while they are due and capacity
+    /// allows; ends the race when nothing is left to try.
+    fn advance(&mut self, peer_id: PeerId, now: Timestamp) {
+        let per_peer = self
+            .config
+            .max_attempts_per_peer
+            .min(self.profile.racing.max_attempts as usize);
+        loop {
+            let Some(peer) = self.peers.get(&peer_id) else {
+                return;
+            };
+            let Some(race) = &peer.race else {
+                return;
+            };
+            let primary_route = peer
+                .primary
+                .and_then(|c| self.connections.get(&c))
+                .and_then(|c| c.route);
+            let next = self.candidates(peer, now).into_iter().find(|(no, _, _)| {
+                !race.tried.contains(no)
+                    && Some(*no) != primary_route
+                    && match race.purpose {
+                        Purpose::Connect => true,
+                        Purpose::Upgrade { only, avoid, .. } => {
+                            only.is_none_or(|o| o == *no)
+                                && avoid.is_none_or(|a| {
+                                    peer.index_of(*no)
+                                        .is_some_and(|i| peer.meta[i].interface != a)
+                                })
+                        }
+                    }
+            });
+            let in_flight = race.in_flight.len();
+            let next_due = race.next_due;
+            let purpose = race.purpose;
+            let tried = race.tried.len();
+            let Some((no, _, _)) = next else {
+                if in_flight == 0 {
+                    self.end_race(peer_id, purpose, tried);
+                } else {
+                    // Nothing more to start: wait for the outcomes.
+                    self.set_race_wake(peer_id, None);
+                }
+                return;
+            };
+            if in_flight >= per_peer {
+                self.set_race_wake(peer_id, None);
+                return;
+            }
+            if self.attempts.len() >= self.config.max_attempts_total
+                || self.attempts.len() + self.connections.len() >= self.config.max_connections
+            {
+                self.blocked.insert(peer_id);
+                self.set_race_wake(peer_id, None);
+                return;
+            }
+            if next_due > now {
+                self.set_race_wake(peer_id, Some(next_due));
+                return;
+            }
+            self.blocked.remove(&peer_id);
+            let id = self.new_id();
+            let peer = self.peers.get_mut(&peer_id).expect("looked up above");
+            let i = peer.index_of(no).expect("a candidate exists");
+            let route = &peer.routes[i];
+            let wait = stagger(route, &self.profile.racing);
+            self.commands.push_back(Command::Dial {
+                connection: id,
+                peer: peer_id,
+                addr: route.id.addr.clone(),
+                interface: peer.meta[i].interface,
+            });
+            let race = peer.race.as_mut().expect("looked up above");
+            race.tried.push(no);
+            race.in_flight.push(id);
+            race.next_due = now + wait;
+            self.attempts.insert(
+                id,
+                Attempt {
+                    peer: peer_id,
+                    route: no,
+                    started: now,
+                },
+            );
+        }
+    }
+
+    fn set_race_wake(&mut self, peer_id: PeerId, wake: Option<Timestamp>) {
+        if let Some(race) = self.peers.get_mut(&peer_id).and_then(|p| p.race.as_mut()) {
+            race.wake = wake;
+        }
+    }
+
+    fn end_race(&mut self, peer_id: PeerId, purpose: Purpose, tried: usize) {
+        let Some(peer) = self.peers.get_mut(&peer_id) else {
+            return;
+        };
+        peer.race = None;
+        self.blocked.remove(&peer_id);
+        if purpose == Purpose::Connect && peer.primary.is_none() && peer.wanted {
+            peer.lost = None;
+            self.push_event(Event::PeerUnreachable {
+                peer: peer_id,
+                tried,
+            });
+        }
+    }
+
+    /// Cancels every attempt of the peer's race but `keep`, and ends it.
+    fn cancel_race_attempts(&mut self, peer_id: PeerId, keep: Option<ConnectionId>) {
+        let ids: Vec<ConnectionId> = self
+            .attempts
+            .iter()
+            .filter(|(id, a)| a.peer == peer_id && Some(**id) != keep)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.attempts.remove(&id);
+            self.commands
+                .push_back(Command::CancelDial { connection: id });
+        }
+        if let Some(p) = self.peers.get_mut(&peer_id) {
+            p.race = None;
+        }
+        self.blocked.remove(&peer_id);
+    }
+
+    fn cancel_race(&mut self, peer_id: PeerId) {
+        self.cancel_race_attempts(peer_id, None);
+    }
+
+    fn record_failure(&mut self, attempt: &Attempt, connection: ConnectionId, now: Timestamp) {
+        let peer_id = attempt.peer;
+        if let Some(peer) = self.peers.get_mut(&peer_id) {
+            if let Some(i) = peer.index_of(attempt.route) {
+                peer.routes[i].dials.record_failure();
+                peer.routes[i].rtt.on_failure(now);
+            }
+            if let Some(race) = peer.race.as_mut() {
+                race.in_flight.retain(|c| *c != connection);
+                // Fast-forward: the next attempt starts at once.
+                race.next_due = now;
+            }
+        }
+        self.progress(peer_id, now);
+    }
+
+    /// Lets peers that waited for attempt or connection capacity go on.
+    fn release_capacity(&mut self, now: Timestamp) {
+        while self.attempts.len() < self.config.max_attempts_total {
+            let Some(peer) = self.blocked.pop_first() else {
+                return;
+            };
+            self.progress(peer, now);
+            if self.blocked.contains(&peer) {
+                // Still blocked (connection capacity); try again later.
+                return;
+            }
+        }
+    }
+
+    fn consider_upgrade(&mut self, peer_id: PeerId, now: Timestamp) {
+        let Some(peer) = self.peers.get_mut(&peer_id) else {
+            return;
+        };
+        peer.guard_until = None;
+        let peer = &self.peers[&peer_id];
+        let Some(primary) = peer.primary.and_then(|c| self.connections.get(&c)) else {
+            return;
+        };
+        let Some(current_no) = primary.route else {
+            // Inbound connections have no route of ours to compare.
+            return;
+        };
+        let Some(ci) = peer.index_of(current_no) else {
+            return;
+        };
+        let links = self.links();
+        let ctx = self.context(&links, now);
+        let current = rank::breakdown(&peer.routes[ci], &ctx).0.components;
+        let best = self
+            .candidates(peer, now)
+            .into_iter()
+            .find(|(no, _, _)| *no != current_no);
+        let switching = self.profile.switching;
+        let peer = self.peers.get_mut(&peer_id).expect("looked up above");
+        let decision = peer.guard.evaluate(
+            current.total_ms(),
+            best.map(|(no, _, cost)| (no, cost)),
+            &switching,
+            now,
+        );
+        peer.guard_until = None;
+        match decision {
+            SwitchDecision::Stay => {}
+            SwitchDecision::Wait { until } => peer.guard_until = Some(until),
+            SwitchDecision::Switch => {
+                let (no, to, _) = best.expect("a switch needs a candidate");
+                self.start_race(
+                    peer_id,
+                    Purpose::Upgrade {
+                        reason: SwitchReason::Better { from: current, to },
+                        only: Some(no),
+                        avoid: None,
+                    },
+                    now,
+                );
+            }
+        }
+    }
+
+    fn interface_down(&mut self, interface: InterfaceId, now: Timestamp) {
+        let attempts: Vec<(ConnectionId, PeerId)> = self
+            .attempts
+            .iter()
+            .filter(|(_, a)| {
+                self.peers
+                    .get(&a.peer)
+                    .and_then(|p| p.index_of(a.route).map(|i| p.meta[i].interface))
+                    == Some(interface)
+            })
+            .map(|(id, a)| (*id, a.peer))
+            .collect();
+        for (id, peer) in attempts {
+            self.attempts.remove(&id);
+            self.commands
+                .push_back(Command::CancelDial { connection: id });
+            if let Some(race) = self.peers.get_mut(&peer).and_then(|p| p.race.as_mut()) {
+                race.in_flight.retain(|c| *c != id);
+                race.next_due = now;
+            }
+        }
+        let conns: Vec<(ConnectionId, Conn)> = self
+            .connections
+            .iter()
+            .filter(|(_, c)| c.interface == interface)
+            .map(|(id, c)| (*id, c.clone()))
+            .collect();
+        for (id, conn) in conns {
+            self.connections.remove(&id);
+            self.closing.remove(&id);
+            self.commands.push_back(Command::CloseConnection {
+                connection: id,
+                reason: CloseReason::InterfaceDown,
+            });
+            self.lost_connection(conn.peer, id, conn.addr, SwitchReason::InterfaceLost, now);
+        }
+        self.reevaluate_all(now);
+        self.release_capacity(now);
+    }
+
+    /// A peer lost `connection`: promote its backup, or re-race.
+    fn lost_connection(
+        &mut self,
+        peer_id: PeerId,
+        connection: ConnectionId,
+        addr: Multiaddr,
+        reason: SwitchReason,
+        now: Timestamp,
+    ) {
+        let Some(peer) = self.peers.get_mut(&peer_id) else {
+            return;
+        };
+        if peer.backup == Some(connection) {
+            peer.backup = None;
+        }
+        if peer.primary != Some(connection) {
+            return;
+        }
+        peer.primary = None;
+        if let Some(backup) = peer.backup.take()
+            && let Some(b) = self.connections.get(&backup)
+        {
+            peer.primary = Some(backup);
+            let (to, interface) = (b.addr.clone(), b.interface);
+            self.push_event(Event::RouteSwitched {
+                peer: peer_id,
+                from: addr,
+                to,
+                connection: backup,
+                interface,
+                reason,
+            });
+            return;
+        }
+        // An upgrade in progress becomes the way back.
+        if let Some(race) = peer.race.as_mut() {
+            race.purpose = Purpose::Connect;
+        }
+        peer.lost = Some((addr, reason));
+        let wanted = peer.wanted;
+        let racing = peer.race.is_some();
+        self.progress(peer_id, now);
+        let peer = &self.peers[&peer_id];
+        if !racing && peer.race.is_none() && peer.primary.is_none() {
+            let lost = peer.lost.is_some();
+            if let Some(p) = self.peers.get_mut(&peer_id) {
+                p.lost = None;
+            }
+            if lost || !wanted {
+                self.push_event(Event::PeerDisconnected { peer: peer_id });
+            }
+        }
+    }
+
+    fn close(&mut self, connection: ConnectionId, reason: CloseReason) {
+        self.closing.remove(&connection);
+        if self.connections.remove(&connection).is_some() {
+            self.commands
+                .push_back(Command::CloseConnection { connection, reason });
+        }
+    }
+
+    /// Removes expired routes that carry no connection or attempt.
+    fn expire_routes(&mut self, peer_id: PeerId, now: Timestamp) {
+        let attempts = &self.attempts;
+        let connections = &self.connections;
+        let Some(peer) = self.peers.get_mut(&peer_id) else {
+            return;
+        };
+        let mut i = 0;
+        while i < peer.meta.len() {
+            let no = peer.meta[i].no;
+            let in_use = attempts
+                .values()
+                .any(|a| a.peer == peer_id && a.route == no)
+                || connections
+                    .values()
+                    .any(|c| c.peer == peer_id && c.route == Some(no));
+            if peer.meta[i].expires <= now && !in_use {
+                peer.meta.remove(i);
+                peer.routes.remove(i);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Recomputes when the peer wants to be woken: its race's next attempt,
+    /// a pending switch decision, or its next route expiry.
+    fn refresh_wake(&mut self, peer_id: PeerId, now: Timestamp) {
+        let Some(peer) = self.peers.get_mut(&peer_id) else {
+            return;
+        };
+        let race = peer.race.as_ref().and_then(|r| r.wake);
+        let expiry = peer.meta.iter().map(|m| m.expires).min();
+        // Whatever was due by `now` has just been handled: only later times
+        // count, so a stale deadline can never make the adapter spin.
+        let wake = [race, peer.guard_until, expiry]
+            .into_iter()
+            .flatten()
+            .filter(|t| *t > now)
+            .min();
+        if peer.wake != wake {
+            if let Some(old) = peer.wake {
+                self.wakes.remove(&(old, peer_id));
+            }
+            if let Some(new) = wake {
+                self.wakes.insert((new, peer_id));
+            }
+            peer.wake = wake;
+        }
+    }
+}
+
+/// A relayed address is a relay route whatever interface it leaves through.
+fn route_medium(addr: &Multiaddr, interface_medium: Medium) -> Medium {
+    if addr
+        .iter()
+        .any(|p| matches!(p, multiaddr::Protocol::P2pCircuit))
+    {
+        Medium::Relay
+    } else {
+        interface_medium
+    }
+}

@@ -1,0 +1,33 @@
+//! The crate's error type.
+
+use crate::core::InterfaceId;
+
+/// Everything that can go wrong in this crate.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Scoring rejected an input (a profile, an address without a
+    /// transport, …).
+    #[error(transparent)]
+    Scoring(#[from] multidriver_scoring::Error),
+    /// A [`Config`](crate::core::Config) field is out of range.
+    #[error("config field `{field}` {reason}")]
+    InvalidConfig {
+        /// The field.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A bounded table is full and nothing in it may be evicted; the input
+    /// was not applied.
+    #[error("the {table} table is full ({limit} entries, none evictable); the input was dropped")]
+    TableFull {
+        /// Which table.
+        table: &'static str,
+        /// Its bound.
+        limit: usize,
+    },
+    /// An input named an interface the engine was never told about.
+    #[error("unknown interface {0}: report it with NetworkChange::Up first")]
+    UnknownInterface(InterfaceId),
+}

@@ -1,0 +1,392 @@
+//! Invariants of the engine core over random input sequences: a random
+//! adapter answers (or ignores) dials, interfaces come and go, time passes.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use libp2p_identity::{Keypair, PeerId};
+use multiaddr::Multiaddr;
+use multidriver::core::{
+    Command, Config, ConnectionId, Discovered, Engine, InterfaceId, NetworkChange,
+};
+use multidriver::scoring::{CellularGeneration, Medium, NetworkConditions, Source, Timestamp};
+use proptest::prelude::*;
+
+const PEERS: u8 = 3;
+const ADDRS: [&str; 3] = [
+    "/ip4/192.168.1.{p}/udp/4001/quic-v1",
+    "/ip4/203.0.113.{p}/udp/4001/quic-v1",
+    "/ip4/203.0.113.{p}/tcp/4001",
+];
+const IFACES: [(InterfaceId, Medium); 2] = [
+    (InterfaceId(1), Medium::Wifi),
+    (InterfaceId(2), Medium::Cellular(CellularGeneration::G4)),
+];
+
+#[derive(Debug, Clone)]
+enum Op {
+    Discover {
+        peer: u8,
+        addr: usize,
+        iface: usize,
+        ttl_ms: u64,
+    },
+    Connect {
+        peer: u8,
+    },
+    Disconnect {
+        peer: u8,
+    },
+    Up {
+        iface: usize,
+        validated: bool,
+    },
+    Down {
+        iface: usize,
+    },
+    Losing {
+        iface: usize,
+    },
+    Metered {
+        iface: usize,
+        metered: bool,
+    },
+    Advance {
+        ms: u64,
+    },
+    Resolve {
+        pick: usize,
+        success: bool,
+    },
+    Close {
+        pick: usize,
+    },
+    Rtt {
+        pick: usize,
+        ms: u64,
+    },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0..PEERS, 0..ADDRS.len(), 0..IFACES.len(), 100u64..120_000)
+            .prop_map(|(peer, addr, iface, ttl_ms)| Op::Discover { peer, addr, iface, ttl_ms }),
+        2 => (0..PEERS).prop_map(|peer| Op::Connect { peer }),
+        1 => (0..PEERS).prop_map(|peer| Op::Disconnect { peer }),
+        2 => (0..IFACES.len(), any::<bool>()).prop_map(|(iface, validated)| Op::Up { iface, validated }),
+        1 => (0..IFACES.len()).prop_map(|iface| Op::Down { iface }),
+        1 => (0..IFACES.len()).prop_map(|iface| Op::Losing { iface }),
+        1 => (0..IFACES.len(), any::<bool>()).prop_map(|(iface, metered)| Op::Metered { iface, metered }),
+        4 => (0u64..4_000).prop_map(|ms| Op::Advance { ms }),
+        5 => (any::<usize>(), any::<bool>()).prop_map(|(pick, success)| Op::Resolve { pick, success }),
+        1 => any::<usize>().prop_map(|pick| Op::Close { pick }),
+        2 => (any::<usize>(), 1u64..400).prop_map(|(pick, ms)| Op::Rtt { pick, ms }),
+    ]
+}
+
+fn peer(n: u8) -> PeerId {
+    PeerId::from_public_key(&Keypair::ed25519_from_bytes([n + 1; 32]).unwrap().public())
+}
+
+fn addr(i: usize, p: u8) -> Multiaddr {
+    ADDRS[i]
+        .replace("{p}", &(u32::from(p) + 10).to_string())
+        .parse()
+        .unwrap()
+}
+
+struct World {
+    engine: Engine,
+    config: Config,
+    now: Timestamp,
+    /// Interfaces as the engine was told: (up, losing).
+    ifaces: BTreeMap<InterfaceId, (bool, bool)>,
+    /// Latest expiry of each route as reported.
+    expiry: BTreeMap<(PeerId, Multiaddr, InterfaceId), Timestamp>,
+    /// Dials the engine asked for and nobody resolved or cancelled yet.
+    open_dials: BTreeMap<ConnectionId, PeerId>,
+    /// Connections open on the adapter's side.
+    open_conns: BTreeMap<ConnectionId, PeerId>,
+    log: Vec<String>,
+}
+
+impl World {
+    fn new(config: Config) -> Self {
+        World {
+            engine: Engine::new(config.clone()).unwrap(),
+            config,
+            now: Timestamp::ZERO,
+            ifaces: BTreeMap::new(),
+            expiry: BTreeMap::new(),
+            open_dials: BTreeMap::new(),
+            open_conns: BTreeMap::new(),
+            log: Vec::new(),
+        }
+    }
+
+    /// Drains outputs and checks the invariants that hold after any input.
+    fn settle(&mut self) -> Result<(), TestCaseError> {
+        while let Some(c) = self.engine.poll_command() {
+            self.log.push(format!("{} {c:?}", self.now));
+            match c {
+                Command::Dial {
+                    connection,
+                    peer,
+                    addr,
+                    interface,
+                } => {
+                    let (up, losing) = self
+                        .ifaces
+                        .get(&interface)
+                        .copied()
+                        .unwrap_or((false, false));
+                    prop_assert!(
+                        up && !losing,
+                        "dial over a down or losing interface: {interface}"
+                    );
+                    let expiry = self.expiry.get(&(peer, addr.clone(), interface)).copied();
+                    prop_assert!(
+                        expiry.is_some_and(|e| self.now < e),
+                        "dial of {addr} past its TTL ({expiry:?} at {})",
+                        self.now
+                    );
+                    prop_assert!(
+                        self.open_dials.insert(connection, peer).is_none(),
+                        "id reused: {connection}"
+                    );
+                }
+                Command::CancelDial { connection } => {
+                    self.open_dials.remove(&connection);
+                }
+                Command::CloseConnection { connection, .. } => {
+                    self.open_conns.remove(&connection);
+                }
+                other => prop_assert!(false, "unexpected command {other:?}"),
+            }
+        }
+        while let Some(e) = self.engine.poll_event() {
+            self.log.push(format!("{} {e:?}", self.now));
+        }
+        // Every dial the engine still waits for is one we know of.
+        prop_assert_eq!(self.engine.attempts_in_flight(), self.open_dials.len());
+        prop_assert!(self.engine.attempts_in_flight() <= self.config.max_attempts_total);
+        for p in 0..PEERS {
+            let p = peer(p);
+            prop_assert!(
+                self.engine.attempts_in_flight_for(&p) <= self.config.max_attempts_per_peer
+            );
+            prop_assert!(self.engine.route_count(&p) <= self.config.max_routes_per_peer);
+        }
+        prop_assert!(self.engine.peer_count() <= self.config.max_peers);
+        prop_assert!(self.engine.connection_count() <= self.config.max_connections);
+        prop_assert!(self.engine.pending_events() <= self.config.max_pending_events);
+        Ok(())
+    }
+
+    /// Runs every timer up to `until`, checking that none is left behind.
+    fn run_until(&mut self, until: Timestamp) -> Result<(), TestCaseError> {
+        let mut steps = 0;
+        while let Some(due) = self.engine.poll_timeout() {
+            if due > until {
+                break;
+            }
+            prop_assert!(due >= self.now, "timer in the past");
+            self.now = due;
+            self.engine.handle_timeout(due);
+            self.settle()?;
+            // Nothing may be due again at the same instant: no busy loop.
+            prop_assert!(
+                self.engine.poll_timeout().is_none_or(|t| t > self.now),
+                "busy loop at {}",
+                self.now
+            );
+            steps += 1;
+            prop_assert!(steps < 100_000);
+        }
+        self.now = until;
+        Ok(())
+    }
+
+    fn apply(&mut self, op: &Op) -> Result<(), TestCaseError> {
+        let now = self.now;
+        match *op {
+            Op::Discover {
+                peer: p,
+                addr: a,
+                iface,
+                ttl_ms,
+            } => {
+                let (interface, _) = IFACES[iface];
+                let d = Discovered {
+                    peer: peer(p),
+                    addr: addr(a, p),
+                    interface,
+                    source: if a == 0 {
+                        Source::Mdns
+                    } else {
+                        Source::Rendezvous
+                    },
+                    signed: a == 1,
+                    ttl: Duration::from_millis(ttl_ms),
+                };
+                let key = (d.peer, d.addr.clone(), interface);
+                if self.engine.handle_discovered(d, now).is_ok() {
+                    let e = self.expiry.entry(key).or_insert(now);
+                    *e = (*e).max(now + Duration::from_millis(ttl_ms));
+                }
+            }
+            Op::Connect { peer: p } => {
+                let _ = self.engine.connect(peer(p), now);
+            }
+            Op::Disconnect { peer: p } => self.engine.disconnect(peer(p), now),
+            Op::Up { iface, validated } => {
+                let (interface, medium) = IFACES[iface];
+                let conditions = NetworkConditions {
+                    metered: medium.is_cellular(),
+                    expensive: medium.is_cellular(),
+                    constrained: false,
+                };
+                self.engine
+                    .handle_network_change(
+                        NetworkChange::Up {
+                            interface,
+                            medium,
+                            conditions,
+                            validated,
+                        },
+                        now,
+                    )
+                    .unwrap();
+                self.ifaces.insert(interface, (true, false));
+            }
+            Op::Down { iface } => {
+                let (interface, _) = IFACES[iface];
+                if self
+                    .engine
+                    .handle_network_change(NetworkChange::Down { interface }, now)
+                    .is_ok()
+                {
+                    self.ifaces.insert(interface, (false, false));
+                    // The engine closed its connections over it; the adapter's
+                    // view follows from the CloseConnection commands.
+                }
+            }
+            Op::Losing { iface } => {
+                let (interface, _) = IFACES[iface];
+                if self
+                    .engine
+                    .handle_network_change(NetworkChange::Losing { interface }, now)
+                    .is_ok()
+                {
+                    self.ifaces.entry(interface).and_modify(|s| s.1 = true);
+                }
+            }
+            Op::Metered { iface, metered } => {
+                let (interface, _) = IFACES[iface];
+                let conditions = NetworkConditions {
+                    metered,
+                    expensive: metered,
+                    constrained: false,
+                };
+                let _ = self.engine.handle_network_change(
+                    NetworkChange::Changed {
+                        interface,
+                        conditions,
+                        validated: true,
+                    },
+                    now,
+                );
+            }
+            Op::Advance { ms } => {
+                self.run_until(now + Duration::from_millis(ms))?;
+            }
+            Op::Resolve { pick, success } => {
+                if !self.open_dials.is_empty() {
+                    let (&id, &p) = self
+                        .open_dials
+                        .iter()
+                        .nth(pick % self.open_dials.len())
+                        .unwrap();
+                    self.open_dials.remove(&id);
+                    if success {
+                        self.open_conns.insert(id, p);
+                        self.engine.handle_dial_succeeded(id, now);
+                    } else {
+                        self.engine.handle_dial_failed(id, now);
+                    }
+                }
+            }
+            Op::Close { pick } => {
+                if !self.open_conns.is_empty() {
+                    let (&id, _) = self
+                        .open_conns
+                        .iter()
+                        .nth(pick % self.open_conns.len())
+                        .unwrap();
+                    self.open_conns.remove(&id);
+                    self.engine.handle_connection_closed(id, now);
+                }
+            }
+            Op::Rtt { pick, ms } => {
+                if !self.open_conns.is_empty() {
+                    let (&id, _) = self
+                        .open_conns
+                        .iter()
+                        .nth(pick % self.open_conns.len())
+                        .unwrap();
+                    self.engine
+                        .handle_rtt_sample(id, Duration::from_millis(ms), now);
+                }
+            }
+        }
+        self.settle()
+    }
+}
+
+fn run(ops: &[Op], config: &Config) -> Result<Vec<String>, TestCaseError> {
+    let mut w = World::new(config.clone());
+    for op in ops {
+        w.log.push(format!("{} > {op:?}", w.now));
+        w.apply(op)?;
+    }
+    // Let every timer run out: every dial nobody answered is cancelled.
+    let end = w.now + Duration::from_secs(3_600);
+    w.run_until(end)?;
+    prop_assert!(
+        w.open_dials.is_empty(),
+        "dials never resolved nor cancelled: {:?}",
+        w.open_dials
+    );
+    prop_assert_eq!(w.engine.attempts_in_flight(), 0);
+    Ok(w.log)
+}
+
+fn config() -> impl Strategy<Value = Config> {
+    (1usize..4, 1usize..4, 1usize..6, 1usize..4, 1usize..6).prop_map(
+        |(peers, routes, per_peer, total, conns)| {
+            Config::default()
+                .with_max_peers(peers)
+                .with_max_routes_per_peer(routes)
+                .with_max_attempts(per_peer, total)
+                .with_max_connections(conns)
+                .with_max_pending_events(8)
+        },
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Never a dial over a down interface or past a route's TTL; attempts
+    /// and tables within bounds; every dial resolved or cancelled; no busy
+    /// loop; and the same inputs give the same outputs.
+    #[test]
+    fn invariants_hold_and_runs_are_deterministic(
+        ops in prop::collection::vec(op(), 1..120),
+        config in prop_oneof![Just(Config::default()), config()],
+    ) {
+        let first = run(&ops, &config)?;
+        let second = run(&ops, &config)?;
+        prop_assert_eq!(first, second);
+    }
+}
