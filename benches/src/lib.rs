@@ -6,3 +6,7 @@
 //!
 //! - `ranking`: ranking 4, 16 and 64 routes of one peer under the `balanced`
 //!   profile, and planning a race over the ranking.
+//! - `engine`: the engine core's input throughput with 1,000 connected peers:
+//!   an RTT sample, a rediscovered route, and Wi-Fi going down with every
+//!   peer failed over to 4G (`cargo bench -p multidriver-benches --bench
+//!   engine`).

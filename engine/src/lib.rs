@@ -7,10 +7,12 @@
 //!
 //! # Status
 //!
-//! Today this crate re-exports the route scorer, [`scoring`]. The sans-IO
-//! engine core (driver orchestration, the racing dialer, network changes,
-//! lifecycle and connection budget) and the libp2p `Behaviour` adapter are not
-//! written yet.
+//! - [`scoring`] (re-exported): route ranking by latency and battery cost.
+//! - [`core`]: the sans-IO engine core, partly: routes per peer, the racing
+//!   dialer, make-before-break upgrades and network changes work; driver
+//!   orchestration, lifecycle-driven profiles and the connection manager do
+//!   not yet. See its docs for an example of driving it by hand.
+//! - The libp2p `Behaviour` adapter is not written yet.
 //!
 //! # Example
 //!

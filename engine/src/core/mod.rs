@@ -139,7 +139,7 @@ struct Race {
     wake: Option<Timestamp>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Peer {
     routes: Vec<Route>,
     meta: Vec<RouteMeta>,
@@ -196,7 +196,10 @@ struct Conn {
 }
 
 /// The engine core. See the [module docs](self).
-#[derive(Debug)]
+///
+/// It is `Clone`: a copy is an independent engine in the same state (the
+/// simulator and benchmarks use that to branch a run).
+#[derive(Debug, Clone)]
 pub struct Engine {
     config: Config,
     profile: Profile,
