@@ -27,6 +27,14 @@ pub enum Error {
         /// Its bound.
         limit: usize,
     },
+    /// A namespace is empty or too long.
+    #[error("namespace {namespace:?} {reason}")]
+    InvalidNamespace {
+        /// The namespace (its first 64 characters).
+        namespace: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// An input named an interface the engine was never told about.
     #[error("unknown interface {0}: report it with NetworkChange::Up first")]
     UnknownInterface(InterfaceId),

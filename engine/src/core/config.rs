@@ -2,9 +2,106 @@
 
 use std::time::Duration;
 
-use multidriver_scoring::Profile;
+use multidriver_scoring::{Lifecycle, PowerState, Profile, Source};
 
-use crate::core::Error;
+use crate::core::{EnergyClass, Error};
+
+/// Which drivers run in each lifecycle state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DriverSchedule {
+    /// Driver kinds that run in the foreground.
+    pub foreground: Vec<Source>,
+    /// Driver kinds that run in the background.
+    pub background: Vec<Source>,
+    /// Driver kinds that run while suspended (in the OS's short wake-ups).
+    pub suspended: Vec<Source>,
+    /// Never run drivers of [`EnergyClass::High`] (a DHT) on battery below
+    /// this level (`0.0..=1.0`; 0 disables the rule).
+    pub high_energy_min_battery: f64,
+}
+
+impl Default for DriverSchedule {
+    /// Everything in the foreground; no DHT in the background (DESIGN.md:
+    /// "no DHT server mode and longer intervals in background"; kubo
+    /// measured > 2 GB/h of DHT traffic with many peers, PARAMETERS.md);
+    /// only rendezvous while suspended; no DHT under 20 % battery.
+    fn default() -> Self {
+        DriverSchedule {
+            foreground: vec![
+                Source::Dht,
+                Source::Rendezvous,
+                Source::Mdns,
+                Source::Proximity,
+            ],
+            background: vec![Source::Rendezvous, Source::Mdns, Source::Proximity],
+            suspended: vec![Source::Rendezvous],
+            high_energy_min_battery: 0.2,
+        }
+    }
+}
+
+impl DriverSchedule {
+    /// Whether a driver of `kind` and `energy` may run under `power`.
+    pub fn allows(&self, kind: Source, energy: EnergyClass, power: PowerState) -> bool {
+        let kinds = match power.lifecycle {
+            Lifecycle::Foreground => &self.foreground,
+            Lifecycle::Background => &self.background,
+            Lifecycle::Suspended => &self.suspended,
+        };
+        let low_battery = !power.on_mains()
+            && power
+                .battery
+                .is_some_and(|b| b < self.high_energy_min_battery);
+        kinds.contains(&kind) && !(energy == EnergyClass::High && low_battery)
+    }
+}
+
+/// Which profile is in force for a power state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProfileMap {
+    /// In the foreground, or whenever on mains power.
+    pub foreground: Profile,
+    /// In the background.
+    pub background: Profile,
+    /// While suspended.
+    pub suspended: Profile,
+    /// On battery below [`low_battery_below`](Self::low_battery_below),
+    /// whatever the lifecycle state.
+    pub low_battery: Profile,
+    /// The low-battery threshold, `0.0..=1.0`.
+    pub low_battery_below: f64,
+}
+
+impl Default for ProfileMap {
+    /// `balanced` in the foreground, `background` in the background and
+    /// while suspended, `battery-saver` under 20 % battery.
+    fn default() -> Self {
+        ProfileMap {
+            foreground: Profile::balanced(),
+            background: Profile::background(),
+            suspended: Profile::background(),
+            low_battery: Profile::battery_saver(),
+            low_battery_below: 0.2,
+        }
+    }
+}
+
+impl ProfileMap {
+    /// The profile for `power`. Low battery wins over the lifecycle state;
+    /// mains power (charging, or no battery) counts as foreground unless the
+    /// app is suspended.
+    pub fn select(&self, power: PowerState) -> &Profile {
+        let on_battery = !power.on_mains();
+        if on_battery && power.battery.is_some_and(|b| b < self.low_battery_below) {
+            return &self.low_battery;
+        }
+        match power.lifecycle {
+            Lifecycle::Suspended => &self.suspended,
+            Lifecycle::Background if on_battery => &self.background,
+            _ => &self.foreground,
+        }
+    }
+}
 
 /// Configuration of an [`Engine`](crate::core::Engine).
 ///
@@ -50,6 +147,41 @@ pub struct Config {
     /// as failed. Default 5 s, libp2p-quic's handshake timeout (libp2p-quic
     /// 0.14 `config.rs`).
     pub dial_timeout: Duration,
+    /// Which drivers run in which state.
+    pub schedule: DriverSchedule,
+    /// If set, [`Engine::handle_power`] selects the profile from the power
+    /// state; if not, the profile changes only by [`Engine::set_profile`].
+    /// Default: the default [`ProfileMap`].
+    ///
+    /// [`Engine::handle_power`]: crate::core::Engine::handle_power
+    /// [`Engine::set_profile`]: crate::core::Engine::set_profile
+    pub profile_map: Option<ProfileMap>,
+    /// Most drivers registered; more are refused with [`Error::TableFull`].
+    /// Default 16.
+    pub max_drivers: usize,
+    /// Most namespaces advertised at once; more are refused with
+    /// [`Error::TableFull`]. Default 32.
+    pub max_namespaces: usize,
+    /// Most driver operations in flight. At the bound, advertisements wait
+    /// for their next refresh and discoveries skip the drivers beyond it.
+    /// Default 64.
+    pub max_queries: usize,
+    /// A driver operation without an outcome after this long counts as
+    /// failed. Default 60 s, libp2p-kad's query timeout (libp2p-kad
+    /// `behaviour.rs`).
+    pub query_timeout: Duration,
+    /// First backoff after a driver fails; doubles with each failure in a
+    /// row, ±20 % jitter. Default 1 s (our choice).
+    pub backoff_base: Duration,
+    /// Longest backoff. Default 5 min (our choice: libp2p-kad bootstraps
+    /// every 5 min, libp2p-kad `behaviour.rs`).
+    pub backoff_max: Duration,
+    /// Cancel the other drivers' lookups of a namespace once one driver
+    /// answered with routes. Default false: every answer adds provenance.
+    pub cancel_slower_discovery: bool,
+    /// Seed of the jitter: the same seed and inputs give the same outputs.
+    /// Default 0.
+    pub seed: u64,
     /// How long the old connection stays open after a better one took over
     /// (make-before-break), so that streams on it can finish. Default 2 s (our
     /// choice: several round trips on any medium we model).
@@ -69,6 +201,16 @@ impl Default for Config {
             max_pending_events: 1024,
             dial_timeout: Duration::from_secs(5),
             close_grace: Duration::from_secs(2),
+            schedule: DriverSchedule::default(),
+            profile_map: Some(ProfileMap::default()),
+            max_drivers: 16,
+            max_namespaces: 32,
+            max_queries: 64,
+            query_timeout: Duration::from_secs(60),
+            backoff_base: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(300),
+            cancel_slower_discovery: false,
+            seed: 0,
         }
     }
 }
@@ -117,6 +259,31 @@ impl Config {
         self
     }
 
+    /// Builder: the driver schedule.
+    pub fn with_schedule(mut self, schedule: DriverSchedule) -> Self {
+        self.schedule = schedule;
+        self
+    }
+
+    /// Builder: the profile map (`None`: the profile changes only by
+    /// `set_profile`).
+    pub fn with_profile_map(mut self, map: Option<ProfileMap>) -> Self {
+        self.profile_map = map;
+        self
+    }
+
+    /// Builder: cancel slower drivers' lookups once one answered.
+    pub fn with_cancel_slower_discovery(mut self, cancel: bool) -> Self {
+        self.cancel_slower_discovery = cancel;
+        self
+    }
+
+    /// Builder: the jitter seed.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
     /// Builder: the make-before-break grace period.
     pub fn with_close_grace(mut self, grace: Duration) -> Self {
         self.close_grace = grace;
@@ -138,6 +305,9 @@ impl Config {
             ("max_connections", self.max_connections),
             ("max_interfaces", self.max_interfaces),
             ("max_pending_events", self.max_pending_events),
+            ("max_drivers", self.max_drivers),
+            ("max_namespaces", self.max_namespaces),
+            ("max_queries", self.max_queries),
         ] {
             if value == 0 {
                 return Err(Error::InvalidConfig {
@@ -145,6 +315,28 @@ impl Config {
                     reason: "must be at least 1",
                 });
             }
+        }
+        if let Some(map) = &self.profile_map {
+            for p in [
+                &map.foreground,
+                &map.background,
+                &map.suspended,
+                &map.low_battery,
+            ] {
+                p.validate()?;
+            }
+        }
+        if self.backoff_base.is_zero() || self.backoff_max < self.backoff_base {
+            return Err(Error::InvalidConfig {
+                field: "backoff_base",
+                reason: "must be longer than zero and at most backoff_max",
+            });
+        }
+        if self.query_timeout.is_zero() {
+            return Err(Error::InvalidConfig {
+                field: "query_timeout",
+                reason: "must be longer than zero",
+            });
         }
         if self.dial_timeout.is_zero() {
             return Err(Error::InvalidConfig {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use libp2p_identity::PeerId;
 use multiaddr::Multiaddr;
 use multidriver_scoring::rank::Components;
-use multidriver_scoring::{Medium, NetworkConditions, Source};
+use multidriver_scoring::{Medium, NetworkConditions, Source, Timestamp};
 
 /// A local network interface, numbered by the adapter (an OS interface
 /// index, or a simulated host's interface number).
@@ -128,6 +128,47 @@ pub enum Command {
         /// The dial's id.
         connection: ConnectionId,
     },
+    /// Register `namespace` with a driver for `ttl`; report with
+    /// [`Engine::handle_query_outcome`].
+    ///
+    /// [`Engine::handle_query_outcome`]: crate::core::Engine::handle_query_outcome
+    Advertise {
+        /// The id the outcome must echo.
+        query: QueryId,
+        /// The driver.
+        driver: DriverId,
+        /// The namespace.
+        namespace: String,
+        /// How long the registration should last.
+        ttl: Duration,
+    },
+    /// Withdraw `namespace` from a driver (the schedule no longer runs it, or
+    /// the app stopped advertising). No outcome is expected.
+    StopAdvertising {
+        /// The driver.
+        driver: DriverId,
+        /// The namespace.
+        namespace: String,
+    },
+    /// Look up peers in `namespace` with a driver: report each route with
+    /// [`Engine::handle_discovered`], then the outcome with
+    /// [`Engine::handle_query_outcome`].
+    ///
+    /// [`Engine::handle_discovered`]: crate::core::Engine::handle_discovered
+    /// [`Engine::handle_query_outcome`]: crate::core::Engine::handle_query_outcome
+    Discover {
+        /// The id the outcome must echo.
+        query: QueryId,
+        /// The driver.
+        driver: DriverId,
+        /// The namespace.
+        namespace: String,
+    },
+    /// Abandon a driver operation; no outcome is expected any more.
+    CancelQuery {
+        /// The operation.
+        query: QueryId,
+    },
     /// Close an open connection; the engine already forgot it.
     CloseConnection {
         /// The connection.
@@ -222,6 +263,17 @@ pub enum Event {
         /// The peer.
         peer: PeerId,
     },
+    /// A driver became unhealthy (it failed and backs off) or healthy again.
+    DriverHealthChanged {
+        /// The driver.
+        driver: DriverId,
+        /// Whether it is healthy now.
+        healthy: bool,
+        /// Failures in a row (0 when healthy).
+        consecutive_failures: u32,
+        /// When it will be tried again, if it backs off.
+        retry_at: Option<Timestamp>,
+    },
     /// Events were dropped because nobody polled them in time
     /// ([`Config::max_pending_events`]).
     ///
@@ -230,4 +282,84 @@ pub enum Event {
         /// How many.
         count: u64,
     },
+}
+
+/// A discovery driver instance, numbered by the engine when registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DriverId(pub(crate) u32);
+
+impl DriverId {
+    /// The number behind the id.
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl fmt::Display for DriverId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "d{}", self.0)
+    }
+}
+
+/// A driver operation (advertise or discover), numbered by the engine; its
+/// outcome echoes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct QueryId(pub(crate) u64);
+
+impl fmt::Display for QueryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "q{}", self.0)
+    }
+}
+
+/// Where a driver finds peers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reach {
+    /// Only on the local network (mDNS, BLE proximity): run only while a
+    /// LAN-capable interface (Wi-Fi, Ethernet, Bluetooth) is up.
+    Lan,
+    /// Across the internet (DHT, rendezvous): run only while an interface
+    /// with validated internet access is up.
+    Internet,
+}
+
+/// How much battery a driver costs while it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum EnergyClass {
+    /// Occasional small exchanges (a rendezvous registration).
+    Low,
+    /// Periodic multicast or scanning (mDNS, BLE).
+    Medium,
+    /// Many connections and background traffic (a DHT).
+    High,
+}
+
+/// What a driver declares about itself when registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DriverCaps {
+    /// The kind of driver; routes it finds carry this source.
+    pub kind: Source,
+    /// LAN-only or internet.
+    pub reach: Reach,
+    /// Its energy class.
+    pub energy: EnergyClass,
+    /// How long it typically takes to answer.
+    pub typical_latency: Duration,
+    /// Whether it returns signed peer records.
+    pub signed_records: bool,
+}
+
+/// The outcome of a driver operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryOutcome {
+    /// It worked. For a discovery, `found` routes were reported (with
+    /// [`Engine::handle_discovered`]) before this outcome.
+    ///
+    /// [`Engine::handle_discovered`]: crate::core::Engine::handle_discovered
+    Succeeded {
+        /// Routes found (0 for an advertisement).
+        found: usize,
+    },
+    /// It failed (unreachable server, timeout, protocol error).
+    Failed,
 }

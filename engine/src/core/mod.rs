@@ -74,6 +74,7 @@
 //! ```
 
 mod config;
+mod drivers;
 mod io;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -89,9 +90,11 @@ use multidriver_scoring::{
 };
 
 pub use crate::error::Error;
-pub use config::Config;
+pub use config::{Config, DriverSchedule, ProfileMap};
+pub use drivers::MAX_NAMESPACE_LEN;
 pub use io::{
-    CloseReason, Command, ConnectionId, Discovered, Event, InterfaceId, NetworkChange, SwitchReason,
+    CloseReason, Command, ConnectionId, Discovered, DriverCaps, DriverId, EnergyClass, Event,
+    InterfaceId, NetworkChange, QueryId, QueryOutcome, Reach, SwitchReason,
 };
 
 /// A route's number within its peer; stable while the route exists.
@@ -219,6 +222,10 @@ pub struct Engine {
     dropped_events: u64,
     next_id: u64,
     touch: u64,
+    drivers: drivers::Drivers,
+    /// The latest `now` of any input, to tell passed deadlines from future
+    /// ones in `poll_timeout`.
+    last_now: Timestamp,
 }
 
 impl Engine {
@@ -228,6 +235,7 @@ impl Engine {
     /// [`Error::InvalidConfig`] or [`Error::Scoring`] if `config` is invalid.
     pub fn new(config: Config) -> Result<Self, Error> {
         config.validate()?;
+        let config_seed = config.seed;
         Ok(Engine {
             profile: config.profile.clone(),
             config,
@@ -244,6 +252,8 @@ impl Engine {
             dropped_events: 0,
             next_id: 0,
             touch: 0,
+            drivers: drivers::Drivers::new(config_seed),
+            last_now: Timestamp::ZERO,
         })
     }
 
@@ -277,7 +287,11 @@ impl Engine {
             .min();
         let closing = self.closing.values().copied().min();
         let peers = self.wakes.first().map(|(t, _)| *t);
-        [attempts, closing, peers].into_iter().flatten().min()
+        let drivers = self.drivers_next_timeout();
+        [attempts, closing, peers, drivers]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     // ------------------------------------------------------------------
@@ -301,9 +315,17 @@ impl Engine {
         &self.profile
     }
 
-    /// Updates the device's power state; energy costs are re-weighted.
+    /// Updates the device's power state and app lifecycle: with a
+    /// [`ProfileMap`] the profile follows it, the driver schedule changes
+    /// which drivers run (registrations of drivers that may no longer run are
+    /// withdrawn), and routes are re-ranked.
     pub fn handle_power(&mut self, power: PowerState, now: Timestamp) {
+        self.last_now = self.last_now.max(now);
         self.power = power;
+        if let Some(map) = &self.config.profile_map {
+            self.profile = map.select(power).clone();
+        }
+        self.schedule_drivers(now);
         self.reevaluate_all(now);
     }
 
@@ -318,6 +340,7 @@ impl Engine {
         change: NetworkChange,
         now: Timestamp,
     ) -> Result<(), Error> {
+        self.last_now = self.last_now.max(now);
         match change {
             NetworkChange::Up {
                 interface,
@@ -353,6 +376,9 @@ impl Engine {
                         }
                     }
                 }
+                // New local addresses: renew every registration, and start
+                // LAN drivers if this brought a LAN.
+                self.readvertise_all(now);
                 self.reevaluate_all(now);
             }
             NetworkChange::Changed {
@@ -363,6 +389,7 @@ impl Engine {
                 let i = self.interface_mut(interface)?;
                 i.conditions = conditions;
                 i.validated = validated;
+                self.schedule_drivers(now);
                 self.reevaluate_all(now);
             }
             NetworkChange::Losing { interface } => {
@@ -395,6 +422,7 @@ impl Engine {
                 i.up = false;
                 i.losing = false;
                 self.interface_down(interface, now);
+                self.readvertise_all(now);
             }
         }
         Ok(())
@@ -412,6 +440,7 @@ impl Engine {
     /// names no transport, or [`Error::TableFull`] when the peer or route
     /// table is full of entries in use; the route is then dropped.
     pub fn handle_discovered(&mut self, d: Discovered, now: Timestamp) -> Result<(), Error> {
+        self.last_now = self.last_now.max(now);
         let medium = self
             .interfaces
             .get(&d.interface)
@@ -501,6 +530,7 @@ impl Engine {
     /// [`Error::TableFull`] if the peer is new and the peer table is full of
     /// peers in use.
     pub fn connect(&mut self, peer: PeerId, now: Timestamp) -> Result<(), Error> {
+        self.last_now = self.last_now.max(now);
         self.ensure_peer(peer)?;
         self.touch_peer(peer);
         self.peers.get_mut(&peer).expect("ensured above").wanted = true;
@@ -511,6 +541,7 @@ impl Engine {
     /// The app no longer wants `peer`: its race is cancelled and its
     /// connections closed. Its routes are kept until they expire.
     pub fn disconnect(&mut self, peer: PeerId, now: Timestamp) {
+        self.last_now = self.last_now.max(now);
         let Some(p) = self.peers.get_mut(&peer) else {
             return;
         };
@@ -534,6 +565,7 @@ impl Engine {
     /// A dial succeeded `now`; the time since the dial command gives an RTT
     /// sample (elapsed ÷ the transport's handshake round trips).
     pub fn handle_dial_succeeded(&mut self, connection: ConnectionId, now: Timestamp) {
+        self.last_now = self.last_now.max(now);
         let Some(attempt) = self.attempts.remove(&connection) else {
             // A dial we cancelled or timed out still connected: the adapter
             // holds a connection nobody wants.
@@ -643,6 +675,7 @@ impl Engine {
     /// A dial failed: the route is penalised and the race moves on at once
     /// (fast-forward).
     pub fn handle_dial_failed(&mut self, connection: ConnectionId, now: Timestamp) {
+        self.last_now = self.last_now.max(now);
         let Some(attempt) = self.attempts.remove(&connection) else {
             return;
         };
@@ -653,6 +686,7 @@ impl Engine {
     /// An RTT measurement on an open connection (a ping, a QUIC RTT
     /// estimate); it may trigger an upgrade to a better route.
     pub fn handle_rtt_sample(&mut self, connection: ConnectionId, rtt: Duration, now: Timestamp) {
+        self.last_now = self.last_now.max(now);
         let Some(conn) = self.connections.get(&connection) else {
             return;
         };
@@ -667,6 +701,7 @@ impl Engine {
 
     /// A connection closed (by the remote, an error, or the adapter).
     pub fn handle_connection_closed(&mut self, connection: ConnectionId, now: Timestamp) {
+        self.last_now = self.last_now.max(now);
         self.closing.remove(&connection);
         let Some(conn) = self.connections.remove(&connection) else {
             return;
@@ -736,6 +771,8 @@ impl Engine {
     /// start their next attempts, pending switches are decided, routes
     /// expire.
     pub fn handle_timeout(&mut self, now: Timestamp) {
+        self.last_now = self.last_now.max(now);
+        self.drivers_timeout(now);
         let timed_out: Vec<ConnectionId> = self
             .attempts
             .iter()

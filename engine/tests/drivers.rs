@@ -1,0 +1,433 @@
+//! Discovery driver orchestration with a fake clock: fan-out, schedule,
+//! re-advertising, health, backoff and failover.
+
+use std::time::Duration;
+
+use multidriver::core::{
+    Command, Config, DriverCaps, DriverId, EnergyClass, Engine, Event, InterfaceId, NetworkChange,
+    QueryId, QueryOutcome, Reach,
+};
+use multidriver::scoring::{
+    CellularGeneration, Lifecycle, Medium, NetworkConditions, PowerState, Profile, Source,
+    Timestamp,
+};
+
+const WIFI: InterfaceId = InterfaceId(1);
+const CELL: InterfaceId = InterfaceId(2);
+const TTL: Duration = Duration::from_secs(7_200);
+
+fn caps(kind: Source) -> DriverCaps {
+    let (reach, energy, latency) = match kind {
+        // IPFS DHT lookup p50 0.557 s (PARAMETERS.md).
+        Source::Dht => (
+            Reach::Internet,
+            EnergyClass::High,
+            Duration::from_millis(557),
+        ),
+        Source::Rendezvous => (
+            Reach::Internet,
+            EnergyClass::Low,
+            Duration::from_millis(100),
+        ),
+        _ => (Reach::Lan, EnergyClass::Medium, Duration::from_millis(500)),
+    };
+    DriverCaps {
+        kind,
+        reach,
+        energy,
+        typical_latency: latency,
+        signed_records: kind == Source::Rendezvous,
+    }
+}
+
+struct H {
+    engine: Engine,
+    now: Timestamp,
+    commands: Vec<(Timestamp, Command)>,
+    events: Vec<(Timestamp, Event)>,
+}
+
+impl H {
+    fn new(config: Config) -> Self {
+        H {
+            engine: Engine::new(config).unwrap(),
+            now: Timestamp::ZERO,
+            commands: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    fn drain(&mut self) {
+        while let Some(c) = self.engine.poll_command() {
+            self.commands.push((self.now, c));
+        }
+        while let Some(e) = self.engine.poll_event() {
+            self.events.push((self.now, e));
+        }
+    }
+
+    fn run_until(&mut self, t: Timestamp) {
+        while let Some(due) = self.engine.poll_timeout() {
+            if due > t {
+                break;
+            }
+            self.now = due;
+            self.engine.handle_timeout(due);
+            self.drain();
+            assert!(
+                self.engine.poll_timeout().is_none_or(|n| n > due),
+                "busy loop at {due}"
+            );
+        }
+        self.now = t;
+    }
+
+    fn up(&mut self, interface: InterfaceId, medium: Medium) {
+        self.engine
+            .handle_network_change(
+                NetworkChange::Up {
+                    interface,
+                    medium,
+                    conditions: NetworkConditions::default(),
+                    validated: true,
+                },
+                self.now,
+            )
+            .unwrap();
+        self.drain();
+    }
+
+    fn register(&mut self, kind: Source) -> DriverId {
+        let d = self.engine.register_driver(caps(kind), self.now).unwrap();
+        self.drain();
+        d
+    }
+
+    /// Advertise commands since `from`: (when, query, driver).
+    fn adverts_since(&self, from: usize) -> Vec<(Timestamp, QueryId, DriverId)> {
+        self.commands[from..]
+            .iter()
+            .filter_map(|(t, c)| match c {
+                Command::Advertise { query, driver, .. } => Some((*t, *query, *driver)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn discovers_since(&self, from: usize) -> Vec<(QueryId, DriverId)> {
+        self.commands[from..]
+            .iter()
+            .filter_map(|(_, c)| match c {
+                Command::Discover { query, driver, .. } => Some((*query, *driver)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn stops(&self) -> Vec<DriverId> {
+        self.commands
+            .iter()
+            .filter_map(|(_, c)| match c {
+                Command::StopAdvertising { driver, .. } => Some(*driver),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn outcome(&mut self, query: QueryId, outcome: QueryOutcome) {
+        self.engine.handle_query_outcome(query, outcome, self.now);
+        self.drain();
+    }
+}
+
+const OK: QueryOutcome = QueryOutcome::Succeeded { found: 0 };
+
+#[test]
+fn rendezvous_a_fails_and_b_carries_on_until_a_is_back() {
+    let mut h = H::new(Config::default());
+    h.up(WIFI, Medium::Wifi);
+    let a = h.register(Source::Rendezvous);
+    let b = h.register(Source::Rendezvous);
+    h.engine.advertise("chat", TTL, h.now).unwrap();
+    h.drain();
+    let first = h.adverts_since(0);
+    assert_eq!(first.iter().map(|x| x.2).collect::<Vec<_>>(), vec![a, b]);
+    h.outcome(first[0].1, QueryOutcome::Failed);
+    h.outcome(first[1].1, OK);
+    let Some((
+        _,
+        Event::DriverHealthChanged {
+            driver,
+            healthy: false,
+            consecutive_failures: 1,
+            retry_at: Some(retry),
+        },
+    )) = h.events.last().cloned()
+    else {
+        panic!("{:#?}", h.events)
+    };
+    assert_eq!(driver, a);
+    // 1 s base backoff with ±20 % jitter.
+    let delay = retry.saturating_duration_since(h.now);
+    assert!(
+        delay >= Duration::from_millis(800) && delay <= Duration::from_millis(1_200),
+        "{delay:?}"
+    );
+    // While A backs off, discovery asks B only.
+    let mark = h.commands.len();
+    assert_eq!(h.engine.discover("chat", h.now).unwrap(), 1);
+    h.drain();
+    assert_eq!(
+        h.discovers_since(mark)
+            .iter()
+            .map(|x| x.1)
+            .collect::<Vec<_>>(),
+        vec![b]
+    );
+    // When the backoff ends, A is asked to register again; it works now.
+    let mark = h.commands.len();
+    h.run_until(retry);
+    let again = h.adverts_since(mark);
+    assert_eq!(
+        again.iter().map(|x| (x.0, x.2)).collect::<Vec<_>>(),
+        vec![(retry, a)]
+    );
+    h.outcome(again[0].1, OK);
+    assert!(matches!(
+        h.events.last().unwrap().1,
+        Event::DriverHealthChanged { healthy: true, .. }
+    ));
+    assert_eq!(h.engine.driver_healthy(a), Some(true));
+}
+
+#[test]
+fn backoff_doubles_with_jitter_up_to_the_cap() {
+    let config = Config::default();
+    let (base, max) = (config.backoff_base, config.backoff_max);
+    let mut h = H::new(config);
+    h.up(WIFI, Medium::Wifi);
+    let a = h.register(Source::Rendezvous);
+    h.engine.advertise("chat", TTL, h.now).unwrap();
+    h.drain();
+    for n in 0..12u32 {
+        let (_, query, driver) = *h.adverts_since(0).last().unwrap();
+        assert_eq!(driver, a);
+        h.outcome(query, QueryOutcome::Failed);
+        let Some((
+            _,
+            Event::DriverHealthChanged {
+                retry_at: Some(retry),
+                consecutive_failures,
+                ..
+            },
+        )) = h.events.last().cloned()
+        else {
+            panic!()
+        };
+        assert_eq!(consecutive_failures, n + 1);
+        let nominal = base.saturating_mul(1 << n).min(max);
+        let delay = retry.saturating_duration_since(h.now);
+        assert!(
+            delay >= nominal.mul_f64(0.8) && delay <= nominal.mul_f64(1.2),
+            "failure {}: {delay:?} vs {nominal:?}",
+            n + 1
+        );
+        h.run_until(retry);
+    }
+}
+
+#[test]
+fn re_advertises_at_four_fifths_of_the_ttl_and_when_addresses_change() {
+    let mut h = H::new(Config::default());
+    h.up(WIFI, Medium::Wifi);
+    h.register(Source::Rendezvous);
+    h.engine.advertise("chat", TTL, h.now).unwrap();
+    h.drain();
+    let (_, q, _) = h.adverts_since(0)[0];
+    h.outcome(q, OK);
+    let mark = h.commands.len();
+    let refresh = h.now + TTL.mul_f64(0.8);
+    h.run_until(refresh + Duration::from_millis(1));
+    let renewals = h.adverts_since(mark);
+    assert_eq!(renewals.len(), 1);
+    assert_eq!(renewals[0].0, refresh);
+    h.outcome(renewals[0].1, OK);
+    // A new interface means new local addresses: renew at once.
+    let mark = h.commands.len();
+    h.up(CELL, Medium::Cellular(CellularGeneration::G4));
+    assert_eq!(h.adverts_since(mark).len(), 1);
+}
+
+#[test]
+fn lan_drivers_run_only_where_a_lan_exists() {
+    let mut h = H::new(Config::default());
+    h.up(CELL, Medium::Cellular(CellularGeneration::G4));
+    let mdns = h.register(Source::Mdns);
+    let rdv = h.register(Source::Rendezvous);
+    h.engine.advertise("chat", TTL, h.now).unwrap();
+    h.drain();
+    assert_eq!(
+        h.adverts_since(0).iter().map(|x| x.2).collect::<Vec<_>>(),
+        vec![rdv]
+    );
+    let mark = h.commands.len();
+    h.up(WIFI, Medium::Wifi);
+    assert!(h.adverts_since(mark).iter().any(|x| x.2 == mdns));
+    // Wi-Fi gone again: mDNS is withdrawn once its registration is known.
+    let q = h
+        .adverts_since(mark)
+        .iter()
+        .find(|x| x.2 == mdns)
+        .unwrap()
+        .1;
+    h.outcome(q, OK);
+    h.engine
+        .handle_network_change(NetworkChange::Down { interface: WIFI }, h.now)
+        .unwrap();
+    h.drain();
+    assert_eq!(h.stops(), vec![mdns]);
+}
+
+#[test]
+fn dht_less_operation_is_a_normal_configuration() {
+    let mut h = H::new(Config::default());
+    h.up(WIFI, Medium::Wifi);
+    let rdv = h.register(Source::Rendezvous);
+    let mdns = h.register(Source::Mdns);
+    h.engine.advertise("chat", TTL, h.now).unwrap();
+    assert_eq!(h.engine.discover("chat", h.now).unwrap(), 2);
+    h.drain();
+    let asked: Vec<DriverId> = h.discovers_since(0).iter().map(|x| x.1).collect();
+    assert_eq!(asked, vec![rdv, mdns]);
+    // With no driver able to run, discovery asks nobody, without an error.
+    let mut lonely = H::new(Config::default());
+    assert_eq!(lonely.engine.discover("chat", lonely.now).unwrap(), 0);
+    lonely.drain();
+    assert!(lonely.commands.is_empty());
+}
+
+#[test]
+fn background_on_low_battery_stops_the_dht_and_stretches_keep_alives() {
+    let mut h = H::new(Config::default());
+    h.up(WIFI, Medium::Wifi);
+    let dht = h.register(Source::Dht);
+    let rdv = h.register(Source::Rendezvous);
+    h.engine.advertise("chat", TTL, h.now).unwrap();
+    h.drain();
+    for (_, q, _) in h.adverts_since(0) {
+        h.outcome(q, OK);
+    }
+    let foreground_keepalive = h.engine.profile().usage.keepalive_interval();
+    h.engine.handle_power(
+        PowerState {
+            battery: Some(0.15),
+            charging: false,
+            lifecycle: Lifecycle::Background,
+        },
+        h.now,
+    );
+    h.drain();
+    assert_eq!(h.stops(), vec![dht], "the DHT stops, rendezvous stays");
+    assert!(!h.stops().contains(&rdv));
+    assert_eq!(h.engine.profile().name, "battery-saver");
+    assert!(h.engine.profile().usage.keepalive_interval() > foreground_keepalive);
+    let mark = h.commands.len();
+    h.engine.discover("chat", h.now).unwrap();
+    h.drain();
+    assert_eq!(
+        h.discovers_since(mark)
+            .iter()
+            .map(|x| x.1)
+            .collect::<Vec<_>>(),
+        vec![rdv]
+    );
+    // Back to the foreground on a charger: the DHT runs again.
+    let mark = h.commands.len();
+    h.engine.handle_power(
+        PowerState {
+            battery: Some(0.15),
+            charging: true,
+            lifecycle: Lifecycle::Foreground,
+        },
+        h.now,
+    );
+    h.drain();
+    assert_eq!(h.engine.profile(), &Profile::balanced());
+    assert!(h.adverts_since(mark).iter().any(|x| x.2 == dht));
+}
+
+#[test]
+fn unanswered_queries_time_out_as_failures() {
+    let config = Config::default();
+    let timeout = config.query_timeout;
+    let mut h = H::new(config);
+    h.up(WIFI, Medium::Wifi);
+    let a = h.register(Source::Rendezvous);
+    h.engine.discover("chat", h.now).unwrap();
+    h.drain();
+    let (q, _) = h.discovers_since(0)[0];
+    h.run_until(Timestamp::ZERO + timeout);
+    assert!(
+        h.commands
+            .iter()
+            .any(|(_, c)| *c == Command::CancelQuery { query: q })
+    );
+    assert_eq!(h.engine.driver_healthy(a), Some(false));
+    assert_eq!(h.engine.queries_in_flight(), 0);
+}
+
+#[test]
+fn the_first_useful_answer_cancels_slower_lookups_when_asked() {
+    let mut h = H::new(Config::default().with_cancel_slower_discovery(true));
+    h.up(WIFI, Medium::Wifi);
+    let mdns = h.register(Source::Mdns);
+    h.register(Source::Dht);
+    h.engine.discover("chat", h.now).unwrap();
+    h.drain();
+    let queries = h.discovers_since(0);
+    let fast = queries.iter().find(|x| x.1 == mdns).unwrap().0;
+    let slow = queries.iter().find(|x| x.1 != mdns).unwrap().0;
+    h.now = h.now + Duration::from_millis(40);
+    h.outcome(fast, QueryOutcome::Succeeded { found: 2 });
+    assert!(
+        h.commands
+            .iter()
+            .any(|(_, c)| *c == Command::CancelQuery { query: slow })
+    );
+    assert_eq!(
+        h.engine.driver_latency(mdns),
+        Some(Duration::from_millis(40))
+    );
+    // Without the option, every driver keeps answering.
+    let mut h = H::new(Config::default());
+    h.up(WIFI, Medium::Wifi);
+    h.register(Source::Mdns);
+    h.register(Source::Dht);
+    h.engine.discover("chat", h.now).unwrap();
+    h.drain();
+    let fast = h.discovers_since(0)[0].0;
+    h.outcome(fast, QueryOutcome::Succeeded { found: 2 });
+    assert_eq!(h.engine.queries_in_flight(), 1);
+}
+
+#[test]
+fn bad_namespaces_and_full_tables_are_errors() {
+    let mut engine = Engine::new(Config::default()).unwrap();
+    let err = engine.advertise("", TTL, Timestamp::ZERO).unwrap_err();
+    assert!(err.to_string().contains("empty"), "{err}");
+    let long = "x".repeat(256);
+    let err = engine.discover(&long, Timestamp::ZERO).unwrap_err();
+    assert!(err.to_string().contains("255"), "{err}");
+    let config = Config {
+        max_drivers: 1,
+        ..Config::default()
+    };
+    let mut engine = Engine::new(config).unwrap();
+    engine
+        .register_driver(caps(Source::Mdns), Timestamp::ZERO)
+        .unwrap();
+    let err = engine
+        .register_driver(caps(Source::Dht), Timestamp::ZERO)
+        .unwrap_err();
+    assert!(err.to_string().contains("drivers"), "{err}");
+}
