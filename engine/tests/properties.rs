@@ -7,9 +7,12 @@ use std::time::Duration;
 use libp2p_identity::{Keypair, PeerId};
 use multiaddr::Multiaddr;
 use multidriver::core::{
-    Command, Config, ConnectionId, Discovered, Engine, InterfaceId, NetworkChange,
+    Command, Config, ConnectionId, Discovered, DriverCaps, DriverId, EnergyClass, Engine,
+    InterfaceId, NetworkChange, QueryId, QueryOutcome, Reach,
 };
-use multidriver::scoring::{CellularGeneration, Medium, NetworkConditions, Source, Timestamp};
+use multidriver::scoring::{
+    CellularGeneration, Lifecycle, Medium, NetworkConditions, PowerState, Source, Timestamp,
+};
 use proptest::prelude::*;
 
 const PEERS: u8 = 3;
@@ -65,6 +68,46 @@ enum Op {
         pick: usize,
         ms: u64,
     },
+    Register {
+        kind: usize,
+    },
+    Advertise {
+        ns: usize,
+    },
+    StopAdvertising {
+        ns: usize,
+    },
+    Lookup {
+        ns: usize,
+    },
+    QueryDone {
+        pick: usize,
+        success: bool,
+        found: usize,
+    },
+    Power {
+        lifecycle: usize,
+        battery: Option<u8>,
+        charging: bool,
+    },
+}
+
+const KINDS: [Source; 3] = [Source::Dht, Source::Rendezvous, Source::Mdns];
+const NAMESPACES: [&str; 2] = ["chat", "files"];
+
+fn caps(kind: Source) -> DriverCaps {
+    let (reach, energy) = match kind {
+        Source::Dht => (Reach::Internet, EnergyClass::High),
+        Source::Rendezvous => (Reach::Internet, EnergyClass::Low),
+        _ => (Reach::Lan, EnergyClass::Medium),
+    };
+    DriverCaps {
+        kind,
+        reach,
+        energy,
+        typical_latency: Duration::from_millis(300),
+        signed_records: false,
+    }
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -81,6 +124,13 @@ fn op() -> impl Strategy<Value = Op> {
         5 => (any::<usize>(), any::<bool>()).prop_map(|(pick, success)| Op::Resolve { pick, success }),
         1 => any::<usize>().prop_map(|pick| Op::Close { pick }),
         2 => (any::<usize>(), 1u64..400).prop_map(|(pick, ms)| Op::Rtt { pick, ms }),
+        1 => (0..KINDS.len()).prop_map(|kind| Op::Register { kind }),
+        1 => (0..NAMESPACES.len()).prop_map(|ns| Op::Advertise { ns }),
+        1 => (0..NAMESPACES.len()).prop_map(|ns| Op::StopAdvertising { ns }),
+        1 => (0..NAMESPACES.len()).prop_map(|ns| Op::Lookup { ns }),
+        3 => (any::<usize>(), any::<bool>(), 0usize..3).prop_map(|(pick, success, found)| Op::QueryDone { pick, success, found }),
+        1 => (0usize..3, prop::option::of(0u8..=100), any::<bool>())
+            .prop_map(|(lifecycle, battery, charging)| Op::Power { lifecycle, battery, charging }),
     ]
 }
 
@@ -107,6 +157,11 @@ struct World {
     open_dials: BTreeMap<ConnectionId, PeerId>,
     /// Connections open on the adapter's side.
     open_conns: BTreeMap<ConnectionId, PeerId>,
+    /// Driver operations asked for and not yet answered or cancelled, with
+    /// when they were asked.
+    open_queries: BTreeMap<QueryId, Timestamp>,
+    /// Kinds of the registered drivers.
+    drivers: BTreeMap<DriverId, Source>,
     log: Vec<String>,
 }
 
@@ -120,6 +175,8 @@ impl World {
             expiry: BTreeMap::new(),
             open_dials: BTreeMap::new(),
             open_conns: BTreeMap::new(),
+            open_queries: BTreeMap::new(),
+            drivers: BTreeMap::new(),
             log: Vec::new(),
         }
     }
@@ -161,6 +218,24 @@ impl World {
                 Command::CloseConnection { connection, .. } => {
                     self.open_conns.remove(&connection);
                 }
+                Command::Advertise { query, driver, .. }
+                | Command::Discover { query, driver, .. } => {
+                    // LAN drivers run only while a LAN interface is up.
+                    if self.drivers.get(&driver) == Some(&Source::Mdns) {
+                        prop_assert!(
+                            self.ifaces.get(&IFACES[0].0).is_some_and(|s| s.0),
+                            "mDNS without a LAN"
+                        );
+                    }
+                    prop_assert!(
+                        self.open_queries.insert(query, self.now).is_none(),
+                        "query id reused"
+                    );
+                }
+                Command::CancelQuery { query } => {
+                    self.open_queries.remove(&query);
+                }
+                Command::StopAdvertising { .. } => {}
                 other => prop_assert!(false, "unexpected command {other:?}"),
             }
         }
@@ -180,6 +255,8 @@ impl World {
         prop_assert!(self.engine.peer_count() <= self.config.max_peers);
         prop_assert!(self.engine.connection_count() <= self.config.max_connections);
         prop_assert!(self.engine.pending_events() <= self.config.max_pending_events);
+        prop_assert_eq!(self.engine.queries_in_flight(), self.open_queries.len());
+        prop_assert!(self.engine.queries_in_flight() <= self.config.max_queries);
         Ok(())
     }
 
@@ -327,6 +404,57 @@ impl World {
                     self.engine.handle_connection_closed(id, now);
                 }
             }
+            Op::Register { kind } => {
+                if let Ok(d) = self.engine.register_driver(caps(KINDS[kind]), now) {
+                    self.drivers.insert(d, KINDS[kind]);
+                }
+            }
+            Op::Advertise { ns } => {
+                self.engine
+                    .advertise(NAMESPACES[ns], Duration::from_secs(7_200), now)
+                    .unwrap();
+            }
+            Op::StopAdvertising { ns } => self.engine.stop_advertising(NAMESPACES[ns], now),
+            Op::Lookup { ns } => {
+                self.engine.discover(NAMESPACES[ns], now).unwrap();
+            }
+            Op::QueryDone {
+                pick,
+                success,
+                found,
+            } => {
+                if !self.open_queries.is_empty() {
+                    let (&q, _) = self
+                        .open_queries
+                        .iter()
+                        .nth(pick % self.open_queries.len())
+                        .unwrap();
+                    self.open_queries.remove(&q);
+                    let outcome = if success {
+                        QueryOutcome::Succeeded { found }
+                    } else {
+                        QueryOutcome::Failed
+                    };
+                    self.engine.handle_query_outcome(q, outcome, now);
+                }
+            }
+            Op::Power {
+                lifecycle,
+                battery,
+                charging,
+            } => {
+                let lifecycle = [
+                    Lifecycle::Foreground,
+                    Lifecycle::Background,
+                    Lifecycle::Suspended,
+                ][lifecycle];
+                let power = PowerState {
+                    battery: battery.map(|b| f64::from(b) / 100.0),
+                    charging,
+                    lifecycle,
+                };
+                self.engine.handle_power(power, now);
+            }
             Op::Rtt { pick, ms } => {
                 if !self.open_conns.is_empty() {
                     let (&id, _) = self
@@ -358,6 +486,14 @@ fn run(ops: &[Op], config: &Config) -> Result<Vec<String>, TestCaseError> {
         w.open_dials
     );
     prop_assert_eq!(w.engine.attempts_in_flight(), 0);
+    // Registrations are renewed forever, but no operation outlives its
+    // timeout unanswered.
+    for (q, asked) in &w.open_queries {
+        prop_assert!(
+            w.now.saturating_duration_since(*asked) < config.query_timeout,
+            "{q} open since {asked}"
+        );
+    }
     Ok(w.log)
 }
 
