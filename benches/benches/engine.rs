@@ -53,7 +53,8 @@ fn connected_engine() -> (Engine, Vec<(PeerId, ConnectionId)>, Timestamp) {
     let config = Config::default()
         .with_max_peers(PEERS)
         .with_max_connections(4 * PEERS)
-        .with_max_attempts(4, 4 * PEERS);
+        .with_max_attempts(4, 4 * PEERS)
+        .with_watermarks(2 * PEERS, 4 * PEERS, Duration::from_secs(20));
     let mut engine = Engine::new(config).unwrap();
     let mut now = Timestamp::ZERO;
     up(&mut engine, WIFI, Medium::Wifi, now);

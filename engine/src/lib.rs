@@ -8,10 +8,11 @@
 //! # Status
 //!
 //! - [`scoring`] (re-exported): route ranking by latency and battery cost.
-//! - [`core`]: the sans-IO engine core, partly: routes per peer, the racing
-//!   dialer, make-before-break upgrades and network changes work; driver
-//!   orchestration, lifecycle-driven profiles and the connection manager do
-//!   not yet. See its docs for an example of driving it by hand.
+//! - [`core`]: the sans-IO engine core: routes per peer, the racing dialer,
+//!   make-before-break upgrades, network changes, discovery driver
+//!   orchestration with health and backoff, profiles by power state, and a
+//!   connection manager. See its docs for what is missing and an example of
+//!   driving it by hand.
 //! - The libp2p `Behaviour` adapter is not written yet.
 //!
 //! # Example

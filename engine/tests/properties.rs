@@ -498,16 +498,27 @@ fn run(ops: &[Op], config: &Config) -> Result<Vec<String>, TestCaseError> {
 }
 
 fn config() -> impl Strategy<Value = Config> {
-    (1usize..4, 1usize..4, 1usize..6, 1usize..4, 1usize..6).prop_map(
-        |(peers, routes, per_peer, total, conns)| {
-            Config::default()
-                .with_max_peers(peers)
-                .with_max_routes_per_peer(routes)
-                .with_max_attempts(per_peer, total)
-                .with_max_connections(conns)
-                .with_max_pending_events(8)
-        },
+    (
+        1usize..4,
+        1usize..4,
+        1usize..6,
+        1usize..4,
+        1usize..6,
+        0usize..3,
+        0usize..3,
+        0u64..30,
     )
+        .prop_map(
+            |(peers, routes, per_peer, total, conns, low, extra, grace_s)| {
+                Config::default()
+                    .with_max_peers(peers)
+                    .with_max_routes_per_peer(routes)
+                    .with_max_attempts(per_peer, total)
+                    .with_max_connections(conns)
+                    .with_max_pending_events(8)
+                    .with_watermarks(low, low + extra, Duration::from_secs(grace_s))
+            },
+        )
 }
 
 proptest! {

@@ -147,6 +147,23 @@ pub struct Config {
     /// as failed. Default 5 s, libp2p-quic's handshake timeout (libp2p-quic
     /// 0.14 `config.rs`).
     pub dial_timeout: Duration,
+    /// The connection manager trims open connections down to this many once
+    /// there are more than [`conn_high_watermark`](Self::conn_high_watermark).
+    /// Default 150, Berty's mobile setting (berty/weshnet
+    /// `pkg/ipfsutil/repo.go`).
+    pub conn_low_watermark: usize,
+    /// Trimming starts above this many open connections. Default 200, Berty's
+    /// mobile setting (same source).
+    pub conn_high_watermark: usize,
+    /// A connection younger than this is never trimmed. Default 20 s, Berty's
+    /// mobile setting (same source).
+    pub conn_grace: Duration,
+    /// A peer the app reported using ([`Engine::mark_used`]) within this
+    /// long is never trimmed. Default 60 s, go-libp2p's connection manager
+    /// grace period (go-libp2p `p2p/net/connmgr`).
+    ///
+    /// [`Engine::mark_used`]: crate::core::Engine::mark_used
+    pub recent_use: Duration,
     /// Which drivers run in which state.
     pub schedule: DriverSchedule,
     /// If set, [`Engine::handle_power`] selects the profile from the power
@@ -201,6 +218,10 @@ impl Default for Config {
             max_pending_events: 1024,
             dial_timeout: Duration::from_secs(5),
             close_grace: Duration::from_secs(2),
+            conn_low_watermark: 150,
+            conn_high_watermark: 200,
+            conn_grace: Duration::from_secs(20),
+            recent_use: Duration::from_secs(60),
             schedule: DriverSchedule::default(),
             profile_map: Some(ProfileMap::default()),
             max_drivers: 16,
@@ -256,6 +277,14 @@ impl Config {
     /// Builder: the dial timeout.
     pub fn with_dial_timeout(mut self, timeout: Duration) -> Self {
         self.dial_timeout = timeout;
+        self
+    }
+
+    /// Builder: the connection manager's watermarks and grace period.
+    pub fn with_watermarks(mut self, low: usize, high: usize, grace: Duration) -> Self {
+        self.conn_low_watermark = low;
+        self.conn_high_watermark = high;
+        self.conn_grace = grace;
         self
     }
 
@@ -325,6 +354,12 @@ impl Config {
             ] {
                 p.validate()?;
             }
+        }
+        if self.conn_low_watermark > self.conn_high_watermark {
+            return Err(Error::InvalidConfig {
+                field: "conn_low_watermark",
+                reason: "must be at most conn_high_watermark",
+            });
         }
         if self.backoff_base.is_zero() || self.backoff_max < self.backoff_base {
             return Err(Error::InvalidConfig {

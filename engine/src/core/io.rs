@@ -190,6 +190,9 @@ pub enum CloseReason {
     NotWanted,
     /// A connection to the same peer over the same route already existed.
     Duplicate,
+    /// The connection manager trimmed it: above the high watermark, and of
+    /// the lowest value.
+    Trimmed,
 }
 
 /// Why a peer's route changed.

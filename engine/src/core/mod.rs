@@ -28,9 +28,23 @@
 //!   flushes the RTT history of its routes and lets peers upgrade to it; a
 //!   change of conditions re-ranks.
 //!
-//! Not yet: discovery driver orchestration (advertise/discover fan-out,
-//! driver health and backoff, rendezvous failover), profile selection by
-//! lifecycle and battery, and the connection manager's watermarks.
+//! - Discovery drivers: a registry of driver instances with declared
+//!   capabilities; advertise and discover per namespace fanned out to the
+//!   drivers the [`DriverSchedule`] allows in the current lifecycle and
+//!   battery state, LAN drivers only while a LAN exists and internet drivers
+//!   only over a validated interface; re-advertising at 4/5 of the TTL and at
+//!   once when local addresses change; per-driver health (answer latency,
+//!   outcomes) with exponential backoff and jitter, so several rendezvous
+//!   points fail over to each other; DHT-less operation is just a set of
+//!   drivers without a DHT.
+//! - Power: a [`ProfileMap`] selects the profile from lifecycle, battery and
+//!   charging.
+//! - A connection manager: low/high watermarks, a grace period for new
+//!   connections, protected and recently used peers, lowest value first.
+//!
+//! Not yet: a keep-alive policy per medium (the profile's keep-alive
+//! interval is the only one), and cancelling slower discoveries is a
+//! [`Config`] switch rather than a profile field.
 //!
 //! # Example: driving it by hand
 //!
@@ -73,6 +87,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod budget;
 mod config;
 mod drivers;
 mod io;
@@ -157,6 +172,10 @@ struct Peer {
     lost: Option<(Multiaddr, SwitchReason)>,
     wake: Option<Timestamp>,
     last_touch: u64,
+    /// Protected from trimming by the app.
+    protected: bool,
+    /// When the app last reported using the peer.
+    last_used: Option<Timestamp>,
 }
 
 impl Peer {
@@ -174,6 +193,8 @@ impl Peer {
             lost: None,
             wake: None,
             last_touch: touch,
+            protected: false,
+            last_used: None,
         }
     }
 
@@ -196,6 +217,7 @@ struct Conn {
     route: Option<RouteNo>,
     addr: Multiaddr,
     interface: InterfaceId,
+    opened: Timestamp,
 }
 
 /// The engine core. See the [module docs](self).
@@ -288,7 +310,8 @@ impl Engine {
         let closing = self.closing.values().copied().min();
         let peers = self.wakes.first().map(|(t, _)| *t);
         let drivers = self.drivers_next_timeout();
-        [attempts, closing, peers, drivers]
+        let budget = self.budget_next_timeout();
+        [attempts, closing, peers, drivers, budget]
             .into_iter()
             .flatten()
             .min()
@@ -598,6 +621,7 @@ impl Engine {
                 route: Some(attempt.route),
                 addr: addr.clone(),
                 interface,
+                opened: now,
             },
         );
         let peer = self.peers.get_mut(&peer_id).expect("looked up above");
@@ -670,6 +694,7 @@ impl Engine {
         }
         self.release_capacity(now);
         self.refresh_wake(peer_id, now);
+        self.trim(now);
     }
 
     /// A dial failed: the route is penalised and the race moves on at once
@@ -748,6 +773,7 @@ impl Engine {
                 route: None,
                 addr: addr.clone(),
                 interface,
+                opened: now,
             },
         );
         let p = self.peers.get_mut(&peer).expect("ensured above");
@@ -764,6 +790,7 @@ impl Engine {
             });
         }
         self.refresh_wake(peer, now);
+        self.trim(now);
         Ok(connection)
     }
 
@@ -818,6 +845,7 @@ impl Engine {
             self.progress(peer, now);
         }
         self.release_capacity(now);
+        self.trim(now);
     }
 
     // ------------------------------------------------------------------
