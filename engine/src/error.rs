@@ -35,6 +35,14 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// An advertisement TTL is too short.
+    #[error("advertisement TTL {ttl:?} is shorter than the minimum {min:?}")]
+    InvalidTtl {
+        /// The TTL asked for.
+        ttl: std::time::Duration,
+        /// The shortest accepted.
+        min: std::time::Duration,
+    },
     /// An input named an interface the engine was never told about.
     #[error("unknown interface {0}: report it with NetworkChange::Up first")]
     UnknownInterface(InterfaceId),

@@ -11,7 +11,8 @@ use multidriver::core::{
     InterfaceId, NetworkChange, QueryId, QueryOutcome, Reach,
 };
 use multidriver::scoring::{
-    CellularGeneration, Lifecycle, Medium, NetworkConditions, PowerState, Source, Timestamp,
+    CellularGeneration, Lifecycle, Medium, NetworkConditions, PowerState, Profile, Source,
+    Timestamp,
 };
 use proptest::prelude::*;
 
@@ -71,6 +72,18 @@ enum Op {
     Register {
         kind: usize,
     },
+    Inbound {
+        peer: u8,
+        iface: usize,
+    },
+    Hold {
+        peer: u8,
+        protect: bool,
+        used: bool,
+    },
+    SetProfile {
+        performance: bool,
+    },
     Advertise {
         ns: usize,
     },
@@ -125,6 +138,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<usize>().prop_map(|pick| Op::Close { pick }),
         2 => (any::<usize>(), 1u64..400).prop_map(|(pick, ms)| Op::Rtt { pick, ms }),
         1 => (0..KINDS.len()).prop_map(|kind| Op::Register { kind }),
+        1 => (0..PEERS, 0..IFACES.len()).prop_map(|(peer, iface)| Op::Inbound { peer, iface }),
+        1 => (0..PEERS, any::<bool>(), any::<bool>()).prop_map(|(peer, protect, used)| Op::Hold { peer, protect, used }),
+        1 => any::<bool>().prop_map(|performance| Op::SetProfile { performance }),
         1 => (0..NAMESPACES.len()).prop_map(|ns| Op::Advertise { ns }),
         1 => (0..NAMESPACES.len()).prop_map(|ns| Op::StopAdvertising { ns }),
         1 => (0..NAMESPACES.len()).prop_map(|ns| Op::Lookup { ns }),
@@ -256,6 +272,17 @@ impl World {
         prop_assert!(self.engine.connection_count() <= self.config.max_connections);
         prop_assert!(self.engine.pending_events() <= self.config.max_pending_events);
         prop_assert_eq!(self.engine.queries_in_flight(), self.open_queries.len());
+        // The engine tracks only connections that are open on the adapter's
+        // side, and every primary is one of them.
+        let tracked: Vec<ConnectionId> = self.engine.connections().collect();
+        for c in &tracked {
+            prop_assert!(self.open_conns.contains_key(c), "{c} tracked but closed");
+        }
+        for p in 0..PEERS {
+            if let Some(primary) = self.engine.primary(&peer(p)) {
+                prop_assert!(tracked.contains(&primary), "primary {primary} is not open");
+            }
+        }
         prop_assert!(self.engine.queries_in_flight() <= self.config.max_queries);
         Ok(())
     }
@@ -403,6 +430,40 @@ impl World {
                     self.open_conns.remove(&id);
                     self.engine.handle_connection_closed(id, now);
                 }
+            }
+            Op::Inbound { peer: p, iface } => {
+                let (interface, _) = IFACES[iface];
+                let up = self.ifaces.get(&interface).is_some_and(|s| s.0);
+                if up {
+                    let a: Multiaddr = format!("/ip4/192.168.1.{}/tcp/5000", u32::from(p) + 10)
+                        .parse()
+                        .unwrap();
+                    if let Ok(id) = self.engine.handle_inbound(peer(p), a, interface, now) {
+                        self.open_conns.insert(id, peer(p));
+                    }
+                }
+            }
+            Op::Hold {
+                peer: p,
+                protect,
+                used,
+            } => {
+                if protect {
+                    let _ = self.engine.protect(peer(p));
+                } else {
+                    self.engine.unprotect(peer(p));
+                }
+                if used {
+                    self.engine.mark_used(peer(p), now);
+                }
+            }
+            Op::SetProfile { performance } => {
+                let profile = if performance {
+                    Profile::performance()
+                } else {
+                    Profile::balanced()
+                };
+                self.engine.set_profile(profile, now).unwrap();
             }
             Op::Register { kind } => {
                 if let Ok(d) = self.engine.register_driver(caps(KINDS[kind]), now) {

@@ -727,3 +727,49 @@ fn bad_inputs_are_errors_that_name_what_was_wrong() {
     let err = Engine::new(Config::default().with_max_peers(0)).unwrap_err();
     assert!(err.to_string().contains("max_peers"), "{err}");
 }
+
+#[test]
+fn losing_an_interface_never_promotes_a_backup_on_the_same_interface() {
+    let mut h = Harness::new(Config::default().with_profile(Profile::performance()));
+    h.up(WIFI, Medium::Wifi);
+    let p = peer(1);
+    h.discover(p, LAN, WIFI, Source::Mdns);
+    h.discover(p, PUBLIC_QUIC, WIFI, Source::Rendezvous);
+    h.connect(p);
+    h.at(ms(100));
+    h.succeed(h.dial_to(LAN));
+    h.at(ms(180));
+    h.succeed(h.dial_to(PUBLIC_QUIC));
+    let events_before = h.events.len();
+    h.change(NetworkChange::Down { interface: WIFI });
+    assert_eq!(h.engine.primary(&p), None);
+    assert_eq!(h.engine.connection_count(), 0);
+    assert!(
+        !h.events[events_before..]
+            .iter()
+            .any(|(_, e)| matches!(e, Event::RouteSwitched { .. })),
+        "switched to a connection that died with the interface: {:#?}",
+        &h.events[events_before..]
+    );
+    assert!(matches!(
+        h.events.last().unwrap().1,
+        Event::PeerUnreachable { .. }
+    ));
+}
+
+#[test]
+fn a_race_waiting_for_capacity_goes_on_when_capacity_frees() {
+    let mut h = Harness::new(Config::default().with_max_attempts(4, 1));
+    h.up(WIFI, Medium::Wifi);
+    let (p1, p2) = (peer(1), peer(2));
+    h.discover(p1, LAN, WIFI, Source::Mdns);
+    h.discover(p2, "/ip4/192.168.1.30/udp/4001/quic-v1", WIFI, Source::Mdns);
+    h.connect(p1);
+    h.connect(p2);
+    assert_eq!(h.dials().len(), 1, "one attempt in flight at most");
+    // The app gives up on the first peer: the second is dialled at once.
+    h.engine.disconnect(p1, h.now);
+    h.drain();
+    assert_eq!(h.dials().len(), 2);
+    assert_eq!(h.dials()[1].2, "/ip4/192.168.1.30/udp/4001/quic-v1");
+}

@@ -116,6 +116,7 @@ impl Engine {
                 now,
             );
         }
+        self.release_capacity(now);
     }
 
     /// While above the high watermark, when the next connection leaves its

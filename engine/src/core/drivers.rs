@@ -14,6 +14,11 @@ use crate::core::{
 /// (libp2p-rendezvous `lib.rs`), so every driver can carry it.
 pub const MAX_NAMESPACE_LEN: usize = 255;
 
+/// Shortest advertisement TTL accepted: re-advertising at 4/5 of a shorter
+/// one would keep drivers busy for nothing. Our bound; rendezvous servers
+/// enforce far longer minimums (2 h in libp2p-rendezvous `lib.rs`).
+pub const MIN_ADVERT_TTL: Duration = Duration::from_secs(10);
+
 /// Gain of the answer-latency average: 1/8, as RFC 6298's SRTT.
 const LATENCY_GAIN: f64 = 1.0 / 8.0;
 
@@ -156,6 +161,12 @@ impl Engine {
     ) -> Result<(), Error> {
         self.last_now = self.last_now.max(now);
         check_namespace(namespace)?;
+        if ttl < MIN_ADVERT_TTL {
+            return Err(Error::InvalidTtl {
+                ttl,
+                min: MIN_ADVERT_TTL,
+            });
+        }
         if !self.drivers.adverts.contains_key(namespace)
             && self.drivers.adverts.len() >= self.config.max_namespaces
         {
@@ -199,6 +210,8 @@ impl Engine {
                 });
             }
         }
+        // Freed operation slots go to advertisements that waited for them.
+        self.schedule_drivers(now);
     }
 
     /// Looks up `namespace` with every driver that may run now and is not

@@ -106,7 +106,7 @@ use multidriver_scoring::{
 
 pub use crate::error::Error;
 pub use config::{Config, DriverSchedule, ProfileMap};
-pub use drivers::MAX_NAMESPACE_LEN;
+pub use drivers::{MAX_NAMESPACE_LEN, MIN_ADVERT_TTL};
 pub use io::{
     CloseReason, Command, ConnectionId, Discovered, DriverCaps, DriverId, EnergyClass, Event,
     InterfaceId, NetworkChange, QueryId, QueryOutcome, Reach, SwitchReason,
@@ -374,10 +374,20 @@ impl Engine {
                 if !self.interfaces.contains_key(&interface)
                     && self.interfaces.len() >= self.config.max_interfaces
                 {
-                    return Err(Error::TableFull {
-                        table: "interfaces",
-                        limit: self.config.max_interfaces,
-                    });
+                    // Forget the oldest interface that is down (hosts number
+                    // each new attachment afresh); its routes are dead.
+                    let Some(victim) = self
+                        .interfaces
+                        .iter()
+                        .find(|(_, i)| !i.up)
+                        .map(|(id, _)| *id)
+                    else {
+                        return Err(Error::TableFull {
+                            table: "interfaces",
+                            limit: self.config.max_interfaces,
+                        });
+                    };
+                    self.forget_interface(victim);
                 }
                 self.interfaces.insert(
                     interface,
@@ -417,6 +427,7 @@ impl Engine {
             }
             NetworkChange::Losing { interface } => {
                 self.interface_mut(interface)?.losing = true;
+                self.cancel_attempts_on(interface, now);
                 let moving: Vec<PeerId> = self
                     .peers
                     .iter()
@@ -439,6 +450,9 @@ impl Engine {
                         now,
                     );
                 }
+                // Races whose attempts over the interface were cancelled go on.
+                self.reevaluate_all(now);
+                self.release_capacity(now);
             }
             NetworkChange::Down { interface } => {
                 let i = self.interface_mut(interface)?;
@@ -583,6 +597,7 @@ impl Engine {
             self.close(c, CloseReason::NotWanted);
         }
         self.refresh_wake(peer, now);
+        self.release_capacity(now);
     }
 
     /// A dial succeeded `now`; the time since the dial command gives an RTT
@@ -600,12 +615,20 @@ impl Engine {
         };
         let peer_id = attempt.peer;
         let keep_backup = self.profile.racing.keep_warm_backup;
-        let Some(peer) = self.peers.get_mut(&peer_id) else {
+        let Some(i) = self
+            .peers
+            .get(&peer_id)
+            .and_then(|p| p.index_of(attempt.route))
+        else {
+            // The peer or route is gone: nobody wants this connection.
+            self.commands.push_back(Command::CloseConnection {
+                connection,
+                reason: CloseReason::Duplicate,
+            });
+            self.release_capacity(now);
             return;
         };
-        let Some(i) = peer.index_of(attempt.route) else {
-            return;
-        };
+        let peer = self.peers.get_mut(&peer_id).expect("looked up above");
         let route = &mut peer.routes[i];
         route.dials.record_success();
         let elapsed = now.saturating_duration_since(attempt.started);
@@ -625,9 +648,12 @@ impl Engine {
             },
         );
         let peer = self.peers.get_mut(&peer_id).expect("looked up above");
-        let purpose = peer.race.as_mut().map(|r| {
+        // Only one of the race's own attempts can win it; a kept backup dial
+        // that lands meanwhile is a straggler.
+        let purpose = peer.race.as_mut().and_then(|r| {
+            let mine = r.in_flight.contains(&connection);
             r.in_flight.retain(|c| *c != connection);
-            r.purpose
+            mine.then_some(r.purpose)
         });
         match (purpose, peer.primary) {
             (Some(Purpose::Upgrade { reason, .. }), Some(old)) => {
@@ -742,7 +768,8 @@ impl Engine {
     }
 
     /// A peer connected to us. It becomes the peer's primary connection if
-    /// it has none.
+    /// it has none. Open connections plus dials in flight never exceed
+    /// [`Config::max_connections`].
     ///
     /// # Errors
     /// [`Error::UnknownInterface`], or [`Error::TableFull`] when the peer or
@@ -757,7 +784,8 @@ impl Engine {
         if !self.interfaces.contains_key(&interface) {
             return Err(Error::UnknownInterface(interface));
         }
-        if self.connections.len() >= self.config.max_connections {
+        // Dials in flight hold their place: they may all succeed.
+        if self.connections.len() + self.attempts.len() >= self.config.max_connections {
             return Err(Error::TableFull {
                 table: "connections",
                 limit: self.config.max_connections,
@@ -882,6 +910,11 @@ impl Engine {
         self.connections.len()
     }
 
+    /// The open connections the engine tracks, in id order.
+    pub fn connections(&self) -> impl Iterator<Item = ConnectionId> + '_ {
+        self.connections.keys().copied()
+    }
+
     /// The address and interface of a connection.
     pub fn connection(&self, connection: ConnectionId) -> Option<(&Multiaddr, InterfaceId)> {
         self.connections
@@ -956,6 +989,7 @@ impl Engine {
     }
 
     fn remove_peer(&mut self, peer: PeerId) {
+        self.cancel_race_attempts(peer, None);
         if let Some(p) = self.peers.remove(&peer)
             && let Some(w) = p.wake
         {
@@ -1270,6 +1304,52 @@ impl Engine {
     }
 
     fn interface_down(&mut self, interface: InterfaceId, now: Timestamp) {
+        self.cancel_attempts_on(interface, now);
+        let conns: Vec<(ConnectionId, Conn)> = self
+            .connections
+            .iter()
+            .filter(|(_, c)| c.interface == interface)
+            .map(|(id, c)| (*id, c.clone()))
+            .collect();
+        // Forget every connection over the interface before reacting to any
+        // loss, so a backup on the same interface is never promoted.
+        for (id, _) in &conns {
+            self.connections.remove(id);
+            self.closing.remove(id);
+            self.commands.push_back(Command::CloseConnection {
+                connection: *id,
+                reason: CloseReason::InterfaceDown,
+            });
+        }
+        for (id, conn) in conns {
+            self.lost_connection(conn.peer, id, conn.addr, SwitchReason::InterfaceLost, now);
+        }
+        self.reevaluate_all(now);
+        self.release_capacity(now);
+    }
+
+    /// Forgets a down interface and every route over it.
+    fn forget_interface(&mut self, interface: InterfaceId) {
+        self.interfaces.remove(&interface);
+        let peers: Vec<PeerId> = self.peers.keys().copied().collect();
+        for peer_id in peers {
+            let Some(peer) = self.peers.get_mut(&peer_id) else {
+                continue;
+            };
+            let mut i = 0;
+            while i < peer.meta.len() {
+                if peer.meta[i].interface == interface {
+                    peer.meta.remove(i);
+                    peer.routes.remove(i);
+                } else {
+                    i += 1;
+                }
+            }
+        }
+    }
+
+    /// Cancels every dial attempt through `interface`; their races move on.
+    fn cancel_attempts_on(&mut self, interface: InterfaceId, now: Timestamp) {
         let attempts: Vec<(ConnectionId, PeerId)> = self
             .attempts
             .iter()
@@ -1290,23 +1370,6 @@ impl Engine {
                 race.next_due = now;
             }
         }
-        let conns: Vec<(ConnectionId, Conn)> = self
-            .connections
-            .iter()
-            .filter(|(_, c)| c.interface == interface)
-            .map(|(id, c)| (*id, c.clone()))
-            .collect();
-        for (id, conn) in conns {
-            self.connections.remove(&id);
-            self.closing.remove(&id);
-            self.commands.push_back(Command::CloseConnection {
-                connection: id,
-                reason: CloseReason::InterfaceDown,
-            });
-            self.lost_connection(conn.peer, id, conn.addr, SwitchReason::InterfaceLost, now);
-        }
-        self.reevaluate_all(now);
-        self.release_capacity(now);
     }
 
     /// A peer lost `connection`: promote its backup, or re-race.
@@ -1341,6 +1404,14 @@ impl Engine {
                 interface,
                 reason,
             });
+            return;
+        }
+        if !peer.wanted {
+            // Nobody asked to keep this peer connected: no redial.
+            peer.lost = None;
+            self.cancel_race(peer_id);
+            self.push_event(Event::PeerDisconnected { peer: peer_id });
+            self.refresh_wake(peer_id, now);
             return;
         }
         // An upgrade in progress becomes the way back.
