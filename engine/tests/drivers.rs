@@ -4,16 +4,14 @@
 use std::time::Duration;
 
 use multidriver::core::{
-    Command, Config, DriverCaps, DriverId, EnergyClass, Engine, Event, InterfaceId, NetworkChange,
-    QueryId, QueryOutcome, Reach,
+    Command, Config, DriverCaps, DriverId, EnergyClass, Engine, Event, NetworkChange, QueryOutcome,
+    Reach,
 };
 use multidriver::scoring::{
-    CellularGeneration, Lifecycle, Medium, NetworkConditions, PowerState, Profile, Source,
-    Timestamp,
+    CellularGeneration, Lifecycle, Medium, PowerState, Profile, Source, Timestamp,
 };
 
-const WIFI: InterfaceId = InterfaceId(1);
-const CELL: InterfaceId = InterfaceId(2);
+use common::{CELL, WIFI};
 const TTL: Duration = Duration::from_secs(7_200);
 
 fn caps(kind: Source) -> DriverCaps {
@@ -40,114 +38,17 @@ fn caps(kind: Source) -> DriverCaps {
     }
 }
 
-struct H {
-    engine: Engine,
-    now: Timestamp,
-    commands: Vec<(Timestamp, Command)>,
-    events: Vec<(Timestamp, Event)>,
-}
-
-impl H {
-    fn new(config: Config) -> Self {
-        H {
-            engine: Engine::new(config).unwrap(),
-            now: Timestamp::ZERO,
-            commands: Vec::new(),
-            events: Vec::new(),
-        }
-    }
-
-    fn drain(&mut self) {
-        while let Some(c) = self.engine.poll_command() {
-            self.commands.push((self.now, c));
-        }
-        while let Some(e) = self.engine.poll_event() {
-            self.events.push((self.now, e));
-        }
-    }
-
-    fn run_until(&mut self, t: Timestamp) {
-        while let Some(due) = self.engine.poll_timeout() {
-            if due > t {
-                break;
-            }
-            self.now = due;
-            self.engine.handle_timeout(due);
-            self.drain();
-            assert!(
-                self.engine.poll_timeout().is_none_or(|n| n > due),
-                "busy loop at {due}"
-            );
-        }
-        self.now = t;
-    }
-
-    fn up(&mut self, interface: InterfaceId, medium: Medium) {
-        self.engine
-            .handle_network_change(
-                NetworkChange::Up {
-                    interface,
-                    medium,
-                    conditions: NetworkConditions::default(),
-                    validated: true,
-                },
-                self.now,
-            )
-            .unwrap();
-        self.drain();
-    }
-
-    fn register(&mut self, kind: Source) -> DriverId {
-        let d = self.engine.register_driver(caps(kind), self.now).unwrap();
-        self.drain();
-        d
-    }
-
-    /// Advertise commands since `from`: (when, query, driver).
-    fn adverts_since(&self, from: usize) -> Vec<(Timestamp, QueryId, DriverId)> {
-        self.commands[from..]
-            .iter()
-            .filter_map(|(t, c)| match c {
-                Command::Advertise { query, driver, .. } => Some((*t, *query, *driver)),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn discovers_since(&self, from: usize) -> Vec<(QueryId, DriverId)> {
-        self.commands[from..]
-            .iter()
-            .filter_map(|(_, c)| match c {
-                Command::Discover { query, driver, .. } => Some((*query, *driver)),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn stops(&self) -> Vec<DriverId> {
-        self.commands
-            .iter()
-            .filter_map(|(_, c)| match c {
-                Command::StopAdvertising { driver, .. } => Some(*driver),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn outcome(&mut self, query: QueryId, outcome: QueryOutcome) {
-        self.engine.handle_query_outcome(query, outcome, self.now);
-        self.drain();
-    }
-}
+mod common;
+use common::Harness;
 
 const OK: QueryOutcome = QueryOutcome::Succeeded { found: 0 };
 
 #[test]
 fn rendezvous_a_fails_and_b_carries_on_until_a_is_back() {
-    let mut h = H::new(Config::default());
+    let mut h = Harness::new(Config::default());
     h.up(WIFI, Medium::Wifi);
-    let a = h.register(Source::Rendezvous);
-    let b = h.register(Source::Rendezvous);
+    let a = h.register(caps(Source::Rendezvous));
+    let b = h.register(caps(Source::Rendezvous));
     h.engine.advertise("chat", TTL, h.now).unwrap();
     h.drain();
     let first = h.adverts_since(0);
@@ -204,9 +105,9 @@ fn rendezvous_a_fails_and_b_carries_on_until_a_is_back() {
 fn backoff_doubles_with_jitter_up_to_the_cap() {
     let config = Config::default();
     let (base, max) = (config.backoff_base, config.backoff_max);
-    let mut h = H::new(config);
+    let mut h = Harness::new(config);
     h.up(WIFI, Medium::Wifi);
-    let a = h.register(Source::Rendezvous);
+    let a = h.register(caps(Source::Rendezvous));
     h.engine.advertise("chat", TTL, h.now).unwrap();
     h.drain();
     for n in 0..12u32 {
@@ -238,9 +139,9 @@ fn backoff_doubles_with_jitter_up_to_the_cap() {
 
 #[test]
 fn re_advertises_at_four_fifths_of_the_ttl_and_when_addresses_change() {
-    let mut h = H::new(Config::default());
+    let mut h = Harness::new(Config::default());
     h.up(WIFI, Medium::Wifi);
-    h.register(Source::Rendezvous);
+    h.register(caps(Source::Rendezvous));
     h.engine.advertise("chat", TTL, h.now).unwrap();
     h.drain();
     let (_, q, _) = h.adverts_since(0)[0];
@@ -260,10 +161,10 @@ fn re_advertises_at_four_fifths_of_the_ttl_and_when_addresses_change() {
 
 #[test]
 fn lan_drivers_run_only_where_a_lan_exists() {
-    let mut h = H::new(Config::default());
+    let mut h = Harness::new(Config::default());
     h.up(CELL, Medium::Cellular(CellularGeneration::G4));
-    let mdns = h.register(Source::Mdns);
-    let rdv = h.register(Source::Rendezvous);
+    let mdns = h.register(caps(Source::Mdns));
+    let rdv = h.register(caps(Source::Rendezvous));
     h.engine.advertise("chat", TTL, h.now).unwrap();
     h.drain();
     assert_eq!(
@@ -290,17 +191,17 @@ fn lan_drivers_run_only_where_a_lan_exists() {
 
 #[test]
 fn dht_less_operation_is_a_normal_configuration() {
-    let mut h = H::new(Config::default());
+    let mut h = Harness::new(Config::default());
     h.up(WIFI, Medium::Wifi);
-    let rdv = h.register(Source::Rendezvous);
-    let mdns = h.register(Source::Mdns);
+    let rdv = h.register(caps(Source::Rendezvous));
+    let mdns = h.register(caps(Source::Mdns));
     h.engine.advertise("chat", TTL, h.now).unwrap();
     assert_eq!(h.engine.discover("chat", h.now).unwrap(), 2);
     h.drain();
     let asked: Vec<DriverId> = h.discovers_since(0).iter().map(|x| x.1).collect();
     assert_eq!(asked, vec![rdv, mdns]);
     // With no driver able to run, discovery asks nobody, without an error.
-    let mut lonely = H::new(Config::default());
+    let mut lonely = Harness::new(Config::default());
     assert_eq!(lonely.engine.discover("chat", lonely.now).unwrap(), 0);
     lonely.drain();
     assert!(lonely.commands.is_empty());
@@ -308,10 +209,10 @@ fn dht_less_operation_is_a_normal_configuration() {
 
 #[test]
 fn background_on_low_battery_stops_the_dht_and_stretches_keep_alives() {
-    let mut h = H::new(Config::default());
+    let mut h = Harness::new(Config::default());
     h.up(WIFI, Medium::Wifi);
-    let dht = h.register(Source::Dht);
-    let rdv = h.register(Source::Rendezvous);
+    let dht = h.register(caps(Source::Dht));
+    let rdv = h.register(caps(Source::Rendezvous));
     h.engine.advertise("chat", TTL, h.now).unwrap();
     h.drain();
     for (_, q, _) in h.adverts_since(0) {
@@ -360,9 +261,9 @@ fn background_on_low_battery_stops_the_dht_and_stretches_keep_alives() {
 fn unanswered_queries_time_out_as_failures() {
     let config = Config::default();
     let timeout = config.query_timeout;
-    let mut h = H::new(config);
+    let mut h = Harness::new(config);
     h.up(WIFI, Medium::Wifi);
-    let a = h.register(Source::Rendezvous);
+    let a = h.register(caps(Source::Rendezvous));
     h.engine.discover("chat", h.now).unwrap();
     h.drain();
     let (q, _) = h.discovers_since(0)[0];
@@ -378,10 +279,10 @@ fn unanswered_queries_time_out_as_failures() {
 
 #[test]
 fn the_first_useful_answer_cancels_slower_lookups_when_asked() {
-    let mut h = H::new(Config::default().with_cancel_slower_discovery(true));
+    let mut h = Harness::new(Config::default().with_cancel_slower_discovery(true));
     h.up(WIFI, Medium::Wifi);
-    let mdns = h.register(Source::Mdns);
-    h.register(Source::Dht);
+    let mdns = h.register(caps(Source::Mdns));
+    h.register(caps(Source::Dht));
     h.engine.discover("chat", h.now).unwrap();
     h.drain();
     let queries = h.discovers_since(0);
@@ -399,10 +300,10 @@ fn the_first_useful_answer_cancels_slower_lookups_when_asked() {
         Some(Duration::from_millis(40))
     );
     // Without the option, every driver keeps answering.
-    let mut h = H::new(Config::default());
+    let mut h = Harness::new(Config::default());
     h.up(WIFI, Medium::Wifi);
-    h.register(Source::Mdns);
-    h.register(Source::Dht);
+    h.register(caps(Source::Mdns));
+    h.register(caps(Source::Dht));
     h.engine.discover("chat", h.now).unwrap();
     h.drain();
     let fast = h.discovers_since(0)[0].0;
