@@ -332,3 +332,22 @@ fn bad_namespaces_and_full_tables_are_errors() {
         .unwrap_err();
     assert!(err.to_string().contains("drivers"), "{err}");
 }
+
+#[test]
+fn the_dht_does_not_run_over_metered_links_only() {
+    let mut h = Harness::new(Config::default());
+    // Only 4G, metered: the DHT stays off, rendezvous runs.
+    h.up(CELL, Medium::Cellular(CellularGeneration::G4));
+    let dht = h.register(caps(Source::Dht));
+    let rdv = h.register(caps(Source::Rendezvous));
+    h.engine.advertise("chat", TTL, h.now).unwrap();
+    h.drain();
+    assert_eq!(
+        h.adverts_since(0).iter().map(|x| x.2).collect::<Vec<_>>(),
+        vec![rdv]
+    );
+    // Free Wi-Fi arrives: the DHT joins.
+    let mark = h.commands.len();
+    h.up(WIFI, Medium::Wifi);
+    assert!(h.adverts_since(mark).iter().any(|x| x.2 == dht));
+}

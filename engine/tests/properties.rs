@@ -252,6 +252,12 @@ impl World {
                     self.open_queries.remove(&query);
                 }
                 Command::StopAdvertising { .. } => {}
+                Command::KeepAlive { connections } => {
+                    prop_assert!(!connections.is_empty());
+                    for c in &connections {
+                        prop_assert!(self.open_conns.contains_key(c), "keep-alive on closed {c}");
+                    }
+                }
                 other => prop_assert!(false, "unexpected command {other:?}"),
             }
         }

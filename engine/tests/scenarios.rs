@@ -592,3 +592,47 @@ fn a_race_waiting_for_capacity_goes_on_when_capacity_frees() {
     assert_eq!(h.dials().len(), 2);
     assert_eq!(h.dials()[1].2, "/ip4/192.168.1.30/udp/4001/quic-v1");
 }
+
+#[test]
+fn cellular_keep_alives_share_one_radio_wake_up() {
+    let mut h = Harness::new(Config::default());
+    h.up(WIFI, Medium::Wifi);
+    h.up(CELL, LTE);
+    let (p1, p2, p3) = (peer(1), peer(2), peer(3));
+    h.discover(p1, "/ip4/198.51.100.1/udp/4001/quic-v1", CELL, Source::Dht);
+    h.discover(p2, "/ip4/198.51.100.2/udp/4001/quic-v1", CELL, Source::Dht);
+    h.discover(p3, LAN, WIFI, Source::Mdns);
+    for p in [p1, p2, p3] {
+        h.connect(p);
+    }
+    let dials = h.dials();
+    h.at(ms(100));
+    h.succeed(dials[0].1);
+    h.at(ms(700));
+    for d in &dials[1..] {
+        h.succeed(d.1);
+    }
+    let cellular: Vec<ConnectionId> = dials.iter().filter(|d| d.3 == CELL).map(|d| d.1).collect();
+    assert_eq!(cellular.len(), 2);
+    // One batch per keep-alive interval, with both cellular connections and
+    // not the Wi-Fi one, counted from the first cellular connection.
+    let interval = Profile::balanced().usage.keepalive_interval();
+    h.at(ms(100) + interval * 3);
+    let batches: Vec<(Timestamp, Vec<ConnectionId>)> = h
+        .commands
+        .iter()
+        .filter_map(|(t, c)| match c {
+            Command::KeepAlive { connections } => Some((*t, connections.clone())),
+            _ => None,
+        })
+        .collect();
+    let at = |k: u32| Timestamp::from_duration(ms(100) + interval * k);
+    assert_eq!(
+        batches,
+        vec![
+            (at(1), cellular.clone()),
+            (at(2), cellular.clone()),
+            (at(3), cellular)
+        ]
+    );
+}

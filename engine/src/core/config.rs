@@ -18,6 +18,11 @@ pub struct DriverSchedule {
     /// Never run drivers of [`EnergyClass::High`] (a DHT) on battery below
     /// this level (`0.0..=1.0`; 0 disables the rule).
     pub high_energy_min_battery: f64,
+    /// Run drivers of [`EnergyClass::High`] even when every validated
+    /// interface is metered, expensive or constrained. Default false: a DHT's
+    /// background traffic (> 2 GB/h idle with many peers, kubo #2917 in
+    /// PARAMETERS.md) does not belong on a data plan.
+    pub high_energy_on_costly_links: bool,
 }
 
 impl Default for DriverSchedule {
@@ -36,6 +41,7 @@ impl Default for DriverSchedule {
             background: vec![Source::Rendezvous, Source::Mdns, Source::Proximity],
             suspended: vec![Source::Rendezvous],
             high_energy_min_battery: 0.2,
+            high_energy_on_costly_links: false,
         }
     }
 }

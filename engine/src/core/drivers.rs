@@ -7,7 +7,7 @@ use std::time::Duration;
 use multidriver_scoring::{Medium, Timestamp};
 
 use crate::core::{
-    Command, DriverCaps, DriverId, Engine, Error, Event, QueryId, QueryOutcome, Reach,
+    Command, DriverCaps, DriverId, EnergyClass, Engine, Error, Event, QueryId, QueryOutcome, Reach,
 };
 
 /// Longest namespace accepted: libp2p-rendezvous' limit of 255 bytes
@@ -403,7 +403,15 @@ impl Engine {
             }),
             Reach::Internet => self.interfaces.values().any(|i| i.up && i.validated),
         };
+        let only_costly_links = !self
+            .interfaces
+            .values()
+            .any(|i| i.up && i.validated && !i.conditions.is_costly());
+        let costly_blocks = d.caps.energy == EnergyClass::High
+            && only_costly_links
+            && !self.config.schedule.high_energy_on_costly_links;
         environment
+            && !costly_blocks
             && self
                 .config
                 .schedule

@@ -169,6 +169,14 @@ pub enum Command {
         /// The operation.
         query: QueryId,
     },
+    /// Send one keep-alive (a ping) on each of these cellular connections
+    /// now. The engine batches them so that one radio wake-up serves every
+    /// connection; the adapter should turn off per-connection keep-alive
+    /// timers on cellular links and rely on this command instead.
+    KeepAlive {
+        /// The connections, in id order.
+        connections: Vec<ConnectionId>,
+    },
     /// Close an open connection; the engine already forgot it.
     CloseConnection {
         /// The connection.

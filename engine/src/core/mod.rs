@@ -42,9 +42,15 @@
 //! - A connection manager: low/high watermarks, a grace period for new
 //!   connections, protected and recently used peers, lowest value first.
 //!
-//! Not yet: a keep-alive policy per medium (the profile's keep-alive
-//! interval is the only one), and cancelling slower discoveries is a
-//! [`Config`] switch rather than a profile field.
+//! - Keep-alives on cellular links are batched ([`Command::KeepAlive`]) so
+//!   one radio wake-up per interval serves every connection; the interval
+//!   follows the profile (30 s balanced, 60 s battery-saver, 120 s
+//!   background). High-energy drivers (a DHT) stay off while every validated
+//!   link is metered.
+//!
+//! Not yet: per-state driver intervals (periodic re-discovery), and
+//! cancelling slower discoveries is a [`Config`] switch rather than a
+//! profile field.
 //!
 //! # Example: driving it by hand
 //!
@@ -91,6 +97,7 @@ mod budget;
 mod config;
 mod drivers;
 mod io;
+mod keepalive;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
@@ -248,6 +255,8 @@ pub struct Engine {
     /// The latest `now` of any input, to tell passed deadlines from future
     /// ones in `poll_timeout`.
     last_now: Timestamp,
+    /// When the next batch of cellular keep-alives is due.
+    next_keepalive: Option<Timestamp>,
 }
 
 impl Engine {
@@ -276,6 +285,7 @@ impl Engine {
             touch: 0,
             drivers: drivers::Drivers::new(config_seed),
             last_now: Timestamp::ZERO,
+            next_keepalive: None,
         })
     }
 
@@ -311,10 +321,17 @@ impl Engine {
         let peers = self.wakes.first().map(|(t, _)| *t);
         let drivers = self.drivers_next_timeout();
         let budget = self.budget_next_timeout();
-        [attempts, closing, peers, drivers, budget]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            attempts,
+            closing,
+            peers,
+            drivers,
+            budget,
+            self.next_keepalive,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     // ------------------------------------------------------------------
@@ -721,6 +738,7 @@ impl Engine {
         self.release_capacity(now);
         self.refresh_wake(peer_id, now);
         self.trim(now);
+        self.schedule_keepalive(now);
     }
 
     /// A dial failed: the route is penalised and the race moves on at once
@@ -819,6 +837,7 @@ impl Engine {
         }
         self.refresh_wake(peer, now);
         self.trim(now);
+        self.schedule_keepalive(now);
         Ok(connection)
     }
 
@@ -828,6 +847,7 @@ impl Engine {
     pub fn handle_timeout(&mut self, now: Timestamp) {
         self.last_now = self.last_now.max(now);
         self.drivers_timeout(now);
+        self.keepalive_timeout(now);
         let timed_out: Vec<ConnectionId> = self
             .attempts
             .iter()
