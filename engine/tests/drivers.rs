@@ -278,8 +278,11 @@ fn unanswered_queries_time_out_as_failures() {
 }
 
 #[test]
-fn the_first_useful_answer_cancels_slower_lookups_when_asked() {
-    let mut h = Harness::new(Config::default().with_cancel_slower_discovery(true));
+fn the_first_useful_answer_cancels_slower_lookups_when_the_profile_says() {
+    // battery-saver cancels slower lookups; balanced lets them run.
+    assert!(Profile::battery_saver().racing.cancel_slower_discovery);
+    assert!(!Profile::balanced().racing.cancel_slower_discovery);
+    let mut h = Harness::new(Config::default().with_profile(Profile::battery_saver()));
     h.up(WIFI, Medium::Wifi);
     let mdns = h.register(caps(Source::Mdns));
     h.register(caps(Source::Dht));
@@ -299,7 +302,7 @@ fn the_first_useful_answer_cancels_slower_lookups_when_asked() {
         h.engine.driver_latency(mdns),
         Some(Duration::from_millis(40))
     );
-    // Without the option, every driver keeps answering.
+    // Under balanced, every driver keeps answering.
     let mut h = Harness::new(Config::default());
     h.up(WIFI, Medium::Wifi);
     h.register(caps(Source::Mdns));
@@ -350,4 +353,83 @@ fn the_dht_does_not_run_over_metered_links_only() {
     let mark = h.commands.len();
     h.up(WIFI, Medium::Wifi);
     assert!(h.adverts_since(mark).iter().any(|x| x.2 == dht));
+}
+
+#[test]
+fn subscriptions_are_looked_up_again_at_the_lifecycle_interval() {
+    let config = Config::default();
+    let (fg, bg) = (
+        config.schedule.foreground_interval,
+        config.schedule.background_interval,
+    );
+    let mut h = Harness::new(config);
+    h.up(WIFI, Medium::Wifi);
+    h.register(caps(Source::Rendezvous));
+    h.engine.subscribe("chat", h.now).unwrap();
+    h.drain();
+    let lookups = |h: &Harness| -> Vec<Timestamp> {
+        h.commands
+            .iter()
+            .filter(|(_, c)| matches!(c, Command::Discover { .. }))
+            .map(|(t, _)| *t)
+            .collect()
+    };
+    // Runs the clock to `t`, answering every lookup as soon as it is asked
+    // so that none times out and the driver stays healthy.
+    let step_to = |h: &mut Harness, t: Timestamp| {
+        while let Some(due) = h.engine.poll_timeout().filter(|d| *d <= t) {
+            h.run_until(due);
+            let open: Vec<multidriver::core::QueryId> =
+                h.discovers_since(0).into_iter().map(|x| x.0).collect();
+            for q in open {
+                h.engine.handle_query_outcome(q, OK, h.now);
+            }
+            h.drain();
+        }
+        h.run_until(t);
+    };
+    let t0 = Timestamp::ZERO;
+    step_to(&mut h, t0 + fg * 2);
+    assert_eq!(lookups(&h), vec![t0, t0 + fg, t0 + fg * 2]);
+    // In the background the next lookup keeps its time, then they space out.
+    h.engine.handle_power(
+        PowerState {
+            battery: Some(0.8),
+            charging: false,
+            lifecycle: Lifecycle::Background,
+        },
+        h.now,
+    );
+    h.drain();
+    step_to(&mut h, t0 + fg * 3 + bg);
+    assert_eq!(lookups(&h)[3..], [t0 + fg * 3, t0 + fg * 3 + bg]);
+    // Suspended: none. Back in the foreground: one at once.
+    h.engine.handle_power(
+        PowerState {
+            battery: Some(0.8),
+            charging: false,
+            lifecycle: Lifecycle::Suspended,
+        },
+        h.now,
+    );
+    h.drain();
+    let before = lookups(&h).len();
+    let later = h.now + bg * 4;
+    step_to(&mut h, later);
+    assert_eq!(lookups(&h).len(), before);
+    let woke = h.now;
+    h.engine.handle_power(
+        PowerState {
+            battery: Some(0.8),
+            charging: false,
+            lifecycle: Lifecycle::Foreground,
+        },
+        woke,
+    );
+    h.drain();
+    assert_eq!(*lookups(&h).last().unwrap(), woke);
+    h.engine.unsubscribe("chat");
+    let before = lookups(&h).len();
+    h.run_until(woke + fg * 5);
+    assert_eq!(lookups(&h).len(), before);
 }

@@ -84,6 +84,10 @@ enum Op {
     SetProfile {
         performance: bool,
     },
+    Subscribe {
+        ns: usize,
+        on: bool,
+    },
     Advertise {
         ns: usize,
     },
@@ -141,6 +145,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..PEERS, 0..IFACES.len()).prop_map(|(peer, iface)| Op::Inbound { peer, iface }),
         1 => (0..PEERS, any::<bool>(), any::<bool>()).prop_map(|(peer, protect, used)| Op::Hold { peer, protect, used }),
         1 => any::<bool>().prop_map(|performance| Op::SetProfile { performance }),
+        1 => (0..NAMESPACES.len(), any::<bool>()).prop_map(|(ns, on)| Op::Subscribe { ns, on }),
         1 => (0..NAMESPACES.len()).prop_map(|ns| Op::Advertise { ns }),
         1 => (0..NAMESPACES.len()).prop_map(|ns| Op::StopAdvertising { ns }),
         1 => (0..NAMESPACES.len()).prop_map(|ns| Op::Lookup { ns }),
@@ -463,6 +468,13 @@ impl World {
                     self.engine.mark_used(peer(p), now);
                 }
             }
+            Op::Subscribe { ns, on } => {
+                if on {
+                    self.engine.subscribe(NAMESPACES[ns], now).unwrap();
+                } else {
+                    self.engine.unsubscribe(NAMESPACES[ns]);
+                }
+            }
             Op::SetProfile { performance } => {
                 let profile = if performance {
                     Profile::performance()
@@ -589,7 +601,7 @@ fn config() -> impl Strategy<Value = Config> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(300))]
+    #![proptest_config(ProptestConfig::with_cases(128))]
 
     /// Never a dial over a down interface or past a route's TTL; attempts
     /// and tables within bounds; every dial resolved or cancelled; no busy

@@ -173,6 +173,10 @@ pub struct Racing {
     /// Keep the runner-up connection open as a warm backup. Read by the
     /// engine's racing dialer; race plans themselves do not depend on it.
     pub keep_warm_backup: bool,
+    /// Once one discovery driver answers a lookup with routes, cancel the
+    /// other drivers' lookups of that namespace (saves energy; loses the
+    /// provenance the slower drivers would add). Read by the engine.
+    pub cancel_slower_discovery: bool,
 }
 
 impl Racing {
@@ -243,6 +247,7 @@ impl Profile {
                 max_stagger_ms: HE_MAX_STAGGER_MS,
                 max_attempts: 4,
                 keep_warm_backup: true,
+                cancel_slower_discovery: false,
             },
         }
     }
@@ -282,6 +287,7 @@ impl Profile {
                 max_stagger_ms: HE_MAX_STAGGER_MS,
                 max_attempts: 3,
                 keep_warm_backup: false,
+                cancel_slower_discovery: false,
             },
         }
     }
@@ -321,6 +327,7 @@ impl Profile {
                 max_stagger_ms: HE_MAX_STAGGER_MS,
                 max_attempts: 2,
                 keep_warm_backup: false,
+                cancel_slower_discovery: true,
             },
         }
     }
@@ -360,6 +367,7 @@ impl Profile {
                 max_stagger_ms: HE_MAX_STAGGER_MS,
                 max_attempts: 1,
                 keep_warm_backup: false,
+                cancel_slower_discovery: true,
             },
         }
     }

@@ -165,6 +165,7 @@ fn profile() -> impl Strategy<Value = Profile> {
                     max_stagger_ms: (r.0 + r.1).min(10_000),
                     max_attempts: r.2,
                     keep_warm_backup: r.3,
+                    cancel_slower_discovery: r.3,
                 },
             };
             p.validate().expect("generated profiles are valid");

@@ -23,6 +23,14 @@ pub struct DriverSchedule {
     /// background traffic (> 2 GB/h idle with many peers, kubo #2917 in
     /// PARAMETERS.md) does not belong on a data plan.
     pub high_energy_on_costly_links: bool,
+    /// How often subscribed namespaces are looked up again in the
+    /// foreground. Default 30 s, Berty's rendezvous poll (berty/weshnet
+    /// `pkg/tinder`).
+    pub foreground_interval: Duration,
+    /// The same in the background. Default 5 min (our choice: ten times
+    /// rarer, the order of libp2p-mdns' 5 min query interval,
+    /// libp2p-mdns `behaviour/iface.rs`).
+    pub background_interval: Duration,
 }
 
 impl Default for DriverSchedule {
@@ -42,11 +50,23 @@ impl Default for DriverSchedule {
             suspended: vec![Source::Rendezvous],
             high_energy_min_battery: 0.2,
             high_energy_on_costly_links: false,
+            foreground_interval: Duration::from_secs(30),
+            background_interval: Duration::from_secs(300),
         }
     }
 }
 
 impl DriverSchedule {
+    /// How often subscriptions are looked up again in `lifecycle`; `None`
+    /// while suspended (the OS grants only short wake-ups).
+    pub fn interval(&self, lifecycle: Lifecycle) -> Option<Duration> {
+        match lifecycle {
+            Lifecycle::Foreground => Some(self.foreground_interval),
+            Lifecycle::Background => Some(self.background_interval),
+            Lifecycle::Suspended => None,
+        }
+    }
+
     /// Whether a driver of `kind` and `energy` may run under `power`.
     pub fn allows(&self, kind: Source, energy: EnergyClass, power: PowerState) -> bool {
         let kinds = match power.lifecycle {
@@ -199,9 +219,6 @@ pub struct Config {
     /// Longest backoff. Default 5 min (our choice: libp2p-kad bootstraps
     /// every 5 min, libp2p-kad `behaviour.rs`).
     pub backoff_max: Duration,
-    /// Cancel the other drivers' lookups of a namespace once one driver
-    /// answered with routes. Default false: every answer adds provenance.
-    pub cancel_slower_discovery: bool,
     /// Seed of the jitter: the same seed and inputs give the same outputs.
     /// Default 0.
     pub seed: u64,
@@ -236,7 +253,6 @@ impl Default for Config {
             query_timeout: Duration::from_secs(60),
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
-            cancel_slower_discovery: false,
             seed: 0,
         }
     }
@@ -307,12 +323,6 @@ impl Config {
         self
     }
 
-    /// Builder: cancel slower drivers' lookups once one answered.
-    pub fn with_cancel_slower_discovery(mut self, cancel: bool) -> Self {
-        self.cancel_slower_discovery = cancel;
-        self
-    }
-
     /// Builder: the jitter seed.
     pub fn with_seed(mut self, seed: u64) -> Self {
         self.seed = seed;
@@ -371,6 +381,14 @@ impl Config {
             return Err(Error::InvalidConfig {
                 field: "backoff_base",
                 reason: "must be longer than zero and at most backoff_max",
+            });
+        }
+        if self.schedule.foreground_interval.is_zero()
+            || self.schedule.background_interval.is_zero()
+        {
+            return Err(Error::InvalidConfig {
+                field: "schedule.foreground_interval",
+                reason: "and schedule.background_interval must be longer than zero",
             });
         }
         if self.query_timeout.is_zero() {

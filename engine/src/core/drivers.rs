@@ -67,6 +67,8 @@ pub(crate) struct Query {
 pub(crate) struct Drivers {
     drivers: BTreeMap<DriverId, Driver>,
     adverts: BTreeMap<String, Advert>,
+    /// Namespaces looked up again periodically, with the next lookup time.
+    subscriptions: BTreeMap<String, Option<Timestamp>>,
     queries: BTreeMap<QueryId, Query>,
     next_query: u64,
     rng: u64,
@@ -212,6 +214,73 @@ impl Engine {
         }
         // Freed operation slots go to advertisements that waited for them.
         self.schedule_drivers(now);
+    }
+
+    /// Keeps looking up `namespace`: now, then every
+    /// [`DriverSchedule::interval`](crate::core::DriverSchedule::interval) for
+    /// the current lifecycle state (none while suspended), until
+    /// [`unsubscribe`](Self::unsubscribe).
+    ///
+    /// # Errors
+    /// [`Error::InvalidNamespace`], or [`Error::TableFull`] beyond
+    /// [`Config::max_namespaces`](crate::core::Config::max_namespaces)
+    /// subscriptions.
+    pub fn subscribe(&mut self, namespace: &str, now: Timestamp) -> Result<(), Error> {
+        self.last_now = self.last_now.max(now);
+        check_namespace(namespace)?;
+        if !self.drivers.subscriptions.contains_key(namespace)
+            && self.drivers.subscriptions.len() >= self.config.max_namespaces
+        {
+            return Err(Error::TableFull {
+                table: "subscriptions",
+                limit: self.config.max_namespaces,
+            });
+        }
+        self.drivers
+            .subscriptions
+            .insert(namespace.to_owned(), Some(now));
+        self.rediscover(now);
+        Ok(())
+    }
+
+    /// Stops the periodic lookups of [`subscribe`](Self::subscribe).
+    pub fn unsubscribe(&mut self, namespace: &str) {
+        self.drivers.subscriptions.remove(namespace);
+    }
+
+    /// Runs the subscriptions that are due and schedules their next run.
+    pub(crate) fn rediscover(&mut self, now: Timestamp) {
+        let interval = self.config.schedule.interval(self.power.lifecycle);
+        let due: Vec<String> = self
+            .drivers
+            .subscriptions
+            .iter()
+            .filter(|(_, t)| t.is_some_and(|t| t <= now))
+            .map(|(ns, _)| ns.clone())
+            .collect();
+        for ns in due {
+            // The namespace was checked when subscribed.
+            let _ = self.discover(&ns, now);
+            // While suspended there are no periodic lookups; they resume when
+            // the lifecycle state changes.
+            self.drivers
+                .subscriptions
+                .insert(ns, interval.map(|every| now + every));
+        }
+    }
+
+    /// The lifecycle state changed: subscriptions follow the new interval
+    /// from now (at once after a suspension).
+    pub(crate) fn reschedule_subscriptions(&mut self, now: Timestamp) {
+        let interval = self.config.schedule.interval(self.power.lifecycle);
+        for next in self.drivers.subscriptions.values_mut() {
+            *next = match (interval, *next) {
+                (None, _) => None,
+                (Some(_), None) => Some(now),
+                (Some(every), Some(t)) => Some(t.min(now + every)),
+            };
+        }
+        self.rediscover(now);
     }
 
     /// Looks up `namespace` with every driver that may run now and is not
@@ -368,7 +437,7 @@ impl Engine {
                 }
             }
             (Op::Discover(ns), QueryOutcome::Succeeded { found }) => {
-                if found > 0 && self.config.cancel_slower_discovery {
+                if found > 0 && self.profile.racing.cancel_slower_discovery {
                     let others: Vec<QueryId> = self
                         .drivers
                         .queries
@@ -511,6 +580,7 @@ impl Engine {
                 self.query_finished(id, &q, QueryOutcome::Failed, now);
             }
         }
+        self.rediscover(now);
         self.schedule_drivers(now);
     }
 
@@ -537,6 +607,10 @@ impl Engine {
             // reschedules them.
             .filter(|t| *t > self.last_now)
             .min();
-        [queries, refresh].into_iter().flatten().min()
+        let subscriptions = self.drivers.subscriptions.values().flatten().min().copied();
+        [queries, refresh, subscriptions]
+            .into_iter()
+            .flatten()
+            .min()
     }
 }

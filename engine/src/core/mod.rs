@@ -48,9 +48,11 @@
 //!   background). High-energy drivers (a DHT) stay off while every validated
 //!   link is metered.
 //!
-//! Not yet: per-state driver intervals (periodic re-discovery), and
-//! cancelling slower discoveries is a [`Config`] switch rather than a
-//! profile field.
+//! - Subscriptions: [`Engine::subscribe`] looks a namespace up again every
+//!   [`DriverSchedule::interval`] of the lifecycle state (30 s in the
+//!   foreground, 5 min in the background, none while suspended); once one
+//!   driver answered with routes, the others' lookups are cancelled when the
+//!   profile says so (`racing.cancel_slower_discovery`).
 //!
 //! # Example: driving it by hand
 //!
@@ -366,6 +368,7 @@ impl Engine {
             self.profile = map.select(power).clone();
         }
         self.schedule_drivers(now);
+        self.reschedule_subscriptions(now);
         self.reevaluate_all(now);
     }
 
