@@ -802,6 +802,7 @@ impl Engine {
         interface: InterfaceId,
         now: Timestamp,
     ) -> Result<ConnectionId, Error> {
+        self.last_now = self.last_now.max(now);
         if !self.interfaces.contains_key(&interface) {
             return Err(Error::UnknownInterface(interface));
         }
@@ -828,15 +829,27 @@ impl Engine {
         let p = self.peers.get_mut(&peer).expect("ensured above");
         if p.primary.is_none() {
             p.primary = Some(connection);
-            p.lost = None;
+            let lost = p.lost.take();
             self.cancel_race(peer);
-            self.push_event(Event::RouteSelected {
-                peer,
-                connection,
-                addr,
-                interface,
-                reason: Components::default(),
-            });
+            // An inbound connection has no route of ours, hence no cost
+            // components to give as the reason.
+            match lost {
+                Some((from, reason)) => self.push_event(Event::RouteSwitched {
+                    peer,
+                    from,
+                    to: addr,
+                    connection,
+                    interface,
+                    reason,
+                }),
+                None => self.push_event(Event::RouteSelected {
+                    peer,
+                    connection,
+                    addr,
+                    interface,
+                    reason: Components::default(),
+                }),
+            }
         }
         self.refresh_wake(peer, now);
         self.trim(now);
