@@ -699,24 +699,7 @@ impl Engine {
                 peer.primary = Some(connection);
                 peer.race = None;
                 let reason = self.components_of(peer_id, attempt.route, now);
-                let peer = self.peers.get_mut(&peer_id).expect("looked up above");
-                match peer.lost.take() {
-                    Some((from, reason)) => self.push_event(Event::RouteSwitched {
-                        peer: peer_id,
-                        from,
-                        to: addr,
-                        connection,
-                        interface,
-                        reason,
-                    }),
-                    None => self.push_event(Event::RouteSelected {
-                        peer: peer_id,
-                        connection,
-                        addr,
-                        interface,
-                        reason,
-                    }),
-                }
+                self.announce_primary(peer_id, connection, addr, interface, reason);
                 // Keep one runner-up dialling as a warm backup if asked.
                 let keep = if keep_backup {
                     self.attempts
@@ -829,27 +812,10 @@ impl Engine {
         let p = self.peers.get_mut(&peer).expect("ensured above");
         if p.primary.is_none() {
             p.primary = Some(connection);
-            let lost = p.lost.take();
             self.cancel_race(peer);
             // An inbound connection has no route of ours, hence no cost
             // components to give as the reason.
-            match lost {
-                Some((from, reason)) => self.push_event(Event::RouteSwitched {
-                    peer,
-                    from,
-                    to: addr,
-                    connection,
-                    interface,
-                    reason,
-                }),
-                None => self.push_event(Event::RouteSelected {
-                    peer,
-                    connection,
-                    addr,
-                    interface,
-                    reason: Components::default(),
-                }),
-            }
+            self.announce_primary(peer, connection, addr, interface, Components::default());
         }
         self.refresh_wake(peer, now);
         self.trim(now);
@@ -1468,6 +1434,36 @@ impl Engine {
                 self.push_event(Event::PeerDisconnected { peer: peer_id });
             }
         }
+    }
+
+    /// Tells the app that `connection` became the peer's primary: a switch
+    /// from the route it lost, or its first route.
+    fn announce_primary(
+        &mut self,
+        peer: PeerId,
+        connection: ConnectionId,
+        addr: Multiaddr,
+        interface: InterfaceId,
+        reason: Components,
+    ) {
+        let lost = self.peers.get_mut(&peer).and_then(|p| p.lost.take());
+        self.push_event(match lost {
+            Some((from, why)) => Event::RouteSwitched {
+                peer,
+                from,
+                to: addr,
+                connection,
+                interface,
+                reason: why,
+            },
+            None => Event::RouteSelected {
+                peer,
+                connection,
+                addr,
+                interface,
+                reason,
+            },
+        });
     }
 
     fn close(&mut self, connection: ConnectionId, reason: CloseReason) {
