@@ -5,7 +5,14 @@
 //! multidriver profiles list
 //! multidriver profiles show battery-saver > my-profile.toml
 //! multidriver rank examples/routes/commute.toml --profile my-profile.toml
+//! multidriver sim run scenarios/commute.toml --json out.json --plots out/
 //! ```
+//!
+//! `sim run` runs a simulator scenario (see `scenarios/`): every policy over
+//! the same world and seed, printed side by side with ratios against
+//! `oracle` and `libp2p-stock`; `--json` writes the results (byte-identical
+//! for the same scenario and seed) and `--plots` SVG plots. A progress bar
+//! shows on a terminal and stays quiet otherwise.
 //!
 //! `rank` reads a route set (a peer's routes with RTT samples, dial outcomes
 //! and sources, the power state and link conditions; see
@@ -52,6 +59,18 @@ enum CliError {
         /// The file.
         path: PathBuf,
     },
+    /// The simulator failed (a malformed scenario names the file, line and
+    /// field).
+    #[error(transparent)]
+    Sim(#[from] multidriver_sim::Error),
+    /// An output file could not be written.
+    #[error("{path}: cannot write: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// A profile name is neither a preset nor an existing file.
     #[error("unknown profile `{0}`: not a preset ({presets}) nor a profile file", presets = PRESET_NAMES.join(", "))]
     UnknownProfile(String),
@@ -83,6 +102,35 @@ enum Command {
     Profiles {
         #[command(subcommand)]
         command: ProfilesCommand,
+    },
+    /// Run the network simulator.
+    Sim {
+        #[command(subcommand)]
+        command: SimCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SimCommand {
+    /// Run a scenario: every policy side by side, same world and seed.
+    Run {
+        /// A scenario TOML file (see scenarios/).
+        scenario: PathBuf,
+        /// Override the scenario's seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Override the policies, comma-separated (e.g. multidriver,libp2p-stock,oracle).
+        #[arg(long, value_delimiter = ',')]
+        policies: Option<Vec<String>>,
+        /// Write the results as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Write SVG plots (failover CDF, energy per policy) into this directory.
+        #[arg(long)]
+        plots: Option<PathBuf>,
+        /// Worker threads (policies run in parallel; results do not depend on it).
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
     },
 }
 
@@ -139,7 +187,88 @@ fn run(command: Command) -> Result<String, CliError> {
         Command::Profiles {
             command: ProfilesCommand::Show { name },
         } => Ok(load_profile(&name)?.to_toml_string()),
+        Command::Sim {
+            command:
+                SimCommand::Run {
+                    scenario,
+                    seed,
+                    policies,
+                    json,
+                    plots,
+                    threads,
+                },
+        } => sim_run(
+            &scenario,
+            seed,
+            policies,
+            json.as_deref(),
+            plots.as_deref(),
+            threads,
+        ),
     }
+}
+
+fn sim_run(
+    path: &Path,
+    seed: Option<u64>,
+    policies: Option<Vec<String>>,
+    json: Option<&Path>,
+    plots: Option<&Path>,
+    threads: usize,
+) -> Result<String, CliError> {
+    use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+    let scenario = multidriver_sim::Scenario::load(path)?;
+    let options = multidriver_sim::RunOptions {
+        seed,
+        policies,
+        threads,
+    };
+    let names = options
+        .policies
+        .clone()
+        .unwrap_or_else(|| scenario.policies.clone());
+    // indicatif draws nothing when stderr is not a terminal.
+    let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template("{prefix:>26} [{bar:30}] {percent:>3}% {elapsed}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    let bars: Vec<ProgressBar> = names
+        .iter()
+        .map(|n| {
+            let b = multi.add(ProgressBar::new(1000));
+            b.set_style(style.clone());
+            b.set_prefix(n.clone());
+            b
+        })
+        .collect();
+    let report = multidriver_sim::run(&scenario, &options, &|p| {
+        if let Some(b) = bars.get(p.policy) {
+            b.set_position((p.fraction * 1000.0) as u64);
+        }
+    })?;
+    for b in &bars {
+        b.finish_and_clear();
+    }
+    let mut out = report.table();
+    out.push_str("\nwall time per policy:");
+    for (p, w) in report.policies.iter().zip(&report.wall) {
+        out.push_str(&format!(" {} {:.2} s;", p.policy, w.as_secs_f64()));
+    }
+    out.push('\n');
+    if let Some(j) = json {
+        std::fs::write(j, report.to_json()).map_err(|source| CliError::Write {
+            path: j.to_owned(),
+            source,
+        })?;
+        out.push_str(&format!("results written to {}\n", j.display()));
+    }
+    if let Some(dir) = plots {
+        for f in multidriver_sim::write_plots(&report, dir)? {
+            out.push_str(&format!("plot written to {}\n", f.display()));
+        }
+    }
+    Ok(out)
 }
 
 /// Reads a UTF-8 text file of at most [`MAX_INPUT_BYTES`].

@@ -69,6 +69,31 @@ pub mod rtt;
 pub mod switch;
 mod time;
 
+/// TOML helpers shared with other multidriver crates that load their own
+/// files (the simulator's scenarios): errors that name the line, column and
+/// field, in the same form as profile and route-set errors.
+#[cfg(feature = "serde")]
+pub mod toml_support {
+    use std::ops::Range;
+
+    use crate::Error;
+
+    /// Deserializes `text`, turning TOML syntax and serde errors into
+    /// [`Error::Toml`] with the offending line.
+    ///
+    /// # Errors
+    /// [`Error::Toml`] if the text is not valid TOML for `T`.
+    pub fn parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Error> {
+        crate::file::parse(text)
+    }
+
+    /// An [`Error::Toml`] pointing at `span` (byte offsets into `text`, as
+    /// `toml::Spanned` reports them) with `message`.
+    pub fn error_at(text: &str, span: Range<usize>, message: String) -> Error {
+        crate::file::at(text, span, message)
+    }
+}
+
 pub use error::Error;
 pub use profile::{CostlyLinks, PRESET_NAMES, Profile};
 pub use race::{Attempt, RacePlan};

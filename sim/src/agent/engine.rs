@@ -1,0 +1,506 @@
+//! The multidriver policy: the real engine core behind a thin adapter, the
+//! same shape as the libp2p `Behaviour`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use libp2p_identity::PeerId;
+use multidriver::core::{
+    Command, Config, ConnectionId, Discovered, DriverCaps, DriverId, EnergyClass, Engine, Event,
+    InterfaceId, NetworkChange, QueryId, QueryOutcome, Reach,
+};
+use multidriver_scoring::{Medium, Profile, Source, Timestamp};
+
+use super::{Agent, DriverRef, Found, Input, Liveness, Output, PING_TIMEOUT};
+use crate::world::{AddrKey, IfKind, World};
+
+/// How long a registration lasts: libp2p-rendezvous' default TTL, 2 h
+/// (libp2p-rendezvous `lib.rs`, PARAMETERS.md).
+pub(crate) const ADVERT_TTL: Duration = Duration::from_secs(7200);
+/// The adapter's heartbeat on non-cellular connections (see `liveness`).
+pub(crate) const HEARTBEAT: Duration = Duration::from_secs(5);
+/// An unanswered heartbeat kills the path after this long.
+pub(crate) const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Addresses remembered per contact by the adapter.
+const BOOK_LIMIT: usize = 16;
+
+/// Which drivers an engine policy registers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DriverSet {
+    All,
+    Only(Source),
+}
+
+/// Shared, read-only identity tables.
+pub(crate) struct Identities {
+    pub(crate) peers: Vec<PeerId>,
+    pub(crate) index: std::collections::HashMap<PeerId, u32>,
+}
+
+pub(crate) struct EngineAgent {
+    engine: Engine,
+    me: u32,
+    ids: Arc<Identities>,
+    drivers: Vec<(DriverId, DriverRef)>,
+    /// Sim query id → engine query id, and back.
+    queries: BTreeMap<u64, QueryId>,
+    next_query: u64,
+    conns: BTreeMap<u64, ConnectionId>,
+    primary: BTreeMap<u32, u64>,
+    book: BTreeMap<u32, Vec<(AddrKey, Source, bool, Timestamp)>>,
+    up: [bool; 4],
+    validated: [bool; 4],
+    out: VecDeque<Output>,
+    last_now: Timestamp,
+}
+
+fn iface(kind: IfKind) -> InterfaceId {
+    InterfaceId(kind as u32 + 1)
+}
+
+fn kind_of(id: InterfaceId) -> Option<IfKind> {
+    id.0.checked_sub(1).and_then(IfKind::from_index)
+}
+
+fn namespace(peer: u32) -> String {
+    format!("n{peer}")
+}
+
+impl EngineAgent {
+    pub(crate) fn new(
+        me: u32,
+        profile: Option<Profile>,
+        set: DriverSet,
+        seed: u64,
+        ids: Arc<Identities>,
+        world: &World,
+        now: Timestamp,
+    ) -> Result<EngineAgent, multidriver::core::Error> {
+        let mut config = Config::default().with_seed(seed);
+        if let Some(p) = profile {
+            config = config.with_profile(p).with_profile_map(None);
+        }
+        let mut engine = Engine::new(config)?;
+        let mut drivers = Vec::new();
+        let wanted = |s: Source| set == DriverSet::All || set == DriverSet::Only(s);
+        if world.scenario.dht.is_some() && wanted(Source::Dht) {
+            let caps = DriverCaps {
+                kind: Source::Dht,
+                reach: Reach::Internet,
+                energy: EnergyClass::High,
+                // The IPFS lookup median (probe-lab 2023, PARAMETERS.md).
+                typical_latency: Duration::from_millis(557),
+                signed_records: false,
+            };
+            drivers.push((engine.register_driver(caps, now)?, DriverRef::Dht));
+        }
+        if wanted(Source::Rendezvous) {
+            for i in 0..world.servers.len() {
+                let caps = DriverCaps {
+                    kind: Source::Rendezvous,
+                    reach: Reach::Internet,
+                    energy: EnergyClass::Low,
+                    typical_latency: Duration::from_millis(200),
+                    signed_records: true,
+                };
+                let s = u16::try_from(i).unwrap_or(u16::MAX);
+                drivers.push((engine.register_driver(caps, now)?, DriverRef::Rendezvous(s)));
+            }
+        }
+        if wanted(Source::Mdns) {
+            let caps = DriverCaps {
+                kind: Source::Mdns,
+                reach: Reach::Lan,
+                energy: EnergyClass::Medium,
+                typical_latency: crate::world::MDNS_FIRST_PROBE,
+                signed_records: false,
+            };
+            drivers.push((engine.register_driver(caps, now)?, DriverRef::Mdns));
+        }
+        let has_ble = world.nodes[me as usize].ifaces[IfKind::Ble as usize].up;
+        if has_ble && wanted(Source::Proximity) {
+            let caps = DriverCaps {
+                kind: Source::Proximity,
+                reach: Reach::Lan,
+                energy: EnergyClass::Medium,
+                typical_latency: crate::world::BLE_SCAN,
+                signed_records: false,
+            };
+            drivers.push((engine.register_driver(caps, now)?, DriverRef::Proximity));
+        }
+        Ok(EngineAgent {
+            engine,
+            me,
+            ids,
+            drivers,
+            queries: BTreeMap::new(),
+            next_query: 0,
+            conns: BTreeMap::new(),
+            primary: BTreeMap::new(),
+            book: BTreeMap::new(),
+            up: [false; 4],
+            validated: [false; 4],
+            out: VecDeque::new(),
+            last_now: now,
+        })
+    }
+
+    fn driver_ref(&self, id: DriverId) -> Option<DriverRef> {
+        self.drivers.iter().find(|(d, _)| *d == id).map(|(_, r)| *r)
+    }
+
+    /// Reports an address to the engine over every local interface that can
+    /// reach it.
+    fn feed(
+        &mut self,
+        peer: u32,
+        addr: AddrKey,
+        source: Source,
+        signed: bool,
+        ttl: Duration,
+        now: Timestamp,
+    ) {
+        let Some(&pid) = self.ids.peers.get(peer as usize) else {
+            return;
+        };
+        let multiaddr = addr.to_multiaddr();
+        for kind in IfKind::IP {
+            let reachable = self.up[kind as usize]
+                && if addr.lan {
+                    kind != IfKind::Cellular
+                } else {
+                    self.validated[kind as usize]
+                };
+            if !reachable {
+                continue;
+            }
+            // A full table drops the route; the engine says so and we carry on
+            // as the libp2p adapter does.
+            let _ = self.engine.handle_discovered(
+                Discovered {
+                    peer: pid,
+                    addr: multiaddr.clone(),
+                    interface: iface(kind),
+                    source,
+                    signed,
+                    ttl,
+                },
+                now,
+            );
+        }
+    }
+
+    fn remember(&mut self, peer: u32, f: &Found, source: Source, now: Timestamp) {
+        let book = self.book.entry(peer).or_default();
+        let expires = now + f.ttl;
+        book.retain(|e| e.3 > now);
+        for &a in &f.addrs {
+            if let Some(e) = book.iter_mut().find(|e| e.0 == a) {
+                e.3 = e.3.max(expires);
+            } else {
+                if book.len() >= BOOK_LIMIT {
+                    // Forget the entry that expires first.
+                    if let Some(i) = (0..book.len()).min_by_key(|&i| book[i].3) {
+                        book.remove(i);
+                    }
+                }
+                book.push((a, source, f.signed, expires));
+            }
+        }
+    }
+
+    fn drain(&mut self) {
+        while let Some(e) = self.engine.poll_event() {
+            match e {
+                Event::RouteSelected {
+                    peer, connection, ..
+                }
+                | Event::RouteSwitched {
+                    peer, connection, ..
+                } => {
+                    if let Some(&p) = self.ids.index.get(&peer) {
+                        self.primary.insert(p, connection.get());
+                        self.out.push_back(Output::Primary {
+                            peer: p,
+                            conn: Some(connection.get()),
+                        });
+                    }
+                }
+                Event::PeerDisconnected { peer } => {
+                    if let Some(&p) = self.ids.index.get(&peer)
+                        && self.primary.remove(&p).is_some()
+                    {
+                        self.out.push_back(Output::Primary {
+                            peer: p,
+                            conn: None,
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+        while let Some(c) = self.engine.poll_command() {
+            match c {
+                Command::Dial {
+                    connection,
+                    addr,
+                    interface,
+                    ..
+                } => {
+                    let (Some(key), Some(via)) =
+                        (AddrKey::from_multiaddr(&addr), kind_of(interface))
+                    else {
+                        // Not an address the simulator made: fail it at once.
+                        self.engine
+                            .handle_dial_failed(connection, self.engine_now());
+                        continue;
+                    };
+                    self.conns.insert(connection.get(), connection);
+                    self.out.push_back(Output::Dial {
+                        conn: connection.get(),
+                        peer: key.node,
+                        addr: key,
+                        via: Some(via),
+                    });
+                }
+                Command::CancelDial { connection } => {
+                    self.conns.remove(&connection.get());
+                    self.out.push_back(Output::CancelDial {
+                        conn: connection.get(),
+                    });
+                }
+                Command::CloseConnection { connection, .. } => {
+                    let c = connection.get();
+                    self.conns.remove(&c);
+                    self.clear_primary(c);
+                    self.out.push_back(Output::Close { conn: c });
+                }
+                Command::Advertise { query, driver, .. } => {
+                    if let Some(d) = self.driver_ref(driver) {
+                        let q = self.new_query(query);
+                        self.out.push_back(Output::Advertise {
+                            query: q,
+                            driver: d,
+                        });
+                    }
+                }
+                Command::StopAdvertising { driver, .. } => {
+                    if let Some(d) = self.driver_ref(driver) {
+                        self.out.push_back(Output::StopAdvertising { driver: d });
+                    }
+                }
+                Command::Discover {
+                    query,
+                    driver,
+                    namespace,
+                } => {
+                    let peer = namespace
+                        .strip_prefix('n')
+                        .and_then(|n| n.parse::<u32>().ok());
+                    if let (Some(d), Some(peer)) = (self.driver_ref(driver), peer) {
+                        let q = self.new_query(query);
+                        self.out.push_back(Output::Discover {
+                            query: q,
+                            driver: d,
+                            peer,
+                        });
+                    }
+                }
+                Command::CancelQuery { query } => {
+                    self.queries.retain(|_, q| *q != query);
+                }
+                Command::KeepAlive { connections } => {
+                    self.out.push_back(Output::KeepAlive {
+                        conns: connections.iter().map(|c| c.get()).collect(),
+                    });
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn engine_now(&self) -> Timestamp {
+        // Only used for an immediate failure inside `drain`, which runs right
+        // after an input at the current time.
+        self.last_now
+    }
+
+    fn new_query(&mut self, q: QueryId) -> u64 {
+        self.next_query += 1;
+        self.queries.insert(self.next_query, q);
+        self.next_query
+    }
+
+    fn clear_primary(&mut self, conn: u64) {
+        if let Some((&p, _)) = self.primary.iter().find(|(_, c)| **c == conn) {
+            self.primary.remove(&p);
+            self.out.push_back(Output::Primary {
+                peer: p,
+                conn: None,
+            });
+        }
+    }
+}
+
+impl Agent for EngineAgent {
+    fn handle(&mut self, input: Input, now: Timestamp, world: &World) {
+        self.last_now = now;
+        match input {
+            Input::Start => {
+                let node = &world.nodes[self.me as usize];
+                for kind in IfKind::ALL {
+                    if node.ifaces[kind as usize].up {
+                        let up = super::up_input(node, kind, world);
+                        self.handle(up, now, world);
+                    }
+                }
+                self.engine.handle_power(node.power, now);
+                // The namespace is valid and the table empty: this cannot fail.
+                let _ = self.engine.advertise(&namespace(self.me), ADVERT_TTL, now);
+                for &c in &node.contacts {
+                    let _ = self.engine.subscribe(&namespace(c), now);
+                    if let Some(&pid) = self.ids.peers.get(c as usize) {
+                        let _ = self.engine.connect(pid, now);
+                    }
+                }
+            }
+            Input::Up {
+                kind,
+                medium,
+                conditions,
+                validated,
+            } => {
+                self.up[kind as usize] = true;
+                self.validated[kind as usize] = validated;
+                let _ = self.engine.handle_network_change(
+                    NetworkChange::Up {
+                        interface: iface(kind),
+                        medium,
+                        conditions,
+                        validated,
+                    },
+                    now,
+                );
+                // Known addresses become routes over the new interface too.
+                let known: Vec<(u32, AddrKey, Source, bool, Timestamp)> = self
+                    .book
+                    .iter()
+                    .flat_map(|(p, v)| v.iter().map(|e| (*p, e.0, e.1, e.2, e.3)))
+                    .filter(|e| e.4 > now)
+                    .collect();
+                for (p, a, s, signed, exp) in known {
+                    self.feed(p, a, s, signed, exp.saturating_duration_since(now), now);
+                }
+            }
+            Input::Down { kind } => {
+                self.up[kind as usize] = false;
+                self.validated[kind as usize] = false;
+                let _ = self.engine.handle_network_change(
+                    NetworkChange::Down {
+                        interface: iface(kind),
+                    },
+                    now,
+                );
+            }
+            Input::Losing { kind } => {
+                let _ = self.engine.handle_network_change(
+                    NetworkChange::Losing {
+                        interface: iface(kind),
+                    },
+                    now,
+                );
+            }
+            Input::Power(p) => self.engine.handle_power(p, now),
+            Input::Answer {
+                query,
+                driver,
+                ok,
+                found,
+            } => {
+                let Some(q) = self.queries.remove(&query) else {
+                    return;
+                };
+                let mut routes = 0;
+                for f in &found {
+                    self.remember(f.peer, f, driver.source(), now);
+                    for &a in &f.addrs {
+                        self.feed(f.peer, a, driver.source(), f.signed, f.ttl, now);
+                        routes += 1;
+                    }
+                }
+                let outcome = if ok {
+                    QueryOutcome::Succeeded { found: routes }
+                } else {
+                    QueryOutcome::Failed
+                };
+                self.engine.handle_query_outcome(q, outcome, now);
+            }
+            Input::DialSucceeded { conn } => {
+                if let Some(&c) = self.conns.get(&conn) {
+                    self.engine.handle_dial_succeeded(c, now);
+                }
+            }
+            Input::DialFailed { conn } => {
+                if let Some(c) = self.conns.remove(&conn) {
+                    self.engine.handle_dial_failed(c, now);
+                }
+            }
+            Input::ConnectionLost { conn } => {
+                if let Some(c) = self.conns.remove(&conn) {
+                    self.clear_primary(conn);
+                    self.engine.handle_connection_closed(c, now);
+                }
+            }
+            Input::Rtt { conn, rtt } => {
+                if let Some(&c) = self.conns.get(&conn) {
+                    self.engine.handle_rtt_sample(c, rtt, now);
+                }
+            }
+            Input::IdleClosed { conn } => {
+                if let Some(c) = self.conns.remove(&conn) {
+                    self.clear_primary(conn);
+                    self.engine.handle_connection_closed(c, now);
+                }
+            }
+            Input::NeedPeer { .. } | Input::PathsChanged { .. } => {}
+        }
+        self.drain();
+    }
+
+    fn handle_timeout(&mut self, now: Timestamp, _world: &World) {
+        self.last_now = now;
+        self.engine.handle_timeout(now);
+        self.drain();
+    }
+
+    fn poll_timeout(&self) -> Option<Timestamp> {
+        self.engine.poll_timeout()
+    }
+
+    fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    fn liveness(&self, _quic: bool, medium: Medium) -> Liveness {
+        Liveness {
+            // Cellular connections are pinged only when the engine batches a
+            // keep-alive (a ping there costs a radio wake-up), and given
+            // libp2p-ping's 20 s. Other links are cheap to probe: a heartbeat
+            // every 5 s (iroh's path heartbeat, PARAMETERS.md) and a path that
+            // leaves one unanswered for 2 s is dead (our choice: twice RFC
+            // 6298's 1 s minimum RTO, far above any LAN or Wi-Fi RTT). The
+            // adapter raises QUIC's idle timeout above these, so QUIC neither
+            // sends its own keep-alives nor idles out.
+            ping_every: (!medium.is_cellular()).then_some(HEARTBEAT),
+            ping_timeout: if medium.is_cellular() {
+                PING_TIMEOUT
+            } else {
+                HEARTBEAT_TIMEOUT
+            },
+            quic_keepalive: None,
+            quic_idle: None,
+            idle_close: None,
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! The simulator's error type.
+
+/// Everything that can go wrong when loading or running a scenario.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A scenario file is malformed; the message names the line, column and
+    /// field.
+    #[error("{}{source}", file_prefix(file))]
+    Scenario {
+        /// The file, when known.
+        file: String,
+        /// What is wrong, with its position.
+        source: multidriver_scoring::Error,
+    },
+    /// A file could not be read or written.
+    #[error("{path}: {message}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        message: String,
+    },
+    /// The engine core refused a configuration the simulator built (a bug in
+    /// the simulator, reported rather than hidden).
+    #[error("engine configuration rejected: {0}")]
+    Engine(#[from] multidriver::core::Error),
+    /// A plot could not be drawn.
+    #[error("plot {path}: {message}")]
+    Plot {
+        /// The file.
+        path: String,
+        /// Why.
+        message: String,
+    },
+}
+
+fn file_prefix(file: &str) -> String {
+    if file.is_empty() {
+        String::new()
+    } else {
+        format!("{file}: ")
+    }
+}
+
+impl Error {
+    pub(crate) fn scenario(file: &str, source: multidriver_scoring::Error) -> Error {
+        Error::Scenario {
+            file: file.to_owned(),
+            source,
+        }
+    }
+
+    /// The same error, naming `file`.
+    pub(crate) fn in_file(self, file: &str) -> Error {
+        match self {
+            Error::Scenario { source, .. } => Error::scenario(file, source),
+            other => other,
+        }
+    }
+}

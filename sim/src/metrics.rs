@@ -1,0 +1,179 @@
+//! What a run measures, and how it is summarised.
+
+use serde::Serialize;
+
+/// Raw counters of one policy's run.
+#[derive(Debug, Default)]
+pub(crate) struct Metrics {
+    pub(crate) ttfc: Vec<f64>,
+    pub(crate) ttfc_censored: Vec<f64>,
+    pub(crate) failover: Vec<f64>,
+    pub(crate) failover_censored: Vec<f64>,
+    pub(crate) samples_reachable: u64,
+    pub(crate) samples_connected: u64,
+    pub(crate) samples_usable: u64,
+    pub(crate) samples_best: u64,
+    pub(crate) switches: u64,
+    pub(crate) discoveries: u64,
+    pub(crate) answered: u64,
+    pub(crate) answered_with_routes: u64,
+    pub(crate) sent: u64,
+    pub(crate) delivered: u64,
+    pub(crate) lost: u64,
+    pub(crate) dials: u64,
+    pub(crate) dial_failures: u64,
+    pub(crate) joules: f64,
+    pub(crate) lte_promotions: u64,
+    pub(crate) node_hours: f64,
+}
+
+/// Percentiles of a set of durations, in seconds. Samples that never ended
+/// (censored at the end of the run, or when a node left) count at the time
+/// they had run, so a policy that never recovers cannot look fast.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Percentiles {
+    /// Samples that ended.
+    pub count: u64,
+    /// Samples still running when measured (counted at their running time).
+    pub unfinished: u64,
+    /// Median, seconds (`None` without samples).
+    pub p50: Option<f64>,
+    /// 95th percentile, seconds.
+    pub p95: Option<f64>,
+    /// 99th percentile, seconds.
+    pub p99: Option<f64>,
+}
+
+impl Percentiles {
+    fn of(done: &[f64], censored: &[f64]) -> (Percentiles, Vec<f64>) {
+        let mut all: Vec<f64> = done.iter().chain(censored).copied().collect();
+        all.sort_by(f64::total_cmp);
+        let q = |p: f64| -> Option<f64> {
+            if all.is_empty() {
+                return None;
+            }
+            // Nearest rank.
+            let rank = ((p * all.len() as f64).ceil() as usize).clamp(1, all.len());
+            Some(round(all[rank - 1], 4))
+        };
+        (
+            Percentiles {
+                count: done.len() as u64,
+                unfinished: censored.len() as u64,
+                p50: q(0.50),
+                p95: q(0.95),
+                p99: q(0.99),
+            },
+            all,
+        )
+    }
+}
+
+fn round(x: f64, digits: i32) -> f64 {
+    let f = 10f64.powi(digits);
+    (x * f).round() / f
+}
+
+fn ratio(a: u64, b: u64) -> Option<f64> {
+    (b > 0).then(|| round(a as f64 / b as f64, 4))
+}
+
+/// One policy's results.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PolicyResult {
+    /// The policy.
+    pub policy: String,
+    /// Time from wanting a contact to the first connection, seconds.
+    pub time_to_first_connection: Percentiles,
+    /// Time from the death of the route in use (while another route existed)
+    /// until app traffic flows again, seconds.
+    pub failover: Percentiles,
+    /// Of the time a contact was reachable, the share it was connected over
+    /// a working route.
+    pub usable_share: Option<f64>,
+    /// Of the time connected over a working route, the share spent on the
+    /// best route available (the lowest RTT, within 1 ms).
+    pub best_route_share: Option<f64>,
+    /// Primary route changes per node-hour.
+    pub switches_per_node_hour: f64,
+    /// Modelled radio energy per node-hour, joules.
+    pub energy_j_per_node_hour: f64,
+    /// Cellular radio promotions (idle → connected) per node-hour.
+    pub lte_promotions_per_node_hour: f64,
+    /// Discovery lookups issued.
+    pub discoveries: u64,
+    /// Share of answered lookups that returned a route.
+    pub discovery_success: Option<f64>,
+    /// App messages sent.
+    pub messages_sent: u64,
+    /// Delivered (at once, or from the queue after reconnecting).
+    pub messages_delivered: u64,
+    /// Lost: sent into a dead connection, or dropped from a full queue.
+    pub messages_lost: u64,
+    /// Dial attempts, and those that failed.
+    pub dials: u64,
+    /// Failed dial attempts.
+    pub dial_failures: u64,
+    /// Node-hours simulated (online time).
+    pub node_hours: f64,
+    /// Hash of every event this policy processed, in order.
+    pub trace_hash: String,
+    /// Every failover sample, sorted (for plots).
+    #[serde(skip)]
+    pub failover_samples: Vec<f64>,
+}
+
+impl Metrics {
+    pub(crate) fn into_result(self, policy: String, hash: u64) -> PolicyResult {
+        let (ttfc, _) = Percentiles::of(&self.ttfc, &self.ttfc_censored);
+        let (failover, samples) = Percentiles::of(&self.failover, &self.failover_censored);
+        let per_hour = |x: f64| {
+            if self.node_hours > 0.0 {
+                round(x / self.node_hours, 3)
+            } else {
+                0.0
+            }
+        };
+        PolicyResult {
+            policy,
+            time_to_first_connection: ttfc,
+            failover,
+            usable_share: ratio(self.samples_usable, self.samples_reachable),
+            best_route_share: ratio(self.samples_best, self.samples_usable),
+            switches_per_node_hour: per_hour(self.switches as f64),
+            energy_j_per_node_hour: per_hour(self.joules),
+            lte_promotions_per_node_hour: per_hour(self.lte_promotions as f64),
+            discoveries: self.discoveries,
+            discovery_success: ratio(self.answered_with_routes, self.answered),
+            messages_sent: self.sent,
+            messages_delivered: self.delivered,
+            messages_lost: self.lost,
+            dials: self.dials,
+            dial_failures: self.dial_failures,
+            node_hours: round(self.node_hours, 4),
+            trace_hash: format!("{hash:016x}"),
+            failover_samples: samples,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn censored_samples_count_at_their_running_time() {
+        let (p, all) = Percentiles::of(&[1.0, 2.0, 3.0], &[100.0]);
+        assert_eq!(p.count, 3);
+        assert_eq!(p.unfinished, 1);
+        assert_eq!(p.p50, Some(2.0));
+        assert_eq!(p.p99, Some(100.0));
+        assert_eq!(all.len(), 4);
+    }
+
+    #[test]
+    fn no_samples_no_percentiles() {
+        let (p, _) = Percentiles::of(&[], &[]);
+        assert_eq!(p.p50, None);
+    }
+}

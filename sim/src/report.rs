@@ -1,0 +1,157 @@
+//! The run's report: a terminal table with ratios, and JSON.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::metrics::PolicyResult;
+
+/// Everything a run measured. Serialized to JSON it is byte-identical for the
+/// same scenario and seed (wall times are kept apart, in [`Report::wall`]).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Report {
+    /// The scenario's name.
+    pub scenario: String,
+    /// The seed.
+    pub seed: u64,
+    /// Nodes simulated.
+    pub nodes: u32,
+    /// Simulated seconds.
+    pub duration_s: f64,
+    /// One entry per policy, in the scenario's order.
+    pub policies: Vec<PolicyResult>,
+    /// A hash over every policy's trace hash: one value to compare runs by.
+    pub trace_hash: String,
+    /// Wall time per policy (not part of the JSON: it differs run to run).
+    #[serde(skip)]
+    pub wall: Vec<Duration>,
+}
+
+fn secs(x: Option<f64>) -> String {
+    match x {
+        Some(s) if s < 10.0 => format!("{s:.2}"),
+        Some(s) => format!("{s:.1}"),
+        None => "-".to_owned(),
+    }
+}
+
+fn pct(x: Option<f64>) -> String {
+    x.map_or("-".to_owned(), |v| format!("{:.1}%", v * 100.0))
+}
+
+fn times(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
+        _ => "-".to_owned(),
+    }
+}
+
+impl Report {
+    /// The JSON form.
+    pub fn to_json(&self) -> String {
+        // Serializing plain structs of numbers and strings cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_default() + "\n"
+    }
+
+    fn find(&self, name: &str) -> Option<&PolicyResult> {
+        self.policies.iter().find(|p| p.policy == name)
+    }
+
+    /// The terminal table: each policy's figures, then ratios against
+    /// `oracle` and `libp2p-stock` where those ran.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "scenario {} · seed {} · {} nodes · {:.0} s simulated · trace {}",
+            self.scenario, self.seed, self.nodes, self.duration_s, self.trace_hash
+        );
+        let _ = writeln!(
+            s,
+            "{:<26} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8} {:>9} {:>8} {:>7} {:>7}",
+            "policy",
+            "ttfc p50",
+            "ttfc p95",
+            "fail p50",
+            "fail p95",
+            "fail p99",
+            "usable",
+            "best",
+            "sw/n·h",
+            "J/n·h",
+            "LTE↑/n·h",
+            "disc ok",
+            "lost"
+        );
+        for p in &self.policies {
+            let unfinished = if p.failover.unfinished > 0 {
+                format!(" ({} unrecovered)", p.failover.unfinished)
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                s,
+                "{:<26} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8.2} {:>9.1} {:>8.1} {:>7} {:>7}{}",
+                p.policy,
+                secs(p.time_to_first_connection.p50),
+                secs(p.time_to_first_connection.p95),
+                secs(p.failover.p50),
+                secs(p.failover.p95),
+                secs(p.failover.p99),
+                pct(p.usable_share),
+                pct(p.best_route_share),
+                p.switches_per_node_hour,
+                p.energy_j_per_node_hour,
+                p.lte_promotions_per_node_hour,
+                pct(p.discovery_success),
+                p.messages_lost,
+                unfinished,
+            );
+        }
+        for base in ["libp2p-stock", "oracle"] {
+            let Some(b) = self.find(base) else { continue };
+            let _ = writeln!(
+                s,
+                "\nratios against {base} (lower is better for every column):"
+            );
+            let _ = writeln!(
+                s,
+                "{:<26} {:>9} {:>9} {:>9} {:>9} {:>9}",
+                "policy", "ttfc p50", "fail p50", "fail p95", "energy", "LTE↑"
+            );
+            for p in &self.policies {
+                if p.policy == base {
+                    continue;
+                }
+                let _ = writeln!(
+                    s,
+                    "{:<26} {:>9} {:>9} {:>9} {:>9} {:>9}",
+                    p.policy,
+                    times(
+                        p.time_to_first_connection.p50,
+                        b.time_to_first_connection.p50
+                    ),
+                    times(p.failover.p50, b.failover.p50),
+                    times(p.failover.p95, b.failover.p95),
+                    times(
+                        Some(p.energy_j_per_node_hour),
+                        Some(b.energy_j_per_node_hour)
+                    ),
+                    times(
+                        Some(p.lte_promotions_per_node_hour),
+                        Some(b.lte_promotions_per_node_hour)
+                    ),
+                );
+            }
+        }
+        let _ = writeln!(
+            s,
+            "\nttfc: time to first connection; fail: failover after the route in use died while another \
+             existed (s); usable: share of reachable time connected over a working route; best: share of \
+             that on the lowest-RTT route; sw: route switches; J: radio energy; LTE↑: cellular promotions; \
+             lost: app messages sent into dead connections or dropped from a full queue."
+        );
+        s
+    }
+}

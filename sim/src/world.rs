@@ -1,0 +1,609 @@
+//! The simulated world: nodes, their interfaces and addresses, the paths
+//! between them, radios, and the discovery services.
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use multiaddr::{Multiaddr, Protocol};
+use multidriver_scoring::energy::{self, RadioProfile};
+use multidriver_scoring::rtt::access_hop;
+use multidriver_scoring::{CellularGeneration, Medium, PowerState, Timestamp};
+
+use crate::rng::Rng;
+use crate::scenario::{CellularKind, Scenario};
+
+/// A node's interface slots. BLE is a discovery radio only (see the crate
+/// docs: the BLE data transport comes with the libp2p adapter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum IfKind {
+    Wifi = 0,
+    Ethernet = 1,
+    Cellular = 2,
+    Ble = 3,
+}
+
+impl IfKind {
+    pub(crate) const ALL: [IfKind; 4] = [
+        IfKind::Wifi,
+        IfKind::Ethernet,
+        IfKind::Cellular,
+        IfKind::Ble,
+    ];
+    /// Interfaces that carry IP traffic.
+    pub(crate) const IP: [IfKind; 3] = [IfKind::Wifi, IfKind::Ethernet, IfKind::Cellular];
+
+    pub(crate) fn from_index(i: u32) -> Option<IfKind> {
+        IfKind::ALL.get(i as usize).copied()
+    }
+}
+
+/// One interface of a node.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Iface {
+    pub(crate) up: bool,
+    /// Up, but silently passing nothing.
+    pub(crate) stalled: bool,
+    /// The LAN it is attached to (Wi-Fi, Ethernet).
+    pub(crate) lan: Option<u16>,
+    /// Changes whenever the interface gets a new address.
+    pub(crate) epoch: u16,
+}
+
+/// An address of a node, as the simulator encodes it into a multiaddr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct AddrKey {
+    pub(crate) node: u32,
+    pub(crate) kind: IfKind,
+    pub(crate) epoch: u16,
+    /// A private LAN address (reachable only from the same LAN).
+    pub(crate) lan: bool,
+    pub(crate) quic: bool,
+}
+
+/// Port numbers encode the epoch and the interface kind.
+const PORT_BASE: u16 = 10_000;
+const EPOCHS: u16 = 13_000;
+
+impl AddrKey {
+    pub(crate) fn to_multiaddr(self) -> Multiaddr {
+        let [_, b, c, d] = self.node.to_be_bytes();
+        // LAN addresses in 10/8 (private, so scoring sees a LAN scope);
+        // public ones in 21/8–23/8 by interface kind.
+        let first = if self.lan { 10 } else { 21 + self.kind as u8 };
+        let port = PORT_BASE + (self.epoch % EPOCHS) * 4 + self.kind as u16;
+        let ip = Multiaddr::empty().with(Protocol::Ip4(Ipv4Addr::new(first, b, c, d)));
+        if self.quic {
+            ip.with(Protocol::Udp(port)).with(Protocol::QuicV1)
+        } else {
+            ip.with(Protocol::Tcp(port))
+        }
+    }
+
+    pub(crate) fn from_multiaddr(addr: &Multiaddr) -> Option<AddrKey> {
+        let mut ip = None;
+        let mut port = None;
+        let mut quic = false;
+        for p in addr.iter() {
+            match p {
+                Protocol::Ip4(a) => ip = Some(a),
+                Protocol::Tcp(p) => port = Some(p),
+                Protocol::Udp(p) => port = Some(p),
+                Protocol::QuicV1 => quic = true,
+                _ => {}
+            }
+        }
+        let [first, b, c, d] = ip?.octets();
+        let port = port?.checked_sub(PORT_BASE)?;
+        let kind = IfKind::from_index(u32::from(port % 4))?;
+        Some(AddrKey {
+            node: u32::from_be_bytes([0, b, c, d]),
+            kind,
+            epoch: port / 4,
+            lan: first == 10,
+            quic,
+        })
+    }
+}
+
+/// The class of a path, for "is this the best route": which interface it
+/// leaves through, which it reaches, and whether it stays on the LAN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PathClass {
+    pub(crate) from: IfKind,
+    pub(crate) to: IfKind,
+    pub(crate) lan: bool,
+}
+
+/// A radio's energy account: promotions, tails and bytes, from the scoring
+/// crate's energy model.
+#[derive(Debug, Clone)]
+pub(crate) struct Radio {
+    profile: RadioProfile,
+    last: Option<Timestamp>,
+    pub(crate) joules: f64,
+    pub(crate) promotions: u64,
+}
+
+impl Radio {
+    pub(crate) fn new(profile: RadioProfile) -> Radio {
+        Radio {
+            profile,
+            last: None,
+            joules: 0.0,
+            promotions: 0,
+        }
+    }
+
+    /// Whether the radio is idle at `now` (a packet would pay a promotion).
+    pub(crate) fn idle_at(&self, now: Timestamp) -> bool {
+        self.last
+            .is_none_or(|l| now.saturating_duration_since(l) > self.profile.tail_duration())
+    }
+
+    pub(crate) fn promotion_delay(&self, now: Timestamp) -> Duration {
+        if self.idle_at(now) {
+            self.profile.promotion
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    /// Traffic of `up` and `down` bytes at `now`.
+    pub(crate) fn activity(&mut self, now: Timestamp, up: u64, down: u64) {
+        self.busy(now, now, up, down);
+    }
+
+    /// Continuous traffic from `from` to `to`.
+    pub(crate) fn busy(&mut self, from: Timestamp, to: Timestamp, up: u64, down: u64) {
+        match self.last {
+            // Still inside an earlier busy span.
+            Some(last) if from <= last => {}
+            Some(last) => {
+                let gap = from.saturating_duration_since(last);
+                if gap <= self.profile.tail_duration() {
+                    self.joules += self.profile.tail_energy_within(gap);
+                } else {
+                    self.joules += self.profile.tail_energy() + self.profile.promotion_energy();
+                    self.promotions += 1;
+                }
+            }
+            None => {
+                self.joules += self.profile.promotion_energy();
+                self.promotions += 1;
+            }
+        }
+        let start = self.last.map_or(from, |l| l.max(from));
+        self.joules +=
+            to.saturating_duration_since(start).as_secs_f64() * self.profile.tail[0].power_w;
+        self.joules += self.profile.transfer_energy(up, down);
+        self.last = Some(self.last.map_or(to, |l| l.max(to)));
+    }
+
+    /// Closes the account at the end of the run.
+    pub(crate) fn finish(&mut self, end: Timestamp) {
+        if let Some(last) = self.last.take() {
+            self.joules += self
+                .profile
+                .tail_energy_within(end.saturating_duration_since(last));
+        }
+    }
+}
+
+/// A node of the world.
+#[derive(Debug, Clone)]
+pub(crate) struct Node {
+    pub(crate) region: u16,
+    pub(crate) online: bool,
+    pub(crate) ifaces: [Iface; 4],
+    pub(crate) cellular: Option<CellularKind>,
+    pub(crate) position: [f64; 2],
+    pub(crate) power: PowerState,
+    pub(crate) contacts: Vec<u32>,
+    pub(crate) radios: [Radio; 4],
+    /// Answers mDNS queries on its LANs.
+    pub(crate) mdns_visible: bool,
+    /// Advertises over BLE.
+    pub(crate) ble_visible: bool,
+    /// The address epoch a cellular attach uses next.
+    pub(crate) next_cell_epoch: u16,
+}
+
+impl Node {
+    pub(crate) fn medium(&self, kind: IfKind) -> Medium {
+        match kind {
+            IfKind::Wifi => Medium::Wifi,
+            IfKind::Ethernet => Medium::Ethernet,
+            IfKind::Cellular => Medium::Cellular(match self.cellular {
+                Some(CellularKind::G5) => CellularGeneration::G5,
+                _ => CellularGeneration::G4,
+            }),
+            IfKind::Ble => Medium::Bluetooth,
+        }
+    }
+
+    pub(crate) fn usable(&self, kind: IfKind) -> bool {
+        let i = &self.ifaces[kind as usize];
+        self.online && i.up && !i.stalled
+    }
+
+    /// Whether the interface reaches the internet (validated).
+    pub(crate) fn has_internet(&self, kind: IfKind, world: &World) -> bool {
+        let i = &self.ifaces[kind as usize];
+        i.up && match kind {
+            IfKind::Cellular => true,
+            IfKind::Wifi | IfKind::Ethernet => {
+                i.lan.is_some_and(|l| world.lans[l as usize].internet)
+            }
+            IfKind::Ble => false,
+        }
+    }
+
+    /// The interface the OS routes internet traffic through: Ethernet, then
+    /// validated Wi-Fi, then cellular (Android keeps cellular as the default
+    /// network while Wi-Fi is unvalidated).
+    pub(crate) fn default_route(&self, world: &World) -> Option<IfKind> {
+        if !self.online {
+            return None;
+        }
+        [IfKind::Ethernet, IfKind::Wifi, IfKind::Cellular]
+            .into_iter()
+            .find(|&k| self.has_internet(k, world))
+    }
+
+    /// Every address the node has now: public ones for interfaces with
+    /// internet access, LAN ones for LAN interfaces; QUIC and TCP each.
+    pub(crate) fn addresses(
+        &self,
+        id: u32,
+        world: &World,
+        lan: bool,
+        public: bool,
+    ) -> Vec<AddrKey> {
+        let mut out = Vec::new();
+        if !self.online {
+            return out;
+        }
+        for kind in IfKind::IP {
+            let i = &self.ifaces[kind as usize];
+            if !i.up {
+                continue;
+            }
+            let mut scopes = Vec::with_capacity(2);
+            if lan && i.lan.is_some() {
+                scopes.push(true);
+            }
+            if public && self.has_internet(kind, world) {
+                scopes.push(false);
+            }
+            for is_lan in scopes {
+                for quic in [true, false] {
+                    out.push(AddrKey {
+                        node: id,
+                        kind,
+                        epoch: i.epoch,
+                        lan: is_lan,
+                        quic,
+                    });
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The state of a rendezvous point.
+#[derive(Debug, Clone)]
+pub(crate) struct Server {
+    pub(crate) region: u16,
+    pub(crate) up: bool,
+    /// Registrations by namespace (the registering node): addresses and
+    /// expiry. One per node: a node advertises its own namespace.
+    pub(crate) registrations: Vec<Option<(Vec<AddrKey>, Timestamp)>>,
+}
+
+/// The world one policy runs in.
+pub(crate) struct World {
+    pub(crate) scenario: std::sync::Arc<Scenario>,
+    pub(crate) nodes: Vec<Node>,
+    pub(crate) lans: Vec<crate::scenario::Lan>,
+    pub(crate) servers: Vec<Server>,
+    /// The DHT's provider record per node: addresses, visible from, expiry.
+    pub(crate) dht: Vec<Option<(Vec<AddrKey>, Timestamp, Timestamp)>>,
+    /// Per-node random streams for link sampling.
+    pub(crate) link_rng: Vec<Rng>,
+}
+
+/// DHT lookup latency quantiles, seconds: p50 0.557, p90 1.10, p99 1.50
+/// (probe-lab, `plots/2023/05/11/dht-lookup-performance-quartiles.json`,
+/// PARAMETERS.md). The 0th percentile (0.2 s) and the maximum (3 s) close the
+/// curve; they are our assumption.
+pub(crate) const DHT_LOOKUP: [(f64, f64); 5] = [
+    (0.0, 0.2),
+    (0.5, 0.557),
+    (0.9, 1.10),
+    (0.99, 1.50),
+    (1.0, 3.0),
+];
+/// DHT publish latency quantiles, seconds: p50 8.28, p90 22.8, p99 104
+/// (probe-lab, `plots/2023/05/10/dht-publish-performance-quartiles.json`).
+/// The 0th percentile (2 s) and maximum (150 s) are our assumption.
+pub(crate) const DHT_PUBLISH: [(f64, f64); 5] = [
+    (0.0, 2.0),
+    (0.5, 8.28),
+    (0.9, 22.8),
+    (0.99, 104.0),
+    (1.0, 150.0),
+];
+/// Bytes a DHT lookup or publish moves: ~20 peers contacted with a request
+/// and a response of a few hundred bytes each. An estimate from the kad
+/// message sizes, not a measurement.
+pub(crate) const DHT_OP_BYTES: u64 = 20_000;
+/// Bytes of a rendezvous request and its answer (a signed peer record of a
+/// few addresses): an estimate, not a measurement.
+pub(crate) const RENDEZVOUS_OP_BYTES: u64 = 1_500;
+/// An mDNS query and one response: a few hundred bytes.
+pub(crate) const MDNS_OP_BYTES: u64 = 400;
+/// The first mDNS probe goes out 500 ms after an interface comes up
+/// (libp2p-mdns `behaviour/iface.rs`, PARAMETERS.md).
+pub(crate) const MDNS_FIRST_PROBE: Duration = Duration::from_millis(500);
+/// libp2p-mdns' query interval after the doubling: 5 min.
+pub(crate) const MDNS_QUERY_INTERVAL: Duration = Duration::from_secs(300);
+/// libp2p-mdns record TTL: 6 min.
+pub(crate) const MDNS_TTL: Duration = Duration::from_secs(360);
+/// A BLE scan that finds an advertiser in range: one balanced-mode scan
+/// period, 730 ms (AOSP `ScanManager.java`, PARAMETERS.md).
+pub(crate) const BLE_SCAN: Duration = Duration::from_millis(730);
+/// A server that does not answer is given up after 5 s, libp2p-quic's
+/// handshake timeout (libp2p-quic 0.14 `config.rs`).
+pub(crate) const UNREACHABLE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A rendezvous point's own processing time: our assumption.
+const SERVER_TIME: Duration = Duration::from_millis(1);
+
+impl World {
+    pub(crate) fn usable_path(&self, from: u32, via: IfKind, to: AddrKey) -> Option<Duration> {
+        let a = &self.nodes[from as usize];
+        let b = &self.nodes[to.node as usize];
+        if !a.usable(via) || !b.usable(to.kind) || via == IfKind::Ble || to.kind == IfKind::Ble {
+            return None;
+        }
+        let bi = &b.ifaces[to.kind as usize];
+        if bi.epoch != to.epoch {
+            return None;
+        }
+        if to.lan {
+            let ai = &a.ifaces[via as usize];
+            let lan = ai.lan.filter(|l| bi.lan == Some(*l))?;
+            Some(Duration::from_secs_f64(
+                self.lans[lan as usize].rtt_ms / 1000.0,
+            ))
+        } else {
+            if !a.has_internet(via, self) || !b.has_internet(to.kind, self) {
+                return None;
+            }
+            Some(self.internet_rtt(from, a.medium(via), to.node, b.medium(to.kind)))
+        }
+    }
+
+    /// Access hop of both ends plus the core between their regions.
+    pub(crate) fn internet_rtt(&self, a: u32, am: Medium, b: u32, bm: Medium) -> Duration {
+        let ra = self.nodes[a as usize].region as usize;
+        let rb = self.nodes[b as usize].region as usize;
+        let core = self.scenario.regions[ra].core_rtt_ms[rb];
+        access_hop(am) + access_hop(bm) + Duration::from_secs_f64(core / 1000.0)
+    }
+
+    /// Round trip from a node's interface to a rendezvous point.
+    pub(crate) fn server_rtt(&self, node: u32, via: IfKind, server: usize) -> Duration {
+        let n = &self.nodes[node as usize];
+        let core = self.scenario.regions[n.region as usize].core_rtt_ms
+            [self.servers[server].region as usize];
+        access_hop(n.medium(via)) + Duration::from_secs_f64(core / 1000.0) + SERVER_TIME
+    }
+
+    /// One round trip's sample over a path with base RTT `base`: jitter with
+    /// a heavy tail. Our model, not a measurement: +10 % on average
+    /// (exponential), and 2 % of round trips take a Pareto(α = 2) spike of at
+    /// least half the base, which gives the Wi-Fi study's "10 % of packets
+    /// above 5× the median" order of tail at the access hop.
+    pub(crate) fn sample_rtt(&mut self, node: u32, base: Duration) -> Duration {
+        let r = &mut self.link_rng[node as usize];
+        let b = base.as_secs_f64();
+        let mut x = b * (1.0 + r.exp(0.1));
+        if r.chance(0.02) {
+            x += r.pareto(0.5 * b, 2.0).min(20.0 * b);
+        }
+        Duration::from_secs_f64(x)
+    }
+
+    /// Loss probability of one round trip leaving through `via`.
+    pub(crate) fn loss(&self, via: IfKind) -> f64 {
+        match via {
+            IfKind::Wifi => self.scenario.links.wifi_loss,
+            IfKind::Cellular => self.scenario.links.cellular_loss,
+            IfKind::Ethernet | IfKind::Ble => 0.0,
+        }
+    }
+
+    /// Time to complete a handshake of `rounds` round trips over a path:
+    /// radio promotion if the radio is idle, sampled round trips, and one
+    /// retransmission timeout (1 s, RFC 6298's initial RTO) per lost round.
+    pub(crate) fn handshake_time(
+        &mut self,
+        node: u32,
+        via: IfKind,
+        base: Duration,
+        rounds: u32,
+        now: Timestamp,
+    ) -> Duration {
+        let mut t = self.nodes[node as usize].radios[via as usize].promotion_delay(now);
+        let loss = self.loss(via);
+        for _ in 0..rounds {
+            t += self.sample_rtt(node, base);
+            if self.link_rng[node as usize].chance(loss) {
+                t += Duration::from_secs(1);
+            }
+        }
+        t
+    }
+
+    /// Distance between two nodes, metres.
+    pub(crate) fn distance(&self, a: u32, b: u32) -> f64 {
+        let pa = self.nodes[a as usize].position;
+        let pb = self.nodes[b as usize].position;
+        ((pa[0] - pb[0]).powi(2) + (pa[1] - pb[1]).powi(2)).sqrt()
+    }
+
+    /// The lowest-RTT path from `from` to `to` that works now, if any.
+    pub(crate) fn best_path(&self, from: u32, to: u32) -> Option<(Duration, IfKind, AddrKey)> {
+        let b = &self.nodes[to as usize];
+        let mut best: Option<(Duration, IfKind, AddrKey)> = None;
+        for via in IfKind::IP {
+            for kind in IfKind::IP {
+                let epoch = b.ifaces[kind as usize].epoch;
+                for lan in [true, false] {
+                    let key = AddrKey {
+                        node: to,
+                        kind,
+                        epoch,
+                        lan,
+                        quic: true,
+                    };
+                    if let Some(rtt) = self.usable_path(from, via, key)
+                        && best.is_none_or(|(r, _, _)| rtt < r)
+                    {
+                        best = Some((rtt, via, key));
+                    }
+                }
+            }
+        }
+        best
+    }
+
+    /// Nodes on the same LAN as `node`'s interface `via` that answer mDNS.
+    pub(crate) fn mdns_neighbours(&self, node: u32, via: IfKind) -> Vec<u32> {
+        let a = &self.nodes[node as usize];
+        let Some(lan) = a.ifaces[via as usize].lan.filter(|_| a.usable(via)) else {
+            return Vec::new();
+        };
+        a.contacts
+            .iter()
+            .copied()
+            .filter(|&c| {
+                let b = &self.nodes[c as usize];
+                b.mdns_visible
+                    && [IfKind::Wifi, IfKind::Ethernet]
+                        .iter()
+                        .any(|&k| b.usable(k) && b.ifaces[k as usize].lan == Some(lan))
+            })
+            .collect()
+    }
+
+    /// Contacts of `node` advertising over BLE within range.
+    pub(crate) fn ble_neighbours(&self, node: u32) -> Vec<u32> {
+        let a = &self.nodes[node as usize];
+        if !a.usable(IfKind::Ble) {
+            return Vec::new();
+        }
+        let range = self.scenario.links.ble_range_m;
+        a.contacts
+            .iter()
+            .copied()
+            .filter(|&c| {
+                let b = &self.nodes[c as usize];
+                b.ble_visible && b.usable(IfKind::Ble) && self.distance(node, c) <= range
+            })
+            .collect()
+    }
+
+    /// A node's LAN addresses on the LAN `lan`.
+    pub(crate) fn lan_addresses(&self, node: u32, lan: u16) -> Vec<AddrKey> {
+        let n = &self.nodes[node as usize];
+        let mut out = Vec::new();
+        for kind in [IfKind::Wifi, IfKind::Ethernet] {
+            let i = &n.ifaces[kind as usize];
+            if n.usable(kind) && i.lan == Some(lan) {
+                for quic in [true, false] {
+                    out.push(AddrKey {
+                        node,
+                        kind,
+                        epoch: i.epoch,
+                        lan: true,
+                        quic,
+                    });
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Builds a node's initial power state.
+pub(crate) fn power_of(group: &crate::scenario::Group) -> PowerState {
+    let mut p = match group.battery {
+        Some(level) => PowerState::on_battery(level),
+        None => PowerState::MAINS,
+    };
+    p.charging = group.charging;
+    p.lifecycle = group.lifecycle;
+    p
+}
+
+/// Radios of a node, by interface kind.
+pub(crate) fn radios(cellular: Option<CellularKind>) -> [Radio; 4] {
+    let _ = cellular; // 4G and 5G share the LTE profile (no 5G figures in PARAMETERS.md).
+    [
+        Radio::new(energy::WIFI),
+        Radio::new(energy::ETHERNET),
+        Radio::new(energy::LTE),
+        Radio::new(energy::BLE),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_round_trip_through_multiaddrs() {
+        for kind in IfKind::IP {
+            for lan in [true, false] {
+                for quic in [true, false] {
+                    let k = AddrKey {
+                        node: 0x0a_bc_de,
+                        kind,
+                        epoch: 12_345,
+                        lan,
+                        quic,
+                    };
+                    let m = k.to_multiaddr();
+                    assert_eq!(AddrKey::from_multiaddr(&m), Some(k), "{m}");
+                    assert_eq!(
+                        multidriver_scoring::Scope::of(&m) == multidriver_scoring::Scope::Lan,
+                        lan
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_radio_pays_one_promotion_per_wake_up_and_the_tail_once() {
+        let mut r = Radio::new(energy::LTE);
+        let t = Timestamp::from_millis(1_000);
+        r.activity(t, 0, 0);
+        // Two more packets inside the tail: no new promotion.
+        r.activity(t + Duration::from_secs(3), 0, 0);
+        r.activity(t + Duration::from_secs(6), 0, 0);
+        // One long after: a second wake-up.
+        r.activity(t + Duration::from_secs(60), 0, 0);
+        r.finish(t + Duration::from_secs(600));
+        assert_eq!(r.promotions, 2);
+        let expected = 2.0 * energy::LTE.isolated_wakeup_energy()
+            + energy::LTE.tail_energy_within(Duration::from_secs(6));
+        assert!(
+            (r.joules - expected).abs() < 1e-6,
+            "{} vs {expected}",
+            r.joules
+        );
+    }
+}
