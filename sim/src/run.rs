@@ -1266,28 +1266,14 @@ impl<'p> Sim<'p> {
                 self.answer_at(self.now + lat, a);
             }
             DriverRef::Rendezvous(s) => {
-                let s = s as usize;
-                let Some(via) = self.default_via(node) else {
+                let Some(lat) =
+                    self.rendezvous_exchange(node, s as usize, 300, RENDEZVOUS_OP_BYTES)
+                else {
                     return self.answer_at(self.now, a);
                 };
-                if !self.world.servers[s].up {
-                    self.world.nodes[n].radios[via as usize].activity(self.now, 200, 0);
+                let Ok(lat) = lat else {
                     return self.answer_at(self.now + UNREACHABLE_TIMEOUT, a);
-                }
-                let rtt = self.world.server_rtt(node, via, s);
-                let lat = self.world.handshake_time(
-                    node,
-                    via,
-                    rtt,
-                    TransportKind::Tcp.handshake_round_trips() + 1,
-                    self.now,
-                );
-                self.world.nodes[n].radios[via as usize].busy(
-                    self.now,
-                    self.now + lat,
-                    300,
-                    RENDEZVOUS_OP_BYTES,
-                );
+                };
                 a.ok = true;
                 a.lookup = Some(Lookup::Record(peer));
                 self.answer_at(self.now + lat, a);
@@ -1326,6 +1312,30 @@ impl<'p> Sim<'p> {
                 self.answer_at(self.now + BLE_SCAN, a);
             }
         }
+    }
+
+    /// One request to rendezvous point `s` over the node's default route:
+    /// `None` without a route, `Err` if the server is down (the request
+    /// times out), else the time until the answer. Charges the radio.
+    fn rendezvous_exchange(
+        &mut self,
+        node: u32,
+        s: usize,
+        up: u64,
+        down: u64,
+    ) -> Option<Result<Duration, ()>> {
+        let via = self.default_via(node)?;
+        let (n, v) = (node as usize, via as usize);
+        if !self.world.servers[s].up {
+            self.world.nodes[n].radios[v].activity(self.now, 200, 0);
+            return Some(Err(()));
+        }
+        let rtt = self.world.server_rtt(node, via, s);
+        let rounds = TransportKind::Tcp.handshake_round_trips() + 1;
+        let lat = self.world.handshake_time(node, via, rtt, rounds, self.now);
+        let now = self.now;
+        self.world.nodes[n].radios[v].busy(now, now + lat, up, down);
+        Some(Ok(lat))
     }
 
     fn advertise(&mut self, node: u32, query: u64, driver: DriverRef) {
@@ -1376,28 +1386,14 @@ impl<'p> Sim<'p> {
                 self.answer_at(self.now + lat, a);
             }
             DriverRef::Rendezvous(s) => {
-                let s = s as usize;
-                let Some(via) = self.default_via(node) else {
+                let Some(lat) =
+                    self.rendezvous_exchange(node, s as usize, RENDEZVOUS_OP_BYTES, 300)
+                else {
                     return self.answer_at(self.now, a);
                 };
-                if !self.world.servers[s].up {
-                    self.world.nodes[n].radios[via as usize].activity(self.now, 200, 0);
+                let Ok(lat) = lat else {
                     return self.answer_at(self.now + UNREACHABLE_TIMEOUT, a);
-                }
-                let rtt = self.world.server_rtt(node, via, s);
-                let lat = self.world.handshake_time(
-                    node,
-                    via,
-                    rtt,
-                    TransportKind::Tcp.handshake_round_trips() + 1,
-                    self.now,
-                );
-                self.world.nodes[n].radios[via as usize].busy(
-                    self.now,
-                    self.now + lat,
-                    RENDEZVOUS_OP_BYTES,
-                    300,
-                );
+                };
                 a.ok = true;
                 a.store = Some((driver, addrs, self.now + lat + ADVERT_TTL));
                 self.answer_at(self.now + lat, a);

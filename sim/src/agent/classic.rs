@@ -228,6 +228,18 @@ impl ClassicAgent {
         }
     }
 
+    /// Forgets a closed connection; the peer it served, if any.
+    fn closed(&mut self, conn: u64) -> Option<u32> {
+        let (peer, _) = self.conn_peer.remove(&conn)?;
+        if let Some(p) = self.peers.get_mut(&peer)
+            && p.conn == Some(conn)
+        {
+            p.conn = None;
+            self.out.push_back(Output::Primary { peer, conn: None });
+        }
+        Some(peer)
+    }
+
     fn restart_mdns(&mut self, now: Timestamp) {
         self.mdns_gap = MDNS_FIRST_PROBE;
         self.mdns_next = Some(now + MDNS_FIRST_PROBE);
@@ -387,28 +399,15 @@ impl Agent for ClassicAgent {
                 self.after_failure(peer, now);
             }
             Input::ConnectionLost { conn } => {
-                let Some((peer, _)) = self.conn_peer.remove(&conn) else {
-                    return;
-                };
-                if let Some(p) = self.peers.get_mut(&peer)
-                    && p.conn == Some(conn)
-                {
-                    p.conn = None;
-                    self.out.push_back(Output::Primary { peer, conn: None });
-                }
                 // The app redials on connection loss.
-                self.dial(peer, now);
-            }
-            Input::IdleClosed { conn } => {
-                let Some((peer, _)) = self.conn_peer.remove(&conn) else {
-                    return;
-                };
-                if let Some(p) = self.peers.get_mut(&peer)
-                    && p.conn == Some(conn)
-                {
-                    p.conn = None;
-                    self.out.push_back(Output::Primary { peer, conn: None });
+                if let Some(peer) = self.closed(conn) {
+                    self.dial(peer, now);
                 }
+            }
+            // An idle connection closed: the app dials again when it has
+            // something to send.
+            Input::IdleClosed { conn } => {
+                self.closed(conn);
             }
             Input::NeedPeer { peer } => self.dial(peer, now),
         }
