@@ -279,9 +279,9 @@ enum Lookup {
     /// A DHT record or rendezvous registration of this peer.
     Record(u32),
     /// mDNS neighbours on the LAN of this interface.
-    Mdns(IfKind, u16),
+    Mdns(IfKind, u16, Option<u32>),
     /// BLE advertisers in range.
-    Ble,
+    Ble(Option<u32>),
 }
 
 struct Queued {
@@ -1233,7 +1233,7 @@ impl<'p> Sim<'p> {
         self.push(t, Ev::Answer(Box::new(a)));
     }
 
-    fn discover(&mut self, node: u32, query: u64, driver: DriverRef, peer: u32) {
+    fn discover(&mut self, node: u32, query: u64, driver: DriverRef, peer: Option<u32>) {
         self.metrics.discoveries += 1;
         let generation = self.gens[node as usize];
         let mut a = AnswerEv {
@@ -1262,7 +1262,7 @@ impl<'p> Sim<'p> {
                 );
                 let success = self.plan.scenario.dht.map_or(0.0, |d| d.lookup_success);
                 a.ok = self.world.link_rng[n].chance(success);
-                a.lookup = a.ok.then_some(Lookup::Record(peer));
+                a.lookup = peer.filter(|_| a.ok).map(Lookup::Record);
                 self.answer_at(self.now + lat, a);
             }
             DriverRef::Rendezvous(s) => {
@@ -1275,7 +1275,7 @@ impl<'p> Sim<'p> {
                     return self.answer_at(self.now + UNREACHABLE_TIMEOUT, a);
                 };
                 a.ok = true;
-                a.lookup = Some(Lookup::Record(peer));
+                a.lookup = peer.map(Lookup::Record);
                 self.answer_at(self.now + lat, a);
             }
             DriverRef::Mdns => {
@@ -1294,7 +1294,7 @@ impl<'p> Sim<'p> {
                     MDNS_OP_BYTES,
                 );
                 a.ok = true;
-                a.lookup = Some(Lookup::Mdns(via, lan));
+                a.lookup = Some(Lookup::Mdns(via, lan, peer));
                 self.answer_at(self.now + rtt + MDNS_RESPONSE_DELAY, a);
             }
             DriverRef::Proximity => {
@@ -1308,7 +1308,7 @@ impl<'p> Sim<'p> {
                     64,
                 );
                 a.ok = true;
-                a.lookup = Some(Lookup::Ble);
+                a.lookup = Some(Lookup::Ble(peer));
                 self.answer_at(self.now + BLE_SCAN, a);
             }
         }
@@ -1403,8 +1403,9 @@ impl<'p> Sim<'p> {
 
     fn answer(&mut self, mut a: AnswerEv) {
         match a.lookup {
-            Some(Lookup::Mdns(via, lan)) => {
-                for c in self.world.mdns_neighbours(a.node, via) {
+            Some(Lookup::Mdns(via, lan, only)) => {
+                let heard = self.world.mdns_neighbours(a.node, via);
+                for c in heard.into_iter().filter(|c| only.is_none_or(|o| o == *c)) {
                     let addrs = self.world.lan_addresses(c, lan);
                     a.found.push(Found {
                         peer: c,
@@ -1414,8 +1415,9 @@ impl<'p> Sim<'p> {
                     });
                 }
             }
-            Some(Lookup::Ble) => {
-                for c in self.world.ble_neighbours(a.node) {
+            Some(Lookup::Ble(only)) => {
+                let heard = self.world.ble_neighbours(a.node);
+                for c in heard.into_iter().filter(|c| only.is_none_or(|o| o == *c)) {
                     let addrs = self.world.nodes[c as usize].addresses(c, &self.world, true, true);
                     a.found.push(Found {
                         peer: c,

@@ -136,10 +136,11 @@ impl ClassicAgent {
         if let Some(p) = self.peers.get_mut(&peer) {
             p.lookups += 1;
         }
+        // A BLE scan hears every advertiser; lookups name the peer.
         self.out.push_back(Output::Discover {
             query: q,
             driver,
-            peer,
+            peer: (driver != DriverRef::Proximity).then_some(peer),
         });
     }
 
@@ -418,19 +419,14 @@ impl Agent for ClassicAgent {
             // libp2p-mdns: probes doubling from 500 ms to the 5 min interval.
             for kind in [IfKind::Wifi, IfKind::Ethernet] {
                 if world.nodes[self.me as usize].usable(kind) {
-                    let contacts: Vec<u32> = self.peers.keys().copied().collect();
+                    // One multicast query; every contact on the LAN answers.
                     let q = self.id();
                     self.queries.insert(q, DriverRef::Mdns);
-                    // One multicast query answers for every contact; the
-                    // simulator answers per contact, so it is issued for the
-                    // first and the answer carries all neighbours.
-                    if let Some(&first) = contacts.first() {
-                        self.out.push_back(Output::Discover {
-                            query: q,
-                            driver: DriverRef::Mdns,
-                            peer: first,
-                        });
-                    }
+                    self.out.push_back(Output::Discover {
+                        query: q,
+                        driver: DriverRef::Mdns,
+                        peer: None,
+                    });
                     break;
                 }
             }

@@ -300,10 +300,13 @@ impl EngineAgent {
                         .and_then(|n| n.parse::<u32>().ok());
                     if let (Some(d), Some(peer)) = (self.driver_ref(driver), peer) {
                         let q = self.new_query(query);
+                        // The engine's drivers are scoped by namespace (the
+                        // libp2p drivers put it in the mDNS service name and
+                        // the BLE token), so a lookup finds that peer only.
                         self.out.push_back(Output::Discover {
                             query: q,
                             driver: d,
-                            peer,
+                            peer: Some(peer),
                         });
                     }
                 }

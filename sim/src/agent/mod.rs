@@ -122,10 +122,12 @@ pub(crate) enum Output {
     StopAdvertising {
         driver: DriverRef,
     },
+    /// Look up `peer`'s namespace; `None` for an unscoped query (a plain
+    /// mDNS or BLE scan that reports every contact it hears).
     Discover {
         query: u64,
         driver: DriverRef,
-        peer: u32,
+        peer: Option<u32>,
     },
     /// One keep-alive on each of these connections now.
     KeepAlive {
