@@ -413,6 +413,25 @@ fn connection_closed_by_the_remote_re_races_a_wanted_peer() {
     h.disconnect_all(p);
 }
 
+#[test]
+fn a_connection_that_went_dark_re_races_other_hosts_first() {
+    let mut h = Harness::new(Config::default());
+    let p = peer(1);
+    let wifi = connected_over_wifi(&mut h, p);
+    // Another transport to the same host: it went dark too.
+    h.discover(p, "/ip4/192.168.1.20/tcp/4001", WIFI, Source::Mdns);
+    h.at(ms(1_000));
+    let before = h.dials().len();
+    h.engine.handle_connection_lost(wifi, h.now);
+    h.drain();
+    let first = &h.dials()[before];
+    assert_eq!(first.2, PUBLIC_QUIC, "{:#?}", h.dials());
+    assert_eq!(first.0, h.now, "at once");
+    // A close by the peer (not a timeout) keeps trusting the route: see
+    // `connection_closed_by_the_remote_re_races_a_wanted_peer`.
+    h.disconnect_all(p);
+}
+
 impl Harness {
     fn disconnect_all(&mut self, p: PeerId) {
         self.engine.disconnect(p, self.now);

@@ -9,6 +9,8 @@ pub(crate) struct Metrics {
     pub(crate) ttfc_censored: Vec<f64>,
     pub(crate) failover: Vec<f64>,
     pub(crate) failover_censored: Vec<f64>,
+    /// The same by cause (`Cause` as index): done, censored.
+    pub(crate) failover_by: [(Vec<f64>, Vec<f64>); 3],
     pub(crate) samples_reachable: u64,
     pub(crate) samples_connected: u64,
     pub(crate) samples_usable: u64,
@@ -78,6 +80,19 @@ fn ratio(a: u64, b: u64) -> Option<f64> {
     (b > 0).then(|| round(a as f64 / b as f64, 4))
 }
 
+/// Failover split by what killed the route in use.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FailoverByCause {
+    /// The node's own interface went down or changed network, and the OS
+    /// reported it.
+    pub interface_lost: Percentiles,
+    /// The node's own Wi-Fi silently stopped passing packets (no OS event).
+    pub silent_stall: Percentiles,
+    /// The peer's side changed: it moved to another network, lost an
+    /// interface, or went offline while another route to it existed.
+    pub peer_moved: Percentiles,
+}
+
 /// One policy's results.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct PolicyResult {
@@ -88,6 +103,8 @@ pub struct PolicyResult {
     /// Time from the death of the route in use (while another route existed)
     /// until app traffic flows again, seconds.
     pub failover: Percentiles,
+    /// The same split by what killed the route.
+    pub failover_by_cause: FailoverByCause,
     /// Of the time a contact was reachable, the share it was connected over
     /// a working route.
     pub usable_share: Option<f64>,
@@ -124,9 +141,26 @@ pub struct PolicyResult {
 }
 
 impl Metrics {
+    pub(crate) fn failover(&mut self, cause: crate::run::Cause, seconds: f64, censored: bool) {
+        let by = &mut self.failover_by[cause as usize];
+        if censored {
+            self.failover_censored.push(seconds);
+            by.1.push(seconds);
+        } else {
+            self.failover.push(seconds);
+            by.0.push(seconds);
+        }
+    }
+
     pub(crate) fn into_result(self, policy: String, hash: u64) -> PolicyResult {
         let (ttfc, _) = Percentiles::of(&self.ttfc, &self.ttfc_censored);
         let (failover, samples) = Percentiles::of(&self.failover, &self.failover_censored);
+        let by = |i: usize| Percentiles::of(&self.failover_by[i].0, &self.failover_by[i].1).0;
+        let failover_by_cause = FailoverByCause {
+            interface_lost: by(0),
+            silent_stall: by(1),
+            peer_moved: by(2),
+        };
         let per_hour = |x: f64| {
             if self.node_hours > 0.0 {
                 round(x / self.node_hours, 3)
@@ -138,6 +172,7 @@ impl Metrics {
             policy,
             time_to_first_connection: ttfc,
             failover,
+            failover_by_cause,
             usable_share: ratio(self.samples_usable, self.samples_reachable),
             best_route_share: ratio(self.samples_best, self.samples_usable),
             switches_per_node_hour: per_hour(self.switches as f64),

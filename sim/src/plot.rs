@@ -267,7 +267,12 @@ mod tests {
         PolicyResult {
             policy: name.to_owned(),
             time_to_first_connection: none.clone(),
-            failover: none,
+            failover: none.clone(),
+            failover_by_cause: crate::FailoverByCause {
+                interface_lost: none.clone(),
+                silent_stall: none.clone(),
+                peer_moved: none,
+            },
             usable_share: None,
             best_route_share: None,
             switches_per_node_hour: 0.0,

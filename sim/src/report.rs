@@ -109,6 +109,30 @@ impl Report {
                 unfinished,
             );
         }
+        let _ = writeln!(
+            s,
+            "\nfailover by cause, seconds p50 / p95 (samples):\n{:<26} {:>22} {:>22} {:>22}",
+            "policy", "own interface lost", "silent Wi-Fi stall", "peer moved"
+        );
+        for p in &self.policies {
+            let c = &p.failover_by_cause;
+            let cell = |x: &crate::Percentiles| {
+                format!(
+                    "{} / {} ({})",
+                    secs(x.p50),
+                    secs(x.p95),
+                    x.count + x.unfinished
+                )
+            };
+            let _ = writeln!(
+                s,
+                "{:<26} {:>22} {:>22} {:>22}",
+                p.policy,
+                cell(&c.interface_lost),
+                cell(&c.silent_stall),
+                cell(&c.peer_moved)
+            );
+        }
         for base in ["libp2p-stock", "oracle"] {
             let Some(b) = self.find(base) else { continue };
             let _ = writeln!(

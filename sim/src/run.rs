@@ -316,6 +316,18 @@ struct Conn {
     last_rx: Timestamp,
     last_app: Timestamp,
     detect_at: Option<Timestamp>,
+    last_ping: Timestamp,
+}
+
+/// Why the route in use died, for failover by cause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cause {
+    /// The node's own interface went down or changed network; the OS says so.
+    InterfaceLost = 0,
+    /// The node's own Wi-Fi silently stopped passing packets.
+    SilentStall = 1,
+    /// The peer's side changed (it moved, lost an interface, or left).
+    PeerMoved = 2,
 }
 
 struct Pair {
@@ -324,7 +336,7 @@ struct Pair {
     want_since: Timestamp,
     connected_once: bool,
     last_class: Option<PathClass>,
-    outage: Option<Timestamp>,
+    outage: Option<(Timestamp, Cause)>,
     queue: u32,
 }
 
@@ -708,7 +720,7 @@ impl<'p> Sim<'p> {
             }
             Action::WifiStall => {
                 self.world.nodes[n].ifaces[IfKind::Wifi as usize].stalled = true;
-                self.paths_changed(node);
+                self.paths_changed_by(node, Cause::SilentStall);
             }
             Action::CellularUp => {
                 let nd = &mut self.world.nodes[n];
@@ -752,6 +764,12 @@ impl<'p> Sim<'p> {
     /// After the world changed around `node`: outages start or end for the
     /// pairs it is part of, and the oracle is told.
     fn paths_changed(&mut self, node: u32) {
+        self.paths_changed_by(node, Cause::InterfaceLost);
+    }
+
+    /// [`Self::paths_changed`] with the cause charged to `node`'s own pairs
+    /// (its contacts' pairs towards it are charged to the peer moving).
+    fn paths_changed_by(&mut self, node: u32, cause: Cause) {
         let mut pairs: Vec<(u32, u16)> = (0..self.pairs[node as usize].len() as u16)
             .map(|s| (node, s))
             .collect();
@@ -771,7 +789,8 @@ impl<'p> Sim<'p> {
                 && self.world.best_path(a, peer).is_some()
             {
                 // The route in use died while another exists: failover starts.
-                self.pairs[a as usize][slot as usize].outage = Some(self.now);
+                let cause = if a == node { cause } else { Cause::PeerMoved };
+                self.pairs[a as usize][slot as usize].outage = Some((self.now, cause));
             }
             if self.agents[a as usize]
                 .as_ref()
@@ -917,6 +936,7 @@ impl<'p> Sim<'p> {
             last_rx: self.now,
             last_app: self.now,
             detect_at: None,
+            last_ping: self.now,
         }
     }
 
@@ -986,6 +1006,9 @@ impl<'p> Sim<'p> {
             return;
         }
         let (node, via, addr, lv) = (c.node, c.via, c.addr, c.liveness);
+        if let Some(c) = self.conns.get_mut(&key) {
+            c.last_ping = self.now;
+        }
         let bytes = multidriver_scoring::energy::KEEPALIVE_BYTES;
         let path = self.world.usable_path(node, via, addr);
         if self.world.nodes[node as usize].usable(via) {
@@ -1118,10 +1141,9 @@ impl<'p> Sim<'p> {
         }
         p.last_class = Some(class);
         if alive {
-            if let Some(s) = p.outage.take() {
+            if let Some((s, cause)) = p.outage.take() {
                 self.metrics
-                    .failover
-                    .push(now.saturating_duration_since(s).as_secs_f64());
+                    .failover(cause, now.saturating_duration_since(s).as_secs_f64(), false);
             }
             let queued = std::mem::take(&mut p.queue);
             if queued > 0 {
@@ -1155,9 +1177,19 @@ impl<'p> Sim<'p> {
             return;
         }
         self.metrics.sent += 1;
-        let p = &self.pairs[node as usize][slot as usize];
-        let peer = p.peer;
-        match p.primary {
+        let (peer, primary) = {
+            let p = &self.pairs[node as usize][slot as usize];
+            (p.peer, p.primary)
+        };
+        if let Some(k) = primary
+            && let Some(c) = self.conns.get(&k)
+            && c.liveness
+                .with_traffic
+                .is_some_and(|every| self.now.saturating_duration_since(c.last_ping) >= every)
+        {
+            self.ping(k, false);
+        }
+        match self.pairs[node as usize][slot as usize].primary {
             Some(k) if self.conn_alive(k) => {
                 self.metrics.delivered += 1;
                 self.message_energy(k, bytes);
@@ -1510,10 +1542,12 @@ impl<'p> Sim<'p> {
                             .ttfc_censored
                             .push(end.saturating_duration_since(p.want_since).as_secs_f64());
                     }
-                    if let Some(s) = p.outage {
-                        self.metrics
-                            .failover_censored
-                            .push(end.saturating_duration_since(s).as_secs_f64());
+                    if let Some((s, cause)) = p.outage {
+                        self.metrics.failover(
+                            cause,
+                            end.saturating_duration_since(s).as_secs_f64(),
+                            true,
+                        );
                     }
                 }
             }
@@ -1543,6 +1577,7 @@ impl Liveness {
             quic_keepalive: None,
             quic_idle: None,
             idle_close: None,
+            with_traffic: None,
         }
     }
 }

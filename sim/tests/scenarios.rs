@@ -56,6 +56,11 @@ fn commute_multidriver_fails_over_faster_than_stock_and_stays_on_the_best_route(
         md.failover.p50,
         stock.failover.p50
     );
+    // When the OS reports the phone's own Wi-Fi gone, multidriver moves in
+    // well under a second; stock waits for its keep-alive timeouts.
+    let own = |p: &PolicyResult| p.failover_by_cause.interface_lost.p50.unwrap();
+    assert!(own(md) < 1.0, "{:?}", md.failover_by_cause);
+    assert!(own(stock) > 10.0 * own(md), "{} vs {}", own(stock), own(md));
     // Stock never upgrades from 4G to the office Wi-Fi; multidriver does.
     assert!(md.best_route_share > stock.best_route_share);
     // The oracle is the lower bound.

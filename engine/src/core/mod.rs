@@ -754,6 +754,31 @@ impl Engine {
         self.progress(peer_id, now);
     }
 
+    /// A connection stopped answering: a keep-alive or an idle timeout
+    /// killed it, rather than a close by either side. Like
+    /// [`handle_connection_closed`](Self::handle_connection_closed), and in
+    /// addition its route and every other route to the same host address
+    /// count a failure (the RTT estimator's decaying penalty), so the re-race
+    /// tries the peer's other addresses first instead of waiting for dials to
+    /// a host that just went dark to time out.
+    pub fn handle_connection_lost(&mut self, connection: ConnectionId, now: Timestamp) {
+        if let Some(conn) = self.connections.get(&connection)
+            && let Some(peer) = self.peers.get_mut(&conn.peer)
+        {
+            let host = host_of(&conn.addr);
+            for route in &mut peer.routes {
+                let same = match &host {
+                    Some(h) => host_of(&route.id.addr).as_ref() == Some(h),
+                    None => route.id.addr == conn.addr,
+                };
+                if same {
+                    route.rtt.on_failure(now);
+                }
+            }
+        }
+        self.handle_connection_closed(connection, now);
+    }
+
     /// A connection closed (by the remote, an error, or the adapter).
     pub fn handle_connection_closed(&mut self, connection: ConnectionId, now: Timestamp) {
         self.last_now = self.last_now.max(now);
@@ -1527,6 +1552,22 @@ impl Engine {
 }
 
 /// A relayed address is a relay route whatever interface it leaves through.
+/// The host part of an address (its first IP or DNS component), if any.
+fn host_of(addr: &Multiaddr) -> Option<multiaddr::Protocol<'static>> {
+    addr.iter()
+        .find(|p| {
+            matches!(
+                p,
+                multiaddr::Protocol::Ip4(_)
+                    | multiaddr::Protocol::Ip6(_)
+                    | multiaddr::Protocol::Dns(_)
+                    | multiaddr::Protocol::Dns4(_)
+                    | multiaddr::Protocol::Dns6(_)
+            )
+        })
+        .map(|p| p.acquire())
+}
+
 fn route_medium(addr: &Multiaddr, interface_medium: Medium) -> Medium {
     if addr
         .iter()

@@ -519,6 +519,7 @@ impl Agent for ClassicAgent {
             // go-libp2p (tinder) has no idle timeout; rust-libp2p closes a
             // connection without streams after 10 s.
             idle_close: (!self.tinder).then_some(SWARM_IDLE),
+            with_traffic: None,
         }
     }
 }

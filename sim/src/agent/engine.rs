@@ -12,7 +12,7 @@ use multidriver::core::{
 };
 use multidriver_scoring::{Medium, Profile, Source, Timestamp};
 
-use super::{Agent, DriverRef, Found, Input, Liveness, Output, PING_TIMEOUT};
+use super::{Agent, DriverRef, Found, Input, Liveness, Output};
 use crate::world::{AddrKey, IfKind, World};
 
 /// How long a registration lasts: libp2p-rendezvous' default TTL, 2 h
@@ -22,6 +22,10 @@ pub(crate) const ADVERT_TTL: Duration = Duration::from_secs(7200);
 pub(crate) const HEARTBEAT: Duration = Duration::from_secs(5);
 /// An unanswered heartbeat kills the path after this long.
 pub(crate) const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(2);
+/// The app's extra lookups of an unreachable peer are at least this far
+/// apart (our choice: the dial timeout, so a lookup's answers get raced
+/// before the next one).
+const RELOOKUP_GAP: Duration = Duration::from_secs(5);
 /// Addresses remembered per contact by the adapter.
 const BOOK_LIMIT: usize = 16;
 
@@ -53,6 +57,10 @@ pub(crate) struct EngineAgent {
     validated: [bool; 4],
     out: VecDeque<Output>,
     last_now: Timestamp,
+    /// Peers the app wants looked up again now.
+    relookup: Vec<u32>,
+    /// When the app last looked each peer up outside the subscription.
+    looked_up: BTreeMap<u32, Timestamp>,
 }
 
 fn iface(kind: IfKind) -> InterfaceId {
@@ -143,6 +151,8 @@ impl EngineAgent {
             validated: [false; 4],
             out: VecDeque::new(),
             last_now: now,
+            relookup: Vec::new(),
+            looked_up: BTreeMap::new(),
         })
     }
 
@@ -211,6 +221,24 @@ impl EngineAgent {
     }
 
     fn drain(&mut self) {
+        self.drain_once();
+        while let Some(p) = self.relookup.pop() {
+            let now = self.last_now;
+            let due = self
+                .looked_up
+                .get(&p)
+                .is_none_or(|t| now.saturating_duration_since(*t) >= RELOOKUP_GAP);
+            if due {
+                self.looked_up.insert(p, now);
+                // An unknown or invalid namespace is impossible here; a full
+                // query table just skips the lookup.
+                let _ = self.engine.discover(&namespace(p), now);
+                self.drain_once();
+            }
+        }
+    }
+
+    fn drain_once(&mut self) {
         while let Some(e) = self.engine.poll_event() {
             match e {
                 Event::RouteSelected {
@@ -225,6 +253,14 @@ impl EngineAgent {
                             peer: p,
                             conn: Some(connection.get()),
                         });
+                    }
+                }
+                Event::PeerUnreachable { peer, .. } => {
+                    // The app looks the peer up again at once instead of
+                    // waiting for the subscription's next round, at most once
+                    // per `RELOOKUP_GAP`.
+                    if let Some(&p) = self.ids.index.get(&peer) {
+                        self.relookup.push(p);
                     }
                 }
                 Event::PeerDisconnected { peer } => {
@@ -452,7 +488,7 @@ impl Agent for EngineAgent {
             Input::ConnectionLost { conn } => {
                 if let Some(c) = self.conns.remove(&conn) {
                     self.clear_primary(conn);
-                    self.engine.handle_connection_closed(c, now);
+                    self.engine.handle_connection_lost(c, now);
                 }
             }
             Input::Rtt { conn, rtt } => {
@@ -487,23 +523,23 @@ impl Agent for EngineAgent {
 
     fn liveness(&self, _quic: bool, medium: Medium) -> Liveness {
         Liveness {
-            // Cellular connections are pinged only when the engine batches a
-            // keep-alive (a ping there costs a radio wake-up), and given
-            // libp2p-ping's 20 s. Other links are cheap to probe: a heartbeat
-            // every 5 s (iroh's path heartbeat, PARAMETERS.md) and a path that
-            // leaves one unanswered for 2 s is dead (our choice: twice RFC
-            // 6298's 1 s minimum RTO, far above any LAN or Wi-Fi RTT). The
-            // adapter raises QUIC's idle timeout above these, so QUIC neither
-            // sends its own keep-alives nor idles out.
+            // Probing is cheap where the radio is cheap or already up:
+            // - non-cellular links get a heartbeat every 5 s (iroh's path
+            //   heartbeat, PARAMETERS.md);
+            // - on cellular, the engine batches keep-alives into one radio
+            //   wake-up per profile interval;
+            // - on every link, a probe rides along with app traffic at most
+            //   every 5 s, since the radio is up for the message anyway.
+            // An answer missing for 2 s marks the path dead (our choice:
+            // twice RFC 6298's 1 s minimum RTO, far above the RTTs modelled).
+            // The adapter raises QUIC's idle timeout above these, so QUIC
+            // neither sends its own keep-alives nor idles out.
             ping_every: (!medium.is_cellular()).then_some(HEARTBEAT),
-            ping_timeout: if medium.is_cellular() {
-                PING_TIMEOUT
-            } else {
-                HEARTBEAT_TIMEOUT
-            },
+            ping_timeout: HEARTBEAT_TIMEOUT,
             quic_keepalive: None,
             quic_idle: None,
             idle_close: None,
+            with_traffic: Some(HEARTBEAT),
         }
     }
 }

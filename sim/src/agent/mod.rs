@@ -153,6 +153,9 @@ pub(crate) struct Liveness {
     pub(crate) quic_idle: Option<Duration>,
     /// The swarm closes a connection without app streams for this long.
     pub(crate) idle_close: Option<Duration>,
+    /// A ping rides along with app traffic at most this often: the radio is
+    /// up for the message anyway, so the probe costs a few bytes.
+    pub(crate) with_traffic: Option<Duration>,
 }
 
 /// libp2p-ping: every 15 s, 20 s timeout (libp2p-ping `handler.rs`,

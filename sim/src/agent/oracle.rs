@@ -152,6 +152,7 @@ impl Agent for OracleAgent {
             quic_keepalive: None,
             quic_idle: None,
             idle_close: None,
+            with_traffic: None,
         }
     }
 
