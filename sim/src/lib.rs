@@ -34,10 +34,39 @@
 //!   while disconnected messages queue (bounded) and are delivered on
 //!   reconnection.
 //!
-//! BLE is a discovery radio only here: sightings hand over the peer's IP
-//!   addresses. BLE data routes arrive with the BLE transport of the libp2p
-//! adapter. Callee nodes do not adopt inbound connections: each node dials
-//! its own contacts.
+//! # Policies
+//!
+//! - `multidriver`, `multidriver:<preset>`: the engine core, behind an
+//!   adapter shaped like the libp2p `Behaviour` (interfaces, drivers, dials
+//!   bound to an interface). Its liveness rules are the adapter's: a 5 s
+//!   heartbeat on non-cellular links, the engine's batched keep-alives on
+//!   cellular, a probe riding on app traffic at most every 5 s, and a path
+//!   declared dead after 2 s without an answer
+//!   (`Engine::handle_connection_lost`). The app looks an unreachable peer
+//!   up again at once, at most every 5 s.
+//! - `single-dht`, `single-rendezvous`, `single-mdns`: the same with one
+//!   driver.
+//! - `libp2p-stock`: rust-libp2p 0.57 defaults: Kademlia (bootstrap every
+//!   5 min, addresses pruned after failed dials), mDNS on its probe
+//!   schedule, one rendezvous point; smart dial's static ranking and
+//!   stagger; the OS picks the interface; dead links noticed by ping
+//!   (15 s / 20 s) or QUIC's idle timeout (10 s); idle connections closed
+//!   after 10 s; the app redials on loss and looks peers up when it has no
+//!   address. It never moves to a better route while connected.
+//! - `tinder`: Berty's always-on discovery: every driver and rendezvous
+//!   point, a union of addresses that never expires, rendezvous polled every
+//!   30 s, go-libp2p's ranking (fast-forward when nothing is in flight), no
+//!   idle timeout. Its keep-alives are modelled as rust-libp2p's.
+//! - `oracle`: knows the lowest-RTT working path at every instant, needs no
+//!   discovery or keep-alives, and moves the moment it changes.
+//!
+//! # Not modelled yet
+//!
+//! Link bandwidth (messages are small; BLE's low rate does not show),
+//! rendezvous server limits, BLE data routes (sightings hand over the
+//! peer's IP addresses; BLE routes arrive with the libp2p adapter's BLE
+//! transport), and inbound connections: each node dials its own contacts
+//! and the callee does not adopt the connection.
 //!
 //! # Example
 //!

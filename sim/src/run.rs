@@ -64,7 +64,7 @@ impl Plan {
         let mut timeline = Vec::new();
         for g in &scenario.groups {
             first_of_group.push(nodes.len() as u32);
-            for k in 0..g.count {
+            for _ in 0..g.count {
                 let id = nodes.len() as u32;
                 let mut r = Rng::stream(seed, 1, u64::from(id));
                 let angle = r.f64() * std::f64::consts::TAU;
@@ -144,7 +144,6 @@ impl Plan {
                         t += 300.0;
                     }
                 }
-                let _ = k;
             }
         }
         // Contacts: distinct nodes of the named groups, never oneself.
@@ -491,13 +490,12 @@ impl<'p> Sim<'p> {
             self.push(Timestamp::ZERO + step, Ev::Progress);
         }
         while let Some(Reverse(q)) = self.queue.pop() {
-            let (t, seq) = q.key;
+            let (t, _) = q.key;
             if t > self.end {
                 break;
             }
             self.now = t;
             self.mix(t.since_origin().as_micros() as u64);
-            let _ = seq;
             match q.ev {
                 Ev::Timeline => self.timeline()?,
                 Ev::Timer { node, generation } => {
@@ -1243,7 +1241,7 @@ impl<'p> Sim<'p> {
                     continue;
                 }
                 self.metrics.samples_usable += 1;
-                let (Some(class), Some((best_rtt, _, _))) = (self.class_of(k), best) else {
+                let Some((best_rtt, _, _)) = best else {
                     continue;
                 };
                 let c = &self.conns[&k];
@@ -1252,7 +1250,6 @@ impl<'p> Sim<'p> {
                 if rtt.is_some_and(|r| r <= best_rtt + Duration::from_millis(1)) {
                     self.metrics.samples_best += 1;
                 }
-                let _ = class;
             }
         }
     }

@@ -48,7 +48,6 @@ struct Peer {
     dials: Vec<u64>,
     plan: VecDeque<(Timestamp, AddrKey)>,
     retry_at: Option<Timestamp>,
-    lookups: u32,
 }
 
 pub(crate) struct ClassicAgent {
@@ -133,9 +132,6 @@ impl ClassicAgent {
     fn discover(&mut self, peer: u32, driver: DriverRef) {
         let q = self.id();
         self.queries.insert(q, driver);
-        if let Some(p) = self.peers.get_mut(&peer) {
-            p.lookups += 1;
-        }
         // A BLE scan hears every advertiser; lookups name the peer.
         self.out.push_back(Output::Discover {
             query: q,
@@ -323,12 +319,6 @@ impl Agent for ClassicAgent {
                     let Some(p) = self.peers.get_mut(&f.peer) else {
                         continue;
                     };
-                    if matches!(
-                        driver,
-                        DriverRef::Dht | DriverRef::Rendezvous(_) | DriverRef::Proximity
-                    ) {
-                        p.lookups = p.lookups.saturating_sub(1);
-                    }
                     // Tinder's union never expires; libp2p keeps mDNS entries
                     // for their TTL and the rest until a dial fails.
                     let expires =
