@@ -76,6 +76,7 @@ impl Plan {
                         stalled: false,
                         lan: Some(l as u16),
                         epoch: l as u16,
+                        attach: 0,
                     };
                 }
                 if let Some(l) = g.ethernet {
@@ -84,6 +85,7 @@ impl Plan {
                         stalled: false,
                         lan: Some(l as u16),
                         epoch: l as u16,
+                        attach: 0,
                     };
                 }
                 if g.cellular.is_some() {
@@ -92,6 +94,7 @@ impl Plan {
                         stalled: false,
                         lan: None,
                         epoch: 0,
+                        attach: 0,
                     };
                 }
                 ifaces[IfKind::Ble as usize].up = g.ble;
@@ -316,6 +319,11 @@ struct Conn {
     last_app: Timestamp,
     detect_at: Option<Timestamp>,
     last_ping: Timestamp,
+    /// The peer's app generation and both interfaces' attachments when the
+    /// connection opened: a restart or re-attachment on either side kills it.
+    peer_generation: u32,
+    local_attach: u32,
+    remote_attach: u32,
 }
 
 /// Why the route in use died, for failover by cause.
@@ -347,14 +355,13 @@ struct Sim<'p> {
     agents: Vec<Option<Box<dyn Agent>>>,
     gens: Vec<u32>,
     timer_at: Vec<Option<Timestamp>>,
+    fired_at: Vec<Option<Timestamp>>,
     queue: BinaryHeap<Reverse<Queued>>,
     seq: u64,
     now: Timestamp,
     end: Timestamp,
     next_timeline: usize,
     conns: BTreeMap<u64, Conn>,
-    out_conns: Vec<Vec<u64>>,
-    in_conns: Vec<Vec<u64>>,
     pairs: Vec<Vec<Pair>>,
     pairs_to: Vec<Vec<(u32, u16)>>,
     online_since: Vec<Option<Timestamp>>,
@@ -364,12 +371,14 @@ struct Sim<'p> {
     rng: Rng,
 }
 
-fn conn_key(node: u32, conn: u64) -> u64 {
-    (u64::from(node) << 40) | (conn & ((1 << 40) - 1))
+/// A connection's key: the node, the agent's generation (a restarted app
+/// numbers its connections from 1 again) and the agent's own id.
+fn conn_key(node: u32, generation: u32, conn: u64) -> u64 {
+    (u64::from(node) << 40) | (u64::from(generation & 0xffff) << 24) | (conn & 0xff_ffff)
 }
 
 fn local_id(key: u64) -> u64 {
-    key & ((1 << 40) - 1)
+    key & 0xff_ffff
 }
 
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
@@ -437,14 +446,13 @@ impl<'p> Sim<'p> {
             agents: (0..n).map(|_| None).collect(),
             gens: vec![0; n],
             timer_at: vec![None; n],
+            fired_at: vec![None; n],
             queue: BinaryHeap::new(),
             seq: 0,
             now: Timestamp::ZERO,
             end: at(s.duration_s),
             next_timeline: 0,
             conns: BTreeMap::new(),
-            out_conns: vec![Vec::new(); n],
-            in_conns: vec![Vec::new(); n],
             pairs,
             pairs_to,
             online_since: vec![None; n],
@@ -503,6 +511,7 @@ impl<'p> Sim<'p> {
                         && self.timer_at[node as usize] == Some(t)
                     {
                         self.timer_at[node as usize] = None;
+                        self.fired_at[node as usize] = Some(t);
                         self.mix(u64::from(node));
                         if let Some(mut a) = self.agents[node as usize].take() {
                             a.handle_timeout(t, &self.world);
@@ -554,7 +563,12 @@ impl<'p> Sim<'p> {
             .and_then(|a| a.poll_timeout());
         if let Some(t) = due {
             // A timer in the past runs now; the engine never asks for one.
-            let t = t.max(self.now);
+            // One asked again for the instant it just fired at runs 1 ms
+            // later, so a policy's mistake cannot stall simulated time.
+            let mut t = t.max(self.now);
+            if self.fired_at[node as usize] == Some(t) {
+                t = t + Duration::from_millis(1);
+            }
             if self.timer_at[node as usize] != Some(t) {
                 self.timer_at[node as usize] = Some(t);
                 let generation = self.gens[node as usize];
@@ -647,19 +661,23 @@ impl<'p> Sim<'p> {
                 self.agents[n] = None;
                 self.timer_at[n] = None;
                 self.gens[n] += 1;
+                let now = self.now;
                 for p in &mut self.pairs[n] {
                     if !p.connected_once {
                         // Never connected while it was up: a censored sample.
-                        self.metrics.ttfc_censored.push(
-                            self.now
-                                .saturating_duration_since(p.want_since)
-                                .as_secs_f64(),
-                        );
+                        self.metrics
+                            .ttfc_censored
+                            .push(now.saturating_duration_since(p.want_since).as_secs_f64());
                     }
+                    if let Some((s, cause)) = p.outage.take() {
+                        // Left before recovering: unfinished.
+                        let secs = now.saturating_duration_since(s).as_secs_f64();
+                        self.metrics.failover(cause, secs, true);
+                    }
+                    // Messages still queued die with the app.
+                    self.metrics.lost += u64::from(std::mem::take(&mut p.queue));
                     p.primary = None;
-                    p.outage = None;
                     p.connected_once = true;
-                    p.queue = 0;
                 }
                 self.paths_changed(node);
             }
@@ -686,6 +704,7 @@ impl<'p> Sim<'p> {
                     stalled: false,
                     lan: Some(*lan as u16),
                     epoch: *lan as u16,
+                    attach: i.attach.wrapping_add(1),
                 };
                 if online {
                     let up = up_input(&self.world.nodes[n], kind, &self.world);
@@ -703,6 +722,7 @@ impl<'p> Sim<'p> {
                 let was_up = i.up;
                 *i = Iface {
                     epoch: i.epoch,
+                    attach: i.attach,
                     ..Iface::default()
                 };
                 // Connections over it die with it (the socket is gone).
@@ -727,11 +747,13 @@ impl<'p> Sim<'p> {
                 }
                 let epoch = nd.next_cell_epoch;
                 nd.next_cell_epoch = nd.next_cell_epoch.wrapping_add(1);
+                let attach = nd.ifaces[IfKind::Cellular as usize].attach.wrapping_add(1);
                 nd.ifaces[IfKind::Cellular as usize] = Iface {
                     up: true,
                     stalled: false,
                     lan: None,
                     epoch,
+                    attach,
                 };
                 if online {
                     let up = up_input(&self.world.nodes[n], IfKind::Cellular, &self.world);
@@ -781,6 +803,12 @@ impl<'p> Sim<'p> {
                 continue;
             }
             let alive = primary.is_some_and(|k| self.conn_alive(k));
+            if alive && let Some((s, cause)) = outage {
+                // The route in use came back before anything replaced it.
+                let secs = self.now.saturating_duration_since(s).as_secs_f64();
+                self.metrics.failover(cause, secs, false);
+                self.pairs[a as usize][slot as usize].outage = None;
+            }
             if primary.is_some()
                 && !alive
                 && outage.is_none()
@@ -802,7 +830,19 @@ impl<'p> Sim<'p> {
     fn conn_alive(&self, key: u64) -> bool {
         self.conns
             .get(&key)
-            .is_some_and(|c| c.open && self.world.usable_path(c.node, c.via, c.addr).is_some())
+            .is_some_and(|c| c.open && self.conn_path(c).is_some())
+    }
+
+    /// The RTT of a connection's path if it still carries packets: the path
+    /// works and neither end restarted or re-attached since it opened.
+    fn conn_path(&self, c: &Conn) -> Option<Duration> {
+        let local = &self.world.nodes[c.node as usize];
+        let remote = &self.world.nodes[c.addr.node as usize];
+        let same = self.gens[c.peer as usize] == c.peer_generation
+            && local.ifaces[c.via as usize].attach == c.local_attach
+            && remote.ifaces[c.addr.kind as usize].attach == c.remote_attach;
+        same.then(|| self.world.usable_path(c.node, c.via, c.addr))
+            .flatten()
     }
 
     fn class_of(&self, key: u64) -> Option<PathClass> {
@@ -828,7 +868,7 @@ impl<'p> Sim<'p> {
                 addr,
                 via,
             } => {
-                let key = conn_key(node, conn);
+                let key = conn_key(node, self.gens[node as usize], conn);
                 self.metrics.dials += 1;
                 let via = via.or_else(|| route_for(&self.world, node, addr));
                 let liveness = self.agents[n].as_ref().map(|a| {
@@ -888,20 +928,26 @@ impl<'p> Sim<'p> {
                 }
             }
             Output::CancelDial { conn } => {
-                let key = conn_key(node, conn);
+                let key = conn_key(node, self.gens[node as usize], conn);
                 if self.conns.get(&key).is_some_and(|c| !c.open) {
                     self.conns.remove(&key);
                 }
             }
-            Output::Close { conn } => self.remove_conn(conn_key(node, conn)),
+            Output::Close { conn } => {
+                self.remove_conn(conn_key(node, self.gens[node as usize], conn))
+            }
             Output::KeepAlive { conns } => {
                 for c in conns {
-                    self.ping(conn_key(node, c), false);
+                    self.ping(conn_key(node, self.gens[node as usize], c), false);
                 }
             }
             Output::Primary { peer, conn } => {
                 if let Some(slot) = self.slot_of(node, peer) {
-                    self.set_primary(node, slot, conn.map(|c| conn_key(node, c)));
+                    self.set_primary(
+                        node,
+                        slot,
+                        conn.map(|c| conn_key(node, self.gens[node as usize], c)),
+                    );
                 }
             }
             Output::Advertise { query, driver } => self.advertise(node, query, driver),
@@ -935,16 +981,18 @@ impl<'p> Sim<'p> {
             last_app: self.now,
             detect_at: None,
             last_ping: self.now,
+            peer_generation: self.gens.get(peer as usize).copied().unwrap_or(0),
+            local_attach: self.world.nodes[node as usize].ifaces[via as usize].attach,
+            remote_attach: self
+                .world
+                .nodes
+                .get(addr.node as usize)
+                .map_or(0, |n| n.ifaces[addr.kind as usize].attach),
         }
     }
 
     fn remove_conn(&mut self, key: u64) {
-        if let Some(c) = self.conns.remove(&key)
-            && c.open
-        {
-            self.out_conns[c.node as usize].retain(|&k| k != key);
-            self.in_conns[c.peer as usize].retain(|&k| k != key);
-        }
+        self.conns.remove(&key);
     }
 
     fn dial_done(&mut self, key: u64, ok: bool) {
@@ -955,18 +1003,16 @@ impl<'p> Sim<'p> {
         if c.open {
             return;
         }
-        let alive = ok && self.world.usable_path(c.node, c.via, c.addr).is_some();
+        let alive = ok && self.conn_path(c).is_some();
         if alive {
             let now = self.now;
-            let (peer, lv) = {
+            let lv = {
                 let c = self.conns.get_mut(&key).expect("checked above");
                 c.open = true;
                 c.last_rx = now;
                 c.last_app = now;
-                (c.peer, c.liveness)
+                c.liveness
             };
-            self.out_conns[node as usize].push(key);
-            self.in_conns[peer as usize].push(key);
             if let Some(p) = lv.ping_every {
                 self.push(now + p, Ev::Ping { key });
             }
@@ -1004,11 +1050,11 @@ impl<'p> Sim<'p> {
             return;
         }
         let (node, via, addr, lv) = (c.node, c.via, c.addr, c.liveness);
+        let path = self.conn_path(c);
         if let Some(c) = self.conns.get_mut(&key) {
             c.last_ping = self.now;
         }
         let bytes = multidriver_scoring::energy::KEEPALIVE_BYTES;
-        let path = self.world.usable_path(node, via, addr);
         if self.world.nodes[node as usize].usable(via) {
             self.world.nodes[node as usize].radios[via as usize].activity(self.now, bytes, bytes);
         }
@@ -1037,6 +1083,7 @@ impl<'p> Sim<'p> {
     }
 
     fn schedule_detect(&mut self, key: u64, t: Timestamp) {
+        let t = t.max(self.now);
         if let Some(c) = self.conns.get_mut(&key)
             && c.detect_at.is_none_or(|d| d > t)
         {
@@ -1053,13 +1100,14 @@ impl<'p> Sim<'p> {
             return;
         }
         let (node, via, addr, lv, last_rx) = (c.node, c.via, c.addr, c.liveness, c.last_rx);
+        let alive = self.conn_path(c).is_some();
         if self.world.nodes[node as usize].usable(via) {
             self.world.nodes[node as usize].radios[via as usize].activity(self.now, 60, 60);
         }
         if let Some(k) = lv.quic_keepalive {
             self.push(self.now + k, Ev::QuicKeepalive { key });
         }
-        if self.world.usable_path(node, via, addr).is_some() {
+        if alive {
             self.world.nodes[addr.node as usize].radios[addr.kind as usize]
                 .activity(self.now, 60, 60);
             if let Some(c) = self.conns.get_mut(&key) {
@@ -1077,7 +1125,7 @@ impl<'p> Sim<'p> {
         if !c.open || c.detect_at != Some(self.now) {
             return;
         }
-        if self.world.usable_path(c.node, c.via, c.addr).is_some() {
+        if self.conn_path(c).is_some() {
             if let Some(c) = self.conns.get_mut(&key) {
                 c.detect_at = None;
             }
@@ -1244,8 +1292,7 @@ impl<'p> Sim<'p> {
                 let Some((best_rtt, _, _)) = best else {
                     continue;
                 };
-                let c = &self.conns[&k];
-                let rtt = self.world.usable_path(c.node, c.via, c.addr);
+                let rtt = self.conn_path(&self.conns[&k]);
                 // Best: within 1 ms of the lowest-RTT path that works now.
                 if rtt.is_some_and(|r| r <= best_rtt + Duration::from_millis(1)) {
                     self.metrics.samples_best += 1;
@@ -1263,7 +1310,12 @@ impl<'p> Sim<'p> {
     }
 
     fn discover(&mut self, node: u32, query: u64, driver: DriverRef, peer: Option<u32>) {
-        self.metrics.discoveries += 1;
+        // A lookup of a peer, or a scan that hears everyone, counts as a
+        // discovery; a DHT walk without a target (a bootstrap) does not.
+        let counted = peer.is_some() || matches!(driver, DriverRef::Mdns | DriverRef::Proximity);
+        if counted {
+            self.metrics.discoveries += 1;
+        }
         let generation = self.gens[node as usize];
         let mut a = AnswerEv {
             node,
@@ -1271,7 +1323,7 @@ impl<'p> Sim<'p> {
             query,
             driver,
             ok: false,
-            discover: true,
+            discover: counted,
             found: Vec::new(),
             lookup: None,
             store: None,
@@ -1533,6 +1585,8 @@ impl<'p> Sim<'p> {
                 self.node_seconds += end.saturating_duration_since(*s).as_secs_f64();
             }
             for p in &self.pairs[i] {
+                // Messages still waiting for a connection never arrived.
+                self.metrics.lost += u64::from(p.queue);
                 if self.world.nodes[i].online {
                     if !p.connected_once {
                         self.metrics

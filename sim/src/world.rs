@@ -47,6 +47,9 @@ pub(crate) struct Iface {
     pub(crate) lan: Option<u16>,
     /// Changes whenever the interface gets a new address.
     pub(crate) epoch: u16,
+    /// Counts attachments: connections made over an earlier attachment died
+    /// with it, even where the address is the same again.
+    pub(crate) attach: u32,
 }
 
 /// An address of a node, as the simulator encodes it into a multiaddr.

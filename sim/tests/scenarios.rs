@@ -26,7 +26,9 @@ fn get<'a>(r: &'a Report, policy: &str) -> &'a PolicyResult {
 
 #[test]
 fn the_same_scenario_and_seed_give_byte_identical_json() {
-    let s = scenario("no-dht");
+    let mut s = scenario("no-dht");
+    // With churn too: restarted apps, stale connections to them.
+    s.groups[1].churn = Some((300.0, 60.0));
     let policies = ["multidriver", "libp2p-stock", "tinder", "oracle"];
     // Different thread counts must not change anything either.
     let a = run_with(&s, &policies, 1).to_json();

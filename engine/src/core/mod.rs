@@ -758,19 +758,22 @@ impl Engine {
     /// killed it, rather than a close by either side. Like
     /// [`handle_connection_closed`](Self::handle_connection_closed), and in
     /// addition its route and every other route to the same host address
-    /// count a failure (the RTT estimator's decaying penalty), so the re-race
-    /// tries the peer's other addresses first instead of waiting for dials to
-    /// a host that just went dark to time out.
+    /// over the same local interface count a failure (the RTT estimator's
+    /// decaying penalty), so the re-race tries the peer's other addresses
+    /// first instead of waiting for dials to a host that just went dark to
+    /// time out. Routes over other interfaces are left alone: when the local
+    /// link is what died, they are the way out.
     pub fn handle_connection_lost(&mut self, connection: ConnectionId, now: Timestamp) {
         if let Some(conn) = self.connections.get(&connection)
             && let Some(peer) = self.peers.get_mut(&conn.peer)
         {
             let host = host_of(&conn.addr);
-            for route in &mut peer.routes {
-                let same = match &host {
-                    Some(h) => host_of(&route.id.addr).as_ref() == Some(h),
-                    None => route.id.addr == conn.addr,
-                };
+            for (route, meta) in peer.routes.iter_mut().zip(&peer.meta) {
+                let same = meta.interface == conn.interface
+                    && match &host {
+                        Some(h) => host_of(&route.id.addr).as_ref() == Some(h),
+                        None => route.id.addr == conn.addr,
+                    };
                 if same {
                     route.rtt.on_failure(now);
                 }
@@ -1551,7 +1554,6 @@ impl Engine {
     }
 }
 
-/// A relayed address is a relay route whatever interface it leaves through.
 /// The host part of an address (its first IP or DNS component), if any.
 fn host_of(addr: &Multiaddr) -> Option<multiaddr::Protocol<'static>> {
     addr.iter()
@@ -1568,6 +1570,7 @@ fn host_of(addr: &Multiaddr) -> Option<multiaddr::Protocol<'static>> {
         .map(|p| p.acquire())
 }
 
+/// A relayed address is a relay route whatever interface it leaves through.
 fn route_medium(addr: &Multiaddr, interface_medium: Medium) -> Medium {
     if addr
         .iter()

@@ -14,9 +14,10 @@ use super::{
 };
 use crate::world::{AddrKey, IfKind, MDNS_FIRST_PROBE, MDNS_QUERY_INTERVAL, MDNS_TTL, World};
 
-/// Smart dial (libp2p-swarm 0.48 `dial_ranker.rs`): each address waits this
-/// long after the previous one, 30 ms among private addresses, 250 ms among
-/// public ones.
+/// Smart dial (libp2p-swarm 0.48 `dial_ranker.rs`, PARAMETERS.md): 30 ms
+/// between private addresses, 250 ms between public ones (see
+/// [`smart_dial_delays`]). Smart dial is opt-in in rust-libp2p; the baseline
+/// turns it on, as the project's real-network baseline does.
 const PRIVATE_DELAY: Duration = Duration::from_millis(30);
 /// See [`PRIVATE_DELAY`].
 const PUBLIC_DELAY: Duration = Duration::from_millis(250);
@@ -25,6 +26,9 @@ const PUBLIC_DELAY: Duration = Duration::from_millis(250);
 const DIAL_CONCURRENCY: usize = 8;
 /// Kademlia bootstraps every 5 min (libp2p-kad `behaviour.rs`).
 const KAD_BOOTSTRAP: Duration = Duration::from_secs(300);
+/// Kademlia republishes provider records every 12 h (libp2p-kad
+/// `provider_publication_interval`).
+const PROVIDER_REPUBLISH: Duration = Duration::from_secs(12 * 3600);
 /// Berty polls rendezvous every 30 s (berty/weshnet `pkg/tinder`).
 const TINDER_POLL: Duration = Duration::from_secs(30);
 /// The app waits this long before trying an unreachable peer again: our
@@ -37,6 +41,8 @@ const REGISTRATION_TTL: Duration = Duration::from_secs(7200);
 #[derive(Debug, Clone, Copy)]
 struct Known {
     expires: Option<Timestamp>,
+    /// When it was last reported (newest first among equals).
+    learned: Timestamp,
     /// Learned from the DHT: Kademlia prunes it after a failed dial.
     from_dht: bool,
 }
@@ -64,6 +70,7 @@ pub(crate) struct ClassicAgent {
     mdns_next: Option<Timestamp>,
     mdns_gap: Duration,
     bootstrap_next: Option<Timestamp>,
+    publish_next: Option<Timestamp>,
     register_next: Option<Timestamp>,
     poll_next: Option<Timestamp>,
 }
@@ -89,6 +96,7 @@ impl ClassicAgent {
             mdns_next: None,
             mdns_gap: MDNS_FIRST_PROBE,
             bootstrap_next: None,
+            publish_next: None,
             register_next: None,
             poll_next: None,
         }
@@ -110,8 +118,10 @@ impl ClassicAgent {
         0..n
     }
 
-    fn advertise_all(&mut self) {
-        if self.dht {
+    /// Registers with the rendezvous points, and publishes the DHT provider
+    /// record when `dht`.
+    fn advertise_all(&mut self, dht: bool) {
+        if dht && self.dht {
             let q = self.id();
             self.queries.insert(q, DriverRef::Dht);
             self.out.push_back(Output::Advertise {
@@ -164,15 +174,21 @@ impl ClassicAgent {
             return;
         }
         p.addrs.retain(|_, k| k.expires.is_none_or(|e| e > now));
-        let mut addrs: Vec<AddrKey> = p.addrs.keys().copied().collect();
-        addrs.sort_by_key(|a| (!a.lan, !a.quic, *a));
-        let mut at = now;
-        for (i, a) in addrs.into_iter().enumerate() {
-            if i > 0 {
-                at = at + if a.lan { PRIVATE_DELAY } else { PUBLIC_DELAY };
+        let mut plan: Vec<(Timestamp, AddrKey)> = Vec::new();
+        for lan in [true, false] {
+            // Within a group: QUIC before TCP; the real ranker then prefers
+            // IPv6 and lower ports, which mean nothing in the simulator's
+            // encoding, so the most recently learned address goes first.
+            let mut group: Vec<(&AddrKey, &Known)> =
+                p.addrs.iter().filter(|(a, _)| a.lan == lan).collect();
+            group.sort_by_key(|(a, k)| (!a.quic, std::cmp::Reverse(k.learned), **a));
+            let d = if lan { PRIVATE_DELAY } else { PUBLIC_DELAY };
+            for (at, a) in smart_dial_delays(group.iter().map(|(a, _)| **a), d) {
+                plan.push((now + at, a));
             }
-            p.plan.push_back((at, a));
         }
+        plan.sort_by_key(|(t, a)| (*t, !a.lan));
+        p.plan.extend(plan);
         if p.plan.is_empty() {
             self.lookup(peer);
         }
@@ -243,6 +259,34 @@ impl ClassicAgent {
     }
 }
 
+/// Smart dial's delays within one group of addresses (libp2p-swarm
+/// `dial_ranker.rs`, `group_delays`): the first QUIC address at once, the
+/// other QUIC addresses after `d`; TCP starts `d` after the last QUIC
+/// address, its first at once and the others `d` later. Private and public
+/// groups both start at zero.
+fn smart_dial_delays(
+    sorted: impl Iterator<Item = AddrKey>,
+    d: Duration,
+) -> Vec<(Duration, AddrKey)> {
+    let mut out = Vec::new();
+    let (mut quic, mut tcp) = (0, 0);
+    let mut tcp_start = Duration::ZERO;
+    for a in sorted {
+        let delay = if a.quic {
+            let x = if quic == 0 { Duration::ZERO } else { d };
+            quic += 1;
+            tcp_start = x + d;
+            x
+        } else {
+            let x = if tcp == 0 { Duration::ZERO } else { d };
+            tcp += 1;
+            tcp_start + x
+        };
+        out.push((delay, a));
+    }
+    out
+}
+
 /// Fills in the interface a classic stack's dial leaves through: the OS
 /// routing table. A LAN address goes out of a LAN interface if one is up
 /// (its subnet route), anything else by the default route.
@@ -271,7 +315,8 @@ impl Agent for ClassicAgent {
                 if self.dht {
                     self.bootstrap_next = Some(now);
                 }
-                self.advertise_all();
+                self.advertise_all(true);
+                self.publish_next = Some(now + PROVIDER_REPUBLISH);
                 self.register_next = Some(
                     now + if self.tinder {
                         REGISTRATION_TTL.mul_f64(0.8)
@@ -293,12 +338,12 @@ impl Agent for ClassicAgent {
                 }
                 if self.tinder {
                     // Tinder re-advertises when its addresses change.
-                    self.advertise_all();
+                    self.advertise_all(true);
                 }
             }
             Input::Down { .. } => {
                 if self.tinder {
-                    self.advertise_all();
+                    self.advertise_all(true);
                 }
             }
             Input::Losing { .. }
@@ -319,8 +364,9 @@ impl Agent for ClassicAgent {
                     let Some(p) = self.peers.get_mut(&f.peer) else {
                         continue;
                     };
-                    // Tinder's union never expires; libp2p keeps mDNS entries
-                    // for their TTL and the rest until a dial fails.
+                    // Tinder's union never expires. libp2p keeps mDNS entries
+                    // for their TTL; Kademlia's until a dial to them fails;
+                    // the stock app keeps what its rendezvous point returned.
                     let expires =
                         (!self.tinder && driver == DriverRef::Mdns).then(|| now + MDNS_TTL);
                     for a in f.addrs {
@@ -328,6 +374,7 @@ impl Agent for ClassicAgent {
                             a,
                             Known {
                                 expires,
+                                learned: now,
                                 from_dht: driver == DriverRef::Dht,
                             },
                         );
@@ -424,19 +471,32 @@ impl Agent for ClassicAgent {
             self.mdns_next = Some(now + self.mdns_gap);
         }
         if self.bootstrap_next.is_some_and(|t| t <= now) {
-            // A bootstrap refreshes the routing table; modelled as radio use
-            // by the simulator (an advertisement refresh of the DHT record's
-            // addresses, which is what peers learn from it).
+            // A bootstrap is a lookup of our own id: a DHT lookup's radio
+            // use, no record found.
             let q = self.id();
             self.queries.insert(q, DriverRef::Dht);
-            self.out.push_back(Output::Advertise {
+            self.out.push_back(Output::Discover {
                 query: q,
                 driver: DriverRef::Dht,
+                peer: None,
             });
             self.bootstrap_next = Some(now + KAD_BOOTSTRAP);
         }
+        if self.publish_next.is_some_and(|t| t <= now) {
+            if self.dht {
+                let q = self.id();
+                self.queries.insert(q, DriverRef::Dht);
+                self.out.push_back(Output::Advertise {
+                    query: q,
+                    driver: DriverRef::Dht,
+                });
+            }
+            self.publish_next = Some(now + PROVIDER_REPUBLISH);
+        }
         if self.register_next.is_some_and(|t| t <= now) {
-            self.advertise_all();
+            // Tinder re-advertises on every driver; a stock app renews its
+            // registration, while Kademlia republishes on its own 12 h timer.
+            self.advertise_all(self.tinder);
             self.register_next = Some(
                 now + if self.tinder {
                     REGISTRATION_TTL.mul_f64(0.8)
@@ -446,9 +506,18 @@ impl Agent for ClassicAgent {
             );
         }
         if self.poll_next.is_some_and(|t| t <= now) {
+            // Tinder's subscriptions poll the rendezvous points; its BLE
+            // driver scans on the same beat.
             let contacts: Vec<u32> = self.peers.keys().copied().collect();
             for c in contacts {
-                self.lookup(c);
+                for s in self.rendezvous_points().collect::<Vec<_>>() {
+                    self.discover(c, DriverRef::Rendezvous(s));
+                }
+            }
+            if self.ble
+                && let Some(&first) = self.peers.keys().next()
+            {
+                self.discover(first, DriverRef::Proximity);
             }
             self.poll_next = Some(now + TINDER_POLL);
         }
@@ -473,6 +542,7 @@ impl Agent for ClassicAgent {
         let mut t = [
             self.mdns_next,
             self.bootstrap_next,
+            self.publish_next,
             self.register_next,
             self.poll_next,
         ]
