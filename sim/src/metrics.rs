@@ -22,6 +22,8 @@ pub(crate) struct Metrics {
     pub(crate) sent: u64,
     pub(crate) delivered: u64,
     pub(crate) lost: u64,
+    /// Send-to-delivery delay of each delivered message, seconds.
+    pub(crate) delays: Vec<f32>,
     pub(crate) dials: u64,
     pub(crate) dial_failures: u64,
     pub(crate) joules: f64,
@@ -125,8 +127,12 @@ pub struct PolicyResult {
     pub messages_sent: u64,
     /// Delivered (at once, or from the queue after reconnecting).
     pub messages_delivered: u64,
-    /// Lost: sent into a dead connection, or dropped from a full queue.
+    /// Lost: sent into a dead connection, dropped from a full queue, or
+    /// still waiting when the app or the run ended.
     pub messages_lost: u64,
+    /// Send-to-delivery delay of delivered messages (one way over the path,
+    /// plus any wait for a connection), seconds.
+    pub message_delay: Percentiles,
     /// Dial attempts, and those that failed.
     pub dials: u64,
     /// Failed dial attempts.
@@ -183,6 +189,10 @@ impl Metrics {
             messages_sent: self.sent,
             messages_delivered: self.delivered,
             messages_lost: self.lost,
+            message_delay: {
+                let d: Vec<f64> = self.delays.iter().map(|x| f64::from(*x)).collect();
+                Percentiles::of(&d, &[]).0
+            },
             dials: self.dials,
             dial_failures: self.dial_failures,
             node_hours: round(self.node_hours, 4),

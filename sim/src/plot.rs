@@ -271,7 +271,7 @@ mod tests {
             failover_by_cause: crate::FailoverByCause {
                 interface_lost: none.clone(),
                 silent_stall: none.clone(),
-                peer_moved: none,
+                peer_moved: none.clone(),
             },
             usable_share: None,
             best_route_share: None,
@@ -283,6 +283,7 @@ mod tests {
             messages_sent: 0,
             messages_delivered: 0,
             messages_lost: 0,
+            message_delay: none.clone(),
             dials: 0,
             dial_failures: 0,
             node_hours: 1.0,

@@ -92,7 +92,7 @@ impl Report {
             };
             let _ = writeln!(
                 s,
-                "{:<26} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8.2} {:>9.1} {:>8.1} {:>7} {:>7}{}",
+                "{:<26} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8.2} {:>9.1} {:>8.1} {:>7} {:>7} {:>8}{}",
                 p.policy,
                 secs(p.time_to_first_connection.p50),
                 secs(p.time_to_first_connection.p95),
@@ -106,6 +106,7 @@ impl Report {
                 p.lte_promotions_per_node_hour,
                 pct(p.discovery_success),
                 p.messages_lost,
+                secs(p.message_delay.p99),
                 unfinished,
             );
         }
@@ -141,8 +142,8 @@ impl Report {
             );
             let _ = writeln!(
                 s,
-                "{:<26} {:>9} {:>9} {:>9} {:>9} {:>9}",
-                "policy", "ttfc p50", "fail p50", "fail p95", "energy", "LTE↑"
+                "{:<26} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+                "policy", "ttfc p50", "fail p50", "fail p95", "msg p99", "energy", "LTE↑"
             );
             for p in &self.policies {
                 if p.policy == base {
@@ -150,7 +151,7 @@ impl Report {
                 }
                 let _ = writeln!(
                     s,
-                    "{:<26} {:>9} {:>9} {:>9} {:>9} {:>9}",
+                    "{:<26} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
                     p.policy,
                     times(
                         p.time_to_first_connection.p50,
@@ -158,6 +159,7 @@ impl Report {
                     ),
                     times(p.failover.p50, b.failover.p50),
                     times(p.failover.p95, b.failover.p95),
+                    times(p.message_delay.p99, b.message_delay.p99),
                     times(
                         Some(p.energy_j_per_node_hour),
                         Some(b.energy_j_per_node_hour)
@@ -174,7 +176,8 @@ impl Report {
             "\nttfc: time to first connection; fail: failover after the route in use died while another \
              existed (s); usable: share of reachable time connected over a working route; best: share of \
              that on the lowest-RTT route; sw: route switches; J: radio energy; LTE↑: cellular promotions; \
-             lost: app messages sent into dead connections or dropped from a full queue."
+             lost: app messages sent into dead connections, dropped from a full queue or never delivered; msg p99: \
+             send-to-delivery delay of delivered messages."
         );
         s
     }

@@ -340,11 +340,15 @@ pub(crate) enum Cause {
 struct Pair {
     peer: u32,
     primary: Option<u64>,
-    want_since: Timestamp,
+    /// Since when the app wants the contact and a path to it exists: the
+    /// start of time to first connection (waiting for a contact that is not
+    /// online yet is nobody's fault). `None` until both hold.
+    want_since: Option<Timestamp>,
     connected_once: bool,
     last_class: Option<PathClass>,
     outage: Option<(Timestamp, Cause)>,
-    queue: u32,
+    /// When each waiting message was sent (bounded by the queue limit).
+    queue: std::collections::VecDeque<Timestamp>,
 }
 
 /// One policy's run.
@@ -429,11 +433,11 @@ impl<'p> Sim<'p> {
                         Pair {
                             peer: c,
                             primary: None,
-                            want_since: Timestamp::ZERO,
+                            want_since: None,
                             connected_once: false,
                             last_class: None,
                             outage: None,
-                            queue: 0,
+                            queue: std::collections::VecDeque::new(),
                         }
                     })
                     .collect()
@@ -631,11 +635,11 @@ impl<'p> Sim<'p> {
                 let agent = self.make_agent(node)?;
                 self.agents[n] = Some(agent);
                 for p in &mut self.pairs[n] {
-                    p.want_since = self.now;
+                    p.want_since = None;
                     p.connected_once = false;
                     p.primary = None;
                     p.outage = None;
-                    p.queue = 0;
+                    p.queue.clear();
                 }
                 self.input(node, Input::Start);
                 self.paths_changed(node);
@@ -663,11 +667,13 @@ impl<'p> Sim<'p> {
                 self.gens[n] += 1;
                 let now = self.now;
                 for p in &mut self.pairs[n] {
-                    if !p.connected_once {
+                    if !p.connected_once
+                        && let Some(w) = p.want_since
+                    {
                         // Never connected while it was up: a censored sample.
                         self.metrics
                             .ttfc_censored
-                            .push(now.saturating_duration_since(p.want_since).as_secs_f64());
+                            .push(now.saturating_duration_since(w).as_secs_f64());
                     }
                     if let Some((s, cause)) = p.outage.take() {
                         // Left before recovering: unfinished.
@@ -675,7 +681,8 @@ impl<'p> Sim<'p> {
                         self.metrics.failover(cause, secs, true);
                     }
                     // Messages still queued die with the app.
-                    self.metrics.lost += u64::from(std::mem::take(&mut p.queue));
+                    self.metrics.lost += p.queue.len() as u64;
+                    p.queue.clear();
                     p.primary = None;
                     p.connected_once = true;
                 }
@@ -801,6 +808,13 @@ impl<'p> Sim<'p> {
             };
             if !self.world.nodes[a as usize].online {
                 continue;
+            }
+            let pair = &self.pairs[a as usize][slot as usize];
+            if !pair.connected_once
+                && pair.want_since.is_none()
+                && self.world.best_path(a, peer).is_some()
+            {
+                self.pairs[a as usize][slot as usize].want_since = Some(self.now);
             }
             let alive = primary.is_some_and(|k| self.conn_alive(k));
             if alive && let Some((s, cause)) = outage {
@@ -1178,9 +1192,10 @@ impl<'p> Sim<'p> {
         };
         if !p.connected_once {
             p.connected_once = true;
-            self.metrics
-                .ttfc
-                .push(now.saturating_duration_since(p.want_since).as_secs_f64());
+            self.metrics.ttfc.push(
+                now.saturating_duration_since(p.want_since.unwrap_or(now))
+                    .as_secs_f64(),
+            );
         }
         if p.last_class.is_some_and(|c| c != class) {
             self.metrics.switches += 1;
@@ -1192,10 +1207,20 @@ impl<'p> Sim<'p> {
                     .failover(cause, now.saturating_duration_since(s).as_secs_f64(), false);
             }
             let queued = std::mem::take(&mut p.queue);
-            if queued > 0 {
-                self.metrics.delivered += u64::from(queued);
+            if !queued.is_empty() {
                 let k = key.expect("class implies a key");
-                self.message_energy(k, bytes * u64::from(queued));
+                let one_way = self
+                    .conns
+                    .get(&k)
+                    .and_then(|c| self.conn_path(c))
+                    .unwrap_or_default()
+                    / 2;
+                for sent in &queued {
+                    let delay = now.saturating_duration_since(*sent) + one_way;
+                    self.metrics.delivered += 1;
+                    self.metrics.delays.push(delay.as_secs_f32());
+                }
+                self.message_energy(k, bytes * queued.len() as u64);
             }
         }
     }
@@ -1238,6 +1263,13 @@ impl<'p> Sim<'p> {
         match self.pairs[node as usize][slot as usize].primary {
             Some(k) if self.conn_alive(k) => {
                 self.metrics.delivered += 1;
+                let one_way = self
+                    .conns
+                    .get(&k)
+                    .and_then(|c| self.conn_path(c))
+                    .unwrap_or_default()
+                    / 2;
+                self.metrics.delays.push(one_way.as_secs_f32());
                 self.message_energy(k, bytes);
             }
             Some(k) => {
@@ -1252,9 +1284,10 @@ impl<'p> Sim<'p> {
                 }
             }
             None => {
+                let now = self.now;
                 let p = &mut self.pairs[node as usize][slot as usize];
-                if p.queue < limit {
-                    p.queue += 1;
+                if p.queue.len() < limit as usize {
+                    p.queue.push_back(now);
                 } else {
                     self.metrics.lost += 1;
                 }
@@ -1586,12 +1619,14 @@ impl<'p> Sim<'p> {
             }
             for p in &self.pairs[i] {
                 // Messages still waiting for a connection never arrived.
-                self.metrics.lost += u64::from(p.queue);
+                self.metrics.lost += p.queue.len() as u64;
                 if self.world.nodes[i].online {
-                    if !p.connected_once {
+                    if !p.connected_once
+                        && let Some(w) = p.want_since
+                    {
                         self.metrics
                             .ttfc_censored
-                            .push(end.saturating_duration_since(p.want_since).as_secs_f64());
+                            .push(end.saturating_duration_since(w).as_secs_f64());
                     }
                     if let Some((s, cause)) = p.outage {
                         self.metrics.failover(
