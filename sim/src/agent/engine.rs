@@ -502,7 +502,15 @@ impl Agent for EngineAgent {
                     self.engine.handle_connection_closed(c, now);
                 }
             }
-            Input::NeedPeer { .. } | Input::PathsChanged { .. } => {}
+            // The app has a message for a peer it cannot reach: it looks the
+            // peer up now (as the stock app model does), at most every
+            // `RELOOKUP_GAP`.
+            Input::NeedPeer { peer } => {
+                if !self.primary.contains_key(&peer) {
+                    self.relookup.push(peer);
+                }
+            }
+            Input::PathsChanged { .. } => {}
         }
         self.drain();
     }
