@@ -414,6 +414,48 @@ fn connection_closed_by_the_remote_re_races_a_wanted_peer() {
 }
 
 #[test]
+fn recent_traffic_spares_a_cellular_connection_its_keep_alive() {
+    let mut h = Harness::new(Config::default());
+    h.up(CELL, LTE);
+    let (p1, p2) = (peer(1), peer(2));
+    h.discover(p1, "/ip4/198.51.100.1/udp/4001/quic-v1", CELL, Source::Dht);
+    h.discover(p2, "/ip4/198.51.100.2/udp/4001/quic-v1", CELL, Source::Dht);
+    h.connect(p1);
+    h.connect(p2);
+    let dials = h.dials();
+    h.at(ms(100));
+    for d in &dials {
+        h.succeed(d.1);
+    }
+    let (c1, c2) = (dials[0].1, dials[1].1);
+    let interval = Profile::balanced().usage.keepalive_interval();
+    // p1's app traffic, and an RTT sample on c2, just before the first
+    // batch: both are spared once; the batch after that has both.
+    h.at(ms(100) + interval - ms(1_000));
+    h.engine.mark_used(p1, h.now);
+    h.engine.handle_rtt_sample(c2, ms(80), h.now);
+    h.drain();
+    h.at(ms(100) + interval * 2);
+    let batches: Vec<Vec<ConnectionId>> = h
+        .commands
+        .iter()
+        .filter_map(|(_, c)| match c {
+            Command::KeepAlive { connections } => Some(connections.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(batches, vec![vec![c1, c2]], "{:#?}", h.commands);
+    // Without traffic for half an interval, both are asked again.
+    h.at(ms(100) + interval * 3);
+    let n = h
+        .commands
+        .iter()
+        .filter(|(_, c)| matches!(c, Command::KeepAlive { .. }))
+        .count();
+    assert_eq!(n, 2);
+}
+
+#[test]
 fn a_connection_that_went_dark_re_races_other_hosts_first() {
     let mut h = Harness::new(Config::default());
     let p = peer(1);

@@ -5,7 +5,10 @@
 //! keep-alive on its own schedule, N connections would wake the radio N times
 //! per interval. The engine instead asks for all cellular keep-alives at the
 //! same instant, once per the profile's keep-alive interval, so one wake-up
-//! and one tail serve every connection.
+//! and one tail serve every connection. A connection that carried traffic in
+//! the last half interval (an RTT sample, or the app's
+//! [`Engine::mark_used`]) is left out: the traffic already proved it alive,
+//! and a keep-alive there would be a wake-up of its own.
 
 use multidriver_scoring::Timestamp;
 
@@ -32,8 +35,9 @@ impl Engine {
         }
     }
 
-    /// When due, asks for one keep-alive on every cellular connection at
-    /// once, and schedules the next batch; stops when none is left.
+    /// When due, asks for one keep-alive on every cellular connection that
+    /// carried no traffic in the last half interval, all at once, and
+    /// schedules the next batch; stops when no cellular connection is left.
     pub(crate) fn keepalive_timeout(&mut self, now: Timestamp) {
         let Some(due) = self.next_keepalive else {
             return;
@@ -41,12 +45,21 @@ impl Engine {
         if due > now {
             return;
         }
-        let connections = self.cellular_connections();
-        if connections.is_empty() {
+        let all = self.cellular_connections();
+        if all.is_empty() {
             self.next_keepalive = None;
             return;
         }
-        self.commands.push_back(Command::KeepAlive { connections });
-        self.next_keepalive = Some(now + self.profile.usage.keepalive_interval());
+        let interval = self.profile.usage.keepalive_interval();
+        let quiet_since = |id: &ConnectionId| {
+            self.connections
+                .get(id)
+                .is_some_and(|c| now.saturating_duration_since(c.last_traffic) >= interval / 2)
+        };
+        let connections: Vec<ConnectionId> = all.into_iter().filter(quiet_since).collect();
+        if !connections.is_empty() {
+            self.commands.push_back(Command::KeepAlive { connections });
+        }
+        self.next_keepalive = Some(now + interval);
     }
 }

@@ -227,6 +227,9 @@ struct Conn {
     addr: Multiaddr,
     interface: InterfaceId,
     opened: Timestamp,
+    /// Last time traffic proved the connection alive (an RTT sample, or the
+    /// app using the peer over it).
+    last_traffic: Timestamp,
 }
 
 /// The engine core. See the [module docs](self).
@@ -665,6 +668,7 @@ impl Engine {
                 addr: addr.clone(),
                 interface,
                 opened: now,
+                last_traffic: now,
             },
         );
         let peer = self.peers.get_mut(&peer_id).expect("looked up above");
@@ -742,9 +746,10 @@ impl Engine {
     /// estimate); it may trigger an upgrade to a better route.
     pub fn handle_rtt_sample(&mut self, connection: ConnectionId, rtt: Duration, now: Timestamp) {
         self.last_now = self.last_now.max(now);
-        let Some(conn) = self.connections.get(&connection) else {
+        let Some(conn) = self.connections.get_mut(&connection) else {
             return;
         };
+        conn.last_traffic = conn.last_traffic.max(now);
         let (peer_id, route) = (conn.peer, conn.route);
         if let (Some(peer), Some(no)) = (self.peers.get_mut(&peer_id), route)
             && let Some(i) = peer.index_of(no)
@@ -835,6 +840,7 @@ impl Engine {
                 addr: addr.clone(),
                 interface,
                 opened: now,
+                last_traffic: now,
             },
         );
         let p = self.peers.get_mut(&peer).expect("ensured above");

@@ -583,3 +583,46 @@ impl Agent for ClassicAgent {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(node: u32, quic: bool, epoch: u16) -> AddrKey {
+        AddrKey {
+            node,
+            kind: IfKind::Wifi,
+            epoch,
+            lan: false,
+            quic,
+        }
+    }
+
+    #[test]
+    fn smart_dial_delays_follow_the_rust_libp2p_ranker() {
+        // libp2p-swarm `dial_ranker.rs` tests: three public QUIC addresses
+        // get 0, 250 ms, 250 ms; TCP starts 250 ms after the last QUIC one.
+        let ms = Duration::from_millis;
+        let sorted = [
+            addr(1, true, 1),
+            addr(1, true, 2),
+            addr(1, true, 3),
+            addr(1, false, 1),
+            addr(1, false, 2),
+        ];
+        let got: Vec<Duration> = smart_dial_delays(sorted.into_iter(), PUBLIC_DELAY)
+            .into_iter()
+            .map(|(d, _)| d)
+            .collect();
+        assert_eq!(got, [ms(0), ms(250), ms(250), ms(500), ms(750)]);
+        // Private addresses: the same shape at 30 ms.
+        let got: Vec<Duration> = smart_dial_delays(
+            [addr(1, true, 1), addr(1, false, 1)].into_iter(),
+            PRIVATE_DELAY,
+        )
+        .into_iter()
+        .map(|(d, _)| d)
+        .collect();
+        assert_eq!(got, [ms(0), ms(30)]);
+    }
+}
