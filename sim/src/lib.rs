@@ -112,7 +112,7 @@ mod world;
 use std::sync::Arc;
 
 pub use error::Error;
-pub use metrics::{FailoverByCause, Percentiles, PolicyResult};
+pub use metrics::{EnergyByRadio, FailoverByCause, Percentiles, PolicyResult};
 pub use plot::write_plots;
 pub use report::Report;
 pub use run::Progress;

@@ -27,6 +27,8 @@ pub(crate) struct Metrics {
     pub(crate) dials: u64,
     pub(crate) dial_failures: u64,
     pub(crate) joules: f64,
+    /// By radio: Wi-Fi, Ethernet, cellular, BLE.
+    pub(crate) joules_by_radio: [f64; 4],
     pub(crate) lte_promotions: u64,
     pub(crate) node_hours: f64,
 }
@@ -82,6 +84,19 @@ fn ratio(a: u64, b: u64) -> Option<f64> {
     (b > 0).then(|| round(a as f64 / b as f64, 4))
 }
 
+/// Radio energy per node-hour by radio, joules.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct EnergyByRadio {
+    /// Wi-Fi.
+    pub wifi: f64,
+    /// Ethernet.
+    pub ethernet: f64,
+    /// Cellular.
+    pub cellular: f64,
+    /// BLE.
+    pub ble: f64,
+}
+
 /// Failover split by what killed the route in use.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct FailoverByCause {
@@ -117,6 +132,8 @@ pub struct PolicyResult {
     pub switches_per_node_hour: f64,
     /// Modelled radio energy per node-hour, joules.
     pub energy_j_per_node_hour: f64,
+    /// The same by radio.
+    pub energy_by_radio: EnergyByRadio,
     /// Cellular radio promotions (idle → connected) per node-hour.
     pub lte_promotions_per_node_hour: f64,
     /// Discovery lookups issued.
@@ -183,6 +200,12 @@ impl Metrics {
             best_route_share: ratio(self.samples_best, self.samples_usable),
             switches_per_node_hour: per_hour(self.switches as f64),
             energy_j_per_node_hour: per_hour(self.joules),
+            energy_by_radio: EnergyByRadio {
+                wifi: per_hour(self.joules_by_radio[0]),
+                ethernet: per_hour(self.joules_by_radio[1]),
+                cellular: per_hour(self.joules_by_radio[2]),
+                ble: per_hour(self.joules_by_radio[3]),
+            },
             lte_promotions_per_node_hour: per_hour(self.lte_promotions as f64),
             discoveries: self.discoveries,
             discovery_success: ratio(self.answered_with_routes, self.answered),

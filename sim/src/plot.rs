@@ -277,6 +277,12 @@ mod tests {
             best_route_share: None,
             switches_per_node_hour: 0.0,
             energy_j_per_node_hour: energy,
+            energy_by_radio: crate::EnergyByRadio {
+                wifi: energy,
+                ethernet: 0.0,
+                cellular: 0.0,
+                ble: 0.0,
+            },
             lte_promotions_per_node_hour: 0.0,
             discoveries: 0,
             discovery_success: None,

@@ -1641,9 +1641,10 @@ impl<'p> Sim<'p> {
         let mut joules = 0.0;
         let mut promotions = 0;
         for node in &mut self.world.nodes {
-            for r in &mut node.radios {
+            for (i, r) in node.radios.iter_mut().enumerate() {
                 r.finish(end);
                 joules += r.joules;
+                self.metrics.joules_by_radio[i] += r.joules;
             }
             promotions += node.radios[IfKind::Cellular as usize].promotions;
         }
