@@ -276,6 +276,23 @@ struct AnswerEv {
     store: Option<(DriverRef, Vec<AddrKey>, Timestamp)>,
 }
 
+impl AnswerEv {
+    /// A failed answer with nothing found, to fill in.
+    fn new(node: u32, generation: u32, query: u64, driver: DriverRef, discover: bool) -> Self {
+        AnswerEv {
+            node,
+            generation,
+            query,
+            driver,
+            ok: false,
+            discover,
+            found: Vec::new(),
+            lookup: None,
+            store: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Lookup {
     /// A DHT record or rendezvous registration of this peer.
@@ -1350,30 +1367,13 @@ impl<'p> Sim<'p> {
             self.metrics.discoveries += 1;
         }
         let generation = self.gens[node as usize];
-        let mut a = AnswerEv {
-            node,
-            generation,
-            query,
-            driver,
-            ok: false,
-            discover: counted,
-            found: Vec::new(),
-            lookup: None,
-            store: None,
-        };
+        let mut a = AnswerEv::new(node, generation, query, driver, counted);
         let n = node as usize;
         match driver {
             DriverRef::Dht => {
-                let Some(via) = self.default_via(node) else {
+                let Some(lat) = self.dht_exchange(node, &DHT_LOOKUP) else {
                     return self.answer_at(self.now, a);
                 };
-                let lat = Duration::from_secs_f64(self.world.link_rng[n].quantiles(&DHT_LOOKUP));
-                self.world.nodes[n].radios[via as usize].busy(
-                    self.now,
-                    self.now + lat,
-                    DHT_OP_BYTES / 2,
-                    DHT_OP_BYTES / 2,
-                );
                 let success = self.plan.scenario.dht.map_or(0.0, |d| d.lookup_success);
                 a.ok = self.world.link_rng[n].chance(success);
                 a.lookup = peer.filter(|_| a.ok).map(Lookup::Record);
@@ -1428,6 +1428,18 @@ impl<'p> Sim<'p> {
         }
     }
 
+    /// One DHT walk over the node's default route, its latency drawn from
+    /// `quantiles`; `None` without a route. Keeps the radio busy meanwhile.
+    fn dht_exchange(&mut self, node: u32, quantiles: &[(f64, f64)]) -> Option<Duration> {
+        let via = self.default_via(node)?;
+        let n = node as usize;
+        let lat = Duration::from_secs_f64(self.world.link_rng[n].quantiles(quantiles));
+        let half = DHT_OP_BYTES / 2;
+        let now = self.now;
+        self.world.nodes[n].radios[via as usize].busy(now, now + lat, half, half);
+        Some(lat)
+    }
+
     /// One request to rendezvous point `s` over the node's default route:
     /// `None` without a route, `Err` if the server is down (the request
     /// times out), else the time until the answer. Charges the radio.
@@ -1455,17 +1467,7 @@ impl<'p> Sim<'p> {
     fn advertise(&mut self, node: u32, query: u64, driver: DriverRef) {
         let n = node as usize;
         let generation = self.gens[n];
-        let mut a = AnswerEv {
-            node,
-            generation,
-            query,
-            driver,
-            ok: false,
-            discover: false,
-            found: Vec::new(),
-            lookup: None,
-            store: None,
-        };
+        let mut a = AnswerEv::new(node, generation, query, driver, false);
         let addrs = self.world.nodes[n].addresses(node, &self.world, false, true);
         match driver {
             DriverRef::Mdns => {
@@ -1479,16 +1481,9 @@ impl<'p> Sim<'p> {
                 self.answer_at(self.now, a);
             }
             DriverRef::Dht => {
-                let Some(via) = self.default_via(node) else {
+                let Some(lat) = self.dht_exchange(node, &DHT_PUBLISH) else {
                     return self.answer_at(self.now, a);
                 };
-                let lat = Duration::from_secs_f64(self.world.link_rng[n].quantiles(&DHT_PUBLISH));
-                self.world.nodes[n].radios[via as usize].busy(
-                    self.now,
-                    self.now + lat,
-                    DHT_OP_BYTES / 2,
-                    DHT_OP_BYTES / 2,
-                );
                 a.ok = true;
                 // Kademlia provider records live 48 h (libp2p-kad
                 // `PROVIDER_RECORD_TTL`); the simulated hours never reach it.
