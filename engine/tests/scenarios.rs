@@ -429,10 +429,10 @@ fn recent_traffic_spares_a_cellular_connection_its_keep_alive() {
     }
     let (c1, c2) = (dials[0].1, dials[1].1);
     let interval = Profile::balanced().usage.keepalive_interval();
-    // p1's app traffic, and an RTT sample on c2, just before the first
-    // batch: both are spared once; the batch after that has both.
+    // Answers on both just before the first batch: both are spared once;
+    // the batch after that has both.
     h.at(ms(100) + interval - ms(1_000));
-    h.engine.mark_used(p1, h.now);
+    h.engine.handle_rtt_sample(c1, ms(80), h.now);
     h.engine.handle_rtt_sample(c2, ms(80), h.now);
     h.drain();
     h.at(ms(100) + interval * 2);
@@ -453,6 +453,89 @@ fn recent_traffic_spares_a_cellular_connection_its_keep_alive() {
         .filter(|(_, c)| matches!(c, Command::KeepAlive { .. }))
         .count();
     assert_eq!(n, 2);
+}
+
+fn keep_alives(h: &Harness) -> Vec<(Timestamp, Vec<ConnectionId>)> {
+    h.commands
+        .iter()
+        .filter_map(|(t, c)| match c {
+            Command::KeepAlive { connections } => Some((*t, connections.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_unanswered_probe_closes_the_connection_and_re_races_at_once() {
+    let liveness = multidriver::core::Liveness::default();
+    let mut h = Harness::live(Config::default());
+    let p = peer(1);
+    h.up(WIFI, Medium::Wifi);
+    h.up(CELL, LTE);
+    h.discover(p, LAN, WIFI, Source::Mdns);
+    h.discover(p, PUBLIC_QUIC, CELL, Source::Rendezvous);
+    h.connect(p);
+    h.at(ms(10));
+    let wifi = h.dial_to(LAN);
+    h.succeed(wifi);
+    // The first heartbeat probes the Wi-Fi connection; an answer keeps it.
+    let first = Timestamp::from_duration(ms(10) + liveness.heartbeat);
+    h.run_until(first);
+    assert_eq!(keep_alives(&h), vec![(first, vec![wifi])]);
+    h.engine.handle_rtt_sample(wifi, ms(6), h.now);
+    h.drain();
+    h.at(ms(10) + liveness.heartbeat + liveness.probe_timeout + ms(1));
+    assert_eq!(h.engine.primary(&p), Some(wifi));
+    // The second goes unanswered: closed after the probe timeout, and the
+    // 4G route is dialled at that instant (the dead host is penalised).
+    let second = first + liveness.heartbeat;
+    let dead = second + liveness.probe_timeout;
+    h.run_until(dead);
+    assert_eq!(keep_alives(&h).last(), Some(&(second, vec![wifi])));
+    assert!(
+        h.closes()
+            .contains(&(dead, wifi, CloseReason::Unresponsive)),
+        "{:#?}",
+        h.closes()
+    );
+    let (at, _, addr, interface) = h.dials().last().cloned().unwrap();
+    assert_eq!((at, addr.as_str(), interface), (dead, PUBLIC_QUIC, CELL));
+    h.disconnect_all(p);
+}
+
+#[test]
+fn app_traffic_carries_a_probe_at_most_once_per_heartbeat() {
+    let liveness = multidriver::core::Liveness::default();
+    let mut h = Harness::live(Config::default());
+    let p = peer(1);
+    h.up(CELL, LTE);
+    h.discover(p, PUBLIC_QUIC, CELL, Source::Rendezvous);
+    h.connect(p);
+    h.at(ms(100));
+    let cell = h.dial_to(PUBLIC_QUIC);
+    h.succeed(cell);
+    // Messages every second. The handshake proved the path at 0.1 s; a probe
+    // rides on the first message a heartbeat later, none on the messages
+    // after its answer until another heartbeat has passed.
+    for k in 1..=12u64 {
+        h.at(ms(100) + Duration::from_secs(k));
+        h.engine.mark_used(p, h.now);
+        h.drain();
+        if let Some((_, c)) = keep_alives(&h).last() {
+            assert_eq!(c, &vec![cell]);
+        }
+        // Each probe is answered at once.
+        if keep_alives(&h).last().is_some_and(|(t, _)| *t == h.now) {
+            h.engine.handle_rtt_sample(cell, ms(90), h.now);
+            h.drain();
+        }
+    }
+    let times: Vec<Timestamp> = keep_alives(&h).iter().map(|(t, _)| *t).collect();
+    let at = |s: u64| Timestamp::from_duration(ms(100) + Duration::from_secs(s));
+    let beat = liveness.heartbeat.as_secs();
+    assert_eq!(times, vec![at(beat), at(2 * beat)]);
+    assert_eq!(h.engine.primary(&p), Some(cell));
+    h.disconnect_all(p);
 }
 
 #[test]

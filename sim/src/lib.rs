@@ -38,12 +38,11 @@
 //!
 //! - `multidriver`, `multidriver:<preset>`: the engine core, behind an
 //!   adapter shaped like the libp2p `Behaviour` (interfaces, drivers, dials
-//!   bound to an interface). Its liveness rules are the adapter's: a 5 s
-//!   heartbeat on non-cellular links, the engine's batched keep-alives on
-//!   cellular, a probe riding on app traffic at most every 5 s, and a path
-//!   declared dead after 2 s without an answer
-//!   (`Engine::handle_connection_lost`). The app looks an unreachable peer
-//!   up again at once, at most every 5 s.
+//!   bound to an interface). The engine probes connections itself
+//!   (`Config::liveness`); the adapter pings when asked and reports app
+//!   traffic (`Engine::mark_used`). The app looks an unreachable peer, or
+//!   one it has a message for and no connection to, up again at once, at
+//!   most every 5 s.
 //! - `single-dht`, `single-rendezvous`, `single-mdns`: the same with one
 //!   driver.
 //! - `libp2p-stock`: rust-libp2p 0.57 defaults: Kademlia (bootstrap every

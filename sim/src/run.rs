@@ -335,7 +335,6 @@ struct Conn {
     last_rx: Timestamp,
     last_app: Timestamp,
     detect_at: Option<Timestamp>,
-    last_ping: Timestamp,
     /// The peer's app generation and both interfaces' attachments when the
     /// connection opened: a restart or re-attachment on either side kills it.
     peer_generation: u32,
@@ -1011,7 +1010,6 @@ impl<'p> Sim<'p> {
             last_rx: self.now,
             last_app: self.now,
             detect_at: None,
-            last_ping: self.now,
             peer_generation: self.gens.get(peer as usize).copied().unwrap_or(0),
             local_attach: self.world.nodes[node as usize].ifaces[via as usize].attach,
             remote_attach: self
@@ -1082,9 +1080,6 @@ impl<'p> Sim<'p> {
         }
         let (node, via, addr, lv) = (c.node, c.via, c.addr, c.liveness);
         let path = self.conn_path(c);
-        if let Some(c) = self.conns.get_mut(&key) {
-            c.last_ping = self.now;
-        }
         let bytes = multidriver_scoring::energy::KEEPALIVE_BYTES;
         if self.world.nodes[node as usize].usable(via) {
             self.world.nodes[node as usize].radios[via as usize].activity(self.now, bytes, bytes);
@@ -1109,7 +1104,11 @@ impl<'p> Sim<'p> {
                     },
                 );
             }
-            None => self.schedule_detect(key, self.now + lv.ping_timeout),
+            None => {
+                if let Some(t) = lv.ping_timeout {
+                    self.schedule_detect(key, self.now + t);
+                }
+            }
         }
     }
 
@@ -1269,13 +1268,9 @@ impl<'p> Sim<'p> {
             let p = &self.pairs[node as usize][slot as usize];
             (p.peer, p.primary)
         };
-        if let Some(k) = primary
-            && let Some(c) = self.conns.get(&k)
-            && c.liveness
-                .with_traffic
-                .is_some_and(|every| self.now.saturating_duration_since(c.last_ping) >= every)
-        {
-            self.ping(k, false);
+        if primary.is_some() {
+            // The app tells its stack it uses the peer (`Engine::mark_used`).
+            self.input(node, Input::AppTraffic { peer });
         }
         match self.pairs[node as usize][slot as usize].primary {
             Some(k) if self.conn_alive(k) => {
@@ -1655,11 +1650,10 @@ impl Liveness {
     fn none() -> Liveness {
         Liveness {
             ping_every: None,
-            ping_timeout: Duration::ZERO,
+            ping_timeout: None,
             quic_keepalive: None,
             quic_idle: None,
             idle_close: None,
-            with_traffic: None,
         }
     }
 }

@@ -43,15 +43,17 @@ impl Engine {
 
     /// The app used `peer` (sent or received data): its connections are not
     /// trimmed for [`Config::recent_use`](crate::core::Config::recent_use),
-    /// and its primary connection needs no keep-alive for a while (the
-    /// traffic proved it alive).
+    /// and, with [`Config::liveness`](crate::core::Config::liveness) set, its
+    /// primary connection is probed if it was not in the last heartbeat (the
+    /// radio is up for the app's data anyway).
     pub fn mark_used(&mut self, peer: PeerId, now: Timestamp) {
         self.last_now = self.last_now.max(now);
-        if let Some(p) = self.peers.get_mut(&peer) {
+        let primary = self.peers.get_mut(&peer).and_then(|p| {
             p.last_used = Some(now);
-            if let Some(c) = p.primary.and_then(|c| self.connections.get_mut(&c)) {
-                c.last_traffic = c.last_traffic.max(now);
-            }
+            p.primary
+        });
+        if let Some(c) = primary {
+            self.probe_with_traffic(c, now);
         }
     }
 

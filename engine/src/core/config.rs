@@ -226,6 +226,53 @@ pub struct Config {
     /// (make-before-break), so that streams on it can finish. Default 2 s (our
     /// choice: several round trips on any medium we model).
     pub close_grace: Duration,
+    /// How the engine checks that open connections still carry packets;
+    /// `None` leaves it to the adapter (keep-alives are then only asked on
+    /// cellular links, and never timed). Default: [`Liveness::default`].
+    pub liveness: Option<Liveness>,
+}
+
+/// How the engine probes open connections and decides one is dead.
+///
+/// Each probe is a [`Command::KeepAlive`] entry; the adapter pings the
+/// connection and reports the answer with [`Engine::handle_rtt_sample`]. A
+/// probe unanswered for [`probe_timeout`](Self::probe_timeout) closes the
+/// connection ([`CloseReason::Unresponsive`]) and re-races its peer, as
+/// [`Engine::handle_connection_lost`] does.
+///
+/// Probes are sent:
+/// - on cellular connections, batched once per the profile's keep-alive
+///   interval (one radio wake-up for all);
+/// - on other connections, batched every [`heartbeat`](Self::heartbeat);
+/// - on the primary connection of a peer the app uses
+///   ([`Engine::mark_used`]), at most once per `heartbeat`: the radio is up
+///   for the app's data anyway.
+///
+/// A connection whose RTT was sampled in the last half interval is skipped.
+///
+/// [`Command::KeepAlive`]: crate::core::Command::KeepAlive
+/// [`Engine::handle_rtt_sample`]: crate::core::Engine::handle_rtt_sample
+/// [`Engine::handle_connection_lost`]: crate::core::Engine::handle_connection_lost
+/// [`Engine::mark_used`]: crate::core::Engine::mark_used
+/// [`CloseReason::Unresponsive`]: crate::core::CloseReason::Unresponsive
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Liveness {
+    /// How often non-cellular connections are probed. Default 5 s, iroh's
+    /// path heartbeat (n0-computer/iroh `socket.rs`, PARAMETERS.md).
+    pub heartbeat: Duration,
+    /// How long a probe may go unanswered. Default 2 s (our choice: twice
+    /// RFC 6298's 1 s minimum RTO, above any RTT the profiles expect, below
+    /// libp2p-ping's 20 s).
+    pub probe_timeout: Duration,
+}
+
+impl Default for Liveness {
+    fn default() -> Self {
+        Liveness {
+            heartbeat: Duration::from_secs(5),
+            probe_timeout: Duration::from_secs(2),
+        }
+    }
 }
 
 impl Default for Config {
@@ -254,11 +301,18 @@ impl Default for Config {
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
             seed: 0,
+            liveness: Some(Liveness::default()),
         }
     }
 }
 
 impl Config {
+    /// Builder: how connections are probed; `None` leaves it to the adapter.
+    pub fn with_liveness(mut self, liveness: Option<Liveness>) -> Self {
+        self.liveness = liveness;
+        self
+    }
+
     /// Builder: the scoring profile.
     pub fn with_profile(mut self, profile: Profile) -> Self {
         self.profile = profile;
@@ -370,6 +424,14 @@ impl Config {
             ] {
                 p.validate()?;
             }
+        }
+        if let Some(l) = self.liveness
+            && (l.heartbeat.is_zero() || l.probe_timeout.is_zero())
+        {
+            return Err(Error::InvalidConfig {
+                field: "liveness",
+                reason: "heartbeat and probe_timeout must be longer than zero",
+            });
         }
         if self.conn_low_watermark > self.conn_high_watermark {
             return Err(Error::InvalidConfig {

@@ -169,12 +169,18 @@ pub enum Command {
         /// The operation.
         query: QueryId,
     },
-    /// Send one keep-alive (a ping) on each of these cellular connections
-    /// now. The engine batches them so that one radio wake-up serves every
-    /// connection; the adapter should turn off per-connection keep-alive
-    /// timers on cellular links and rely on this command instead.
+    /// Send one keep-alive (a ping) on each of these connections now and
+    /// report each answer with [`Engine::handle_rtt_sample`]. Cellular ones
+    /// are batched so that one radio wake-up serves every connection; with
+    /// [`Config::liveness`] set, other connections are probed every
+    /// heartbeat and an unanswered probe closes its connection. The adapter
+    /// should turn off its own per-connection keep-alive timers and rely on
+    /// this command instead.
+    ///
+    /// [`Engine::handle_rtt_sample`]: crate::core::Engine::handle_rtt_sample
+    /// [`Config::liveness`]: crate::core::Config::liveness
     KeepAlive {
-        /// The connections, in id order.
+        /// The connections.
         connections: Vec<ConnectionId>,
     },
     /// Close an open connection; the engine already forgot it.
@@ -201,6 +207,9 @@ pub enum CloseReason {
     /// The connection manager trimmed it: above the high watermark, and of
     /// the lowest value.
     Trimmed,
+    /// A probe went unanswered ([`Liveness`](crate::core::Liveness)): the
+    /// path is dead.
+    Unresponsive,
 }
 
 /// Why a peer's route changed.

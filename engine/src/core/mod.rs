@@ -48,6 +48,13 @@
 //!   background). High-energy drivers (a DHT) stay off while every validated
 //!   link is metered.
 //!
+//! - Liveness ([`Config::liveness`], on by default): connections are probed
+//!   (batched on cellular, a heartbeat elsewhere, riding on app traffic
+//!   reported with [`Engine::mark_used`]); an unanswered probe closes the
+//!   connection and re-races the peer at once. A connection that the adapter
+//!   saw die ([`Engine::handle_connection_lost`]) penalises every route to
+//!   that host over that interface.
+//!
 //! - Subscriptions: [`Engine::subscribe`] looks a namespace up again every
 //!   [`DriverSchedule::interval`] of the lifecycle state (30 s in the
 //!   foreground, 5 min in the background, none while suspended); once one
@@ -90,8 +97,9 @@
 //!
 //! assert!(matches!(engine.poll_event(), Some(Event::PeerDiscovered { .. })));
 //! assert!(matches!(engine.poll_event(), Some(Event::RouteSelected { .. })));
-//! // Nothing is due until a route expires.
-//! assert_eq!(engine.poll_timeout(), Some(t0 + Duration::from_secs(360)));
+//! // Next: a liveness probe of the new connection, one heartbeat later.
+//! let heartbeat = multidriver::core::Liveness::default().heartbeat;
+//! assert_eq!(engine.poll_timeout(), Some(t0 + Duration::from_millis(12) + heartbeat));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -114,7 +122,7 @@ use multidriver_scoring::{
 };
 
 pub use crate::error::Error;
-pub use config::{Config, DriverSchedule, ProfileMap};
+pub use config::{Config, DriverSchedule, Liveness, ProfileMap};
 pub use drivers::{MAX_NAMESPACE_LEN, MIN_ADVERT_TTL};
 pub use io::{
     CloseReason, Command, ConnectionId, Discovered, DriverCaps, DriverId, EnergyClass, Event,
@@ -227,9 +235,12 @@ struct Conn {
     addr: Multiaddr,
     interface: InterfaceId,
     opened: Timestamp,
-    /// Last time traffic proved the connection alive (an RTT sample, or the
-    /// app using the peer over it).
+    /// Last time an answer proved the connection alive (an RTT sample).
     last_traffic: Timestamp,
+    /// When the last probe was asked.
+    last_probe: Option<Timestamp>,
+    /// The deadline of an unanswered probe.
+    probe_due: Option<Timestamp>,
 }
 
 /// The engine core. See the [module docs](self).
@@ -262,6 +273,7 @@ pub struct Engine {
     last_now: Timestamp,
     /// When the next batch of cellular keep-alives is due.
     next_keepalive: Option<Timestamp>,
+    next_heartbeat: Option<Timestamp>,
 }
 
 impl Engine {
@@ -291,6 +303,7 @@ impl Engine {
             drivers: drivers::Drivers::new(config_seed),
             last_now: Timestamp::ZERO,
             next_keepalive: None,
+            next_heartbeat: None,
         })
     }
 
@@ -333,6 +346,7 @@ impl Engine {
             drivers,
             budget,
             self.next_keepalive,
+            self.liveness_next_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -669,6 +683,8 @@ impl Engine {
                 interface,
                 opened: now,
                 last_traffic: now,
+                last_probe: None,
+                probe_due: None,
             },
         );
         let peer = self.peers.get_mut(&peer_id).expect("looked up above");
@@ -750,6 +766,7 @@ impl Engine {
             return;
         };
         conn.last_traffic = conn.last_traffic.max(now);
+        conn.probe_due = None;
         let (peer_id, route) = (conn.peer, conn.route);
         if let (Some(peer), Some(no)) = (self.peers.get_mut(&peer_id), route)
             && let Some(i) = peer.index_of(no)
@@ -769,6 +786,13 @@ impl Engine {
     /// time out. Routes over other interfaces are left alone: when the local
     /// link is what died, they are the way out.
     pub fn handle_connection_lost(&mut self, connection: ConnectionId, now: Timestamp) {
+        self.penalise_host(connection, now);
+        self.handle_connection_closed(connection, now);
+    }
+
+    /// Counts a failure on every route to `connection`'s host over its
+    /// interface (see [`handle_connection_lost`](Self::handle_connection_lost)).
+    fn penalise_host(&mut self, connection: ConnectionId, now: Timestamp) {
         if let Some(conn) = self.connections.get(&connection)
             && let Some(peer) = self.peers.get_mut(&conn.peer)
         {
@@ -784,7 +808,6 @@ impl Engine {
                 }
             }
         }
-        self.handle_connection_closed(connection, now);
     }
 
     /// A connection closed (by the remote, an error, or the adapter).
@@ -841,6 +864,8 @@ impl Engine {
                 interface,
                 opened: now,
                 last_traffic: now,
+                last_probe: None,
+                probe_due: None,
             },
         );
         let p = self.peers.get_mut(&peer).expect("ensured above");

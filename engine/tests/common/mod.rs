@@ -37,7 +37,15 @@ pub(crate) struct Harness {
 }
 
 impl Harness {
+    /// A harness whose engine leaves liveness to the adapter
+    /// (`Config::liveness = None`): the scripted scenarios answer no probes.
+    /// Liveness tests use [`Harness::live`].
     pub(crate) fn new(config: Config) -> Self {
+        Self::live(config.with_liveness(None))
+    }
+
+    /// A harness with the config as given, probes included.
+    pub(crate) fn live(config: Config) -> Self {
         Harness {
             engine: Engine::new(config).unwrap(),
             now: Timestamp::ZERO,

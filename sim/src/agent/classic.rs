@@ -349,7 +349,8 @@ impl Agent for ClassicAgent {
             Input::Losing { .. }
             | Input::Power(_)
             | Input::Rtt { .. }
-            | Input::PathsChanged { .. } => {}
+            | Input::PathsChanged { .. }
+            | Input::AppTraffic { .. } => {}
             Input::Answer {
                 query,
                 driver,
@@ -573,13 +574,12 @@ impl Agent for ClassicAgent {
     fn liveness(&self, quic: bool, _medium: Medium) -> Liveness {
         Liveness {
             ping_every: Some(PING_INTERVAL),
-            ping_timeout: PING_TIMEOUT,
+            ping_timeout: Some(PING_TIMEOUT),
             quic_keepalive: quic.then_some(QUIC_KEEPALIVE),
             quic_idle: quic.then_some(QUIC_IDLE),
             // go-libp2p (tinder) has no idle timeout; rust-libp2p closes a
             // connection without streams after 10 s.
             idle_close: (!self.tinder).then_some(SWARM_IDLE),
-            with_traffic: None,
         }
     }
 }

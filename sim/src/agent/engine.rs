@@ -18,10 +18,6 @@ use crate::world::{AddrKey, IfKind, World};
 /// How long a registration lasts: libp2p-rendezvous' default TTL, 2 h
 /// (libp2p-rendezvous `lib.rs`, PARAMETERS.md).
 pub(crate) const ADVERT_TTL: Duration = Duration::from_secs(7200);
-/// The adapter's heartbeat on non-cellular connections (see `liveness`).
-pub(crate) const HEARTBEAT: Duration = Duration::from_secs(5);
-/// An unanswered heartbeat kills the path after this long.
-pub(crate) const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The app's extra lookups of an unreachable peer are at least this far
 /// apart (our choice: the dial timeout, so a lookup's answers get raced
 /// before the next one).
@@ -510,6 +506,11 @@ impl Agent for EngineAgent {
                     self.relookup.push(peer);
                 }
             }
+            Input::AppTraffic { peer } => {
+                if let Some(&pid) = self.ids.peers.get(peer as usize) {
+                    self.engine.mark_used(pid, now);
+                }
+            }
             Input::PathsChanged { .. } => {}
         }
         self.drain();
@@ -529,25 +530,19 @@ impl Agent for EngineAgent {
         self.out.pop_front()
     }
 
-    fn liveness(&self, _quic: bool, medium: Medium) -> Liveness {
+    fn liveness(&self, _quic: bool, _medium: Medium) -> Liveness {
+        // The engine probes connections itself (`Config::liveness`: batched
+        // keep-alives on cellular, a heartbeat elsewhere, a probe riding on
+        // app traffic) and closes those whose probe goes unanswered. The
+        // adapter only pings when asked, and raises QUIC's idle timeout
+        // above the engine's intervals, so QUIC neither sends keep-alives of
+        // its own nor idles out.
         Liveness {
-            // Probing is cheap where the radio is cheap or already up:
-            // - non-cellular links get a heartbeat every 5 s (iroh's path
-            //   heartbeat, PARAMETERS.md);
-            // - on cellular, the engine batches keep-alives into one radio
-            //   wake-up per profile interval;
-            // - on every link, a probe rides along with app traffic at most
-            //   every 5 s, since the radio is up for the message anyway.
-            // An answer missing for 2 s marks the path dead (our choice:
-            // twice RFC 6298's 1 s minimum RTO, far above the RTTs modelled).
-            // The adapter raises QUIC's idle timeout above these, so QUIC
-            // neither sends its own keep-alives nor idles out.
-            ping_every: (!medium.is_cellular()).then_some(HEARTBEAT),
-            ping_timeout: HEARTBEAT_TIMEOUT,
+            ping_every: None,
+            ping_timeout: None,
             quic_keepalive: None,
             quic_idle: None,
             idle_close: None,
-            with_traffic: Some(HEARTBEAT),
         }
     }
 }

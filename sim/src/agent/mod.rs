@@ -93,6 +93,10 @@ pub(crate) enum Input {
     NeedPeer {
         peer: u32,
     },
+    /// The app sends a message to a contact over its connection.
+    AppTraffic {
+        peer: u32,
+    },
     /// Paths to this contact changed (only the oracle is told).
     PathsChanged {
         peer: u32,
@@ -145,17 +149,15 @@ pub(crate) enum Output {
 pub(crate) struct Liveness {
     /// A ping every this long (libp2p-ping), if the stack pings by itself.
     pub(crate) ping_every: Option<Duration>,
-    /// A ping unanswered this long kills the connection.
-    pub(crate) ping_timeout: Duration,
+    /// A ping unanswered this long kills the connection; `None` when the
+    /// policy decides that itself (the engine times its own probes).
+    pub(crate) ping_timeout: Option<Duration>,
     /// QUIC keep-alive packets every this long.
     pub(crate) quic_keepalive: Option<Duration>,
     /// QUIC closes a connection that received nothing for this long.
     pub(crate) quic_idle: Option<Duration>,
     /// The swarm closes a connection without app streams for this long.
     pub(crate) idle_close: Option<Duration>,
-    /// A ping rides along with app traffic at most this often: the radio is
-    /// up for the message anyway, so the probe costs a few bytes.
-    pub(crate) with_traffic: Option<Duration>,
 }
 
 /// libp2p-ping: every 15 s, 20 s timeout (libp2p-ping `handler.rs`,

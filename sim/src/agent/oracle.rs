@@ -148,11 +148,10 @@ impl Agent for OracleAgent {
         // It knows when a path dies: no keep-alives at all.
         Liveness {
             ping_every: None,
-            ping_timeout: PING_TIMEOUT,
+            ping_timeout: Some(PING_TIMEOUT),
             quic_keepalive: None,
             quic_idle: None,
             idle_close: None,
-            with_traffic: None,
         }
     }
 
