@@ -504,6 +504,65 @@ fn an_unanswered_probe_closes_the_connection_and_re_races_at_once() {
 }
 
 #[test]
+fn a_backup_that_died_with_its_primary_is_never_promoted() {
+    let liveness = multidriver::core::Liveness::default();
+    let mut h = Harness::live(Config::default().with_profile(Profile::performance()));
+    h.up(WIFI, Medium::Wifi);
+    let p = peer(1);
+    h.discover(p, LAN, WIFI, Source::Mdns);
+    h.discover(p, PUBLIC_QUIC, WIFI, Source::Rendezvous);
+    h.connect(p);
+    h.at(ms(100));
+    let primary = h.dial_to(LAN);
+    h.succeed(primary);
+    h.at(ms(180));
+    let backup = h.dial_to(PUBLIC_QUIC);
+    h.succeed(backup);
+    // The Wi-Fi goes silent: neither probe is answered. Both close at the
+    // same deadline; the dead backup is never announced as the new route.
+    let switches = h.switches().len();
+    h.at(ms(180) + liveness.heartbeat * 2);
+    let unresponsive: Vec<ConnectionId> = h
+        .closes()
+        .iter()
+        .filter(|c| c.2 == CloseReason::Unresponsive)
+        .map(|c| c.1)
+        .collect();
+    assert!(
+        unresponsive.contains(&primary) && unresponsive.contains(&backup),
+        "{:#?}",
+        h.closes()
+    );
+    assert_eq!(h.switches().len(), switches, "{:#?}", h.switches());
+    assert_eq!(h.engine.primary(&p), None);
+}
+
+#[test]
+fn no_heartbeat_while_suspended() {
+    let mut h = Harness::live(Config::default());
+    let p = peer(1);
+    h.up(WIFI, Medium::Wifi);
+    h.discover(p, LAN, WIFI, Source::Mdns);
+    h.connect(p);
+    h.at(ms(10));
+    let wifi = h.dial_to(LAN);
+    h.succeed(wifi);
+    let mut power = multidriver::scoring::PowerState::MAINS;
+    power.lifecycle = multidriver::scoring::Lifecycle::Suspended;
+    h.engine.handle_power(power, h.now);
+    h.drain();
+    h.at(Duration::from_secs(120));
+    assert!(keep_alives(&h).is_empty(), "{:#?}", keep_alives(&h));
+    assert_eq!(h.engine.primary(&p), Some(wifi));
+    // Back in the foreground, the heartbeat resumes.
+    h.engine
+        .handle_power(multidriver::scoring::PowerState::MAINS, h.now);
+    h.drain();
+    h.at(Duration::from_secs(130));
+    assert!(!keep_alives(&h).is_empty());
+}
+
+#[test]
 fn app_traffic_carries_a_probe_at_most_once_per_heartbeat() {
     let liveness = multidriver::core::Liveness::default();
     let mut h = Harness::live(Config::default());

@@ -46,14 +46,22 @@ impl Engine {
     /// and, with [`Config::liveness`](crate::core::Config::liveness) set, its
     /// primary connection is probed if it was not in the last heartbeat (the
     /// radio is up for the app's data anyway).
+    ///
+    /// Without liveness probes, the use itself counts as proof of life for
+    /// the keep-alive batches (the adapter's own timers judge liveness).
     pub fn mark_used(&mut self, peer: PeerId, now: Timestamp) {
         self.last_now = self.last_now.max(now);
         let primary = self.peers.get_mut(&peer).and_then(|p| {
             p.last_used = Some(now);
             p.primary
         });
-        if let Some(c) = primary {
+        let Some(c) = primary else {
+            return;
+        };
+        if self.config.liveness.is_some() {
             self.probe_with_traffic(c, now);
+        } else if let Some(conn) = self.connections.get_mut(&c) {
+            conn.last_traffic = conn.last_traffic.max(now);
         }
     }
 

@@ -8,49 +8,76 @@
 //! and one tail serve every connection.
 //!
 //! With [`Config::liveness`](crate::core::Config::liveness) set, the same
-//! keep-alives are probes: other connections are probed every heartbeat, the
-//! primary connection of a peer the app uses at most every heartbeat, and a
-//! probe unanswered for the probe timeout closes its connection. A
-//! connection whose RTT was sampled in the last half interval is skipped:
-//! the answer already proved it alive.
+//! keep-alives are probes: other connections are probed every heartbeat (in
+//! the foreground; at the profile's keep-alive interval in the background;
+//! not while suspended), the primary connection of a peer the app uses at
+//! most every heartbeat, and a probe unanswered for the probe timeout closes
+//! its connection. A connection whose RTT was sampled in the last half
+//! interval is skipped: the answer already proved it alive. Connections
+//! closing after a switch are not probed.
 
 use std::time::Duration;
 
-use multidriver_scoring::Timestamp;
+use multidriver_scoring::{Lifecycle, Timestamp};
 
 use crate::core::{CloseReason, Command, ConnectionId, Engine, SwitchReason};
 
 impl Engine {
-    /// Open connections over cellular (`true`) or other interfaces.
-    fn connections_on(&self, cellular: bool) -> Vec<ConnectionId> {
+    /// Open connections over cellular (`true`) or other interfaces, except
+    /// those already closing after a switch.
+    fn connections_on(&self, cellular: bool) -> impl Iterator<Item = ConnectionId> + '_ {
         self.connections
             .iter()
-            .filter(|(_, c)| {
-                self.interfaces
-                    .get(&c.interface)
-                    .is_some_and(|i| i.up && i.medium.is_cellular() == cellular)
+            .filter(move |(id, c)| {
+                !self.closing.contains_key(id)
+                    && self
+                        .interfaces
+                        .get(&c.interface)
+                        .is_some_and(|i| i.up && i.medium.is_cellular() == cellular)
             })
             .map(|(id, _)| *id)
-            .collect()
     }
 
-    /// Starts the batch schedules when a connection opens.
+    /// The heartbeat in force: [`Liveness::heartbeat`] in the foreground; in
+    /// the background no more often than the profile's keep-alive interval;
+    /// none while suspended (the OS grants only short wake-ups).
+    ///
+    /// [`Liveness::heartbeat`]: crate::core::Liveness::heartbeat
+    fn heartbeat(&self) -> Option<Duration> {
+        let l = self.config.liveness?;
+        match self.power.lifecycle {
+            Lifecycle::Foreground => Some(l.heartbeat),
+            Lifecycle::Background => Some(l.heartbeat.max(self.profile.usage.keepalive_interval())),
+            Lifecycle::Suspended => None,
+        }
+    }
+
+    /// Starts the batch schedules when a connection opens or an interface
+    /// changes.
     pub(crate) fn schedule_keepalive(&mut self, now: Timestamp) {
-        if self.next_keepalive.is_none() && !self.connections_on(true).is_empty() {
+        if self.next_keepalive.is_none() && self.connections_on(true).next().is_some() {
             self.next_keepalive = Some(now + self.profile.usage.keepalive_interval());
         }
-        if let Some(l) = self.config.liveness
-            && self.next_heartbeat.is_none()
-            && !self.connections_on(false).is_empty()
+        if self.next_heartbeat.is_none()
+            && let Some(h) = self.heartbeat()
+            && self.connections_on(false).next().is_some()
         {
-            self.next_heartbeat = Some(now + l.heartbeat);
+            self.next_heartbeat = Some(now + h);
         }
+    }
+
+    /// The lifecycle changed: the heartbeat follows it.
+    pub(crate) fn reschedule_heartbeat(&mut self, now: Timestamp) {
+        self.next_heartbeat = None;
+        self.schedule_keepalive(now);
     }
 
     /// The earliest heartbeat or probe deadline.
     pub(crate) fn liveness_next_timeout(&self) -> Option<Timestamp> {
-        let due = self.connections.values().filter_map(|c| c.probe_due).min();
-        [self.next_heartbeat, due].into_iter().flatten().min()
+        [self.next_heartbeat, self.next_probe_due]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Runs the due batches, then closes connections whose probe went
@@ -62,29 +89,59 @@ impl Engine {
             let interval = self.profile.usage.keepalive_interval();
             self.next_keepalive = self.batch(true, interval, now).then_some(now + interval);
         }
-        if let (Some(due), Some(l)) = (self.next_heartbeat, self.config.liveness)
+        if let Some(due) = self.next_heartbeat
             && due <= now
         {
             self.next_heartbeat = self
-                .batch(false, l.heartbeat, now)
-                .then_some(now + l.heartbeat);
+                .heartbeat()
+                .and_then(|h| self.batch(false, h, now).then_some(now + h));
         }
+        if self.next_probe_due.is_some_and(|d| d <= now) {
+            self.probe_deadlines(now);
+        }
+    }
+
+    /// Closes every connection whose probe went unanswered by `now`, and
+    /// recomputes the next deadline. All the dead are removed before any
+    /// peer is re-raced, so a backup that died with its primary is never
+    /// promoted (as when an interface goes down).
+    fn probe_deadlines(&mut self, now: Timestamp) {
         let dead: Vec<ConnectionId> = self
             .connections
             .iter()
             .filter(|(_, c)| c.probe_due.is_some_and(|d| d <= now))
             .map(|(id, _)| *id)
             .collect();
+        let mut lost = Vec::new();
         for id in dead {
-            self.unresponsive(id, now);
+            self.penalise_host(id, now);
+            self.closing.remove(&id);
+            if let Some(conn) = self.connections.remove(&id) {
+                self.commands.push_back(Command::CloseConnection {
+                    connection: id,
+                    reason: CloseReason::Unresponsive,
+                });
+                lost.push((id, conn));
+            }
         }
+        for (id, conn) in lost {
+            self.lost_connection(
+                conn.peer,
+                id,
+                conn.addr,
+                SwitchReason::ConnectionClosed,
+                now,
+            );
+        }
+        self.release_capacity(now);
+        self.next_probe_due = self.connections.values().filter_map(|c| c.probe_due).min();
     }
 
     /// Asks one keep-alive on every connection of the kind that was not
     /// proven alive in the last half `interval`. Returns whether any
     /// connection of the kind is left (the schedule goes on).
     fn batch(&mut self, cellular: bool, interval: Duration, now: Timestamp) -> bool {
-        let all = self.connections_on(cellular);
+        let all: Vec<ConnectionId> = self.connections_on(cellular).collect();
         if all.is_empty() {
             return false;
         }
@@ -111,7 +168,8 @@ impl Engine {
             if let Some(c) = self.connections.get_mut(id) {
                 c.last_probe = Some(now);
                 if let Some(t) = timeout {
-                    c.probe_due = c.probe_due.or(Some(now + t));
+                    let due = *c.probe_due.get_or_insert(now + t);
+                    self.next_probe_due = Some(self.next_probe_due.map_or(due, |d| d.min(due)));
                 }
             }
         }
@@ -131,27 +189,5 @@ impl Engine {
         if c.probe_due.is_none() && !recent(c.last_traffic) && !c.last_probe.is_some_and(recent) {
             self.probe(vec![connection], now);
         }
-    }
-
-    /// A probe went unanswered: the connection is closed and its peer
-    /// re-raced, as for [`Engine::handle_connection_lost`].
-    fn unresponsive(&mut self, id: ConnectionId, now: Timestamp) {
-        self.penalise_host(id, now);
-        self.closing.remove(&id);
-        let Some(conn) = self.connections.remove(&id) else {
-            return;
-        };
-        self.commands.push_back(Command::CloseConnection {
-            connection: id,
-            reason: CloseReason::Unresponsive,
-        });
-        self.lost_connection(
-            conn.peer,
-            id,
-            conn.addr,
-            SwitchReason::ConnectionClosed,
-            now,
-        );
-        self.release_capacity(now);
     }
 }

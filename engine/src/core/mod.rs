@@ -274,6 +274,9 @@ pub struct Engine {
     /// When the next batch of cellular keep-alives is due.
     next_keepalive: Option<Timestamp>,
     next_heartbeat: Option<Timestamp>,
+    /// No probe deadline is earlier than this (a lower bound: a probe
+    /// answered since leaves it early, costing one spurious wake-up).
+    next_probe_due: Option<Timestamp>,
 }
 
 impl Engine {
@@ -304,6 +307,7 @@ impl Engine {
             last_now: Timestamp::ZERO,
             next_keepalive: None,
             next_heartbeat: None,
+            next_probe_due: None,
         })
     }
 
@@ -387,6 +391,7 @@ impl Engine {
         self.schedule_drivers(now);
         self.reschedule_subscriptions(now);
         self.reevaluate_all(now);
+        self.reschedule_heartbeat(now);
     }
 
     /// A network change from the OS or the host app.
@@ -450,6 +455,9 @@ impl Engine {
                 // LAN drivers if this brought a LAN.
                 self.readvertise_all(now);
                 self.reevaluate_all(now);
+                // The medium may have changed kind (cellular or not): the
+                // connections over it join the other keep-alive schedule.
+                self.schedule_keepalive(now);
             }
             NetworkChange::Changed {
                 interface,
@@ -705,6 +713,10 @@ impl Engine {
                     .map(|c| c.addr.clone())
                     .unwrap_or_else(|| addr.clone());
                 self.closing.insert(old, now + self.config.close_grace);
+                // It is on its way out: no probe verdict for it.
+                if let Some(c) = self.connections.get_mut(&old) {
+                    c.probe_due = None;
+                }
                 self.push_event(Event::RouteSwitched {
                     peer: peer_id,
                     from,
