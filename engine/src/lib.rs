@@ -43,3 +43,4 @@ mod error;
 
 pub use error::Error;
 pub use multidriver_scoring as scoring;
+pub use multidriver_transports as transports;

@@ -598,6 +598,54 @@ fn app_traffic_carries_a_probe_at_most_once_per_heartbeat() {
 }
 
 #[test]
+fn the_connectivity_watcher_drives_a_failover() {
+    use multidriver_transports::connectivity::{
+        ConnectivityHint, HostTransport, NetworkId, NetworkState, Watcher, WatcherConfig,
+    };
+    let mut h = Harness::new(Config::default());
+    let mut watcher = Watcher::new(WatcherConfig::default());
+    let mut hint = |h: &mut Harness, hint| {
+        let change = watcher.handle_hint(hint).unwrap().expect("a change");
+        h.change(change.into());
+    };
+    let validated = |transport| NetworkState {
+        transport,
+        validated: true,
+        ..NetworkState::default()
+    };
+    let (wifi, lte) = (NetworkId(10), NetworkId(11));
+    hint(
+        &mut h,
+        ConnectivityHint::Available {
+            network: wifi,
+            state: validated(HostTransport::Wifi),
+        },
+    );
+    hint(
+        &mut h,
+        ConnectivityHint::Available {
+            network: lte,
+            state: NetworkState {
+                metered: true,
+                ..validated(HostTransport::Cellular(
+                    multidriver::scoring::CellularGeneration::G4,
+                ))
+            },
+        },
+    );
+    // The watcher numbered Wi-Fi 1 and LTE 2, the harness's WIFI and CELL.
+    let p = peer(1);
+    h.discover(p, LAN, WIFI, Source::Mdns);
+    h.discover(p, PUBLIC_QUIC, CELL, Source::Rendezvous);
+    h.connect(p);
+    h.at(ms(10));
+    h.succeed(h.dial_to(LAN));
+    hint(&mut h, ConnectivityHint::Lost { network: wifi });
+    let (at, _, addr, interface) = h.dials().last().cloned().unwrap();
+    assert_eq!((at, addr.as_str(), interface), (h.now, PUBLIC_QUIC, CELL));
+}
+
+#[test]
 fn a_connection_that_went_dark_re_races_other_hosts_first() {
     let mut h = Harness::new(Config::default());
     let p = peer(1);

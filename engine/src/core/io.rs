@@ -102,6 +102,42 @@ pub enum NetworkChange {
     },
 }
 
+impl From<multidriver_transports::connectivity::Change> for NetworkChange {
+    /// The connectivity watcher's changes are the engine's input; its
+    /// interface numbers are the engine's [`InterfaceId`]s.
+    fn from(change: multidriver_transports::connectivity::Change) -> Self {
+        use multidriver_transports::connectivity::Change;
+        match change {
+            Change::Up {
+                interface,
+                medium,
+                conditions,
+                validated,
+            } => NetworkChange::Up {
+                interface: InterfaceId(interface),
+                medium,
+                conditions,
+                validated,
+            },
+            Change::Changed {
+                interface,
+                conditions,
+                validated,
+            } => NetworkChange::Changed {
+                interface: InterfaceId(interface),
+                conditions,
+                validated,
+            },
+            Change::Losing { interface } => NetworkChange::Losing {
+                interface: InterfaceId(interface),
+            },
+            Change::Down { interface } => NetworkChange::Down {
+                interface: InterfaceId(interface),
+            },
+        }
+    }
+}
+
 /// What the engine asks its adapter to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
