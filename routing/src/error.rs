@@ -1,0 +1,18 @@
+//! The crate's error type.
+
+/// Everything that can go wrong in this crate.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A bounded table is full; the input was not recorded.
+    #[error("the {table} table is full ({limit} entries)")]
+    TableFull {
+        /// Which table.
+        table: &'static str,
+        /// Its bound.
+        limit: usize,
+    },
+    /// The radio is switched off (or the platform refused it).
+    #[error("the proximity radio is off")]
+    RadioOff,
+}

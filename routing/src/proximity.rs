@@ -1,0 +1,403 @@
+//! BLE-style proximity: the radio interface a host app implements, and an
+//! in-process radio for tests and the simulator.
+//!
+//! A proximity radio does two things: it **advertises** a short token (a BLE
+//! advertisement carries about 20 free bytes), and it **scans**, reporting
+//! each token it hears with its signal strength. Everything else (which
+//! namespace a token stands for, how to reach the peer behind it) is the
+//! proximity driver's business, not the radio's.
+//!
+//! The interface is sans-IO and poll-based like the engine: the host calls
+//! into the radio and drains [`ProximityRadio::poll_sighting`]; nothing
+//! blocks and nothing reads a clock (times are passed in).
+//!
+//! ```
+//! use multidriver_routing::proximity::{Ether, EtherConfig, ProximityRadio, Token};
+//! use multidriver_scoring::Timestamp;
+//!
+//! let ether = Ether::new(EtherConfig::default());
+//! let mut alice = ether.radio([0.0, 0.0])?;
+//! let mut bob = ether.radio([5.0, 0.0])?; // 5 m away
+//! alice.advertise(Token::new(*b"alice-token-0001"))?;
+//! bob.start_scan()?;
+//! ether.tick(Timestamp::from_millis(1_000));
+//! let seen = bob.poll_sighting().expect("in range");
+//! assert_eq!(seen.token, Token::new(*b"alice-token-0001"));
+//! assert!(seen.rssi_dbm < -59); // weaker than at 1 m
+//! # Ok::<(), multidriver_routing::Error>(())
+//! ```
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use multidriver_scoring::Timestamp;
+
+use crate::Error;
+
+/// Bytes in a token: a 128-bit service-data payload fits a legacy BLE
+/// advertisement (31 bytes) beside its headers.
+pub const TOKEN_LEN: usize = 16;
+
+/// What a radio advertises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Token([u8; TOKEN_LEN]);
+
+impl Token {
+    /// A token of these bytes.
+    pub const fn new(bytes: [u8; TOKEN_LEN]) -> Self {
+        Token(bytes)
+    }
+
+    /// Its bytes.
+    pub const fn bytes(&self) -> &[u8; TOKEN_LEN] {
+        &self.0
+    }
+}
+
+/// A token heard by a scanning radio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sighting {
+    /// What was heard.
+    pub token: Token,
+    /// Received signal strength, dBm (closer is higher).
+    pub rssi_dbm: i16,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// A BLE-style radio, implemented by the host app over the platform's BLE
+/// API (Android `BluetoothLeAdvertiser`/`BluetoothLeScanner`, iOS
+/// `CBPeripheralManager`/`CBCentralManager`), or by [`InProcessRadio`].
+pub trait ProximityRadio {
+    /// Advertises `token`, replacing what was advertised before.
+    ///
+    /// # Errors
+    /// The radio is off or advertising is not permitted.
+    fn advertise(&mut self, token: Token) -> Result<(), Error>;
+    /// Stops advertising.
+    fn stop_advertising(&mut self);
+    /// Starts scanning; sightings arrive through
+    /// [`poll_sighting`](Self::poll_sighting).
+    ///
+    /// # Errors
+    /// The radio is off or scanning is not permitted.
+    fn start_scan(&mut self) -> Result<(), Error>;
+    /// Stops scanning.
+    fn stop_scan(&mut self);
+    /// The next sighting, oldest first.
+    fn poll_sighting(&mut self) -> Option<Sighting>;
+}
+
+/// Bounds and propagation of an [`Ether`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EtherConfig {
+    /// Farthest a radio hears another, metres. Default 30 m (our assumption:
+    /// BLE at 0 dBm indoors reaches 10–30 m).
+    pub range_m: f64,
+    /// Signal at 1 m, dBm. Default −59 dBm, the calibrated 1 m power common
+    /// in iBeacon advertisements.
+    pub rssi_at_1m_dbm: f64,
+    /// Path-loss exponent. Default 2 (free space; indoor values run 2–4).
+    pub path_loss_exponent: f64,
+    /// Most radios in the ether. At the bound [`Ether::radio`] fails with
+    /// [`Error::TableFull`]. Default 1024.
+    pub max_radios: usize,
+    /// Most sightings a radio holds until polled. At the bound the oldest is
+    /// dropped and counted in [`InProcessRadio::dropped`]. Default 256.
+    pub max_pending_sightings: usize,
+}
+
+impl Default for EtherConfig {
+    fn default() -> Self {
+        EtherConfig {
+            range_m: 30.0,
+            rssi_at_1m_dbm: -59.0,
+            path_loss_exponent: 2.0,
+            max_radios: 1024,
+            max_pending_sightings: 256,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Station {
+    position: [f64; 2],
+    advertising: Option<Token>,
+    scanning: bool,
+    on: bool,
+    sightings: VecDeque<Sighting>,
+    dropped: u64,
+}
+
+#[derive(Debug)]
+struct Shared {
+    config: EtherConfig,
+    stations: BTreeMap<u32, Station>,
+    next: u32,
+}
+
+/// The shared air of in-process radios: who is where, who advertises what.
+/// Cloning it gives another handle to the same air.
+#[derive(Debug, Clone)]
+pub struct Ether {
+    shared: Arc<Mutex<Shared>>,
+}
+
+/// A radio in an [`Ether`]. Dropping it removes it from the air.
+#[derive(Debug)]
+pub struct InProcessRadio {
+    id: u32,
+    shared: Arc<Mutex<Shared>>,
+}
+
+fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
+    // A panic while holding the lock leaves plain data behind; keep going.
+    shared.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Ether {
+    /// Empty air.
+    pub fn new(config: EtherConfig) -> Self {
+        Ether {
+            shared: Arc::new(Mutex::new(Shared {
+                config,
+                stations: BTreeMap::new(),
+                next: 0,
+            })),
+        }
+    }
+
+    /// A new radio at `position` (metres), switched on, silent.
+    ///
+    /// # Errors
+    /// [`Error::TableFull`] at [`EtherConfig::max_radios`].
+    pub fn radio(&self, position: [f64; 2]) -> Result<InProcessRadio, Error> {
+        let mut s = lock(&self.shared);
+        if s.stations.len() >= s.config.max_radios {
+            return Err(Error::TableFull {
+                table: "radios",
+                limit: s.config.max_radios,
+            });
+        }
+        let id = s.next;
+        s.next += 1;
+        s.stations.insert(
+            id,
+            Station {
+                position,
+                on: true,
+                ..Station::default()
+            },
+        );
+        Ok(InProcessRadio {
+            id,
+            shared: self.shared.clone(),
+        })
+    }
+
+    /// One scan period at `now`: every scanning radio hears every other
+    /// radio in range that advertises (in radio order).
+    pub fn tick(&self, now: Timestamp) {
+        let mut s = lock(&self.shared);
+        let config = s.config;
+        let adverts: Vec<(u32, [f64; 2], Token)> = s
+            .stations
+            .iter()
+            .filter(|(_, st)| st.on)
+            .filter_map(|(id, st)| st.advertising.map(|t| (*id, st.position, t)))
+            .collect();
+        for (id, st) in s.stations.iter_mut() {
+            if !(st.on && st.scanning) {
+                continue;
+            }
+            for &(other, pos, token) in &adverts {
+                if other == *id {
+                    continue;
+                }
+                let d =
+                    ((pos[0] - st.position[0]).powi(2) + (pos[1] - st.position[1]).powi(2)).sqrt();
+                if d > config.range_m {
+                    continue;
+                }
+                // Log-distance path loss; closer than 1 m reads as 1 m.
+                let rssi =
+                    config.rssi_at_1m_dbm - 10.0 * config.path_loss_exponent * d.max(1.0).log10();
+                if st.sightings.len() >= config.max_pending_sightings {
+                    st.sightings.pop_front();
+                    st.dropped += 1;
+                }
+                st.sightings.push_back(Sighting {
+                    token,
+                    rssi_dbm: rssi.round().clamp(-127.0, 20.0) as i16,
+                    at: now,
+                });
+            }
+        }
+    }
+}
+
+impl InProcessRadio {
+    /// Moves the radio.
+    pub fn move_to(&mut self, position: [f64; 2]) {
+        if let Some(st) = lock(&self.shared).stations.get_mut(&self.id) {
+            st.position = position;
+        }
+    }
+
+    /// Switches the radio on or off (Bluetooth toggled by the user). While
+    /// off it neither advertises nor hears, and [`ProximityRadio`] calls
+    /// that start something fail.
+    pub fn set_on(&mut self, on: bool) {
+        if let Some(st) = lock(&self.shared).stations.get_mut(&self.id) {
+            st.on = on;
+        }
+    }
+
+    /// Sightings dropped because nobody polled them in time.
+    pub fn dropped(&self) -> u64 {
+        lock(&self.shared)
+            .stations
+            .get(&self.id)
+            .map_or(0, |st| st.dropped)
+    }
+
+    fn with_on<T>(&mut self, f: impl FnOnce(&mut Station) -> T) -> Result<T, Error> {
+        let mut s = lock(&self.shared);
+        match s.stations.get_mut(&self.id) {
+            Some(st) if st.on => Ok(f(st)),
+            _ => Err(Error::RadioOff),
+        }
+    }
+}
+
+impl ProximityRadio for InProcessRadio {
+    fn advertise(&mut self, token: Token) -> Result<(), Error> {
+        self.with_on(|st| st.advertising = Some(token))
+    }
+
+    fn stop_advertising(&mut self) {
+        if let Some(st) = lock(&self.shared).stations.get_mut(&self.id) {
+            st.advertising = None;
+        }
+    }
+
+    fn start_scan(&mut self) -> Result<(), Error> {
+        self.with_on(|st| st.scanning = true)
+    }
+
+    fn stop_scan(&mut self) {
+        if let Some(st) = lock(&self.shared).stations.get_mut(&self.id) {
+            st.scanning = false;
+        }
+    }
+
+    fn poll_sighting(&mut self) -> Option<Sighting> {
+        lock(&self.shared)
+            .stations
+            .get_mut(&self.id)
+            .and_then(|st| st.sightings.pop_front())
+    }
+}
+
+impl Drop for InProcessRadio {
+    fn drop(&mut self) {
+        lock(&self.shared).stations.remove(&self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(n: u8) -> Token {
+        Token::new([n; TOKEN_LEN])
+    }
+
+    #[test]
+    fn only_radios_in_range_are_heard_and_closer_is_louder() {
+        let ether = Ether::new(EtherConfig::default());
+        let mut scanner = ether.radio([0.0, 0.0]).unwrap();
+        let mut near = ether.radio([2.0, 0.0]).unwrap();
+        let mut far = ether.radio([20.0, 0.0]).unwrap();
+        let mut out = ether.radio([31.0, 0.0]).unwrap();
+        near.advertise(token(1)).unwrap();
+        far.advertise(token(2)).unwrap();
+        out.advertise(token(3)).unwrap();
+        scanner.start_scan().unwrap();
+        ether.tick(Timestamp::from_millis(730));
+        let seen: Vec<Sighting> = std::iter::from_fn(|| scanner.poll_sighting()).collect();
+        assert_eq!(
+            seen.iter().map(|s| s.token).collect::<Vec<_>>(),
+            vec![token(1), token(2)]
+        );
+        assert!(seen[0].rssi_dbm > seen[1].rssi_dbm, "{seen:?}");
+        assert!(seen.iter().all(|s| s.at == Timestamp::from_millis(730)));
+        // The advertisers hear nothing: they do not scan.
+        assert_eq!(near.poll_sighting(), None);
+    }
+
+    #[test]
+    fn stopping_moving_and_switching_off_are_honoured() {
+        let ether = Ether::new(EtherConfig::default());
+        let mut scanner = ether.radio([0.0, 0.0]).unwrap();
+        let mut peer = ether.radio([5.0, 0.0]).unwrap();
+        peer.advertise(token(9)).unwrap();
+        scanner.start_scan().unwrap();
+        peer.move_to([50.0, 0.0]);
+        ether.tick(Timestamp::ZERO);
+        assert_eq!(scanner.poll_sighting(), None, "moved out of range");
+        peer.move_to([5.0, 0.0]);
+        peer.set_on(false);
+        ether.tick(Timestamp::ZERO);
+        assert_eq!(scanner.poll_sighting(), None, "switched off");
+        assert_eq!(peer.advertise(token(9)), Err(Error::RadioOff));
+        peer.set_on(true);
+        peer.stop_advertising();
+        ether.tick(Timestamp::ZERO);
+        assert_eq!(scanner.poll_sighting(), None, "stopped advertising");
+        peer.advertise(token(9)).unwrap();
+        scanner.stop_scan();
+        ether.tick(Timestamp::ZERO);
+        assert_eq!(scanner.poll_sighting(), None, "stopped scanning");
+        drop(peer);
+        scanner.start_scan().unwrap();
+        ether.tick(Timestamp::ZERO);
+        assert_eq!(
+            scanner.poll_sighting(),
+            None,
+            "dropped radios leave the air"
+        );
+    }
+
+    #[test]
+    fn bounds_are_kept_and_overflow_is_counted() {
+        let ether = Ether::new(EtherConfig {
+            max_radios: 2,
+            max_pending_sightings: 3,
+            ..EtherConfig::default()
+        });
+        let mut scanner = ether.radio([0.0, 0.0]).unwrap();
+        let mut peer = ether.radio([1.0, 0.0]).unwrap();
+        assert_eq!(
+            ether.radio([0.0, 0.0]).unwrap_err(),
+            Error::TableFull {
+                table: "radios",
+                limit: 2
+            }
+        );
+        peer.advertise(token(1)).unwrap();
+        scanner.start_scan().unwrap();
+        for ms in 0..5 {
+            ether.tick(Timestamp::from_millis(ms));
+        }
+        assert_eq!(scanner.dropped(), 2);
+        let kept: Vec<Timestamp> = std::iter::from_fn(|| scanner.poll_sighting())
+            .map(|s| s.at)
+            .collect();
+        assert_eq!(
+            kept,
+            (2..5).map(Timestamp::from_millis).collect::<Vec<_>>(),
+            "oldest dropped first"
+        );
+    }
+}
