@@ -12,4 +12,12 @@ pub enum Error {
         /// Its bound.
         limit: usize,
     },
+    /// A part of the libp2p transport stack could not be built.
+    #[error("building the {part} transport: {message}")]
+    Stack {
+        /// Which part.
+        part: &'static str,
+        /// What libp2p said.
+        message: String,
+    },
 }

@@ -7,12 +7,14 @@
 //!   expensive, constrained, validated, losing, lost) and OS address events
 //!   (what `if-watch` reports) become one stream of interface changes for
 //!   the engine's network-change input; interface names classify the medium.
+//! - [`stack`]: the libp2p 0.57 transport stack built with `SwarmBuilder`:
+//!   TCP + Noise + yamux, QUIC, and DNS through hickory-resolver with an
+//!   explicit resolver configuration (the system one cannot be read on
+//!   Android and iOS).
 //!
-//! Still to come (they need the libp2p adapter): the `SwarmBuilder` helpers
-//! for TCP + Noise + yamux, QUIC, WebRTC-direct and DNS through
-//! hickory-resolver with an explicit resolver configuration; the `if-watch`
-//! task that feeds the watcher; and the BLE-style stream transport over the
-//! proximity radio.
+//! Still to come: WebRTC-direct through `with_other_transport`, the
+//! `if-watch` task that feeds the watcher, and the BLE-style stream
+//! transport over the proximity radio.
 //!
 //! # Example
 //!
@@ -29,6 +31,7 @@
 
 pub mod connectivity;
 mod error;
+pub mod stack;
 
 pub use error::Error;
 /// The vocabulary of `multidriver-scoring` the watcher speaks, re-exported.

@@ -1,0 +1,140 @@
+//! The libp2p 0.57 transport stack multidriver routes over.
+//!
+//! [`build_swarm`] assembles it with `SwarmBuilder`: TCP + Noise + yamux,
+//! QUIC (quinn), and DNS through hickory-resolver with an **explicit**
+//! resolver configuration. The system configuration (`/etc/resolv.conf`)
+//! cannot be read on Android and iOS, where `with_dns()` fails; choose a
+//! public resolver or pass your own ([`Dns`]).
+//!
+//! QUIC's own keep-alives and idle timeout are set so that they stay out of
+//! the engine's way: the engine probes connections itself
+//! (`Config::liveness` in the `multidriver` crate, and batched cellular
+//! keep-alives that would be defeated by a 5 s QUIC keep-alive). The swarm's
+//! idle-connection timeout is raised for the same reason: the engine decides
+//! which connections to keep.
+//!
+//! ```no_run
+//! use multidriver_transports::stack::{StackConfig, build_swarm};
+//! use libp2p::{identity::Keypair, swarm::dummy};
+//!
+//! # async fn run() -> Result<(), multidriver_transports::Error> {
+//! let swarm = build_swarm(Keypair::generate_ed25519(), &StackConfig::default(), |_| dummy::Behaviour)?;
+//! # let _ = swarm;
+//! # Ok(()) }
+//! ```
+
+use std::time::Duration;
+
+use libp2p::identity::Keypair;
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{Swarm, SwarmBuilder, noise, tcp, yamux};
+
+use crate::Error;
+
+/// Which DNS resolver the stack uses.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub enum Dns {
+    /// No DNS: `/dns*` addresses fail to dial.
+    Disabled,
+    /// Cloudflare's public resolver (1.1.1.1), over UDP/TCP.
+    #[default]
+    Cloudflare,
+    /// Google's public resolver (8.8.8.8).
+    Google,
+    /// Quad9's public resolver (9.9.9.9).
+    Quad9,
+    /// Your own configuration (e.g. the resolvers Android's `LinkProperties`
+    /// or iOS's `nw_resolver_config` report for the active network).
+    Custom(libp2p::dns::ResolverConfig),
+}
+
+/// How the stack is built.
+#[derive(Debug, Clone)]
+pub struct StackConfig {
+    /// The DNS resolver. Default: Cloudflare.
+    pub dns: Dns,
+    /// QUIC's idle timeout. Default 300 s (our choice: above the longest
+    /// keep-alive interval of the preset profiles, 120 s, with room for a
+    /// probe; libp2p-quic's own default is 10 s).
+    pub quic_max_idle: Duration,
+    /// QUIC's own keep-alive interval. Default 300 s, i.e. effectively off:
+    /// the engine's probes keep wanted connections busy, and a 5 s QUIC
+    /// keep-alive (libp2p-quic's default) would hold a cellular radio up.
+    pub quic_keep_alive: Duration,
+    /// How long the swarm keeps a connection without streams. Default
+    /// 300 s (libp2p-swarm's default is 10 s, which would close connections
+    /// the engine keeps warm between app messages).
+    pub idle_connection_timeout: Duration,
+}
+
+impl Default for StackConfig {
+    fn default() -> Self {
+        StackConfig {
+            dns: Dns::default(),
+            quic_max_idle: Duration::from_secs(300),
+            quic_keep_alive: Duration::from_secs(300),
+            idle_connection_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+fn public(group: &hickory_resolver::config::ServerGroup<'_>) -> libp2p::dns::ResolverConfig {
+    libp2p::dns::ResolverConfig::udp_and_tcp(group)
+}
+
+/// Builds a tokio swarm with TCP + Noise + yamux, QUIC and DNS, running
+/// `behaviour`.
+///
+/// # Errors
+/// [`Error::Stack`] if a part of the stack cannot be built (e.g. the Noise
+/// keys cannot be derived from `keypair`), naming the part.
+pub fn build_swarm<B: NetworkBehaviour>(
+    keypair: Keypair,
+    config: &StackConfig,
+    behaviour: impl FnOnce(&Keypair) -> B,
+) -> Result<Swarm<B>, Error> {
+    let stack = |part: &'static str| {
+        move |e: &dyn std::fmt::Display| Error::Stack {
+            part,
+            message: e.to_string(),
+        }
+    };
+    let idle_ms = u32::try_from(config.quic_max_idle.as_millis()).unwrap_or(u32::MAX);
+    let keep_alive = config.quic_keep_alive;
+    let idle = config.idle_connection_timeout;
+    let builder = SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| stack("tcp + noise + yamux")(&e))?
+        .with_quic_config(|mut c| {
+            c.max_idle_timeout = idle_ms;
+            c.keep_alive_interval = keep_alive;
+            c
+        });
+    let resolver = match &config.dns {
+        Dns::Disabled => None,
+        Dns::Cloudflare => Some(public(&hickory_resolver::config::CLOUDFLARE)),
+        Dns::Google => Some(public(&hickory_resolver::config::GOOGLE)),
+        Dns::Quad9 => Some(public(&hickory_resolver::config::QUAD9)),
+        Dns::Custom(c) => Some(c.clone()),
+    };
+    let swarm = match resolver {
+        Some(cfg) => builder
+            .with_dns_config(cfg, libp2p::dns::ResolverOpts::default())
+            .with_behaviour(|k| behaviour(k))
+            .map_err(|e| stack("behaviour")(&e))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+            .build(),
+        None => builder
+            .with_behaviour(|k| behaviour(k))
+            .map_err(|e| stack("behaviour")(&e))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+            .build(),
+    };
+    Ok(swarm)
+}
