@@ -1161,14 +1161,17 @@ impl<'p> Sim<'p> {
             }
             return;
         }
-        let node = c.node;
+        self.close_under(key, |conn| Input::ConnectionLost { conn });
+    }
+
+    /// The policy's own stack closed a connection: forget it and tell the
+    /// policy with `input`.
+    fn close_under(&mut self, key: u64, input: impl FnOnce(u64) -> Input) {
+        let Some(node) = self.conns.get(&key).map(|c| c.node) else {
+            return;
+        };
         self.remove_conn(key);
-        self.input(
-            node,
-            Input::ConnectionLost {
-                conn: local_id(key),
-            },
-        );
+        self.input(node, input(local_id(key)));
     }
 
     fn idle_check(&mut self, key: u64) {
@@ -1186,14 +1189,7 @@ impl<'p> Sim<'p> {
             self.push(due, Ev::IdleCheck { key });
             return;
         }
-        let node = c.node;
-        self.remove_conn(key);
-        self.input(
-            node,
-            Input::IdleClosed {
-                conn: local_id(key),
-            },
-        );
+        self.close_under(key, |conn| Input::IdleClosed { conn });
     }
 
     fn set_primary(&mut self, node: u32, slot: usize, key: Option<u64>) {

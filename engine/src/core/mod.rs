@@ -243,6 +243,28 @@ struct Conn {
     probe_due: Option<Timestamp>,
 }
 
+impl Conn {
+    /// A connection that opened at `now` (the handshake proved it alive).
+    fn new(
+        peer: PeerId,
+        route: Option<RouteNo>,
+        addr: Multiaddr,
+        interface: InterfaceId,
+        now: Timestamp,
+    ) -> Self {
+        Conn {
+            peer,
+            route,
+            addr,
+            interface,
+            opened: now,
+            last_traffic: now,
+            last_probe: None,
+            probe_due: None,
+        }
+    }
+}
+
 /// The engine core. See the [module docs](self).
 ///
 /// It is `Clone`: a copy is an independent engine in the same state (the
@@ -684,16 +706,7 @@ impl Engine {
         let interface = peer.meta[i].interface;
         self.connections.insert(
             connection,
-            Conn {
-                peer: peer_id,
-                route: Some(attempt.route),
-                addr: addr.clone(),
-                interface,
-                opened: now,
-                last_traffic: now,
-                last_probe: None,
-                probe_due: None,
-            },
+            Conn::new(peer_id, Some(attempt.route), addr.clone(), interface, now),
         );
         let peer = self.peers.get_mut(&peer_id).expect("looked up above");
         // Only one of the race's own attempts can win it; a kept backup dial
@@ -869,16 +882,7 @@ impl Engine {
         let connection = self.new_id();
         self.connections.insert(
             connection,
-            Conn {
-                peer,
-                route: None,
-                addr: addr.clone(),
-                interface,
-                opened: now,
-                last_traffic: now,
-                last_probe: None,
-                probe_due: None,
-            },
+            Conn::new(peer, None, addr.clone(), interface, now),
         );
         let p = self.peers.get_mut(&peer).expect("ensured above");
         if p.primary.is_none() {
