@@ -46,4 +46,16 @@ pub enum Error {
     /// An input named an interface the engine was never told about.
     #[error("unknown interface {0}: report it with NetworkChange::Up first")]
     UnknownInterface(InterfaceId),
+    /// No local interface reaches an address: no address of ours routes to
+    /// it, and no default network is known.
+    #[error(
+        "no local interface reaches {addr}: no local address routes there and no network is up"
+    )]
+    NoInterfaceFor {
+        /// The address.
+        addr: String,
+    },
+    /// The connectivity watcher refused an input.
+    #[error(transparent)]
+    Transports(#[from] multidriver_transports::Error),
 }

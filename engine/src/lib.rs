@@ -13,7 +13,8 @@
 //!   orchestration with health and backoff, profiles by power state, and a
 //!   connection manager. See its docs for what is missing and an example of
 //!   driving it by hand.
-//! - The libp2p `Behaviour` adapter is not written yet.
+//! - [`behaviour`]: the libp2p adapter, [`behaviour::Behaviour`], one
+//!   `NetworkBehaviour` that runs the core over a real swarm.
 //!
 //! # Example
 //!
@@ -38,6 +39,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod behaviour;
 pub mod core;
 mod error;
 

@@ -15,4 +15,15 @@ pub enum Error {
     /// The radio is switched off (or the platform refused it).
     #[error("the proximity radio is off")]
     RadioOff,
+    /// A discovery driver could not start.
+    #[error("the {driver} driver cannot start: {message}")]
+    Driver {
+        /// Which driver.
+        driver: &'static str,
+        /// What went wrong.
+        message: String,
+    },
+    /// The engine refused the configuration.
+    #[error(transparent)]
+    Engine(#[from] multidriver::Error),
 }

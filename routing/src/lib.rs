@@ -1,21 +1,50 @@
 //! Discovery drivers for multidriver.
 //!
-//! What exists today:
-//!
+//! - [`drivers`]: the drivers over real libp2p protocols, as one
+//!   [`Discovery`] behaviour that [`multidriver::behaviour::Behaviour`] runs:
+//!   a Kademlia DHT (provider records keyed by a hash of the namespace),
+//!   rendezvous points (the libp2p-rendezvous client, signed peer records,
+//!   one driver per point), and mDNS. Each declares its capabilities.
 //! - [`proximity`]: the BLE-style [`proximity::ProximityRadio`] interface a
 //!   host app implements (advertise a short token, scan and report
 //!   sightings with signal strength), and an in-process implementation
 //!   ([`proximity::Ether`], [`proximity::InProcessRadio`]) for tests and the
 //!   simulator.
 //!
-//! Still to come, behind the engine's driver interface, each declaring its
-//! capabilities: the DHT driver (libp2p-kad provider records keyed by a hash
-//! of the namespace), the rendezvous driver (the libp2p-rendezvous client
-//! against one or several rendezvous points, signed peer records), the mDNS
-//! driver (libp2p-mdns), the proximity driver over the radio above, and the
-//! rendezvous point server library behind `multidriver rendezvous`.
+//! Not yet: a proximity driver that turns sightings into routes (it needs
+//! the BLE-style stream transport, which does not exist yet), and the
+//! rendezvous point server behind `multidriver rendezvous`.
 //!
-//! # Example
+//! # Example: multidriver in a swarm
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use libp2p::{futures::StreamExt, identity::Keypair, swarm::SwarmEvent};
+//! use multidriver::behaviour::{Behaviour, Config};
+//! use multidriver_routing::{Discovery, DiscoveryConfig};
+//! use multidriver_transports::stack::{StackConfig, build_swarm};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let key = Keypair::generate_ed25519();
+//! let drivers = Discovery::new(&key, DiscoveryConfig::default().with_mdns())?;
+//! let behaviour = Behaviour::new(key.public().to_peer_id(), Config::default(), drivers)?;
+//! let mut swarm = build_swarm(key, &StackConfig::default(), |_| behaviour)?;
+//! swarm.listen_on("/ip4/0.0.0.0/udp/0/quic-v1".parse()?)?;
+//! swarm.behaviour_mut().advertise("my-app")?;
+//! swarm.behaviour_mut().subscribe("my-app")?;
+//! loop {
+//!     match swarm.select_next_some().await {
+//!         SwarmEvent::Behaviour(multidriver::core::Event::PeerDiscovered { peer, .. }) => {
+//!             swarm.behaviour_mut().connect(peer)?;
+//!         }
+//!         SwarmEvent::Behaviour(event) => println!("{event:?}"),
+//!         _ => {}
+//!     }
+//! }
+//! # }
+//! ```
+//!
+//! # Example: the proximity radio
 //!
 //! ```
 //! use multidriver_routing::proximity::{Ether, EtherConfig, ProximityRadio, Token};
@@ -31,7 +60,9 @@
 //! # Ok::<(), multidriver_routing::Error>(())
 //! ```
 
+pub mod drivers;
 mod error;
 pub mod proximity;
 
+pub use drivers::{Discovery, DiscoveryConfig};
 pub use error::Error;

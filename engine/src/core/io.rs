@@ -362,6 +362,19 @@ impl fmt::Display for DriverId {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct QueryId(pub(crate) u64);
 
+impl QueryId {
+    /// An id with this number, for driver tests; the engine numbers the
+    /// ids of its own commands.
+    pub fn from_raw(n: u64) -> Self {
+        QueryId(n)
+    }
+
+    /// The number behind the id.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
 impl fmt::Display for QueryId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "q{}", self.0)

@@ -999,6 +999,27 @@ impl Engine {
             .map(|c| (&c.addr, c.interface))
     }
 
+    /// The peer's routes that may be dialled `now`, best first, with their
+    /// interface and modelled cost in milliseconds: what the racing dialer
+    /// would try, in its order. An adapter answers a dial it did not order
+    /// (the app dialling a peer by id) with these addresses.
+    pub fn ranked_routes(
+        &self,
+        peer: &PeerId,
+        now: Timestamp,
+    ) -> Vec<(Multiaddr, InterfaceId, f64)> {
+        let Some(p) = self.peers.get(peer) else {
+            return Vec::new();
+        };
+        self.candidates(p, now)
+            .into_iter()
+            .filter_map(|(no, _, cost)| {
+                let i = p.index_of(no)?;
+                Some((p.routes[i].id.addr.clone(), p.meta[i].interface, cost))
+            })
+            .collect()
+    }
+
     /// Events waiting to be polled.
     pub fn pending_events(&self) -> usize {
         self.events.len()

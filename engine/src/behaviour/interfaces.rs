@@ -1,0 +1,359 @@
+//! The local side of routes: which interface a remote address is reached
+//! through, fed by OS address events and the host's connectivity hints.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+
+use libp2p::multiaddr::Protocol;
+use multiaddr::Multiaddr;
+use multidriver_scoring::Medium;
+use multidriver_transports::connectivity::{
+    Change, ConnectivityHint, InterfaceEvent, Watcher, WatcherConfig,
+};
+
+use crate::core::{InterfaceId, NetworkChange};
+
+/// A public address the kernel's routing table is asked about (RFC 5737
+/// TEST-NET-1; a UDP `connect` sends nothing, it only picks the source).
+const PROBE_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+/// RFC 3849's documentation prefix, for the same question over IPv6.
+const PROBE_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+
+#[derive(Debug, Clone, Copy)]
+struct Local {
+    prefix: u8,
+    interface: InterfaceId,
+    medium: Medium,
+    validated: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Hinted {
+    medium: Medium,
+    validated: bool,
+}
+
+/// Local addresses and hinted networks, numbered as engine interfaces.
+#[derive(Debug)]
+pub(crate) struct Interfaces {
+    watcher: Watcher,
+    addrs: BTreeMap<IpAddr, Local>,
+    hinted: BTreeMap<InterfaceId, Hinted>,
+    /// Remote IP → local source IP the kernel picks; cleared on every
+    /// change, and when full.
+    lookups: HashMap<IpAddr, Option<IpAddr>>,
+    max_lookups: usize,
+}
+
+impl Interfaces {
+    pub(crate) fn new(max_interfaces: usize, max_lookups: usize) -> Self {
+        Interfaces {
+            watcher: Watcher::new(WatcherConfig { max_interfaces }),
+            addrs: BTreeMap::new(),
+            hinted: BTreeMap::new(),
+            lookups: HashMap::new(),
+            max_lookups,
+        }
+    }
+
+    /// The OS's addresses now, with interface names, for the first
+    /// [`Change`]s before `if-watch` reports anything.
+    pub(crate) fn scan() -> Vec<(IpAddr, u8, String)> {
+        let Ok(list) = nix::ifaddrs::getifaddrs() else {
+            return Vec::new();
+        };
+        list.filter_map(|a| {
+            let addr = a.address?;
+            let (ip, prefix) = if let Some(v4) = addr.as_sockaddr_in() {
+                let mask = a.netmask.and_then(|m| m.as_sockaddr_in().map(|m| m.ip()));
+                (
+                    IpAddr::V4(v4.ip()),
+                    mask.map_or(32, |m| u32::from(m).count_ones() as u8),
+                )
+            } else if let Some(v6) = addr.as_sockaddr_in6() {
+                let mask = a.netmask.and_then(|m| m.as_sockaddr_in6().map(|m| m.ip()));
+                (
+                    IpAddr::V6(v6.ip()),
+                    mask.map_or(128, |m| u128::from(m).count_ones() as u8),
+                )
+            } else {
+                return None;
+            };
+            Some((ip, prefix, a.interface_name))
+        })
+        .collect()
+    }
+
+    fn name_of(ip: IpAddr) -> Option<String> {
+        Self::scan()
+            .into_iter()
+            .find(|(a, _, _)| *a == ip)
+            .map(|(_, _, name)| name)
+    }
+
+    /// An address appeared (`name` when known) or disappeared.
+    pub(crate) fn on_address(
+        &mut self,
+        ip: IpAddr,
+        prefix: u8,
+        up: bool,
+        name: Option<&str>,
+    ) -> Result<Option<NetworkChange>, multidriver_transports::Error> {
+        self.lookups.clear();
+        if up {
+            if self.addrs.contains_key(&ip) {
+                return Ok(None);
+            }
+            let looked_up;
+            let name = match name {
+                Some(n) => Some(n),
+                None => {
+                    looked_up = Self::name_of(ip);
+                    looked_up.as_deref()
+                }
+            };
+            let change = self
+                .watcher
+                .handle_interface(InterfaceEvent::Up { addr: ip, prefix }, name)?;
+            if let Some(Change::Up {
+                interface,
+                medium,
+                validated,
+                ..
+            }) = change
+            {
+                self.addrs.insert(
+                    ip,
+                    Local {
+                        prefix,
+                        interface: InterfaceId(interface),
+                        medium,
+                        validated,
+                    },
+                );
+            }
+            Ok(change.map(NetworkChange::from))
+        } else {
+            let Some(local) = self.addrs.remove(&ip) else {
+                return Ok(None);
+            };
+            let change = self.watcher.handle_interface(
+                InterfaceEvent::Down {
+                    addr: ip,
+                    prefix: local.prefix,
+                },
+                None,
+            )?;
+            Ok(change.map(NetworkChange::from))
+        }
+    }
+
+    /// A host hint.
+    pub(crate) fn on_hint(
+        &mut self,
+        hint: ConnectivityHint,
+    ) -> Result<Option<NetworkChange>, multidriver_transports::Error> {
+        self.lookups.clear();
+        let change = self.watcher.handle_hint(hint)?;
+        match change {
+            Some(Change::Up {
+                interface,
+                medium,
+                validated,
+                ..
+            }) => {
+                self.hinted
+                    .insert(InterfaceId(interface), Hinted { medium, validated });
+            }
+            Some(Change::Changed {
+                interface,
+                validated,
+                ..
+            }) => {
+                if let Some(h) = self.hinted.get_mut(&InterfaceId(interface)) {
+                    h.validated = validated;
+                }
+            }
+            Some(Change::Down { interface }) => {
+                self.hinted.remove(&InterfaceId(interface));
+            }
+            Some(Change::Losing { .. }) | None => {}
+        }
+        Ok(change.map(NetworkChange::from))
+    }
+
+    /// The interface a local address belongs to (the local end of an
+    /// inbound connection).
+    pub(crate) fn of_local(&self, addr: &Multiaddr) -> Option<InterfaceId> {
+        let ip = ip_of(addr)?;
+        if let Some(l) = self.addrs.get(&ip) {
+            return Some(l.interface);
+        }
+        // Bound to a wildcard, or only hints: the default network.
+        self.default_interface()
+    }
+
+    /// The medium of an interface we numbered.
+    pub(crate) fn medium(&self, interface: InterfaceId) -> Medium {
+        self.addrs
+            .values()
+            .find(|l| l.interface == interface)
+            .map(|l| l.medium)
+            .or_else(|| self.hinted.get(&interface).map(|h| h.medium))
+            .unwrap_or(Medium::Unknown)
+    }
+
+    /// The interface a route to `addr` leaves through: the interface of the
+    /// source address the kernel's routing table picks for the remote IP,
+    /// the default network's for a DNS name, the hinted default network
+    /// when the OS's addresses are not watched.
+    pub(crate) fn route(&mut self, addr: &Multiaddr) -> Option<InterfaceId> {
+        let remote = ip_of(addr).unwrap_or(IpAddr::V4(PROBE_V4));
+        let is_v6 = matches!(remote, IpAddr::V6(_))
+            || addr
+                .iter()
+                .any(|p| matches!(p, Protocol::Dns6(_) | Protocol::Ip6(_)));
+        let remote = match (remote, is_v6) {
+            (IpAddr::V4(_), true) => IpAddr::V6(PROBE_V6),
+            (r, _) => r,
+        };
+        let source = self.source_for(remote);
+        source
+            .and_then(|s| self.addrs.get(&s).map(|l| l.interface))
+            .or_else(|| self.default_interface())
+    }
+
+    fn source_for(&mut self, remote: IpAddr) -> Option<IpAddr> {
+        if let Some(hit) = self.lookups.get(&remote) {
+            return *hit;
+        }
+        let unspecified: IpAddr = match remote {
+            IpAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+            IpAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+        };
+        // Port 9 (discard): the port is irrelevant, nothing is sent.
+        let source = UdpSocket::bind(SocketAddr::new(unspecified, 0))
+            .and_then(|s| s.connect(SocketAddr::new(remote, 9)).map(|()| s))
+            .and_then(|s| s.local_addr())
+            .ok()
+            .map(|a| a.ip());
+        if self.lookups.len() >= self.max_lookups {
+            self.lookups.clear();
+        }
+        self.lookups.insert(remote, source);
+        source
+    }
+
+    /// The network routes default to: a validated hinted network (Wi-Fi
+    /// and Ethernet before cellular, as the OSes choose), else the
+    /// interface of the address the kernel uses for the internet, else any
+    /// non-loopback address, else loopback.
+    fn default_interface(&self) -> Option<InterfaceId> {
+        let rank = |m: Medium| match m {
+            Medium::Ethernet => 0,
+            Medium::Wifi => 1,
+            Medium::Cellular(_) => 2,
+            _ => 3,
+        };
+        if let Some((id, _)) = self
+            .hinted
+            .iter()
+            .filter(|(_, h)| h.validated)
+            .min_by_key(|(id, h)| (rank(h.medium), **id))
+        {
+            return Some(*id);
+        }
+        self.addrs
+            .iter()
+            .filter(|(ip, _)| !ip.is_loopback())
+            .min_by_key(|(_, l)| (!l.validated, rank(l.medium), l.interface))
+            .or_else(|| self.addrs.iter().next())
+            .map(|(_, l)| l.interface)
+    }
+}
+
+/// The IP address of a multiaddr, if it has one.
+pub(crate) fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
+    addr.iter().find_map(|p| match p {
+        Protocol::Ip4(a) => Some(IpAddr::V4(a)),
+        Protocol::Ip6(a) => Some(IpAddr::V6(a)),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_routes_leave_through_the_loopback_address() {
+        let mut i = Interfaces::new(16, 8);
+        let lo = i
+            .on_address(Ipv4Addr::LOCALHOST.into(), 8, true, Some("lo"))
+            .unwrap();
+        let Some(NetworkChange::Up {
+            interface, medium, ..
+        }) = lo
+        else {
+            panic!("loopback came up: {lo:?}");
+        };
+        assert_eq!(medium, Medium::Loopback);
+        let route = i.route(&"/ip4/127.0.0.1/tcp/4001".parse().unwrap());
+        assert_eq!(route, Some(interface));
+        assert_eq!(
+            i.of_local(&"/ip4/127.0.0.1/tcp/1".parse().unwrap()),
+            Some(interface)
+        );
+        // The address goes: so does its interface.
+        let down = i
+            .on_address(Ipv4Addr::LOCALHOST.into(), 8, false, None)
+            .unwrap();
+        assert_eq!(down, Some(NetworkChange::Down { interface }));
+        assert_eq!(i.route(&"/ip4/127.0.0.1/tcp/4001".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn hinted_networks_are_the_default_for_unknown_sources() {
+        use multidriver_transports::connectivity::{HostTransport, NetworkId, NetworkState};
+        let mut i = Interfaces::new(16, 8);
+        let state = |t| NetworkState {
+            transport: t,
+            validated: true,
+            ..NetworkState::default()
+        };
+        let lte = i
+            .on_hint(ConnectivityHint::Available {
+                network: NetworkId(2),
+                state: state(HostTransport::Cellular(
+                    multidriver_scoring::CellularGeneration::G4,
+                )),
+            })
+            .unwrap();
+        let wifi = i
+            .on_hint(ConnectivityHint::Available {
+                network: NetworkId(1),
+                state: state(HostTransport::Wifi),
+            })
+            .unwrap();
+        let (
+            Some(NetworkChange::Up { interface: lte, .. }),
+            Some(NetworkChange::Up {
+                interface: wifi, ..
+            }),
+        ) = (lte, wifi)
+        else {
+            panic!("both networks came up");
+        };
+        let dns: Multiaddr = "/dns4/example.com/tcp/4001".parse().unwrap();
+        assert_eq!(i.route(&dns), Some(wifi), "Wi-Fi is the default network");
+        i.on_hint(ConnectivityHint::Lost {
+            network: NetworkId(1),
+        })
+        .unwrap();
+        assert_eq!(i.route(&dns), Some(lte), "then cellular");
+        assert_eq!(
+            i.medium(lte),
+            Medium::Cellular(multidriver_scoring::CellularGeneration::G4)
+        );
+    }
+}
