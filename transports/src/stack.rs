@@ -1,7 +1,10 @@
 //! The libp2p 0.57 transport stack multidriver routes over.
 //!
 //! [`build_swarm`] assembles it with `SwarmBuilder`: TCP + Noise + yamux,
-//! QUIC (quinn), and DNS through hickory-resolver with an **explicit**
+//! QUIC (quinn), WebRTC-direct (libp2p-webrtc, feature `webrtc`, on by
+//! default; `/udp/…/webrtc-direct/certhash/…` addresses; a node dials
+//! WebRTC-direct only after listening on a `webrtc-direct` address, since
+//! libp2p-webrtc dials through its listener's UDP socket), and DNS through hickory-resolver with an **explicit**
 //! resolver configuration. The system configuration (`/etc/resolv.conf`)
 //! cannot be read on Android and iOS, where `with_dns()` fails; choose a
 //! public resolver or pass your own ([`Dns`]).
@@ -116,6 +119,28 @@ pub fn build_swarm<B: NetworkBehaviour>(
             c.keep_alive_interval = keep_alive;
             c
         });
+    // With WebRTC in the build, rustls has two crypto back-ends compiled in
+    // (ring for WebRTC's DTLS, aws-lc-rs for quinn) and cannot pick a
+    // process default on its own; WebRTC needs one. Install ring's unless
+    // the app installed one already (then this does nothing).
+    #[cfg(feature = "webrtc")]
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    #[cfg(feature = "webrtc")]
+    let builder = builder
+        .with_other_transport(|key| {
+            use libp2p::Transport as _;
+            // The rng argument is ignored by libp2p-webrtc 0.10 (its
+            // `Certificate::generate` docs), which draws its own key.
+            let certificate = libp2p_webrtc::tokio::Certificate::generate(&mut rand::rng())?;
+            Ok(
+                libp2p_webrtc::tokio::Transport::new(key.clone(), certificate).map(
+                    |(peer, connection), _| {
+                        (peer, libp2p::core::muxing::StreamMuxerBox::new(connection))
+                    },
+                ),
+            )
+        })
+        .map_err(|e| stack("webrtc-direct")(&e))?;
     let resolver = match &config.dns {
         Dns::Disabled => None,
         Dns::Cloudflare => Some(public(&hickory_resolver::config::CLOUDFLARE)),

@@ -86,3 +86,19 @@ async fn every_dns_choice_builds_without_reading_the_system_configuration() {
         connect_and_ping(&mut b, &mut a, addr).await;
     }
 }
+
+#[cfg(feature = "webrtc")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webrtc_direct_swarms_connect_on_loopback() {
+    let mut a = swarm(Dns::Disabled);
+    let mut b = swarm(Dns::Disabled);
+    let addr = listen(&mut a, "/ip4/127.0.0.1/udp/0/webrtc-direct").await;
+    // The listen address carries the certificate hash the dialer checks.
+    assert!(addr.to_string().contains("/certhash/"), "{addr}");
+    // libp2p-webrtc dials through a listener's UDP socket: the dialer
+    // listens too.
+    listen(&mut b, "/ip4/127.0.0.1/udp/0/webrtc-direct").await;
+    let (connected, rtt) = connect_and_ping(&mut b, &mut a, addr.clone()).await;
+    assert_eq!(connected, addr);
+    assert!(rtt < Duration::from_secs(1), "{rtt:?} on loopback");
+}
