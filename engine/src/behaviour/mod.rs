@@ -573,7 +573,10 @@ impl<D: Drivers> Behaviour<D> {
                 metrics::histogram!("multidriver_driver_answer_seconds", "driver" => source_label(source))
                     .record(sent.elapsed().as_secs_f64());
                 let outcome = match result {
-                    Ok(()) => QueryOutcome::Succeeded { found },
+                    Ok(()) => {
+                        tracing::debug!(target: "multidriver", %query, driver = source_label(source), found, "driver operation succeeded");
+                        QueryOutcome::Succeeded { found }
+                    }
                     Err(reason) => {
                         tracing::debug!(target: "multidriver", %query, %reason, "driver operation failed");
                         QueryOutcome::Failed
@@ -586,6 +589,7 @@ impl<D: Drivers> Behaviour<D> {
 
     /// Turns one engine command into swarm actions or driver calls.
     fn on_command(&mut self, command: Command) {
+        tracing::trace!(target: "multidriver", ?command, "engine command");
         match command {
             Command::Dial {
                 connection,
@@ -884,6 +888,9 @@ impl<D: Drivers> NetworkBehaviour for Behaviour<D> {
                         }
                     }
                 }
+            }
+            FromSwarm::ExternalAddrConfirmed(_) | FromSwarm::ExternalAddrExpired(_) => {
+                self.engine.handle_local_addresses_changed(now);
             }
             FromSwarm::DialFailure(f) => {
                 if let Some(dial) = self.dials.remove(&f.connection_id) {

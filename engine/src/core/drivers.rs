@@ -496,6 +496,15 @@ impl Engine {
                 .is_some_and(|d| d.backoff_until <= now)
     }
 
+    /// The addresses the local peer announces changed (a new external
+    /// address was confirmed, one expired): every registration is renewed
+    /// at once, so drivers carry the new addresses. Drivers backing off
+    /// renew when their backoff ends.
+    pub fn handle_local_addresses_changed(&mut self, now: Timestamp) {
+        self.last_now = self.last_now.max(now);
+        self.readvertise_all(now);
+    }
+
     /// The local addresses changed: every registration is renewed at once.
     pub(crate) fn readvertise_all(&mut self, now: Timestamp) {
         for advert in self.drivers.adverts.values_mut() {
