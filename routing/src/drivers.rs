@@ -16,9 +16,10 @@
 //! Driver instances are numbered in this order: the DHT (if on), each
 //! rendezvous point, mDNS (if on).
 //!
-//! Rendezvous registrations need an external address (the swarm's
-//! `add_external_address`, or one confirmed by AutoNAT/identify): without
-//! one the advertisement fails and the engine backs off.
+//! Rendezvous registrations carry the swarm's external addresses (added
+//! with `add_external_address`, or confirmed by AutoNAT/identify): until
+//! the first one is confirmed, registrations wait (counted against the
+//! operations bound; the engine's query timeout ends a wait that lasts).
 
 use std::collections::{HashMap, VecDeque};
 use std::task::{Context, Poll};
@@ -171,6 +172,10 @@ pub struct Discovery {
     /// first.
     registering: HashMap<(PeerId, String), VecDeque<QueryId>>,
     discovering: HashMap<(PeerId, String), VecDeque<QueryId>>,
+    /// Rendezvous registrations waiting for a first external address.
+    awaiting_address: VecDeque<(usize, QueryId, String, Duration)>,
+    /// External addresses the swarm confirmed and has not expired.
+    external_addresses: usize,
     mdns_ttl: Duration,
     out: VecDeque<DriverEvent>,
 }
@@ -255,6 +260,8 @@ impl Discovery {
             kad_queries: HashMap::new(),
             registering: HashMap::new(),
             discovering: HashMap::new(),
+            awaiting_address: VecDeque::new(),
+            external_addresses: 0,
             mdns_ttl: config.mdns_config.ttl,
             out: VecDeque::new(),
         })
@@ -269,6 +276,7 @@ impl Discovery {
     /// Operations in flight.
     pub fn operations(&self) -> usize {
         self.kad_queries.len()
+            + self.awaiting_address.len()
             + self.registering.values().map(VecDeque::len).sum::<usize>()
             + self.discovering.values().map(VecDeque::len).sum::<usize>()
     }
@@ -443,6 +451,28 @@ impl Discovery {
         }
     }
 
+    fn register(&mut self, i: usize, query: QueryId, namespace: &str, ttl: Duration) {
+        let (point, _) = self.points[i];
+        let Some(client) = self.protocols.rendezvous.as_mut() else {
+            return self.finish(query, Err("no rendezvous client".into()));
+        };
+        let ns = match rendezvous::Namespace::new(namespace.to_owned()) {
+            Ok(ns) => ns,
+            Err(e) => return self.finish(query, Err(e.to_string())),
+        };
+        let secs = ttl
+            .as_secs()
+            .clamp(*RENDEZVOUS_TTL.start(), *RENDEZVOUS_TTL.end());
+        match client.register(ns, point, Some(secs)) {
+            Ok(()) => self
+                .registering
+                .entry((point, namespace.to_owned()))
+                .or_default()
+                .push_back(query),
+            Err(e) => self.finish(query, Err(e.to_string())),
+        }
+    }
+
     fn on_mdns(&mut self, event: mdns::Event) {
         if let mdns::Event::Discovered(list) = event {
             let mut by_peer: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
@@ -492,25 +522,15 @@ impl Drivers for Discovery {
                 }
             }
             Some(Slot::Rendezvous(i)) => {
-                let (point, _) = self.points[i];
-                let Some(client) = self.protocols.rendezvous.as_mut() else {
-                    return self.finish(query, Err("no rendezvous client".into()));
-                };
-                let ns = match rendezvous::Namespace::new(namespace.to_owned()) {
-                    Ok(ns) => ns,
-                    Err(e) => return self.finish(query, Err(e.to_string())),
-                };
-                let secs = ttl
-                    .as_secs()
-                    .clamp(*RENDEZVOUS_TTL.start(), *RENDEZVOUS_TTL.end());
-                match client.register(ns, point, Some(secs)) {
-                    Ok(()) => self
-                        .registering
-                        .entry((point, namespace.to_owned()))
-                        .or_default()
-                        .push_back(query),
-                    Err(e) => self.finish(query, Err(e.to_string())),
+                if self.external_addresses == 0 {
+                    // Nothing to register yet: wait for the first external
+                    // address rather than fail (a failure would make the
+                    // engine back off from a healthy point).
+                    self.awaiting_address
+                        .push_back((i, query, namespace.to_owned(), ttl));
+                    return;
                 }
+                self.register(i, query, namespace, ttl);
             }
             // mDNS answers every query for the local peer: nothing to
             // register.
@@ -520,6 +540,9 @@ impl Drivers for Discovery {
     }
 
     fn stop_advertising(&mut self, driver: usize, namespace: &str) {
+        self.awaiting_address.retain(|(i, _, ns, _)| {
+            !(Some(Slot::Rendezvous(*i)) == self.slots.get(driver).copied() && ns == namespace)
+        });
         match self.slots.get(driver).copied() {
             Some(Slot::Dht) => {
                 if let Some(kad) = self.protocols.kad.as_mut() {
@@ -609,6 +632,7 @@ impl Drivers for Discovery {
                 q.finish();
             }
         }
+        self.awaiting_address.retain(|(_, q, _, _)| *q != query);
         // A rendezvous request cannot be withdrawn; its answer is dropped.
         for map in [&mut self.registering, &mut self.discovering] {
             map.retain(|_, queue| {
@@ -691,6 +715,18 @@ impl NetworkBehaviour for Discovery {
 
     fn on_swarm_event(&mut self, event: FromSwarm<'_>) {
         self.protocols.on_swarm_event(event);
+        match event {
+            FromSwarm::ExternalAddrConfirmed(_) => {
+                self.external_addresses += 1;
+                for (i, query, namespace, ttl) in std::mem::take(&mut self.awaiting_address) {
+                    self.register(i, query, &namespace, ttl);
+                }
+            }
+            FromSwarm::ExternalAddrExpired(_) => {
+                self.external_addresses = self.external_addresses.saturating_sub(1);
+            }
+            _ => {}
+        }
     }
 
     fn on_connection_handler_event(

@@ -1,0 +1,114 @@
+//! The chat runs as the README says: a rendezvous point, then two chat
+//! processes that find each other through it and exchange a line each.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_multidriver-chat");
+
+/// A chat process whose stdout lines arrive on a channel; killed on drop.
+struct Proc {
+    child: Child,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Proc {
+    fn start(args: &[&str]) -> Proc {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the chat binary starts");
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Proc {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits (at most 20 s) for a line containing `needle`.
+    fn expect(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        if let Some(l) = self.seen.iter().find(|l| l.contains(needle)) {
+            return l.clone();
+        }
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            let Ok(line) = self.lines.recv_timeout(left) else {
+                break;
+            };
+            self.seen.push(line.clone());
+            if line.contains(needle) {
+                return line;
+            }
+        }
+        panic!("no line with {needle:?} within 20 s; saw {:#?}", self.seen);
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn two_chats_meet_at_a_rendezvous_point_and_talk() {
+    let mut point = Proc::start(&[
+        "--serve-rendezvous",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--exit-after",
+        "60",
+    ]);
+    let line = point.expect("rendezvous point: ");
+    let addr = line.trim_start_matches("rendezvous point: ").to_owned();
+    let mut a = Proc::start(&[
+        "--rendezvous",
+        &addr,
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--send",
+        "hello from A",
+        "--exit-after",
+        "60",
+    ]);
+    a.expect("listening on");
+    // As a person would: B starts a moment after A registered.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut b = Proc::start(&[
+        "--rendezvous",
+        &addr,
+        "--listen",
+        "/ip4/127.0.0.1/udp/0/quic-v1",
+        "--send",
+        "hello from B",
+        "--exit-after",
+        "60",
+    ]);
+    // B finds A, which registered first, and connects along A's route.
+    let found = b.expect("through rendezvous");
+    assert!(found.starts_with("found …"), "{found}");
+    let route = b.expect("route to …");
+    assert!(
+        route.contains("/ip4/127.0.0.1/tcp/"),
+        "A's address: {route}"
+    );
+    assert!(route.contains("cost "), "with its reason: {route}");
+    b.expect(": hello from A");
+    a.expect(": hello from B");
+}
