@@ -137,15 +137,25 @@ fn mdns_finds_a_peer_in_another_namespace_and_the_engine_connects() {
     let _ = stop_b.send(());
 }
 
-#[test]
-fn losing_the_wifi_address_moves_the_peer_to_cellular() {
+/// How the phone loses Wi-Fi.
+#[derive(Debug, Clone, Copy)]
+enum Loss {
+    /// Its address is removed (what `if-watch` reports).
+    Address,
+    /// The link goes down; the address stays, the route through it goes.
+    LinkDown,
+}
+
+/// A phone namespace with `wlan0` and `wwan0` to a peer namespace; the phone
+/// connects over Wi-Fi, loses it as `loss` says, and must move to cellular.
+fn phone_loses_wifi(loss: Loss) {
     if skipped() {
         return;
     }
     let phone = Netns::create("phone").unwrap();
     let peer_ns = Netns::create("peer").unwrap();
     // Interface names tell the medium: `wlan*` is Wi-Fi, `wwan*` cellular.
-    let _wifi = VethPair::connect(
+    let wifi = VethPair::connect(
         &phone,
         "wlan0",
         "10.77.3.1/24",
@@ -215,20 +225,45 @@ fn losing_the_wifi_address_moves_the_peer_to_cellular() {
         "Wi-Fi is cheaper than cellular: {addr}"
     );
 
-    // The phone loses its Wi-Fi address: if-watch reports it, the engine
-    // takes the interface down and re-races the peer over cellular.
-    netns::del_addr(&phone, "wlan0", "10.77.3.1/24").unwrap();
-    let next = expect(&events_rx, "a switch after the Wi-Fi address went");
-    match next {
-        Event::RouteSwitched {
-            peer, to, reason, ..
-        } => {
+    match loss {
+        // if-watch reports the address gone: the engine takes the
+        // interface down and re-races the peer over cellular.
+        Loss::Address => netns::del_addr(&phone, "wlan0", "10.77.3.1/24").unwrap(),
+        // The address stays, so no interface event: the connection's next
+        // write or probe fails and the engine re-races.
+        Loss::LinkDown => wifi.set_up(false).unwrap(),
+    }
+    let next = expect(&events_rx, "a switch after Wi-Fi went");
+    match (next, loss) {
+        (
+            Event::RouteSwitched {
+                peer, to, reason, ..
+            },
+            _,
+        ) => {
             assert_eq!(peer, q);
             assert!(to.to_string().starts_with("/ip4/10.77.4.2/"), "{to}");
-            assert_eq!(reason, SwitchReason::InterfaceLost);
+            if let Loss::Address = loss {
+                assert_eq!(reason, SwitchReason::InterfaceLost);
+            }
         }
-        other => panic!("expected a switch to cellular, got {other:?}"),
+        (Event::RouteSelected { peer, addr, .. }, Loss::LinkDown) => {
+            // The connection was lost before a replacement existed.
+            assert_eq!(peer, q);
+            assert!(addr.to_string().starts_with("/ip4/10.77.4.2/"), "{addr}");
+        }
+        (other, _) => panic!("expected a move to cellular, got {other:?}"),
     }
     let _ = stop_phone.send(());
     let _ = stop_q.send(());
+}
+
+#[test]
+fn losing_the_wifi_address_moves_the_peer_to_cellular() {
+    phone_loses_wifi(Loss::Address);
+}
+
+#[test]
+fn wifi_link_down_moves_the_peer_to_cellular() {
+    phone_loses_wifi(Loss::LinkDown);
 }
