@@ -72,7 +72,11 @@
 //! `multidriver_time_to_connect_seconds` (from [`Behaviour::connect`] to the
 //! first route), `multidriver_route_switches_total{reason}`,
 //! `multidriver_driver_answer_seconds{driver}`,
-//! `multidriver_probes_total{outcome}`. Decisions are `tracing` events under
+//! `multidriver_probes_total{outcome}`, and
+//! `multidriver_modelled_energy_millijoules_total{medium, activity}`: the
+//! radio energy `multidriver_scoring::energy` models for each dial (a
+//! promotion and the handshake's bytes) and each probe batch (one wake-up
+//! per radio, the probes' bytes), not a measurement. Decisions are `tracing` events under
 //! the `multidriver` target; no subscriber is installed.
 
 mod handler;
@@ -96,7 +100,8 @@ use libp2p::swarm::{
     ToSwarm,
 };
 use libp2p::{Multiaddr, PeerId};
-use multidriver_scoring::{Medium, PowerState, Source, Timestamp};
+use multidriver_scoring::energy::{KEEPALIVE_BYTES, RadioProfile};
+use multidriver_scoring::{Medium, PowerState, Source, Timestamp, TransportKind};
 use multidriver_transports::connectivity::ConnectivityHint;
 
 pub use handler::{Handler as ProbeHandler, In as ProbeIn, Out as ProbeOut, PROBE_PROTOCOL};
@@ -274,6 +279,18 @@ fn medium_label(m: Medium) -> &'static str {
         Medium::Bluetooth => "bluetooth",
         _ => "unknown",
     }
+}
+
+/// Adds modelled radio energy to `multidriver_modelled_energy_millijoules_total`.
+fn record_energy(medium: Medium, activity: &'static str, joules: f64) {
+    // Millijoules, rounded: counters count whole units.
+    let mj = (joules * 1000.0).round().max(0.0) as u64;
+    metrics::counter!(
+        "multidriver_modelled_energy_millijoules_total",
+        "medium" => medium_label(medium),
+        "activity" => activity
+    )
+    .increment(mj);
 }
 
 fn source_label(s: Source) -> &'static str {
@@ -602,6 +619,13 @@ impl<D: Drivers> Behaviour<D> {
                     .condition(PeerCondition::Always)
                     .build();
                 let medium = self.interfaces.medium(interface);
+                if let Some(transport) = TransportKind::from_multiaddr(&addr) {
+                    record_energy(
+                        medium,
+                        "dial",
+                        RadioProfile::for_medium(medium).setup_energy(transport),
+                    );
+                }
                 tracing::debug!(target: "multidriver", %peer, %addr, %interface, engine = %connection, "dial");
                 self.dials.insert(
                     opts.connection_id(),
@@ -655,6 +679,22 @@ impl<D: Drivers> Behaviour<D> {
                 self.drivers.cancel(query);
             }
             Command::KeepAlive { connections } => {
+                // One batch wakes each radio once: a promotion and a tail per
+                // medium, plus each probe's bytes (32 each way, framed).
+                let mut woken: Vec<Medium> = Vec::new();
+                for c in &connections {
+                    let Some((_, interface)) = self.engine.connection(*c) else {
+                        continue;
+                    };
+                    let medium = self.interfaces.medium(interface);
+                    let radio = RadioProfile::for_medium(medium);
+                    let mut joules = radio.transfer_energy(KEEPALIVE_BYTES, KEEPALIVE_BYTES);
+                    if !woken.contains(&medium) {
+                        woken.push(medium);
+                        joules += radio.isolated_wakeup_energy();
+                    }
+                    record_energy(medium, "probe", joules);
+                }
                 for c in connections {
                     if let Some((swarm, peer)) = self.by_engine.get(&c) {
                         self.actions.push_back(ToSwarm::NotifyHandler {
