@@ -504,6 +504,34 @@ fn an_unanswered_probe_closes_the_connection_and_re_races_at_once() {
 }
 
 #[test]
+fn a_peer_without_ping_is_never_probed_again_nor_closed_for_it() {
+    let liveness = multidriver::core::Liveness::default();
+    let mut h = Harness::live(Config::default());
+    let p = peer(1);
+    h.up(WIFI, Medium::Wifi);
+    h.discover(p, LAN, WIFI, Source::Mdns);
+    h.connect(p);
+    h.at(ms(10));
+    let wifi = h.dial_to(LAN);
+    h.succeed(wifi);
+    let first = Timestamp::from_duration(ms(10) + liveness.heartbeat);
+    h.run_until(first);
+    assert_eq!(keep_alives(&h), vec![(first, vec![wifi])]);
+    // The remote refuses the ping protocol: the pending probe is forgiven.
+    h.engine.handle_probe_unsupported(wifi, h.now);
+    h.drain();
+    h.at(ms(10) + liveness.heartbeat * 5);
+    assert_eq!(keep_alives(&h).len(), 1, "no probe after the refusal");
+    assert!(
+        !h.closes().iter().any(|c| c.1 == wifi),
+        "the connection stays: {:#?}",
+        h.closes()
+    );
+    assert_eq!(h.engine.primary(&p), Some(wifi));
+    h.disconnect_all(p);
+}
+
+#[test]
 fn a_backup_that_died_with_its_primary_is_never_promoted() {
     let liveness = multidriver::core::Liveness::default();
     let mut h = Harness::live(Config::default().with_profile(Profile::performance()));

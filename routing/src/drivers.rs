@@ -402,18 +402,21 @@ impl Discovery {
             E::Discovered {
                 rendezvous_node,
                 registrations,
-                ..
+                cookie,
             } => {
-                // The answer names its namespace only through its
-                // registrations; an empty one answers the oldest lookup.
-                let namespace = registrations
-                    .first()
-                    .map(|r| r.namespace.to_string())
+                // The answer names its namespace in its cookie (the stock
+                // server sets it for a namespaced lookup), else through its
+                // registrations; failing both it answers the oldest lookup.
+                let namespace = cookie
+                    .namespace()
+                    .map(|ns| ns.to_string())
+                    .or_else(|| registrations.first().map(|r| r.namespace.to_string()))
                     .or_else(|| {
                         self.discovering
-                            .keys()
-                            .find(|(p, _)| *p == rendezvous_node)
-                            .map(|(_, ns)| ns.clone())
+                            .iter()
+                            .filter(|((p, _), _)| *p == rendezvous_node)
+                            .min_by_key(|(_, queue)| queue.front().copied())
+                            .map(|((_, ns), _)| ns.clone())
                     });
                 let Some(namespace) = namespace else {
                     return;
@@ -594,7 +597,10 @@ impl Drivers for Discovery {
                 let Some(m) = self.protocols.mdns.as_mut() else {
                     return self.finish(query, Err("no mDNS".into()));
                 };
-                let peers: Vec<PeerId> = m.discovered_nodes().copied().collect();
+                // `discovered_nodes` yields a peer once per address.
+                let mut peers: Vec<PeerId> = m.discovered_nodes().copied().collect();
+                peers.sort_unstable();
+                peers.dedup();
                 for peer in peers {
                     let addrs = m
                         .handle_pending_outbound_connection(

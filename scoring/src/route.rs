@@ -132,10 +132,14 @@ pub enum Scope {
 
 impl Scope {
     /// The scope of an address, from its first IP component; DNS names and
-    /// `/p2p-circuit` routes are on the internet.
+    /// `/p2p-circuit` routes are on the internet; BLE-style `/memory/` links
+    /// are local.
     pub fn of(addr: &Multiaddr) -> Scope {
         if addr.iter().any(|p| matches!(p, Protocol::P2pCircuit)) {
             return Scope::Internet;
+        }
+        if addr.iter().any(|p| matches!(p, Protocol::Memory(_))) {
+            return Scope::Lan;
         }
         for protocol in addr.iter() {
             match protocol {
@@ -217,6 +221,9 @@ impl TransportKind {
             match protocol {
                 Protocol::QuicV1 | Protocol::Quic => return Some(TransportKind::Quic),
                 Protocol::WebRTCDirect | Protocol::WebRTC => return Some(TransportKind::WebRtc),
+                // multidriver's BLE-style links of the proximity radio are
+                // addressed `/memory/<station>` (multidriver-routing `ble`).
+                Protocol::Memory(_) => return Some(TransportKind::Ble),
                 Protocol::Tcp(_) => tcp = true,
                 _ => {}
             }
@@ -685,6 +692,11 @@ mod tests {
             TransportKind::from_multiaddr(&addr("/ip4/1.2.3.4/udp/1")),
             None
         );
+        assert_eq!(
+            TransportKind::from_multiaddr(&addr("/memory/7")),
+            Some(TransportKind::Ble)
+        );
+        assert_eq!(Scope::of(&addr("/memory/7")), Scope::Lan);
     }
 
     #[test]

@@ -41,7 +41,7 @@ const MAX_PENDING: usize = 4;
 /// What the behaviour tells a connection's handler.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum In {
-    /// Send one probe now (a no-op while one is in flight).
+    /// Send one probe now (while one is in flight, one more follows it).
     Probe,
     /// Whether the engine holds this connection: if so it stays open even
     /// when idle; if not, the swarm's idle timeout and the other protocols
@@ -68,8 +68,12 @@ enum Outbound {
     Opening,
     /// A stream waits for the next probe.
     Idle(Stream),
-    /// A probe is in flight.
-    Busy(BoxFuture<'static, Result<(Stream, Duration), String>>),
+    /// A probe is in flight; `reused` when on a stream an earlier probe
+    /// used (the remote may have dropped it while idle).
+    Busy {
+        fut: BoxFuture<'static, Result<(Stream, Duration), String>>,
+        reused: bool,
+    },
 }
 
 /// The connection handler.
@@ -183,9 +187,12 @@ impl ConnectionHandler for Handler {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<ConnectionHandlerEvent<Self::OutboundProtocol, (), Self::ToBehaviour>> {
-        if let Some(fut) = self.inbound.as_mut() {
+        // Answer pings until the stream has nothing more: a re-armed answer
+        // is polled at once, so that its stream's waker is registered (QUIC
+        // wakes only the stream, not the connection).
+        while let Some(fut) = self.inbound.as_mut() {
             match fut.poll_unpin(cx) {
-                Poll::Pending => {}
+                Poll::Pending => break,
                 Poll::Ready(Ok(stream)) => self.inbound = Some(answer(stream).boxed()),
                 Poll::Ready(Err(e)) => {
                     tracing::trace!(error = %e, "inbound probe stream ended");
@@ -198,20 +205,26 @@ impl ConnectionHandler for Handler {
                 return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(out));
             }
             match std::mem::replace(&mut self.outbound, Outbound::None) {
-                Outbound::Busy(mut fut) => match fut.poll_unpin(cx) {
+                Outbound::Busy { mut fut, reused } => match fut.poll_unpin(cx) {
                     Poll::Pending => {
-                        self.outbound = Outbound::Busy(fut);
+                        self.outbound = Outbound::Busy { fut, reused };
                         return Poll::Pending;
                     }
                     Poll::Ready(Ok((stream, rtt))) => {
                         self.outbound = Outbound::Idle(stream);
                         self.report(Out::Rtt(rtt));
                     }
+                    // An idle stream the remote dropped: retry once on a
+                    // fresh stream before calling the probe failed.
+                    Poll::Ready(Err(_)) if reused => self.probe_wanted = true,
                     Poll::Ready(Err(e)) => self.report(Out::Failed(e)),
                 },
                 Outbound::Idle(stream) if self.probe_wanted => {
                     self.probe_wanted = false;
-                    self.outbound = Outbound::Busy(probe(stream, self.timeout).boxed());
+                    self.outbound = Outbound::Busy {
+                        fut: probe(stream, self.timeout).boxed(),
+                        reused: true,
+                    };
                 }
                 Outbound::None if self.probe_wanted => {
                     self.outbound = Outbound::Opening;
@@ -246,7 +259,10 @@ impl ConnectionHandler for Handler {
             }) => {
                 stream.ignore_for_keep_alive();
                 self.probe_wanted = false;
-                self.outbound = Outbound::Busy(probe(stream, self.timeout).boxed());
+                self.outbound = Outbound::Busy {
+                    fut: probe(stream, self.timeout).boxed(),
+                    reused: false,
+                };
             }
             ConnectionEvent::DialUpgradeError(DialUpgradeError { error, .. }) => {
                 self.outbound = Outbound::None;

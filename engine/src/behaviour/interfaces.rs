@@ -1,14 +1,14 @@
 //! The local side of routes: which interface a remote address is reached
 //! through, fed by OS address events and the host's connectivity hints.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 
 use libp2p::multiaddr::Protocol;
 use multiaddr::Multiaddr;
-use multidriver_scoring::Medium;
+use multidriver_scoring::{Medium, Scope};
 use multidriver_transports::connectivity::{
-    Change, ConnectivityHint, InterfaceEvent, Watcher, WatcherConfig,
+    Change, ConnectivityHint, InterfaceEvent, NetworkId, Watcher, WatcherConfig,
 };
 
 use crate::core::{InterfaceId, NetworkChange};
@@ -18,6 +18,10 @@ use crate::core::{InterfaceId, NetworkChange};
 const PROBE_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 /// RFC 3849's documentation prefix, for the same question over IPv6.
 const PROBE_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+
+/// The network number the proximity radio's link is tracked under (host
+/// hints use the platform's handles, far below it).
+const BLUETOOTH_NETWORK: NetworkId = NetworkId(u64::MAX);
 
 #[derive(Debug, Clone, Copy)]
 struct Local {
@@ -39,6 +43,10 @@ pub(crate) struct Interfaces {
     watcher: Watcher,
     addrs: BTreeMap<IpAddr, Local>,
     hinted: BTreeMap<InterfaceId, Hinted>,
+    /// Hinted networks the host warned are going.
+    losing: BTreeSet<InterfaceId>,
+    /// The proximity radio's link, when a proximity driver runs.
+    bluetooth: Option<InterfaceId>,
     /// Remote IP → local source IP the kernel picks; cleared on every
     /// change, and when full.
     lookups: HashMap<IpAddr, Option<IpAddr>>,
@@ -51,6 +59,8 @@ impl Interfaces {
             watcher: Watcher::new(WatcherConfig { max_interfaces }),
             addrs: BTreeMap::new(),
             hinted: BTreeMap::new(),
+            losing: BTreeSet::new(),
+            bluetooth: None,
             lookups: HashMap::new(),
             max_lookups,
         }
@@ -162,6 +172,7 @@ impl Interfaces {
                 validated,
                 ..
             }) => {
+                self.losing.remove(&InterfaceId(interface));
                 self.hinted
                     .insert(InterfaceId(interface), Hinted { medium, validated });
             }
@@ -176,8 +187,12 @@ impl Interfaces {
             }
             Some(Change::Down { interface }) => {
                 self.hinted.remove(&InterfaceId(interface));
+                self.losing.remove(&InterfaceId(interface));
             }
-            Some(Change::Losing { .. }) | None => {}
+            Some(Change::Losing { interface }) => {
+                self.losing.insert(InterfaceId(interface));
+            }
+            None => {}
         }
         Ok(change.map(NetworkChange::from))
     }
@@ -190,11 +205,15 @@ impl Interfaces {
             return Some(l.interface);
         }
         // Bound to a wildcard, or only hints: the default network.
-        self.default_interface()
+        let lan = Scope::of(addr) != Scope::Internet;
+        self.hinted_default(lan).or_else(|| self.address_default())
     }
 
     /// The medium of an interface we numbered.
     pub(crate) fn medium(&self, interface: InterfaceId) -> Medium {
+        if self.bluetooth == Some(interface) {
+            return Medium::Bluetooth;
+        }
         self.addrs
             .values()
             .find(|l| l.interface == interface)
@@ -203,24 +222,66 @@ impl Interfaces {
             .unwrap_or(Medium::Unknown)
     }
 
-    /// The interface a route to `addr` leaves through: the interface of the
-    /// source address the kernel's routing table picks for the remote IP,
-    /// the default network's for a DNS name, the hinted default network
-    /// when the OS's addresses are not watched.
+    /// The interface a route to `addr` leaves through:
+    ///
+    /// - a BLE-style `/memory/` link: the proximity radio's interface;
+    /// - an IP address: the interface of the source address the kernel's
+    ///   routing table picks for it;
+    /// - a DNS name: the interface the kernel picks for the internet;
+    /// - when the kernel's pick is not a watched address (the host reports
+    ///   networks with hints instead), the hinted network for the
+    ///   address's scope: a Wi-Fi or Ethernet network for a LAN address,
+    ///   validated or not, else the default validated network.
+    ///
+    /// `None` when no route exists: the address is unreachable now (it may
+    /// become reachable after a network change).
     pub(crate) fn route(&mut self, addr: &Multiaddr) -> Option<InterfaceId> {
-        let remote = ip_of(addr).unwrap_or(IpAddr::V4(PROBE_V4));
-        let is_v6 = matches!(remote, IpAddr::V6(_))
-            || addr
-                .iter()
-                .any(|p| matches!(p, Protocol::Dns6(_) | Protocol::Ip6(_)));
-        let remote = match (remote, is_v6) {
-            (IpAddr::V4(_), true) => IpAddr::V6(PROBE_V6),
-            (r, _) => r,
-        };
-        let source = self.source_for(remote);
-        source
-            .and_then(|s| self.addrs.get(&s).map(|l| l.interface))
-            .or_else(|| self.default_interface())
+        if addr.iter().any(|p| matches!(p, Protocol::Memory(_))) {
+            return self.bluetooth;
+        }
+        let ip = ip_of(addr);
+        let is_v6 = matches!(ip, Some(IpAddr::V6(_)))
+            || addr.iter().any(|p| matches!(p, Protocol::Dns6(_)));
+        let remote = ip.unwrap_or(if is_v6 {
+            IpAddr::V6(PROBE_V6)
+        } else {
+            IpAddr::V4(PROBE_V4)
+        });
+        let lan = ip.is_some_and(|ip| Scope::of(addr) != Scope::Internet && !ip.is_loopback());
+        match self.source_for(remote) {
+            Some(source) => self
+                .addrs
+                .get(&source)
+                .map(|l| l.interface)
+                .or_else(|| self.hinted_default(lan))
+                .or_else(|| self.address_default()),
+            // No route in the kernel: only a hinted network can say more
+            // (the host may route per network where the kernel cannot).
+            None => self.hinted_default(lan),
+        }
+    }
+
+    /// Brings up the proximity radio's link as an interface; returns its
+    /// change for the engine (once).
+    pub(crate) fn bring_up_bluetooth(&mut self) -> Option<NetworkChange> {
+        if self.bluetooth.is_some() {
+            return None;
+        }
+        let change = self
+            .watcher
+            .handle_hint(ConnectivityHint::Available {
+                network: BLUETOOTH_NETWORK,
+                state: multidriver_transports::connectivity::NetworkState {
+                    transport: multidriver_transports::connectivity::HostTransport::Bluetooth,
+                    ..Default::default()
+                },
+            })
+            .ok()
+            .flatten()?;
+        if let Change::Up { interface, .. } = change {
+            self.bluetooth = Some(InterfaceId(interface));
+        }
+        Some(NetworkChange::from(change))
     }
 
     fn source_for(&mut self, remote: IpAddr) -> Option<IpAddr> {
@@ -244,25 +305,45 @@ impl Interfaces {
         source
     }
 
-    /// The network routes default to: a validated hinted network (Wi-Fi
-    /// and Ethernet before cellular, as the OSes choose), else the
-    /// interface of the address the kernel uses for the internet, else any
-    /// non-loopback address, else loopback.
-    fn default_interface(&self) -> Option<InterfaceId> {
+    /// The hinted network a route defaults to: for a LAN address a Wi-Fi or
+    /// Ethernet network whatever its validation; else a validated one
+    /// (Wi-Fi and Ethernet before cellular, as the OSes choose); never one
+    /// the host warned is going.
+    fn hinted_default(&self, lan: bool) -> Option<InterfaceId> {
         let rank = |m: Medium| match m {
             Medium::Ethernet => 0,
             Medium::Wifi => 1,
             Medium::Cellular(_) => 2,
             _ => 3,
         };
-        if let Some((id, _)) = self
+        let usable = self
             .hinted
             .iter()
+            .filter(|(id, h)| !self.losing.contains(id) && h.medium != Medium::Bluetooth);
+        if lan {
+            let local = usable
+                .clone()
+                .filter(|(_, h)| matches!(h.medium, Medium::Wifi | Medium::Ethernet))
+                .min_by_key(|(id, h)| (rank(h.medium), **id));
+            if let Some((id, _)) = local {
+                return Some(*id);
+            }
+        }
+        usable
             .filter(|(_, h)| h.validated)
             .min_by_key(|(id, h)| (rank(h.medium), **id))
-        {
-            return Some(*id);
-        }
+            .map(|(id, _)| *id)
+    }
+
+    /// Without hints: a validated non-loopback address's interface, else
+    /// any address's.
+    fn address_default(&self) -> Option<InterfaceId> {
+        let rank = |m: Medium| match m {
+            Medium::Ethernet => 0,
+            Medium::Wifi => 1,
+            Medium::Cellular(_) => 2,
+            _ => 3,
+        };
         self.addrs
             .iter()
             .filter(|(ip, _)| !ip.is_loopback())

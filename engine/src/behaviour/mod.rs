@@ -182,6 +182,12 @@ pub struct Config {
     /// the memory is cleared and the kernel asked again; it is cleared on
     /// every network change anyway. Default 256.
     pub max_route_lookups: usize,
+    /// Routes remembered so that each follows its address to another
+    /// interface when the network changes (the kernel routes an address
+    /// through whichever interface is up). At the bound the route that
+    /// lapses first is forgotten; the engine keeps it, but it no longer
+    /// moves. Default 4096.
+    pub max_remembered_routes: usize,
     /// Most commands for the swarm waiting at once (dials, closes,
     /// probes). The engine's own bounds keep it far below; at the bound the
     /// behaviour stops taking commands from the engine until the swarm has
@@ -197,6 +203,7 @@ impl Default for Config {
             // libp2p-ping's default timeout (ping `handler.rs`).
             probe_timeout: Duration::from_secs(20),
             max_route_lookups: 256,
+            max_remembered_routes: 4096,
             max_pending_actions: 1024,
         }
     }
@@ -224,6 +231,23 @@ struct Dial {
     engine: ConnectionId,
     medium: Medium,
     started: Instant,
+}
+
+/// A route the behaviour gave the engine, remembered to follow its address.
+#[derive(Debug, Clone, Copy)]
+struct Known {
+    source: Source,
+    signed: bool,
+    expires: Timestamp,
+    interface: InterfaceId,
+}
+
+/// An inbound connection of a peer the engine did not know yet.
+#[derive(Debug, Clone)]
+struct Untracked {
+    peer: PeerId,
+    local: Multiaddr,
+    remote: Multiaddr,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -257,6 +281,10 @@ pub struct Behaviour<D: Drivers> {
     queries: HashMap<QueryId, (Instant, usize, Source)>,
     /// When the app asked for a peer, until its first route.
     wanted_since: HashMap<PeerId, Instant>,
+    /// Routes given to the engine, to move when their address moves.
+    known: HashMap<(PeerId, Multiaddr), Known>,
+    /// Inbound connections waiting for the engine to know their peer.
+    untracked: HashMap<SwarmConnectionId, Untracked>,
     actions: VecDeque<Action<D>>,
 }
 
@@ -278,6 +306,27 @@ fn medium_label(m: Medium) -> &'static str {
         Medium::Cellular(_) => "cellular",
         Medium::Bluetooth => "bluetooth",
         _ => "unknown",
+    }
+}
+
+/// Whether a connection's end says its path failed (a timeout, a reset, an
+/// unreachable network) rather than that someone closed it: only a failure
+/// penalises the other routes to the host. A remote's deliberate close
+/// reaches us as an I/O error too, of another kind.
+fn is_loss(cause: Option<&libp2p::swarm::ConnectionError>) -> bool {
+    use std::io::ErrorKind as K;
+    match cause {
+        Some(libp2p::swarm::ConnectionError::IO(e)) => matches!(
+            e.kind(),
+            K::TimedOut
+                | K::ConnectionReset
+                | K::ConnectionAborted
+                | K::BrokenPipe
+                | K::HostUnreachable
+                | K::NetworkUnreachable
+                | K::NetworkDown
+        ),
+        _ => false,
     }
 }
 
@@ -335,11 +384,19 @@ impl<D: Drivers> Behaviour<D> {
             closing: HashSet::new(),
             queries: HashMap::new(),
             wanted_since: HashMap::new(),
+            known: HashMap::new(),
+            untracked: HashMap::new(),
             actions: VecDeque::new(),
             engine,
             drivers,
             config,
         };
+        if behaviour.driver_kinds.contains(&Source::Proximity)
+            && let Some(change) = behaviour.interfaces.bring_up_bluetooth()
+        {
+            // The proximity radio's links are an interface of their own.
+            behaviour.network_change(change);
+        }
         if behaviour.config.watch_interfaces {
             // The addresses up now, so that routes found before the first
             // `if-watch` report have an interface.
@@ -449,6 +506,7 @@ impl<D: Drivers> Behaviour<D> {
         if self.wanted_since.len() < self.config.engine.max_peers {
             self.wanted_since.entry(peer).or_insert_with(Instant::now);
         }
+        self.adopt(peer, now);
         self.wake();
         Ok(())
     }
@@ -476,22 +534,141 @@ impl<D: Drivers> Behaviour<D> {
     /// address, or as [`Engine::handle_discovered`].
     pub fn add_route(&mut self, peer: PeerId, addr: Multiaddr, ttl: Duration) -> Result<(), Error> {
         let now = self.now();
+        self.feed(peer, addr, Source::Manual, false, ttl, now)?;
+        self.adopt(peer, now);
+        self.wake();
+        Ok(())
+    }
+
+    /// Gives the engine a route over the interface the address is reached
+    /// through now, and remembers it so that it follows the address to
+    /// another interface when the network changes.
+    fn feed(
+        &mut self,
+        peer: PeerId,
+        addr: Multiaddr,
+        source: Source,
+        signed: bool,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<(), Error> {
         let interface = self.interfaces.route(&addr).ok_or(Error::NoInterfaceFor {
             addr: addr.to_string(),
         })?;
         self.engine.handle_discovered(
             Discovered {
                 peer,
-                addr,
+                addr: addr.clone(),
                 interface,
-                source: Source::Manual,
-                signed: false,
+                source,
+                signed,
                 ttl,
             },
             now,
         )?;
-        self.wake();
+        let expires = now + ttl;
+        let key = (peer, addr);
+        if !self.known.contains_key(&key) && self.known.len() >= self.config.max_remembered_routes {
+            // Forget the route that lapses first.
+            let first = self
+                .known
+                .iter()
+                .min_by_key(|(_, k)| k.expires)
+                .map(|(key, _)| key.clone());
+            if let Some(first) = first {
+                self.known.remove(&first);
+            }
+        }
+        let known = self.known.entry(key).or_insert(Known {
+            source,
+            signed,
+            expires,
+            interface,
+        });
+        known.expires = known.expires.max(expires);
+        known.interface = interface;
         Ok(())
+    }
+
+    /// The network changed: each remembered route whose address is now
+    /// reached through another interface is given to the engine over that
+    /// interface.
+    fn refeed(&mut self, now: Timestamp) {
+        self.known.retain(|_, k| k.expires > now);
+        let moved: Vec<((PeerId, Multiaddr), Known, InterfaceId)> = self
+            .known
+            .iter()
+            .filter_map(|(key, k)| {
+                let to = self.interfaces.route(&key.1)?;
+                (to != k.interface).then(|| (key.clone(), *k, to))
+            })
+            .collect();
+        for ((peer, addr), k, to) in moved {
+            let found = Discovered {
+                peer,
+                addr: addr.clone(),
+                interface: to,
+                source: k.source,
+                signed: k.signed,
+                ttl: k.expires.saturating_duration_since(now),
+            };
+            match self.engine.handle_discovered(found, now) {
+                Ok(()) => {
+                    tracing::debug!(target: "multidriver", %peer, %addr, from = %k.interface, %to, "route follows its address to another interface");
+                    if let Some(known) = self.known.get_mut(&(peer, addr)) {
+                        known.interface = to;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(target: "multidriver", %peer, %addr, error = %e, "route not moved")
+                }
+            }
+        }
+    }
+
+    /// Hands the engine the inbound connections of `peer` it did not take
+    /// when they opened (it did not know the peer then).
+    fn adopt(&mut self, peer: PeerId, now: Timestamp) {
+        if !self.engine.wants(&peer) && self.engine.route_count(&peer) == 0 {
+            return;
+        }
+        let theirs: Vec<SwarmConnectionId> = self
+            .untracked
+            .iter()
+            .filter(|(_, u)| u.peer == peer)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in theirs {
+            if let Some(u) = self.untracked.remove(&id) {
+                self.track_inbound(id, u.peer, &u.local, u.remote, now);
+            }
+        }
+    }
+
+    fn track_inbound(
+        &mut self,
+        connection: SwarmConnectionId,
+        peer: PeerId,
+        local: &Multiaddr,
+        remote: Multiaddr,
+        now: Timestamp,
+    ) {
+        let Some(interface) = self.interfaces.of_local(local) else {
+            return;
+        };
+        match self.engine.handle_inbound(peer, remote, interface, now) {
+            Ok(engine) => {
+                self.track(connection, engine, peer);
+                self.actions.push_back(ToSwarm::NotifyHandler {
+                    peer_id: peer,
+                    handler: NotifyHandler::One(connection),
+                    event: either::Either::Left(handler::In::KeepAlive(true)),
+                });
+            }
+            Err(err) => {
+                tracing::debug!(target: "multidriver", %peer, error = %err, "inbound connection not tracked")
+            }
+        }
     }
 
     /// Battery and lifecycle changed: the profile map may pick another
@@ -520,8 +697,20 @@ impl<D: Drivers> Behaviour<D> {
     fn network_change(&mut self, change: NetworkChange) {
         let now = self.now();
         tracing::debug!(target: "multidriver", ?change, "network change");
+        // Routes move off a going interface before the engine re-races its
+        // peers; onto a new one only after the engine knows it.
+        let going = matches!(
+            change,
+            NetworkChange::Down { .. } | NetworkChange::Losing { .. }
+        );
+        if going {
+            self.refeed(now);
+        }
         if let Err(e) = self.engine.handle_network_change(change, now) {
             tracing::warn!(target: "multidriver", error = %e, ?change, "network change refused");
+        }
+        if !going {
+            self.refeed(now);
         }
     }
 
@@ -559,19 +748,7 @@ impl<D: Drivers> Behaviour<D> {
                         }
                         _ => addr,
                     };
-                    let Some(interface) = self.interfaces.route(&addr) else {
-                        tracing::debug!(target: "multidriver", %peer, %addr, "no local interface reaches this route");
-                        continue;
-                    };
-                    let found = Discovered {
-                        peer,
-                        addr: addr.clone(),
-                        interface,
-                        source,
-                        signed,
-                        ttl,
-                    };
-                    match self.engine.handle_discovered(found, now) {
+                    match self.feed(peer, addr.clone(), source, signed, ttl, now) {
                         Ok(()) => {
                             if let Some(q) = query.and_then(|q| self.queries.get_mut(&q)) {
                                 q.1 += 1;
@@ -582,6 +759,7 @@ impl<D: Drivers> Behaviour<D> {
                         }
                     }
                 }
+                self.adopt(peer, now);
             }
             DriverEvent::Finished { query, result } => {
                 let Some((sent, found, source)) = self.queries.remove(&query) else {
@@ -802,6 +980,8 @@ impl<D: Drivers> Behaviour<D> {
                 Poll::Pending => return,
             }
         }
+        // More events than one poll takes: come back for the rest.
+        cx.waker().wake_by_ref();
     }
 }
 
@@ -906,26 +1086,26 @@ impl<D: Drivers> NetworkBehaviour for Behaviour<D> {
                     send_back_addr,
                 } = e.endpoint
                 {
-                    let Some(interface) = self.interfaces.of_local(local_addr) else {
-                        return;
-                    };
-                    match self.engine.handle_inbound(
-                        e.peer_id,
-                        send_back_addr.clone(),
-                        interface,
-                        now,
-                    ) {
-                        Ok(engine) => {
-                            self.track(e.connection_id, engine, e.peer_id);
-                            self.actions.push_back(ToSwarm::NotifyHandler {
-                                peer_id: e.peer_id,
-                                handler: NotifyHandler::One(e.connection_id),
-                                event: either::Either::Left(handler::In::KeepAlive(true)),
-                            });
-                        }
-                        Err(err) => {
-                            tracing::debug!(target: "multidriver", peer = %e.peer_id, error = %err, "inbound connection not tracked")
-                        }
+                    // Only peers the engine knows or wants: a DHT neighbour
+                    // querying us is not held open or probed. Others wait
+                    // (bounded) until the app wants them or a route appears.
+                    if self.engine.wants(&e.peer_id) || self.engine.route_count(&e.peer_id) > 0 {
+                        self.track_inbound(
+                            e.connection_id,
+                            e.peer_id,
+                            local_addr,
+                            send_back_addr.clone(),
+                            now,
+                        );
+                    } else if self.untracked.len() < self.config.engine.max_connections {
+                        self.untracked.insert(
+                            e.connection_id,
+                            Untracked {
+                                peer: e.peer_id,
+                                local: local_addr.clone(),
+                                remote: send_back_addr.clone(),
+                            },
+                        );
                     }
                 }
             }
@@ -941,13 +1121,14 @@ impl<D: Drivers> NetworkBehaviour for Behaviour<D> {
                 }
             }
             FromSwarm::ConnectionClosed(c) => {
+                self.untracked.remove(&c.connection_id);
                 if self.closing.remove(&c.connection_id) {
                     return;
                 }
                 if let Some(open) = self.open.remove(&c.connection_id) {
                     self.by_engine.remove(&open.engine);
                     tracing::debug!(target: "multidriver", peer = %open.peer, engine = %open.engine, cause = ?c.cause, "connection closed");
-                    if c.cause.is_some() {
+                    if is_loss(c.cause) {
                         self.engine.handle_connection_lost(open.engine, now);
                     } else {
                         self.engine.handle_connection_closed(open.engine, now);
@@ -980,6 +1161,8 @@ impl<D: Drivers> NetworkBehaviour for Behaviour<D> {
                     handler::Out::Unsupported => {
                         metrics::counter!("multidriver_probes_total", "outcome" => "unsupported")
                             .increment(1);
+                        let now = self.now();
+                        self.engine.handle_probe_unsupported(open.engine, now);
                         tracing::debug!(target: "multidriver", peer = %peer_id, "peer does not answer pings: liveness cannot be measured");
                     }
                     handler::Out::Failed(reason) => {
@@ -1064,6 +1247,12 @@ impl<D: Drivers> Behaviour<D> {
     fn track(&mut self, swarm: SwarmConnectionId, engine: ConnectionId, peer: PeerId) {
         self.open.insert(swarm, Open { engine, peer });
         self.by_engine.insert(engine, (swarm, peer));
+    }
+
+    /// The medium of one of the engine's interfaces (as named in an
+    /// [`Event`]).
+    pub fn interface_medium(&self, interface: InterfaceId) -> Medium {
+        self.interfaces.medium(interface)
     }
 
     /// The interface the engine would use for a route to `addr`.

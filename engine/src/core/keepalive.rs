@@ -159,7 +159,8 @@ impl Engine {
 
     /// Asks a keep-alive on `connections` and, with liveness on, starts their
     /// probe deadlines.
-    fn probe(&mut self, connections: Vec<ConnectionId>, now: Timestamp) {
+    fn probe(&mut self, mut connections: Vec<ConnectionId>, now: Timestamp) {
+        connections.retain(|id| self.connections.get(id).is_some_and(|c| !c.unprobeable));
         if connections.is_empty() {
             return;
         }

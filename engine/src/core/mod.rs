@@ -241,6 +241,9 @@ struct Conn {
     last_probe: Option<Timestamp>,
     /// The deadline of an unanswered probe.
     probe_due: Option<Timestamp>,
+    /// The remote does not answer probes: none are sent, and its liveness
+    /// is left to the transport.
+    unprobeable: bool,
 }
 
 impl Conn {
@@ -261,6 +264,7 @@ impl Conn {
             last_traffic: now,
             last_probe: None,
             probe_due: None,
+            unprobeable: false,
         }
     }
 }
@@ -783,6 +787,19 @@ impl Engine {
         self.release_capacity(now);
     }
 
+    /// The remote of `connection` does not speak the probe protocol: no
+    /// probe is sent on it any more and an unanswered one is forgiven, so
+    /// liveness does not close a healthy connection to a peer without
+    /// ping. Its failure is then noticed by the transport alone.
+    pub fn handle_probe_unsupported(&mut self, connection: ConnectionId, now: Timestamp) {
+        self.last_now = self.last_now.max(now);
+        if let Some(c) = self.connections.get_mut(&connection) {
+            c.unprobeable = true;
+            c.probe_due = None;
+        }
+        self.next_probe_due = self.connections.values().filter_map(|c| c.probe_due).min();
+    }
+
     /// An RTT measurement on an open connection (a ping, a QUIC RTT
     /// estimate); it may trigger an upgrade to a better route.
     pub fn handle_rtt_sample(&mut self, connection: ConnectionId, rtt: Duration, now: Timestamp) {
@@ -960,6 +977,11 @@ impl Engine {
     /// The peer's primary connection, if it is connected.
     pub fn primary(&self, peer: &PeerId) -> Option<ConnectionId> {
         self.peers.get(peer).and_then(|p| p.primary)
+    }
+
+    /// Whether the app wants `peer` connected ([`Engine::connect`]).
+    pub fn wants(&self, peer: &PeerId) -> bool {
+        self.peers.get(peer).is_some_and(|p| p.wanted)
     }
 
     /// Dial attempts in flight.

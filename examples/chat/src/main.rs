@@ -258,6 +258,10 @@ async fn run() -> Result<(), Box<dyn Error>> {
                     ..
                 })) => {
                     println!("…{}: {request}", short(&peer));
+                    if !peers.contains(&peer) {
+                        // Someone who found us first: we want them too.
+                        swarm.behaviour_mut().multidriver.connect(peer)?;
+                    }
                     swarm.behaviour_mut().multidriver.mark_used(peer);
                     let _ = swarm.behaviour_mut().chat.send_response(channel, ());
                 }

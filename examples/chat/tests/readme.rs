@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{Receiver, channel};
+use std::sync::mpsc::{Receiver, sync_channel};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_multidriver-chat");
@@ -25,7 +25,8 @@ impl Proc {
             .spawn()
             .expect("the chat binary starts");
         let out = child.stdout.take().unwrap();
-        let (tx, lines) = channel();
+        // Bounded: the reader waits while the test is behind.
+        let (tx, lines) = sync_channel(1024);
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
                 if tx.send(line).is_err() {
