@@ -1,5 +1,5 @@
 //! The discovery drivers over real libp2p protocols, as one
-//! [`Drivers`](multidriver::behaviour::Drivers) behaviour for
+//! [`Drivers`] behaviour for
 //! [`multidriver::behaviour::Behaviour`].
 //!
 //! - **DHT**: libp2p-kad provider records. A namespace's key is

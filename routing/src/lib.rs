@@ -9,11 +9,16 @@
 //!   host app implements (advertise a short token, scan and report
 //!   sightings with signal strength), and an in-process implementation
 //!   ([`proximity::Ether`], [`proximity::InProcessRadio`]) for tests and the
-//!   simulator.
+//!   simulator, whose radios also open BLE-style data links to each other
+//!   ([`proximity::Link`]: latency, rate limit, bounded buffers, broken by
+//!   range and power).
+//! - [`ble`]: [`ble::BleTransport`], a libp2p transport over those links
+//!   (`/memory/<station>` addresses), and [`ble::upgraded`] to add Noise and
+//!   yamux for `SwarmBuilder::with_other_transport`.
 //!
-//! Not yet: a proximity driver that turns sightings into routes (it needs
-//! the BLE-style stream transport, which does not exist yet), and the
-//! rendezvous point server behind `multidriver rendezvous`.
+//! Not yet: a proximity driver that turns sightings into routes over the
+//! BLE-style transport, and the rendezvous point server behind
+//! `multidriver rendezvous`.
 //!
 //! # Example: multidriver in a swarm
 //!
@@ -60,6 +65,7 @@
 //! # Ok::<(), multidriver_routing::Error>(())
 //! ```
 
+pub mod ble;
 pub mod drivers;
 mod error;
 pub mod proximity;

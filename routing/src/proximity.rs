@@ -11,6 +11,17 @@
 //! into the radio and drains [`ProximityRadio::poll_sighting`]; nothing
 //! blocks and nothing reads a clock (times are passed in).
 //!
+//! The in-process [`Ether`] also carries **data links** between its radios
+//! (stations), shaped like BLE connections: a station
+//! [listens](Ether::listen), another [connects](Ether::connect) to it while
+//! both are on and within range, and each side gets a [`Link`], a duplex
+//! byte stream with a one-way latency, a rate limit and bounded buffering
+//! per direction (see [`EtherConfig`]). A link breaks when a radio is
+//! switched off, moves out of range or is dropped. Unlike sightings, links
+//! are async I/O: they read the monotonic clock and wait on real timers
+//! (`futures-timer`, so any executor drives them). [`crate::ble`] makes a
+//! libp2p transport of them.
+//!
 //! ```
 //! use multidriver_routing::proximity::{Ether, EtherConfig, ProximityRadio, Token};
 //! use multidriver_scoring::Timestamp;
@@ -26,13 +37,41 @@
 //! assert!(seen.rssi_dbm < -59); // weaker than at 1 m
 //! # Ok::<(), multidriver_routing::Error>(())
 //! ```
+//!
+//! A data link:
+//!
+//! ```
+//! use libp2p::futures::{AsyncReadExt, AsyncWriteExt, executor::block_on};
+//! use multidriver_routing::proximity::{Ether, EtherConfig};
+//!
+//! let ether = Ether::new(EtherConfig::default());
+//! let phone = ether.radio([0.0, 0.0])?;
+//! let watch = ether.radio([2.0, 0.0])?;
+//! let mut listener = watch.listen()?;
+//! let mut link = phone.connect(watch.station())?;
+//! block_on(async {
+//!     let mut other_end = listener.accept().await?;
+//!     link.write_all(b"hello").await?; // readable 30 ms + 0.4 ms later
+//!     let mut got = [0; 5];
+//!     other_end.read_exact(&mut got).await?;
+//!     assert_eq!(&got, b"hello");
+//!     Ok::<_, Box<dyn std::error::Error>>(())
+//! })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Waker;
+use std::time::Duration;
 
 use multidriver_scoring::Timestamp;
 
 use crate::Error;
+
+mod links;
+
+pub use links::{Link, LinkListener};
 
 /// Bytes in a token: a 128-bit service-data payload fits a legacy BLE
 /// advertisement (31 bytes) beside its headers.
@@ -105,6 +144,26 @@ pub struct EtherConfig {
     /// Most sightings a radio holds until polled. At the bound the oldest is
     /// dropped and counted in [`InProcessRadio::dropped`]. Default 256.
     pub max_pending_sightings: usize,
+    /// Most data links in the ether at once, counted from
+    /// [`Ether::connect`] until both ends are dropped (a link waiting to be
+    /// accepted counts; so does a broken link whose ends are still held).
+    /// At the bound [`Ether::connect`] fails with [`Error::TableFull`]
+    /// (`table: "links"`) and nothing changes. Default 1024 (our choice:
+    /// one per radio at the default [`max_radios`](Self::max_radios)).
+    pub max_links: usize,
+    /// One-way latency of a link, per direction. Default 30 ms: our choice
+    /// within the BLE connection interval range (Bluetooth Core Spec v5.3
+    /// Vol 6 Part B §4.5.1: 7.5 ms–4 s). Zero: none.
+    pub link_latency: Duration,
+    /// Rate of a link, bit/s, per direction. Default 100 000 (100 kbit/s):
+    /// our conservative figure for L2CAP connection-oriented channels on
+    /// phones. Zero: no rate limit.
+    pub link_rate_bps: u64,
+    /// Most bytes a link holds per direction, written and not yet read
+    /// (in flight or arrived). At the bound the writer gets
+    /// `Poll::Pending` until the reader makes room. Default 16 KiB (our
+    /// choice: 1.3 s at the default rate). Treated as at least 1.
+    pub link_buffer_bytes: usize,
 }
 
 impl Default for EtherConfig {
@@ -115,6 +174,10 @@ impl Default for EtherConfig {
             path_loss_exponent: 2.0,
             max_radios: 1024,
             max_pending_sightings: 256,
+            max_links: 1024,
+            link_latency: Duration::from_millis(30),
+            link_rate_bps: 100_000,
+            link_buffer_bytes: 16 * 1024,
         }
     }
 }
@@ -127,13 +190,30 @@ struct Station {
     on: bool,
     sightings: VecDeque<Sighting>,
     dropped: u64,
+    /// Links waiting to be accepted, while a [`LinkListener`] exists.
+    listener: Option<links::ListenerState>,
 }
 
 #[derive(Debug)]
 struct Shared {
     config: EtherConfig,
-    stations: BTreeMap<u32, Station>,
-    next: u32,
+    stations: BTreeMap<u64, Station>,
+    /// The next station number; numbers start at 1 and are never reused.
+    next: u64,
+    links: BTreeMap<u64, links::LinkState>,
+    next_link: u64,
+}
+
+/// Distance between two positions, metres.
+fn distance(a: [f64; 2], b: [f64; 2]) -> f64 {
+    ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt()
+}
+
+/// Wakes tasks collected while the lock was held.
+fn wake_all(wakers: Vec<Waker>) {
+    for w in wakers {
+        w.wake();
+    }
 }
 
 /// The shared air of in-process radios: who is where, who advertises what.
@@ -143,10 +223,11 @@ pub struct Ether {
     shared: Arc<Mutex<Shared>>,
 }
 
-/// A radio in an [`Ether`]. Dropping it removes it from the air.
+/// A radio in an [`Ether`], a numbered station. Dropping it removes it
+/// from the air and breaks its links.
 #[derive(Debug)]
 pub struct InProcessRadio {
-    id: u32,
+    id: u64,
     shared: Arc<Mutex<Shared>>,
 }
 
@@ -162,12 +243,16 @@ impl Ether {
             shared: Arc::new(Mutex::new(Shared {
                 config,
                 stations: BTreeMap::new(),
-                next: 0,
+                next: 1,
+                links: BTreeMap::new(),
+                next_link: 0,
             })),
         }
     }
 
-    /// A new radio at `position` (metres), switched on, silent.
+    /// A new radio at `position` (metres), switched on, silent. Its
+    /// station number ([`InProcessRadio::station`]) is the next one, from
+    /// 1 up; 0 is never a station.
     ///
     /// # Errors
     /// [`Error::TableFull`] at [`EtherConfig::max_radios`].
@@ -196,11 +281,16 @@ impl Ether {
     }
 
     /// One scan period at `now`: every scanning radio hears every other
-    /// radio in range that advertises (in radio order).
+    /// radio in range that advertises (in radio order). Links whose radios
+    /// are off or out of range break (they also break as soon as a radio
+    /// moves, is switched off or is dropped, and on their next read or
+    /// write).
     pub fn tick(&self, now: Timestamp) {
         let mut s = lock(&self.shared);
+        let mut wakers = Vec::new();
+        links::sweep(&mut s, None, &mut wakers);
         let config = s.config;
-        let adverts: Vec<(u32, [f64; 2], Token)> = s
+        let adverts: Vec<(u64, [f64; 2], Token)> = s
             .stations
             .iter()
             .filter(|(_, st)| st.on)
@@ -214,8 +304,7 @@ impl Ether {
                 if other == *id {
                     continue;
                 }
-                let d =
-                    ((pos[0] - st.position[0]).powi(2) + (pos[1] - st.position[1]).powi(2)).sqrt();
+                let d = distance(pos, st.position);
                 if d > config.range_m {
                     continue;
                 }
@@ -233,24 +322,64 @@ impl Ether {
                 });
             }
         }
+        drop(s);
+        wake_all(wakers);
     }
 }
 
 impl InProcessRadio {
-    /// Moves the radio.
-    pub fn move_to(&mut self, position: [f64; 2]) {
-        if let Some(st) = lock(&self.shared).stations.get_mut(&self.id) {
-            st.position = position;
+    /// The radio's station number in its [`Ether`] (from 1 up, never
+    /// reused). [`crate::ble`] addresses it as `/memory/<station>`.
+    pub fn station(&self) -> u64 {
+        self.id
+    }
+
+    /// A handle to the radio's [`Ether`].
+    pub fn ether(&self) -> Ether {
+        Ether {
+            shared: self.shared.clone(),
         }
     }
 
+    /// Accepts links to this radio; see [`Ether::listen`].
+    ///
+    /// # Errors
+    /// As [`Ether::listen`].
+    pub fn listen(&self) -> Result<LinkListener, Error> {
+        self.ether().listen(self.id)
+    }
+
+    /// Opens a link from this radio to station `to`; see
+    /// [`Ether::connect`].
+    ///
+    /// # Errors
+    /// As [`Ether::connect`].
+    pub fn connect(&self, to: u64) -> Result<Link, Error> {
+        self.ether().connect(self.id, to)
+    }
+
+    /// Moves the radio. Its links to radios now out of range break.
+    pub fn move_to(&mut self, position: [f64; 2]) {
+        self.update(|st| st.position = position);
+    }
+
     /// Switches the radio on or off (Bluetooth toggled by the user). While
-    /// off it neither advertises nor hears, and [`ProximityRadio`] calls
-    /// that start something fail.
+    /// off it neither advertises nor hears, [`ProximityRadio`] calls that
+    /// start something fail, its links break and no link can be opened to
+    /// or from it (a [`LinkListener`] stays, and accepts again once on).
     pub fn set_on(&mut self, on: bool) {
-        if let Some(st) = lock(&self.shared).stations.get_mut(&self.id) {
-            st.on = on;
+        self.update(|st| st.on = on);
+    }
+
+    fn update(&mut self, f: impl FnOnce(&mut Station)) {
+        let mut s = lock(&self.shared);
+        if let Some(st) = s.stations.get_mut(&self.id) {
+            f(st);
         }
+        let mut wakers = Vec::new();
+        links::sweep(&mut s, Some(self.id), &mut wakers);
+        drop(s);
+        wake_all(wakers);
     }
 
     /// Sightings dropped because nobody polled them in time.
@@ -301,7 +430,16 @@ impl ProximityRadio for InProcessRadio {
 
 impl Drop for InProcessRadio {
     fn drop(&mut self) {
-        lock(&self.shared).stations.remove(&self.id);
+        let mut s = lock(&self.shared);
+        let mut wakers = Vec::new();
+        if let Some(st) = s.stations.remove(&self.id)
+            && let Some(listener) = st.listener
+        {
+            listener.release(&mut s, &mut wakers);
+        }
+        links::sweep(&mut s, Some(self.id), &mut wakers);
+        drop(s);
+        wake_all(wakers);
     }
 }
 

@@ -64,6 +64,18 @@
 //! `multidriver-routing` builds the drivers and has a full example;
 //! `examples/chat` is a complete app.
 //!
+//! # Bounds
+//!
+//! Every table is bounded: dials in flight by the engine's attempt bounds
+//! (a dial the engine cancelled stays until the transport gives up, since
+//! libp2p cannot abort one pending dial; if it connects, the engine closes
+//! it as a duplicate); open connections and inbound connections waiting
+//! for adoption by `max_connections` (beyond it an inbound connection is
+//! left to the swarm, untracked); driver operations by `max_queries`;
+//! remembered routes by [`Config::max_remembered_routes`]; commands for the
+//! swarm by [`Config::max_pending_actions`]; route look-ups by
+//! [`Config::max_route_lookups`].
+//!
 //! # Metrics and traces
 //!
 //! Through the `metrics` facade (the library installs no recorder):
@@ -116,7 +128,7 @@ use crate::core::{
 /// Discovery drivers as one `NetworkBehaviour`, run inside [`Behaviour`].
 ///
 /// `multidriver-routing` implements it for Kademlia, rendezvous and mDNS.
-/// Drivers are numbered by their position in [`Drivers::drivers`]; every
+/// Drivers are numbered by their position in [`Drivers::capabilities`]; every
 /// operation names its driver by that index and echoes the engine's
 /// [`QueryId`] in its [`DriverEvent`]s.
 pub trait Drivers: NetworkBehaviour<ToSwarm = DriverEvent> {
