@@ -13,8 +13,12 @@
 //! - **mDNS**: libp2p-mdns. It has no namespaces: every libp2p node on the
 //!   LAN that runs it is reported, and the app decides whom to connect to.
 //!
+//! - **Proximity**: BLE-style advertisements and scans through a
+//!   [`ProximityRadio`](crate::proximity::ProximityRadio), routes over the
+//!   BLE-style links of [`crate::ble`] (see [`ProximityConfig`]).
+//!
 //! Driver instances are numbered in this order: the DHT (if on), each
-//! rendezvous point, mDNS (if on).
+//! rendezvous point, mDNS (if on), proximity (if on).
 //!
 //! Rendezvous registrations carry the swarm's external addresses (added
 //! with `add_external_address`, or confirmed by AutoNAT/identify): until
@@ -38,6 +42,13 @@ use multidriver::scoring::Source;
 use sha2::{Digest, Sha256};
 
 use crate::Error;
+
+mod nearby;
+
+use nearby::Nearby;
+pub use nearby::{
+    PROXIMITY_CAPS, PROXIMITY_ROUTE_TTL, ProximityConfig, SCAN_WINDOW, namespace_token,
+};
 
 /// The DHT driver's capabilities.
 pub const DHT_CAPS: DriverCaps = DriverCaps {
@@ -65,8 +76,9 @@ pub const MDNS_CAPS: DriverCaps = DriverCaps {
     kind: Source::Mdns,
     reach: Reach::Lan,
     energy: EnergyClass::Medium,
-    // RFC 6762 §8.1: the first probe goes out after 0–250 ms.
-    typical_latency: Duration::from_millis(250),
+    // The first mDNS probe goes out 500 ms after an interface comes up
+    // (libp2p-mdns `behaviour/iface.rs`, PARAMETERS.md).
+    typical_latency: Duration::from_millis(500),
     signed_records: false,
 };
 
@@ -80,7 +92,7 @@ const DHT_ROUTE_TTL: Duration = Duration::from_secs(60 * 60);
 const RENDEZVOUS_TTL: std::ops::RangeInclusive<u64> = rendezvous::MIN_TTL..=rendezvous::MAX_TTL;
 
 /// Which drivers run, and their bounds.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct DiscoveryConfig {
     /// Run a Kademlia DHT, bootstrapped from these nodes (empty: the DHT
     /// learns peers only from connections). `None`: no DHT.
@@ -95,6 +107,8 @@ pub struct DiscoveryConfig {
     /// mDNS record TTL and query interval (libp2p-mdns defaults: 6 min and
     /// 5 min).
     pub mdns_config: mdns::Config,
+    /// The BLE-style proximity driver's radio, if it runs.
+    pub proximity: Option<ProximityConfig>,
     /// Most operations in flight at once. At the bound a new one fails at
     /// once (the engine counts it as a driver failure and backs off).
     /// Default 64, the engine's own `max_queries`.
@@ -109,6 +123,7 @@ impl Default for DiscoveryConfig {
             rendezvous: Vec::new(),
             mdns: false,
             mdns_config: mdns::Config::default(),
+            proximity: None,
             max_operations: 64,
         }
     }
@@ -130,6 +145,12 @@ impl DiscoveryConfig {
     /// Runs mDNS.
     pub fn with_mdns(mut self) -> Self {
         self.mdns = true;
+        self
+    }
+
+    /// Runs the BLE-style proximity driver over `radio`.
+    pub fn with_proximity(mut self, radio: ProximityConfig) -> Self {
+        self.proximity = Some(radio);
         self
     }
 }
@@ -159,6 +180,7 @@ enum Slot {
     Dht,
     Rendezvous(usize),
     Mdns,
+    Proximity,
 }
 
 /// The drivers; see the [module docs](self).
@@ -177,6 +199,7 @@ pub struct Discovery {
     /// External addresses the swarm confirmed and has not expired.
     external_addresses: usize,
     mdns_ttl: Duration,
+    nearby: Option<Nearby>,
     out: VecDeque<DriverEvent>,
 }
 
@@ -248,6 +271,10 @@ impl Discovery {
         } else {
             None
         };
+        let nearby = config.proximity.map(|p| {
+            slots.push(Slot::Proximity);
+            Nearby::new(p)
+        });
         Ok(Discovery {
             protocols: Protocols {
                 kad: kad.into(),
@@ -263,6 +290,7 @@ impl Discovery {
             awaiting_address: VecDeque::new(),
             external_addresses: 0,
             mdns_ttl: config.mdns_config.ttl,
+            nearby,
             out: VecDeque::new(),
         })
     }
@@ -276,6 +304,7 @@ impl Discovery {
     /// Operations in flight.
     pub fn operations(&self) -> usize {
         self.kad_queries.len()
+            + self.nearby.as_ref().map_or(0, Nearby::operations)
             + self.awaiting_address.len()
             + self.registering.values().map(VecDeque::len).sum::<usize>()
             + self.discovering.values().map(VecDeque::len).sum::<usize>()
@@ -504,6 +533,7 @@ impl Drivers for Discovery {
                 Slot::Dht => DHT_CAPS,
                 Slot::Rendezvous(_) => RENDEZVOUS_CAPS,
                 Slot::Mdns => MDNS_CAPS,
+                Slot::Proximity => PROXIMITY_CAPS,
             })
             .collect()
     }
@@ -538,6 +568,13 @@ impl Drivers for Discovery {
             // mDNS answers every query for the local peer: nothing to
             // register.
             Some(Slot::Mdns) => self.finish(query, Ok(())),
+            Some(Slot::Proximity) => {
+                let result = match self.nearby.as_mut() {
+                    Some(n) => n.advertise(namespace),
+                    None => Err("no proximity radio".into()),
+                };
+                self.finish(query, result);
+            }
             None => self.finish(query, Err(format!("no driver number {driver}"))),
         }
     }
@@ -559,6 +596,11 @@ impl Drivers for Discovery {
                     rendezvous::Namespace::new(namespace.to_owned()),
                 ) {
                     client.unregister(ns, point);
+                }
+            }
+            Some(Slot::Proximity) => {
+                if let Some(n) = self.nearby.as_mut() {
+                    n.stop_advertising();
                 }
             }
             Some(Slot::Mdns) | None => {}
@@ -621,6 +663,15 @@ impl Drivers for Discovery {
                 }
                 self.finish(query, Ok(()));
             }
+            Some(Slot::Proximity) => {
+                let started = match self.nearby.as_mut() {
+                    Some(n) => n.discover(query, namespace),
+                    None => Err("no proximity radio".into()),
+                };
+                if let Err(e) = started {
+                    self.finish(query, Err(e));
+                }
+            }
             None => self.finish(query, Err(format!("no driver number {driver}"))),
         }
     }
@@ -639,6 +690,9 @@ impl Drivers for Discovery {
             }
         }
         self.awaiting_address.retain(|(_, q, _, _)| *q != query);
+        if let Some(n) = self.nearby.as_mut() {
+            n.cancel(query);
+        }
         // A rendezvous request cannot be withdrawn; its answer is dropped.
         for map in [&mut self.registering, &mut self.discovering] {
             map.retain(|_, queue| {
@@ -721,6 +775,9 @@ impl NetworkBehaviour for Discovery {
 
     fn on_swarm_event(&mut self, event: FromSwarm<'_>) {
         self.protocols.on_swarm_event(event);
+        if let Some(n) = self.nearby.as_mut() {
+            n.on_swarm_event(event);
+        }
         match event {
             FromSwarm::ExternalAddrConfirmed(_) => {
                 self.external_addresses += 1;
@@ -746,6 +803,17 @@ impl NetworkBehaviour for Discovery {
     }
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<ToSwarm<DriverEvent, THandlerInEvent<Self>>> {
+        if let Some(n) = self.nearby.as_mut() {
+            for query in n.poll(cx) {
+                self.out.push_back(DriverEvent::Finished {
+                    query,
+                    result: Ok(()),
+                });
+            }
+            if let Some(action) = n.actions.pop_front() {
+                return Poll::Ready(action.map_in(|never| match never {}));
+            }
+        }
         // Bounded: a few protocol events per call, then our own.
         for _ in 0..32 {
             if let Some(e) = self.out.pop_front() {

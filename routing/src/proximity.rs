@@ -98,6 +98,11 @@ impl Token {
 pub struct Sighting {
     /// What was heard.
     pub token: Token,
+    /// Who sent it: the advertiser's link address (a BLE advertisement
+    /// always carries its device address, `AdvA`, Bluetooth Core Spec v5.3
+    /// Vol 6 Part B §2.3.1). For the in-process radio it is the station
+    /// number, which [`crate::ble`] dials as `/memory/<station>`.
+    pub from: u64,
     /// Received signal strength, dBm (closer is higher).
     pub rssi_dbm: i16,
     /// When.
@@ -317,6 +322,7 @@ impl Ether {
                 }
                 st.sightings.push_back(Sighting {
                     token,
+                    from: other,
                     rssi_dbm: rssi.round().clamp(-127.0, 20.0) as i16,
                     at: now,
                 });
