@@ -54,6 +54,12 @@ use crate::proximity::{Ether, InProcessRadio, Link, LinkListener};
 /// between reach it); at the bound the oldest is dropped. Our choice.
 const MAX_CLOSED: usize = 16;
 
+/// How long the Noise and yamux upgrade of a link may take: 10 s, the
+/// connection timeout libp2p's `SwarmBuilder` puts on its whole transport
+/// (libp2p `builder/phase/swarm.rs`, `DEFAULT_CONNECTION_TIMEOUT`); here
+/// also where the transport is used without the builder.
+const UPGRADE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The `/memory/<station>` address of a station.
 pub fn address(station: u64) -> Multiaddr {
     Multiaddr::empty().with(Protocol::Memory(station))
@@ -254,6 +260,9 @@ pub fn upgraded(
         .upgrade(Version::V1)
         .authenticate(noise::Config::new(keypair)?)
         .multiplex(yamux::Config::default())
+        // A peer that accepts a link but never finishes the handshake (a
+        // suspended app) must not hold the dial forever.
+        .timeout(UPGRADE_TIMEOUT)
         .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
         .boxed())
 }

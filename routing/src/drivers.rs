@@ -196,8 +196,8 @@ pub struct Discovery {
     discovering: HashMap<(PeerId, String), VecDeque<QueryId>>,
     /// Rendezvous registrations waiting for a first external address.
     awaiting_address: VecDeque<(usize, QueryId, String, Duration)>,
-    /// External addresses the swarm confirmed and has not expired.
-    external_addresses: usize,
+    /// The swarm's confirmed external addresses.
+    external: libp2p::swarm::ExternalAddresses,
     mdns_ttl: Duration,
     nearby: Option<Nearby>,
     out: VecDeque<DriverEvent>,
@@ -288,7 +288,7 @@ impl Discovery {
             registering: HashMap::new(),
             discovering: HashMap::new(),
             awaiting_address: VecDeque::new(),
-            external_addresses: 0,
+            external: libp2p::swarm::ExternalAddresses::default(),
             mdns_ttl: config.mdns_config.ttl,
             nearby,
             out: VecDeque::new(),
@@ -555,7 +555,7 @@ impl Drivers for Discovery {
                 }
             }
             Some(Slot::Rendezvous(i)) => {
-                if self.external_addresses == 0 {
+                if self.external.iter().next().is_none() {
                     // Nothing to register yet: wait for the first external
                     // address rather than fail (a failure would make the
                     // engine back off from a healthy point).
@@ -600,7 +600,7 @@ impl Drivers for Discovery {
             }
             Some(Slot::Proximity) => {
                 if let Some(n) = self.nearby.as_mut() {
-                    n.stop_advertising();
+                    n.stop_advertising(namespace);
                 }
             }
             Some(Slot::Mdns) | None => {}
@@ -778,17 +778,12 @@ impl NetworkBehaviour for Discovery {
         if let Some(n) = self.nearby.as_mut() {
             n.on_swarm_event(event);
         }
-        match event {
-            FromSwarm::ExternalAddrConfirmed(_) => {
-                self.external_addresses += 1;
-                for (i, query, namespace, ttl) in std::mem::take(&mut self.awaiting_address) {
-                    self.register(i, query, &namespace, ttl);
-                }
+        // The set, not a count: the swarm repeats confirmations and reports
+        // expiries of addresses it never had.
+        if self.external.on_swarm_event(&event) && self.external.iter().next().is_some() {
+            for (i, query, namespace, ttl) in std::mem::take(&mut self.awaiting_address) {
+                self.register(i, query, &namespace, ttl);
             }
-            FromSwarm::ExternalAddrExpired(_) => {
-                self.external_addresses = self.external_addresses.saturating_sub(1);
-            }
-            _ => {}
         }
     }
 

@@ -33,6 +33,11 @@ pub const PROBE_PROTOCOL: StreamProtocol = StreamProtocol::new("/ipfs/ping/1.0.0
 /// Payload size of one ping, from the libp2p ping spec.
 const PAYLOAD: usize = 32;
 
+/// How long a remote's probe keeps the connection open on our side: the
+/// longest probe interval of the preset profiles (120 s in the background)
+/// with room for one missed probe. Our choice.
+const REMOTE_HOLD: Duration = Duration::from_secs(300);
+
 /// Most handler events waiting for the behaviour: one probe answer and one
 /// failure are all that can be pending, the rest is dropped (the engine's
 /// liveness timeout covers a dropped failure).
@@ -84,6 +89,9 @@ pub struct Handler {
     unsupported: bool,
     outbound: Outbound,
     inbound: Option<BoxFuture<'static, io::Result<Stream>>>,
+    /// Until when the remote is taken to hold the connection: it answered
+    /// with a probe of its own recently.
+    remote_holds_until: Option<Instant>,
     pending: VecDeque<Out>,
 }
 
@@ -106,6 +114,7 @@ impl Handler {
             unsupported: false,
             outbound: Outbound::None,
             inbound: None,
+            remote_holds_until: None,
             pending: VecDeque::new(),
         }
     }
@@ -173,7 +182,9 @@ impl ConnectionHandler for Handler {
     }
 
     fn connection_keep_alive(&self) -> bool {
-        self.keep_alive
+        // Ours, or the remote's engine holds it (it probes it): closing it
+        // on our idle timeout would break the remote's chosen route.
+        self.keep_alive || self.remote_holds_until.is_some_and(|t| Instant::now() < t)
     }
 
     fn on_behaviour_event(&mut self, event: In) {
@@ -193,7 +204,10 @@ impl ConnectionHandler for Handler {
         while let Some(fut) = self.inbound.as_mut() {
             match fut.poll_unpin(cx) {
                 Poll::Pending => break,
-                Poll::Ready(Ok(stream)) => self.inbound = Some(answer(stream).boxed()),
+                Poll::Ready(Ok(stream)) => {
+                    self.remote_holds_until = Some(Instant::now() + REMOTE_HOLD);
+                    self.inbound = Some(answer(stream).boxed());
+                }
                 Poll::Ready(Err(e)) => {
                     tracing::trace!(error = %e, "inbound probe stream ended");
                     self.inbound = None;

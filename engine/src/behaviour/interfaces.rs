@@ -200,13 +200,18 @@ impl Interfaces {
     /// The interface a local address belongs to (the local end of an
     /// inbound connection).
     pub(crate) fn of_local(&self, addr: &Multiaddr) -> Option<InterfaceId> {
+        if addr.iter().any(|p| matches!(p, Protocol::Memory(_))) {
+            return self.bluetooth;
+        }
         let ip = ip_of(addr)?;
         if let Some(l) = self.addrs.get(&ip) {
             return Some(l.interface);
         }
-        // Bound to a wildcard, or only hints: the default network.
+        // Bound to a wildcard, or only hints: the default network, a going
+        // one included (the connection came in over it).
         let lan = Scope::of(addr) != Scope::Internet;
-        self.hinted_default(lan).or_else(|| self.address_default())
+        self.hinted_pick(lan, true)
+            .or_else(|| self.address_default())
     }
 
     /// The medium of an interface we numbered.
@@ -310,16 +315,19 @@ impl Interfaces {
     /// (Wi-Fi and Ethernet before cellular, as the OSes choose); never one
     /// the host warned is going.
     fn hinted_default(&self, lan: bool) -> Option<InterfaceId> {
+        self.hinted_pick(lan, false)
+    }
+
+    fn hinted_pick(&self, lan: bool, with_losing: bool) -> Option<InterfaceId> {
         let rank = |m: Medium| match m {
             Medium::Ethernet => 0,
             Medium::Wifi => 1,
             Medium::Cellular(_) => 2,
             _ => 3,
         };
-        let usable = self
-            .hinted
-            .iter()
-            .filter(|(id, h)| !self.losing.contains(id) && h.medium != Medium::Bluetooth);
+        let usable = self.hinted.iter().filter(|(id, h)| {
+            (with_losing || !self.losing.contains(id)) && h.medium != Medium::Bluetooth
+        });
         if lan {
             let local = usable
                 .clone()

@@ -251,7 +251,8 @@ struct Known {
     source: Source,
     signed: bool,
     expires: Timestamp,
-    interface: InterfaceId,
+    /// `None` while no interface reaches it.
+    interface: Option<InterfaceId>,
 }
 
 /// An inbound connection of a peer the engine did not know yet.
@@ -297,6 +298,8 @@ pub struct Behaviour<D: Drivers> {
     known: HashMap<(PeerId, Multiaddr), Known>,
     /// Inbound connections waiting for the engine to know their peer.
     untracked: HashMap<SwarmConnectionId, Untracked>,
+    /// The swarm's confirmed external addresses.
+    external: libp2p::swarm::ExternalAddresses,
     actions: VecDeque<Action<D>>,
 }
 
@@ -324,22 +327,45 @@ fn medium_label(m: Medium) -> &'static str {
 /// Whether a connection's end says its path failed (a timeout, a reset, an
 /// unreachable network) rather than that someone closed it: only a failure
 /// penalises the other routes to the host. A remote's deliberate close
-/// reaches us as an I/O error too, of another kind.
+/// reaches us as an I/O error too, of another kind. Muxers wrap their
+/// errors (`StreamMuxerBox` makes every one `io::Error::other`), so the
+/// whole chain is searched: an I/O error of a failure kind at any depth, or
+/// an error that says it timed out (quinn's idle timeout has no I/O kind).
 fn is_loss(cause: Option<&libp2p::swarm::ConnectionError>) -> bool {
     use std::io::ErrorKind as K;
-    match cause {
-        Some(libp2p::swarm::ConnectionError::IO(e)) => matches!(
-            e.kind(),
-            K::TimedOut
-                | K::ConnectionReset
-                | K::ConnectionAborted
-                | K::BrokenPipe
-                | K::HostUnreachable
-                | K::NetworkUnreachable
-                | K::NetworkDown
-        ),
-        _ => false,
+    let Some(libp2p::swarm::ConnectionError::IO(e)) = cause else {
+        return false;
+    };
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    // Bounded: error chains are a few links deep.
+    for _ in 0..16 {
+        let Some(err) = current else {
+            return false;
+        };
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                K::TimedOut
+                    | K::ConnectionReset
+                    | K::ConnectionAborted
+                    | K::BrokenPipe
+                    | K::HostUnreachable
+                    | K::NetworkUnreachable
+                    | K::NetworkDown
+            ) {
+                return true;
+            }
+            if let Some(inner) = io.get_ref() {
+                current = Some(inner);
+                continue;
+            }
+        }
+        if err.to_string().to_ascii_lowercase().contains("timed out") {
+            return true;
+        }
+        current = err.source();
     }
+    false
 }
 
 /// Adds modelled radio energy to `multidriver_modelled_energy_millijoules_total`.
@@ -398,6 +424,7 @@ impl<D: Drivers> Behaviour<D> {
             wanted_since: HashMap::new(),
             known: HashMap::new(),
             untracked: HashMap::new(),
+            external: libp2p::swarm::ExternalAddresses::default(),
             actions: VecDeque::new(),
             engine,
             drivers,
@@ -564,9 +591,14 @@ impl<D: Drivers> Behaviour<D> {
         ttl: Duration,
         now: Timestamp,
     ) -> Result<(), Error> {
-        let interface = self.interfaces.route(&addr).ok_or(Error::NoInterfaceFor {
-            addr: addr.to_string(),
-        })?;
+        let Some(interface) = self.interfaces.route(&addr) else {
+            // Unreachable now; remembered, it is given to the engine when a
+            // network change makes it reachable.
+            self.remember(peer, addr.clone(), source, signed, now + ttl, None);
+            return Err(Error::NoInterfaceFor {
+                addr: addr.to_string(),
+            });
+        };
         self.engine.handle_discovered(
             Discovered {
                 peer,
@@ -578,7 +610,19 @@ impl<D: Drivers> Behaviour<D> {
             },
             now,
         )?;
-        let expires = now + ttl;
+        self.remember(peer, addr, source, signed, now + ttl, Some(interface));
+        Ok(())
+    }
+
+    fn remember(
+        &mut self,
+        peer: PeerId,
+        addr: Multiaddr,
+        source: Source,
+        signed: bool,
+        expires: Timestamp,
+        interface: Option<InterfaceId>,
+    ) {
         let key = (peer, addr);
         if !self.known.contains_key(&key) && self.known.len() >= self.config.max_remembered_routes {
             // Forget the route that lapses first.
@@ -599,7 +643,6 @@ impl<D: Drivers> Behaviour<D> {
         });
         known.expires = known.expires.max(expires);
         known.interface = interface;
-        Ok(())
     }
 
     /// The network changed: each remembered route whose address is now
@@ -612,7 +655,7 @@ impl<D: Drivers> Behaviour<D> {
             .iter()
             .filter_map(|(key, k)| {
                 let to = self.interfaces.route(&key.1)?;
-                (to != k.interface).then(|| (key.clone(), *k, to))
+                (Some(to) != k.interface).then(|| (key.clone(), *k, to))
             })
             .collect();
         for ((peer, addr), k, to) in moved {
@@ -626,9 +669,9 @@ impl<D: Drivers> Behaviour<D> {
             };
             match self.engine.handle_discovered(found, now) {
                 Ok(()) => {
-                    tracing::debug!(target: "multidriver", %peer, %addr, from = %k.interface, %to, "route follows its address to another interface");
+                    tracing::debug!(target: "multidriver", %peer, %addr, from = ?k.interface, %to, "route follows its address to another interface");
                     if let Some(known) = self.known.get_mut(&(peer, addr)) {
-                        known.interface = to;
+                        known.interface = Some(to);
                     }
                 }
                 Err(e) => {
@@ -1121,7 +1164,11 @@ impl<D: Drivers> NetworkBehaviour for Behaviour<D> {
                     }
                 }
             }
-            FromSwarm::ExternalAddrConfirmed(_) | FromSwarm::ExternalAddrExpired(_) => {
+            // The swarm repeats confirmations (every AutoNAT success):
+            // registrations are renewed only when the set changed.
+            FromSwarm::ExternalAddrConfirmed(_) | FromSwarm::ExternalAddrExpired(_)
+                if self.external.on_swarm_event(&event) =>
+            {
                 self.engine.handle_local_addresses_changed(now);
             }
             FromSwarm::DialFailure(f) => {
@@ -1270,5 +1317,32 @@ impl<D: Drivers> Behaviour<D> {
     /// The interface the engine would use for a route to `addr`.
     pub fn interface_for(&mut self, addr: &Multiaddr) -> Option<InterfaceId> {
         self.interfaces.route(addr)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use libp2p::swarm::ConnectionError;
+
+    use super::is_loss;
+
+    #[test]
+    fn losses_are_found_however_deep_the_muxer_wrapped_them() {
+        let wrapped = |e: io::Error| ConnectionError::IO(io::Error::other(io::Error::other(e)));
+        assert!(is_loss(Some(&wrapped(io::ErrorKind::BrokenPipe.into()))));
+        assert!(is_loss(Some(&wrapped(
+            io::ErrorKind::ConnectionReset.into()
+        ))));
+        assert!(is_loss(Some(&ConnectionError::IO(io::Error::other(
+            "connection timed out (idle)"
+        )))));
+        // A deliberate close, an idle timeout of our own, nothing at all.
+        assert!(!is_loss(Some(&wrapped(io::Error::other(
+            "connection is closed"
+        )))));
+        assert!(!is_loss(Some(&ConnectionError::KeepAliveTimeout)));
+        assert!(!is_loss(None));
     }
 }

@@ -41,6 +41,11 @@ const POLL_EVERY: Duration = Duration::from_millis(100);
 /// BLE's latency, with margin.
 const RESOLVE_GRACE: Duration = Duration::from_secs(3);
 
+/// Resolution links remembered after they were given up, to close them if
+/// they connect late; at the bound the oldest is forgotten (it then idles
+/// out). Our choice.
+const MAX_ABANDONED: usize = 64;
+
 /// How long a route from a sighting is trusted: our choice; a phone in
 /// range now may walk away within a minute, and a new scan renews it.
 pub const PROXIMITY_ROUTE_TTL: Duration = Duration::from_secs(60);
@@ -111,8 +116,13 @@ pub(crate) struct Nearby {
     max_known: usize,
     scans: Vec<Scan>,
     scanning: bool,
-    /// Links opened to learn an advertiser's peer id: link → its address.
-    resolving: HashMap<ConnectionId, u64>,
+    /// The namespace on air.
+    advertising: Option<String>,
+    /// Links opened to learn an advertiser's peer id: link → its address
+    /// and when it was dialled.
+    resolving: HashMap<ConnectionId, (u64, Instant)>,
+    /// Resolution links given up on; closed if they connect after all.
+    abandoned: VecDeque<ConnectionId>,
     /// Advertiser address → peer id, and when last heard.
     known: HashMap<u64, (PeerId, Instant)>,
     timer: Option<Delay>,
@@ -127,7 +137,9 @@ impl Nearby {
             max_known: config.max_known,
             scans: Vec::new(),
             scanning: false,
+            advertising: None,
             resolving: HashMap::new(),
+            abandoned: VecDeque::new(),
             known: HashMap::new(),
             timer: None,
             actions: VecDeque::new(),
@@ -138,14 +150,28 @@ impl Nearby {
         self.scans.len()
     }
 
+    /// A radio sends one advertisement: a second namespace is refused (the
+    /// engine counts the failure and backs off) while the first is on air.
     pub(crate) fn advertise(&mut self, namespace: &str) -> Result<(), String> {
+        if let Some(current) = &self.advertising
+            && current != namespace
+        {
+            return Err(format!(
+                "the radio already advertises namespace {current:?}; one at a time"
+            ));
+        }
         self.radio
             .advertise(namespace_token(namespace))
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        self.advertising = Some(namespace.to_owned());
+        Ok(())
     }
 
-    pub(crate) fn stop_advertising(&mut self) {
-        self.radio.stop_advertising();
+    pub(crate) fn stop_advertising(&mut self, namespace: &str) {
+        if self.advertising.as_deref() == Some(namespace) {
+            self.radio.stop_advertising();
+            self.advertising = None;
+        }
     }
 
     pub(crate) fn discover(&mut self, query: QueryId, namespace: &str) -> Result<(), String> {
@@ -200,7 +226,15 @@ impl Nearby {
     pub(crate) fn on_swarm_event(&mut self, event: FromSwarm<'_>) {
         match event {
             FromSwarm::ConnectionEstablished(e) => {
-                let Some(from) = self.resolving.remove(&e.connection_id) else {
+                if let Some(i) = self.abandoned.iter().position(|c| *c == e.connection_id) {
+                    self.abandoned.remove(i);
+                    self.actions.push_back(ToSwarm::CloseConnection {
+                        peer_id: e.peer_id,
+                        connection: CloseConnection::One(e.connection_id),
+                    });
+                    return;
+                }
+                let Some((from, _)) = self.resolving.remove(&e.connection_id) else {
                     return;
                 };
                 self.remember(from, e.peer_id);
@@ -218,6 +252,7 @@ impl Nearby {
             }
             FromSwarm::DialFailure(f) => {
                 self.resolving.remove(&f.connection_id);
+                self.abandoned.retain(|c| *c != f.connection_id);
             }
             _ => {}
         }
@@ -253,15 +288,31 @@ impl Nearby {
                 for i in wanted {
                     self.report(i, from, peer);
                 }
-            } else if !self.resolving.values().any(|f| *f == from) {
+            } else if !self.resolving.values().any(|(f, _)| *f == from) {
                 let opts = DialOpts::unknown_peer_id()
                     .address((self.address_of)(from))
                     .build();
-                self.resolving.insert(opts.connection_id(), from);
+                self.resolving
+                    .insert(opts.connection_id(), (from, Instant::now()));
                 self.actions.push_back(ToSwarm::Dial { opts });
             }
         }
         let now = Instant::now();
+        // A resolution that has not connected within the grace is given up
+        // (a suspended peer may accept a link and never finish Noise).
+        let stale: Vec<ConnectionId> = self
+            .resolving
+            .iter()
+            .filter(|(_, (_, at))| *at + RESOLVE_GRACE <= now)
+            .map(|(c, _)| *c)
+            .collect();
+        for c in stale {
+            self.resolving.remove(&c);
+            if self.abandoned.len() >= MAX_ABANDONED {
+                self.abandoned.pop_front();
+            }
+            self.abandoned.push_back(c);
+        }
         let mut done = Vec::new();
         // A scan waits for the peer ids it is resolving, a little.
         let resolved = self.resolving.is_empty();
