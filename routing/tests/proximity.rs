@@ -44,23 +44,25 @@ fn phone_with(
         .build()
 }
 
+/// Ticks the ether every 50 ms: it delivers advertisements on its ticks.
+fn ticking(ether: &Ether) -> tokio::task::JoinHandle<()> {
+    let ether = ether.clone();
+    let start = Instant::now();
+    tokio::spawn(async move {
+        loop {
+            ether.tick(Timestamp::from_duration(start.elapsed()));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_phone_in_range_is_found_by_its_advertisement_and_reached_over_bluetooth() {
     let ether = Ether::new(EtherConfig::default());
     let a_radio = ether.radio([0.0, 0.0]).unwrap();
     let b_radio = ether.radio([5.0, 0.0]).unwrap();
     let b_station = b_radio.station();
-    // The ether delivers advertisements on its ticks.
-    let ticker = {
-        let ether = ether.clone();
-        let start = Instant::now();
-        tokio::spawn(async move {
-            loop {
-                ether.tick(Timestamp::from_duration(start.elapsed()));
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-    };
+    let ticker = ticking(&ether);
     let mut a = phone(a_radio);
     let mut b = phone(b_radio);
     b.listen_on(ble::address(0)).unwrap();
@@ -103,16 +105,7 @@ async fn a_phone_out_of_range_is_not_found() {
     let ether = Ether::new(EtherConfig::default());
     let a_radio = ether.radio([0.0, 0.0]).unwrap();
     let b_radio = ether.radio([100.0, 0.0]).unwrap();
-    let ticker = {
-        let ether = ether.clone();
-        let start = Instant::now();
-        tokio::spawn(async move {
-            loop {
-                ether.tick(Timestamp::from_duration(start.elapsed()));
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-    };
+    let ticker = ticking(&ether);
     let mut a = phone(a_radio);
     let mut b = phone(b_radio);
     b.listen_on(ble::address(0)).unwrap();
@@ -144,16 +137,7 @@ async fn the_side_that_did_not_ask_keeps_the_connection_the_other_holds() {
     let ether = Ether::new(EtherConfig::default());
     let a_radio = ether.radio([0.0, 0.0]).unwrap();
     let b_radio = ether.radio([5.0, 0.0]).unwrap();
-    let ticker = {
-        let ether = ether.clone();
-        let start = Instant::now();
-        tokio::spawn(async move {
-            loop {
-                ether.tick(Timestamp::from_duration(start.elapsed()));
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-    };
+    let ticker = ticking(&ether);
     // A probes every second; both close idle connections after 3 s.
     let liveness = multidriver::core::Liveness {
         heartbeat: Duration::from_secs(1),

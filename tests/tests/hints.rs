@@ -45,6 +45,19 @@ fn available(
     .unwrap();
 }
 
+/// A behaviour with Wi-Fi (validated or not) and validated 4G up.
+fn wifi_and_lte(wifi_validated: bool) -> Behaviour<Discovery> {
+    let mut b = behaviour();
+    available(&mut b, WIFI, HostTransport::Wifi, wifi_validated);
+    available(
+        &mut b,
+        LTE,
+        HostTransport::Cellular(CellularGeneration::G4),
+        true,
+    );
+    b
+}
+
 /// The media of the peer's dialable routes, best first.
 fn media(b: &Behaviour<Discovery>, peer: &PeerId) -> Vec<(String, Medium)> {
     b.engine()
@@ -56,14 +69,7 @@ fn media(b: &Behaviour<Discovery>, peer: &PeerId) -> Vec<(String, Medium)> {
 
 #[test]
 fn a_public_route_follows_its_address_from_wifi_to_cellular() {
-    let mut b = behaviour();
-    available(&mut b, WIFI, HostTransport::Wifi, true);
-    available(
-        &mut b,
-        LTE,
-        HostTransport::Cellular(CellularGeneration::G4),
-        true,
-    );
+    let mut b = wifi_and_lte(true);
     let peer = PeerId::random();
     b.add_route(
         peer,
@@ -93,14 +99,7 @@ fn a_public_route_follows_its_address_from_wifi_to_cellular() {
 
 #[test]
 fn a_going_network_is_left_before_it_goes() {
-    let mut b = behaviour();
-    available(&mut b, WIFI, HostTransport::Wifi, true);
-    available(
-        &mut b,
-        LTE,
-        HostTransport::Cellular(CellularGeneration::G4),
-        true,
-    );
+    let mut b = wifi_and_lte(true);
     let peer = PeerId::random();
     b.add_route(peer, "/ip4/203.0.113.9/tcp/4001".parse().unwrap(), TTL)
         .unwrap();
@@ -118,15 +117,8 @@ fn a_going_network_is_left_before_it_goes() {
 
 #[test]
 fn lan_addresses_use_an_unvalidated_wifi() {
-    let mut b = behaviour();
     // A LAN without uplink (a captive portal, a hotspot without internet).
-    available(&mut b, WIFI, HostTransport::Wifi, false);
-    available(
-        &mut b,
-        LTE,
-        HostTransport::Cellular(CellularGeneration::G4),
-        true,
-    );
+    let mut b = wifi_and_lte(false);
     let peer = PeerId::random();
     b.add_route(peer, "/ip4/192.168.1.20/tcp/4001".parse().unwrap(), TTL)
         .unwrap();
