@@ -483,14 +483,34 @@ impl Discovery {
         }
     }
 
-    fn register(&mut self, i: usize, query: QueryId, namespace: &str, ttl: Duration) {
+    /// The point and namespace of a rendezvous request, or the operation
+    /// finished with the reason it cannot be sent.
+    fn rendezvous_request(
+        &mut self,
+        i: usize,
+        query: QueryId,
+        namespace: &str,
+    ) -> Option<(PeerId, rendezvous::Namespace)> {
         let (point, _) = self.points[i];
-        let Some(client) = self.protocols.rendezvous.as_mut() else {
-            return self.finish(query, Err("no rendezvous client".into()));
+        if self.protocols.rendezvous.as_ref().is_none() {
+            self.finish(query, Err("no rendezvous client".into()));
+            return None;
+        }
+        match rendezvous::Namespace::new(namespace.to_owned()) {
+            Ok(ns) => Some((point, ns)),
+            Err(e) => {
+                self.finish(query, Err(e.to_string()));
+                None
+            }
+        }
+    }
+
+    fn register(&mut self, i: usize, query: QueryId, namespace: &str, ttl: Duration) {
+        let Some((point, ns)) = self.rendezvous_request(i, query, namespace) else {
+            return;
         };
-        let ns = match rendezvous::Namespace::new(namespace.to_owned()) {
-            Ok(ns) => ns,
-            Err(e) => return self.finish(query, Err(e.to_string())),
+        let Some(client) = self.protocols.rendezvous.as_mut() else {
+            return;
         };
         let secs = ttl
             .as_secs()
@@ -620,13 +640,11 @@ impl Drivers for Discovery {
                 self.kad_queries.insert(id, query);
             }
             Some(Slot::Rendezvous(i)) => {
-                let (point, _) = self.points[i];
-                let Some(client) = self.protocols.rendezvous.as_mut() else {
-                    return self.finish(query, Err("no rendezvous client".into()));
+                let Some((point, ns)) = self.rendezvous_request(i, query, namespace) else {
+                    return;
                 };
-                let ns = match rendezvous::Namespace::new(namespace.to_owned()) {
-                    Ok(ns) => ns,
-                    Err(e) => return self.finish(query, Err(e.to_string())),
+                let Some(client) = self.protocols.rendezvous.as_mut() else {
+                    return;
                 };
                 client.discover(Some(ns), None, None, point);
                 self.discovering

@@ -298,16 +298,23 @@ impl Source {
     }
 }
 
-impl fmt::Display for Source {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Source {
+    /// Its name, as [`Source::NAMES`] lists it (for logs and metric labels).
+    pub const fn as_str(self) -> &'static str {
+        match self {
             Source::Dht => "dht",
             Source::Rendezvous => "rendezvous",
             Source::Mdns => "mdns",
             Source::Proximity => "proximity",
             Source::Manual => "manual",
             Source::Inbound => "inbound",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -380,17 +380,6 @@ fn record_energy(medium: Medium, activity: &'static str, joules: f64) {
     .increment(mj);
 }
 
-fn source_label(s: Source) -> &'static str {
-    match s {
-        Source::Dht => "dht",
-        Source::Rendezvous => "rendezvous",
-        Source::Mdns => "mdns",
-        Source::Proximity => "proximity",
-        Source::Manual => "manual",
-        Source::Inbound => "inbound",
-    }
-}
-
 impl<D: Drivers> Behaviour<D> {
     /// A behaviour for the swarm of `local_peer`, running `drivers`.
     ///
@@ -820,11 +809,11 @@ impl<D: Drivers> Behaviour<D> {
                 let Some((sent, found, source)) = self.queries.remove(&query) else {
                     return;
                 };
-                metrics::histogram!("multidriver_driver_answer_seconds", "driver" => source_label(source))
+                metrics::histogram!("multidriver_driver_answer_seconds", "driver" => source.as_str())
                     .record(sent.elapsed().as_secs_f64());
                 let outcome = match result {
                     Ok(()) => {
-                        tracing::debug!(target: "multidriver", %query, driver = source_label(source), found, "driver operation succeeded");
+                        tracing::debug!(target: "multidriver", %query, driver = source.as_str(), found, "driver operation succeeded");
                         QueryOutcome::Succeeded { found }
                     }
                     Err(reason) => {
