@@ -23,9 +23,11 @@ const PROBE_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
 /// hints use the platform's handles, far below it).
 const BLUETOOTH_NETWORK: NetworkId = NetworkId(u64::MAX);
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Local {
     prefix: u8,
+    /// The OS interface's name, when known.
+    name: Option<String>,
     interface: InterfaceId,
     medium: Medium,
     validated: bool,
@@ -136,6 +138,7 @@ impl Interfaces {
                     ip,
                     Local {
                         prefix,
+                        name: name.map(str::to_owned),
                         interface: InterfaceId(interface),
                         medium,
                         validated,
@@ -156,6 +159,16 @@ impl Interfaces {
             )?;
             Ok(change.map(NetworkChange::from))
         }
+    }
+
+    /// The addresses tracked on the OS interface named `name`.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub(crate) fn addresses_of(&self, name: &str) -> Vec<(IpAddr, u8)> {
+        self.addrs
+            .iter()
+            .filter(|(_, l)| l.name.as_deref() == Some(name))
+            .map(|(ip, l)| (*ip, l.prefix))
+            .collect()
     }
 
     /// A host hint.

@@ -17,8 +17,10 @@
 //! - the discovery [`Drivers`] (a Kademlia DHT, rendezvous points, mDNS:
 //!   `multidriver-routing` has them) run inside it and answer the core's
 //!   advertise and discover commands;
-//! - local addresses from `if-watch` (and the host's
-//!   [`ConnectivityHint`]s) are the core's network-change input; the
+//! - local addresses from `if-watch`, link states from netlink on Linux (a
+//!   link taken down keeps its IPv4 addresses, so only its state tells),
+//!   and the host's [`ConnectivityHint`]s are the core's network-change
+//!   input; the
 //!   interface of a route is the one the kernel's routing table picks for its
 //!   address;
 //! - the core's [`Event`]s are the behaviour's events.
@@ -93,6 +95,8 @@
 
 mod handler;
 mod interfaces;
+#[cfg(target_os = "linux")]
+mod links;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::task::{Context, Poll, Waker};
@@ -281,6 +285,10 @@ pub struct Behaviour<D: Drivers> {
     interfaces: Interfaces,
     if_watch: Option<if_watch::tokio::IfWatcher>,
     if_watch_failed: bool,
+    #[cfg(target_os = "linux")]
+    links: Option<links::LinkWatcher>,
+    #[cfg(target_os = "linux")]
+    links_failed: bool,
     timer: Option<(Timestamp, Delay)>,
     waker: Option<Waker>,
     /// Dials the engine ordered, by swarm id.
@@ -403,6 +411,10 @@ impl<D: Drivers> Behaviour<D> {
             start: Instant::now(),
             if_watch: None,
             if_watch_failed: false,
+            #[cfg(target_os = "linux")]
+            links: None,
+            #[cfg(target_os = "linux")]
+            links_failed: false,
             timer: None,
             waker: None,
             dials: HashMap::new(),
@@ -988,7 +1000,12 @@ impl<D: Drivers> Behaviour<D> {
     }
 
     fn poll_interfaces(&mut self, cx: &mut Context<'_>) {
-        if !self.config.watch_interfaces || self.if_watch_failed {
+        if !self.config.watch_interfaces {
+            return;
+        }
+        #[cfg(target_os = "linux")]
+        self.poll_links(cx);
+        if self.if_watch_failed {
             return;
         }
         if self.if_watch.is_none() {
@@ -1025,6 +1042,56 @@ impl<D: Drivers> Behaviour<D> {
             }
         }
         // More events than one poll takes: come back for the rest.
+        cx.waker().wake_by_ref();
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl<D: Drivers> Behaviour<D> {
+    /// A link taken down keeps its addresses (no `if-watch` event) but
+    /// carries nothing: its addresses are reported gone at once, and back
+    /// when the link returns.
+    fn poll_links(&mut self, cx: &mut Context<'_>) {
+        if self.links_failed {
+            return;
+        }
+        if self.links.is_none() {
+            match links::LinkWatcher::new() {
+                Ok(w) => self.links = Some(w),
+                Err(e) => {
+                    tracing::warn!(target: "multidriver", error = %e, "link states unavailable: a link taken down is noticed by probes only");
+                    self.links_failed = true;
+                    return;
+                }
+            }
+        }
+        for _ in 0..16 {
+            let Some(w) = self.links.as_mut() else {
+                return;
+            };
+            match w.poll_next(cx) {
+                Poll::Ready(Some(event)) => {
+                    tracing::debug!(target: "multidriver", link = %event.name, up = event.up, "link state");
+                    if event.up {
+                        for (ip, prefix, name) in Interfaces::scan() {
+                            if name == event.name {
+                                self.on_address(ip, prefix, true, Some(&name));
+                            }
+                        }
+                    } else {
+                        for (ip, prefix) in self.interfaces.addresses_of(&event.name) {
+                            self.on_address(ip, prefix, false, None);
+                        }
+                    }
+                }
+                Poll::Ready(None) => {
+                    self.links = None;
+                    self.links_failed = true;
+                    return;
+                }
+                Poll::Pending => return,
+            }
+        }
         cx.waker().wake_by_ref();
     }
 }
