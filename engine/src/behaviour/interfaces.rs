@@ -332,12 +332,6 @@ impl Interfaces {
     }
 
     fn hinted_pick(&self, lan: bool, with_losing: bool) -> Option<InterfaceId> {
-        let rank = |m: Medium| match m {
-            Medium::Ethernet => 0,
-            Medium::Wifi => 1,
-            Medium::Cellular(_) => 2,
-            _ => 3,
-        };
         let usable = self.hinted.iter().filter(|(id, h)| {
             (with_losing || !self.losing.contains(id)) && h.medium != Medium::Bluetooth
         });
@@ -345,32 +339,37 @@ impl Interfaces {
             let local = usable
                 .clone()
                 .filter(|(_, h)| matches!(h.medium, Medium::Wifi | Medium::Ethernet))
-                .min_by_key(|(id, h)| (rank(h.medium), **id));
+                .min_by_key(|(id, h)| (default_rank(h.medium), **id));
             if let Some((id, _)) = local {
                 return Some(*id);
             }
         }
         usable
             .filter(|(_, h)| h.validated)
-            .min_by_key(|(id, h)| (rank(h.medium), **id))
+            .min_by_key(|(id, h)| (default_rank(h.medium), **id))
             .map(|(id, _)| *id)
     }
 
     /// Without hints: a validated non-loopback address's interface, else
     /// any address's.
     fn address_default(&self) -> Option<InterfaceId> {
-        let rank = |m: Medium| match m {
-            Medium::Ethernet => 0,
-            Medium::Wifi => 1,
-            Medium::Cellular(_) => 2,
-            _ => 3,
-        };
         self.addrs
             .iter()
             .filter(|(ip, _)| !ip.is_loopback())
-            .min_by_key(|(_, l)| (!l.validated, rank(l.medium), l.interface))
+            .min_by_key(|(_, l)| (!l.validated, default_rank(l.medium), l.interface))
             .or_else(|| self.addrs.iter().next())
             .map(|(_, l)| l.interface)
+    }
+}
+
+/// The order in which the OSes pick a default network: Ethernet, Wi-Fi,
+/// cellular, anything else.
+fn default_rank(m: Medium) -> u8 {
+    match m {
+        Medium::Ethernet => 0,
+        Medium::Wifi => 1,
+        Medium::Cellular(_) => 2,
+        _ => 3,
     }
 }
 
