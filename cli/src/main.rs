@@ -20,10 +20,25 @@
 //! and prints each route's cost components, why it stands where it does, and
 //! the race plan. A malformed file or an unknown profile prints an error
 //! naming the file, line and field, and exits with status 1.
+//!
+//! ```text
+//! multidriver node --namespace my-app --rendezvous /ip4/198.51.100.7/tcp/4001/p2p/12D3Koo…
+//! multidriver node --namespace my-app --mdns --profile battery-saver --json
+//! ```
+//!
+//! `node` joins a namespace with the engine (advertises in it and keeps
+//! looking it up through the rendezvous points given and/or mDNS), connects
+//! to every peer found, and prints the peers, the route in use to each and
+//! why, and route switches as they happen, until Ctrl-C or SIGTERM (or
+//! `--exit-after SECS`); `--json` prints one JSON object per line per event
+//! (the schema is in `node.rs` and the README).
 
 use std::io::{ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+mod node;
+mod rendezvous;
 
 use clap::{Parser, Subcommand};
 use multidriver_scoring::{PRESET_NAMES, Profile, RacePlan, RouteSet};
@@ -74,6 +89,12 @@ enum CliError {
     /// A profile name is neither a preset nor an existing file.
     #[error("unknown profile `{0}`: not a preset ({presets}) nor a profile file", presets = PRESET_NAMES.join(", "))]
     UnknownProfile(String),
+    /// `multidriver node` failed.
+    #[error(transparent)]
+    Node(#[from] node::NodeError),
+    /// `multidriver rendezvous` failed.
+    #[error(transparent)]
+    Rendezvous(#[from] multidriver_rendezvous::Error),
 }
 
 #[derive(Debug, Parser)]
@@ -108,6 +129,11 @@ enum Command {
         #[command(subcommand)]
         command: SimCommand,
     },
+    /// Join a namespace with the engine and print peers, routes and switches.
+    Node(node::NodeArgs),
+    /// Run a rendezvous point (persistent, with limits and metrics), or
+    /// make its key.
+    Rendezvous(rendezvous::RendezvousArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -205,6 +231,11 @@ fn run(command: Command) -> Result<String, CliError> {
             plots.as_deref(),
             threads,
         ),
+        // It prints as it runs; nothing is left to print at the end.
+        Command::Node(args) => node::run(args).map(|()| String::new()),
+        Command::Rendezvous(args) => rendezvous::run(args)
+            .map(|()| String::new())
+            .map_err(CliError::from),
     }
 }
 

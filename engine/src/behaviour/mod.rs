@@ -478,6 +478,13 @@ impl<D: Drivers> Behaviour<D> {
         self.by_engine.get(&connection).map(|(c, _)| *c)
     }
 
+    /// The peer's routes the engine may dial now, best first, with their
+    /// interface and modelled cost in milliseconds (see
+    /// [`Engine::ranked_routes`]); e.g. to show what a driver found.
+    pub fn ranked_routes(&self, peer: &PeerId) -> Vec<(Multiaddr, InterfaceId, f64)> {
+        self.engine.ranked_routes(peer, self.now())
+    }
+
     /// The peer's primary connection: the swarm's id and the address.
     pub fn primary(&self, peer: &PeerId) -> Option<(SwarmConnectionId, Multiaddr)> {
         let c = self.engine.primary(peer)?;
@@ -953,7 +960,10 @@ impl<D: Drivers> Behaviour<D> {
         }
     }
 
-    fn driver_index(&self, driver: DriverId) -> Option<usize> {
+    /// The position in [`Drivers::capabilities`] of one of the engine's
+    /// drivers (as an [`Event::DriverHealthChanged`] names it), e.g. to say
+    /// which rendezvous point failed.
+    pub fn driver_index(&self, driver: DriverId) -> Option<usize> {
         self.driver_ids.iter().position(|d| *d == driver)
     }
 

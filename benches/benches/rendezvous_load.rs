@@ -1,0 +1,540 @@
+//! Load on a rendezvous point over loopback TCP: many stock rust-libp2p
+//! rendezvous clients register in several namespaces, then discover. Prints
+//! registrations per second, discovers per second and the point's peak
+//! memory for our point (with each durability) and for the stock
+//! rust-libp2p server (in memory), side by side in one run, with ratios.
+//!
+//! ```text
+//! cargo bench -p multidriver-benches --bench rendezvous_load
+//! cargo bench -p multidriver-benches --bench rendezvous_load -- --clients 400 --namespaces 25 --discovers 10
+//! ```
+//!
+//! Each point runs in its own process (this binary, re-run as a child), so
+//! its peak resident memory (`VmHWM`) is its own. Clients and point share
+//! the machine's cores, so the figures are for comparison in one run, not
+//! a capacity claim.
+
+#![allow(missing_docs)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use libp2p::futures::StreamExt;
+use libp2p::identity::Keypair;
+use libp2p::multiaddr::Protocol;
+use libp2p::rendezvous::{self, Namespace};
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm, SwarmBuilder, noise, tcp, yamux};
+use multidriver_rendezvous::protocol::{self as wire, MessageType};
+use multidriver_rendezvous::{Config, Durability, Limits, Server, ServerEvent};
+use tokio::sync::{Barrier, mpsc};
+
+/// Set in a child process: which point to run.
+const ROLE: &str = "MULTIDRIVER_RENDEZVOUS_BENCH_ROLE";
+/// Set in a child process: the registrations to allow in all.
+const TOTAL: &str = "MULTIDRIVER_RENDEZVOUS_BENCH_TOTAL";
+/// Set in a child process: the registrations to allow per peer.
+const PER_PEER: &str = "MULTIDRIVER_RENDEZVOUS_BENCH_PER_PEER";
+/// Set in a child process: where our point keeps its database.
+const DB: &str = "MULTIDRIVER_RENDEZVOUS_BENCH_DB";
+/// No phase may take longer.
+const PHASE_DEADLINE: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Clone, Copy)]
+enum Role {
+    Ours(Durability),
+    Stock,
+}
+
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Role::Ours(Durability::ProcessCrash) => "multidriver, process-crash durability",
+            Role::Ours(Durability::PowerLoss) => "multidriver, power-loss durability",
+            Role::Stock => "stock rust-libp2p server (in memory)",
+        }
+    }
+    fn arg(self) -> &'static str {
+        match self {
+            Role::Ours(Durability::PowerLoss) => "ours-power-loss",
+            Role::Ours(_) => "ours",
+            Role::Stock => "stock",
+        }
+    }
+}
+
+struct Params {
+    clients: usize,
+    namespaces: usize,
+    discovers: usize,
+}
+
+fn parse_args() -> Params {
+    let mut p = Params {
+        clients: 200,
+        namespaces: 25,
+        discovers: 10,
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < args.len() {
+        let value = || {
+            args.get(i + 1)
+                .and_then(|v| v.parse::<usize>().ok())
+                .filter(|v| *v > 0)
+                .unwrap_or_else(|| panic!("{} needs a positive number", args[i]))
+        };
+        match args[i].as_str() {
+            "--clients" => p.clients = value(),
+            "--namespaces" => p.namespaces = value(),
+            "--discovers" => p.discovers = value(),
+            // cargo bench passes --bench; nothing else is ours.
+            _ => {
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    p
+}
+
+fn main() {
+    if let Ok(role) = std::env::var(ROLE) {
+        serve(&role);
+        return;
+    }
+    let p = parse_args();
+    let total = p.clients * p.namespaces;
+    println!(
+        "rendezvous load over loopback TCP: {} clients × {} namespaces = {total} registrations, \
+         then {} × {} discovers of a {}-peer namespace",
+        p.clients, p.namespaces, p.clients, p.discovers, p.clients
+    );
+    let roles = [
+        Role::Ours(Durability::ProcessCrash),
+        Role::Ours(Durability::PowerLoss),
+        Role::Stock,
+    ];
+    let mut results = Vec::new();
+    for role in roles {
+        eprintln!("== {}", role.name());
+        results.push((role, load(role, &p)));
+    }
+    println!();
+    println!(
+        "{:<40} {:>9} {:>11} {:>11} {:>13} {:>9} {:>9}",
+        "point", "regs/s", "CPU µs/reg", "discovers/s", "CPU µs/disc", "peak MiB", "idle MiB"
+    );
+    for (role, r) in &results {
+        println!(
+            "{:<40} {:>9.0} {:>11.0} {:>11.0} {:>13.0} {:>9.1} {:>9.1}",
+            role.name(),
+            r.register.per_second,
+            r.register.cpu_us,
+            r.discover.per_second,
+            r.discover.cpu_us,
+            r.peak_kib as f64 / 1024.0,
+            r.idle_kib as f64 / 1024.0
+        );
+    }
+    let stock = &results[2].1;
+    for (role, r) in &results[..2] {
+        println!(
+            "{} vs stock: registrations/s ×{:.2} (CPU per registration ×{:.2}), \
+             discovers/s ×{:.2} (CPU per discover ×{:.2}), peak memory ×{:.2}",
+            role.name(),
+            r.register.per_second / stock.register.per_second,
+            r.register.cpu_us / stock.register.cpu_us,
+            r.discover.per_second / stock.discover.per_second,
+            r.discover.cpu_us / stock.discover.cpu_us,
+            r.peak_kib as f64 / stock.peak_kib as f64
+        );
+    }
+}
+
+struct Figures {
+    register: Phase,
+    discover: Phase,
+    peak_kib: u64,
+    idle_kib: u64,
+}
+
+/// A point process; killed on drop.
+struct Point {
+    child: Child,
+    addr: Multiaddr,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Point {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn spawn(role: Role, p: &Params) -> Point {
+    let dir =
+        std::env::temp_dir().join(format!("md-rv-bench-{}-{}", std::process::id(), role.arg()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let mut child = Command::new(std::env::current_exe().expect("own path"))
+        .env(ROLE, role.arg())
+        .env(TOTAL, (p.clients * p.namespaces).to_string())
+        .env(PER_PEER, p.namespaces.to_string())
+        .env(DB, dir.join("rv.db"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the point starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+    let addr = loop {
+        match lines.next() {
+            Some(Ok(line)) => {
+                if let Some(a) = line.strip_prefix("listening on ") {
+                    break a.parse().expect("a multiaddr");
+                }
+            }
+            _ => panic!("the point exited before listening"),
+        }
+    };
+    Point { child, addr, dir }
+}
+
+/// Resident memory of `pid`: (current, peak), KiB.
+fn memory(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn load(role: Role, p: &Params) -> Figures {
+    let point = spawn(role, p);
+    // Let it settle before reading its idle memory.
+    std::thread::sleep(Duration::from_millis(200));
+    let (idle_kib, _) = memory(point.child.id());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (register, discover) = runtime.block_on(drive(point.addr.clone(), p, point.child.id()));
+    let (_, peak_kib) = memory(point.child.id());
+    drop(point);
+    Figures {
+        register,
+        discover,
+        peak_kib,
+        idle_kib,
+    }
+}
+
+fn point_id(addr: &Multiaddr) -> PeerId {
+    match addr.iter().last() {
+        Some(Protocol::P2p(id)) => id,
+        _ => panic!("no /p2p in {addr}"),
+    }
+}
+
+/// A client: the stock rendezvous client registers; discovers go through
+/// a plain request-response client that does not verify the records it
+/// gets, so the discover phase measures the point, not the clients'
+/// signature checks (with the stock client, all three points measured the
+/// same: the clients were the bottleneck).
+#[derive(NetworkBehaviour)]
+struct Client {
+    stock: rendezvous::client::Behaviour,
+    raw: request_response::Behaviour<wire::Codec>,
+}
+
+fn client_swarm() -> Swarm<Client> {
+    let mut swarm = SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .expect("tcp")
+        .with_behaviour(|key| Client {
+            stock: rendezvous::client::Behaviour::new(key.clone()),
+            raw: request_response::Behaviour::with_codec(
+                wire::Codec::default(),
+                [(wire::PROTOCOL, ProtocolSupport::Outbound)],
+                request_response::Config::default(),
+            ),
+        })
+        .expect("behaviour")
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
+        .build();
+    swarm.add_external_address("/ip4/192.0.2.1/tcp/4001".parse().expect("valid"));
+    swarm
+}
+
+fn discover_request() -> wire::Message {
+    wire::Message {
+        r#type: Some(MessageType::Discover as i32),
+        discover: Some(wire::Discover {
+            ns: Some(b"bench-0".to_vec()),
+            limit: None,
+            cookie: None,
+        }),
+        ..wire::Message::default()
+    }
+}
+
+fn ns(i: usize) -> Namespace {
+    Namespace::new(format!("bench-{i}")).expect("short")
+}
+
+/// Runs both phases; (registrations/s, discovers/s).
+/// CPU time `pid` has used so far (user + system), seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which ends with the last ')'):
+    // utime and stime are the 12th and 13th, in clock ticks.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // USER_HZ is 100 on Linux (sysconf(_SC_CLK_TCK)).
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// What one phase measured.
+struct Phase {
+    per_second: f64,
+    /// The point's CPU time per request, microseconds.
+    cpu_us: f64,
+}
+
+async fn drive(addr: Multiaddr, p: &Params, pid: u32) -> (Phase, Phase) {
+    let point = point_id(&addr);
+    let start = Arc::new(Barrier::new(p.clients + 1));
+    let middle = Arc::new(Barrier::new(p.clients + 1));
+    let (done_tx, mut done) = mpsc::channel::<(usize, usize)>(p.clients);
+    for _ in 0..p.clients {
+        let (addr, start, middle, done_tx) = (
+            addr.clone(),
+            Arc::clone(&start),
+            Arc::clone(&middle),
+            done_tx.clone(),
+        );
+        let (namespaces, discovers, clients) = (p.namespaces, p.discovers, p.clients);
+        tokio::spawn(async move {
+            let mut swarm = client_swarm();
+            swarm.dial(addr).expect("dial");
+            loop {
+                match swarm.select_next_some().await {
+                    SwarmEvent::ConnectionEstablished { .. } => break,
+                    SwarmEvent::OutgoingConnectionError { error, .. } => panic!("dial: {error}"),
+                    _ => {}
+                }
+            }
+            // Phase 1: register in every namespace at once.
+            start.wait().await;
+            for i in 0..namespaces {
+                swarm
+                    .behaviour_mut()
+                    .stock
+                    .register(ns(i), point, None)
+                    .expect("an external address");
+            }
+            let (mut ok, mut failed) = (0, 0);
+            while ok + failed < namespaces {
+                match swarm.select_next_some().await {
+                    SwarmEvent::Behaviour(ClientEvent::Stock(
+                        rendezvous::client::Event::Registered { .. },
+                    )) => ok += 1,
+                    SwarmEvent::Behaviour(ClientEvent::Stock(
+                        rendezvous::client::Event::RegisterFailed { .. },
+                    )) => failed += 1,
+                    _ => {}
+                }
+            }
+            let _ = done_tx.send((ok, failed)).await;
+            // Phase 2: discover one namespace, one request after another.
+            middle.wait().await;
+            let (mut found, mut failed) = (0, 0);
+            for _ in 0..discovers {
+                swarm
+                    .behaviour_mut()
+                    .raw
+                    .send_request(&point, discover_request());
+                loop {
+                    match swarm.select_next_some().await {
+                        SwarmEvent::Behaviour(ClientEvent::Raw(
+                            request_response::Event::Message {
+                                message: request_response::Message::Response { response, .. },
+                                ..
+                            },
+                        )) => {
+                            let page = response.discover_response.map(|r| r.registrations.len());
+                            if page == Some(clients) {
+                                found += 1;
+                            } else {
+                                failed += 1;
+                            }
+                            break;
+                        }
+                        SwarmEvent::Behaviour(ClientEvent::Raw(
+                            request_response::Event::OutboundFailure { .. },
+                        )) => {
+                            failed += 1;
+                            break;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            let _ = done_tx.send((found, failed)).await;
+            // Hold the connection until the other clients are done.
+            let _ = tokio::time::timeout(Duration::from_secs(2), swarm.select_next_some()).await;
+        });
+    }
+    eprintln!("   connecting {} clients", p.clients);
+    start.wait().await;
+    let t0 = Instant::now();
+    let cpu0 = cpu_seconds(pid);
+    let (ok, failed) = collect(&mut done, p.clients).await;
+    let register_secs = t0.elapsed().as_secs_f64();
+    let register_cpu = cpu_seconds(pid) - cpu0;
+    eprintln!("   {ok} registrations accepted, {failed} refused, in {register_secs:.2} s");
+    assert_eq!(failed, 0, "the point refused registrations");
+    middle.wait().await;
+    let t1 = Instant::now();
+    let cpu1 = cpu_seconds(pid);
+    let (found, failed) = collect(&mut done, p.clients).await;
+    let discover_secs = t1.elapsed().as_secs_f64();
+    let discover_cpu = cpu_seconds(pid) - cpu1;
+    eprintln!("   {found} discovers answered, {failed} failed, in {discover_secs:.2} s");
+    assert_eq!(failed, 0, "discovers failed");
+    (
+        Phase {
+            per_second: ok as f64 / register_secs,
+            cpu_us: register_cpu * 1e6 / ok as f64,
+        },
+        Phase {
+            per_second: found as f64 / discover_secs,
+            cpu_us: discover_cpu * 1e6 / found as f64,
+        },
+    )
+}
+
+/// Sums `n` reports, within the phase deadline.
+async fn collect(done: &mut mpsc::Receiver<(usize, usize)>, n: usize) -> (usize, usize) {
+    tokio::time::timeout(PHASE_DEADLINE, async {
+        let (mut a, mut b) = (0, 0);
+        for _ in 0..n {
+            let (x, y) = done.recv().await.expect("clients report");
+            a += x;
+            b += y;
+        }
+        (a, b)
+    })
+    .await
+    .expect("the phase finished in time")
+}
+
+/// The child: runs one point until its stdin closes.
+fn serve(role: &str) {
+    let env = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} is set"));
+    let total: u64 = env(TOTAL).parse().expect("a number");
+    let per_peer: u64 = env(PER_PEER).parse().expect("a number");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    // The parent closes our stdin (or dies) when it is done.
+    let (stop_tx, stop) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        while std::io::stdin()
+            .read_line(&mut sink)
+            .map(|n| n > 0)
+            .unwrap_or(false)
+        {}
+        let _ = stop_tx.send(());
+    });
+    runtime.block_on(async move {
+        let listen: Multiaddr = "/ip4/127.0.0.1/tcp/0".parse().expect("valid");
+        match role {
+            "stock" => {
+                let config = rendezvous::server::Config::default()
+                    .with_max_registration_per_peer(usize::try_from(per_peer).expect("fits"))
+                    .with_max_registration_total(usize::try_from(total).expect("fits"));
+                let mut swarm = SwarmBuilder::with_new_identity()
+                    .with_tokio()
+                    .with_tcp(
+                        tcp::Config::default().nodelay(true),
+                        noise::Config::new,
+                        yamux::Config::default,
+                    )
+                    .expect("tcp")
+                    .with_behaviour(|_| rendezvous::server::Behaviour::new(config))
+                    .expect("behaviour")
+                    .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+                    .build();
+                swarm.listen_on(listen).expect("listen");
+                let id = *swarm.local_peer_id();
+                let mut stop = std::pin::pin!(stop);
+                loop {
+                    tokio::select! {
+                        _ = &mut stop => return,
+                        e = swarm.select_next_some() => {
+                            if let SwarmEvent::NewListenAddr { address, .. } = e {
+                                println!("listening on {}", address.with(Protocol::P2p(id)));
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {
+                let durability = if role == "ours-power-loss" {
+                    Durability::PowerLoss
+                } else {
+                    Durability::ProcessCrash
+                };
+                let config = Config {
+                    db: env(DB).into(),
+                    listen: vec![listen],
+                    limits: Limits {
+                        max_registrations: total,
+                        max_registrations_per_peer: per_peer,
+                        ..Limits::default()
+                    },
+                    durability,
+                    ..Config::default()
+                };
+                let server =
+                    Server::new(config, Keypair::generate_ed25519(), None).expect("the point");
+                server
+                    .run(
+                        async move {
+                            let _ = stop.await;
+                        },
+                        |e| {
+                            if let ServerEvent::Listening(a) = e {
+                                println!("listening on {a}");
+                            }
+                        },
+                    )
+                    .await
+                    .expect("the point runs");
+            }
+        }
+    });
+}

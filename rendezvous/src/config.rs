@@ -1,0 +1,336 @@
+//! The rendezvous point's configuration: limits, addresses, files.
+//!
+//! A TOML file holds any subset of [`Config`]'s fields; what it leaves out
+//! keeps its default. The `multidriver rendezvous run` command lays
+//! environment variables and flags over it.
+//!
+//! ```toml
+//! key = "rendezvous.key"
+//! db = "rendezvous.db"
+//! listen = ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"]
+//! announce = ["/dns4/rendezvous.example.com/tcp/4001"]
+//! metrics = "127.0.0.1:9464"
+//!
+//! [limits]
+//! max_registrations_per_peer = 32
+//! max_registrations = 10000
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use libp2p::Multiaddr;
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+use crate::store::Durability;
+
+/// The longest `max_ttl` a configuration may set: 365 days (our choice;
+/// the spec recommends 72 h).
+pub const MAX_TTL_CAP: u64 = 365 * 24 * 60 * 60;
+
+/// What the point accepts. Each bound is enforced exactly: a value at the
+/// bound is accepted, one past it refused with the protocol's error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Shortest TTL accepted, seconds. Default 2 h, the spec's
+    /// recommendation (libp2p rendezvous spec, "Recommendations for
+    /// Rendezvous Points configurations"). Shorter: `E_INVALID_TTL`.
+    pub min_ttl: u64,
+    /// Longest TTL accepted, seconds. Default 72 h, the spec's
+    /// recommendation. Longer: `E_INVALID_TTL`.
+    pub max_ttl: u64,
+    /// TTL given to a registration that names none, seconds. Default 2 h,
+    /// the spec's ("If unspecified, rendezvous nodes should assume a TTL of
+    /// 2h"). Must lie within `min_ttl..=max_ttl`.
+    pub default_ttl: u64,
+    /// Registrations one peer may hold, one per namespace. Default 32, the
+    /// stock rust-libp2p server's (libp2p-rendezvous 0.18,
+    /// `MAX_REGISTRATION_PEER`). A new namespace past it: `E_UNAVAILABLE`;
+    /// refreshing a namespace the peer holds is always accepted.
+    pub max_registrations_per_peer: u64,
+    /// Registrations the point holds in all. Default 10 000, the stock
+    /// server's (`MAX_REGISTRATIONS_TOTAL`). A new registration past it:
+    /// `E_UNAVAILABLE`.
+    pub max_registrations: u64,
+    /// Longest namespace, bytes. Default 255, the spec's. Longer (or
+    /// empty, or not UTF-8): `E_INVALID_NAMESPACE`.
+    pub max_namespace_len: usize,
+    /// Most registrations in one discover answer. Default 1000, as
+    /// nim-libp2p (`DiscoverLimit`) and js-libp2p-rendezvous
+    /// (`MAX_DISCOVER_LIMIT`). A request for more, or for no limit, gets
+    /// this many and a cookie for the rest. A page is also cut to fit the
+    /// 1 MiB message limit.
+    pub max_discover_limit: u64,
+    /// Largest signed peer record, bytes. Default 8 KiB (our choice: a
+    /// record with 32 addresses is about 1.5 KiB). Larger:
+    /// `E_INVALID_SIGNED_PEER_RECORD`.
+    pub max_record_bytes: usize,
+    /// Accept peer records signed in the spec's format (RFC 0002/0003: the
+    /// `libp2p-peer-record` domain, what Go and JS clients send) beside
+    /// rust-libp2p's own (`libp2p-routing-state`). Default `false`: stock
+    /// rust-libp2p clients (libp2p-rendezvous 0.18) decode only their own
+    /// format and fail a whole discover answer holding one record of the
+    /// other, so one such registration would hide a namespace from every
+    /// Rust client. Turn it on for a point that serves only Go and JS
+    /// clients. Refused: `E_INVALID_SIGNED_PEER_RECORD`.
+    pub accept_spec_records: bool,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            min_ttl: 2 * 60 * 60,
+            max_ttl: 72 * 60 * 60,
+            default_ttl: 2 * 60 * 60,
+            max_registrations_per_peer: 32,
+            max_registrations: 10_000,
+            max_namespace_len: 255,
+            max_discover_limit: 1000,
+            max_record_bytes: 8 * 1024,
+            accept_spec_records: false,
+        }
+    }
+}
+
+impl Limits {
+    /// Checks the limits agree with each other.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |field: &'static str, message: String| Err(Error::Config { field, message });
+        if self.min_ttl == 0 {
+            return bad(
+                "limits.min_ttl",
+                "must be at least 1 s: a registration with TTL 0 expires before anyone sees it"
+                    .into(),
+            );
+        }
+        if self.max_ttl > MAX_TTL_CAP {
+            return bad(
+                "limits.max_ttl",
+                format!(
+                    "{} s is over a year ({MAX_TTL_CAP} s); registrations must expire",
+                    self.max_ttl
+                ),
+            );
+        }
+        if self.min_ttl > self.max_ttl {
+            return bad(
+                "limits.min_ttl",
+                format!("{} is above max_ttl {}", self.min_ttl, self.max_ttl),
+            );
+        }
+        if !(self.min_ttl..=self.max_ttl).contains(&self.default_ttl) {
+            return bad(
+                "limits.default_ttl",
+                format!(
+                    "{} is outside min_ttl..=max_ttl ({}..={})",
+                    self.default_ttl, self.min_ttl, self.max_ttl
+                ),
+            );
+        }
+        for (field, value) in [
+            (
+                "limits.max_registrations_per_peer",
+                self.max_registrations_per_peer,
+            ),
+            ("limits.max_registrations", self.max_registrations),
+            ("limits.max_discover_limit", self.max_discover_limit),
+        ] {
+            if value == 0 {
+                return bad(field, "must be at least 1".into());
+            }
+        }
+        if self.max_namespace_len == 0 || self.max_namespace_len > 255 {
+            return bad(
+                "limits.max_namespace_len",
+                format!(
+                    "{} is outside 1..=255 (the spec's maximum)",
+                    self.max_namespace_len
+                ),
+            );
+        }
+        if self.max_record_bytes < 64 || self.max_record_bytes > 512 * 1024 {
+            return bad(
+                "limits.max_record_bytes",
+                format!(
+                    "{} is outside 64..=524288 (half the 1 MiB message limit)",
+                    self.max_record_bytes
+                ),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Everything a rendezvous point runs with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The key file (`multidriver rendezvous genkey` writes one).
+    pub key: PathBuf,
+    /// The SQLite database; created if missing.
+    pub db: PathBuf,
+    /// Addresses to listen on. Default TCP and QUIC on port 4001 of every
+    /// IPv4 interface.
+    pub listen: Vec<Multiaddr>,
+    /// Addresses to announce to clients (through identify) beside the
+    /// listen addresses, e.g. a public DNS name behind a load balancer.
+    pub announce: Vec<Multiaddr>,
+    /// Where `/metrics` is served (Prometheus text format); `None` for
+    /// nowhere.
+    pub metrics: Option<SocketAddr>,
+    /// What the point accepts.
+    pub limits: Limits,
+    /// How much a committed registration survives.
+    pub durability: Durability,
+    /// Seconds between sweeps of expired registrations. Default 60 (our
+    /// choice). Expired registrations are never served in between; the
+    /// sweep only frees their rows.
+    pub sweep_interval_secs: u64,
+    /// Most connections at once. Default 10 000 (our choice, the same as
+    /// the registration limit). Past it, new connections are refused.
+    pub max_connections: u32,
+    /// Most connections one peer may hold at once. Default 4 (our choice:
+    /// a client needs one; a few allow TCP and QUIC side by side).
+    pub max_connections_per_peer: u32,
+    /// Rendezvous requests one connection may have open at once. Default 32
+    /// (our choice: the per-peer registration limit, so a client can
+    /// register all its namespaces at once; libp2p-request-response's
+    /// default is 100). Past it, new streams are dropped.
+    pub max_streams_per_connection: usize,
+    /// Bytes of answers written but not yet taken by their clients, across
+    /// all connections. Default 64 MiB (our choice). A discover whose answer
+    /// would go past it gets `E_UNAVAILABLE` instead, so clients that ask
+    /// and never read cannot make the point hold their answers without
+    /// bound.
+    pub max_answer_bytes_in_flight: usize,
+    /// Seconds a connection without streams stays open. Default 60 (our
+    /// choice; libp2p-swarm's default is 10 s).
+    pub idle_connection_timeout_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            key: PathBuf::from("rendezvous.key"),
+            db: PathBuf::from("rendezvous.db"),
+            listen: vec![
+                "/ip4/0.0.0.0/tcp/4001".parse().expect("valid multiaddr"),
+                "/ip4/0.0.0.0/udp/4001/quic-v1"
+                    .parse()
+                    .expect("valid multiaddr"),
+            ],
+            announce: Vec::new(),
+            metrics: None,
+            limits: Limits::default(),
+            durability: Durability::default(),
+            sweep_interval_secs: 60,
+            max_connections: 10_000,
+            max_connections_per_peer: 4,
+            max_streams_per_connection: 32,
+            max_answer_bytes_in_flight: 64 * 1024 * 1024,
+            idle_connection_timeout_secs: 60,
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file; fields it leaves out keep their defaults. An
+    /// unknown field or a bad value is an error naming the file, the line
+    /// and the field.
+    pub fn from_file(path: &Path) -> Result<Config, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
+            path: path.to_owned(),
+            source: e,
+        })?;
+        Config::from_toml(&text).map_err(|message| Error::ConfigFile {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    /// Parses TOML text; the error says where.
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())
+    }
+
+    /// Checks the whole configuration.
+    pub fn validate(&self) -> Result<(), Error> {
+        self.limits.validate()?;
+        if self.listen.is_empty() {
+            return Err(Error::Config {
+                field: "listen",
+                message: "no listen address".into(),
+            });
+        }
+        if self.sweep_interval_secs == 0 {
+            return Err(Error::Config {
+                field: "sweep_interval_secs",
+                message: "must be at least 1".into(),
+            });
+        }
+        if self.max_streams_per_connection == 0 {
+            return Err(Error::Config {
+                field: "max_streams_per_connection",
+                message: "must be at least 1".into(),
+            });
+        }
+        if self.max_answer_bytes_in_flight < crate::protocol::MAX_MESSAGE_BYTES {
+            return Err(Error::Config {
+                field: "max_answer_bytes_in_flight",
+                message: format!(
+                    "{} is under one full answer ({} bytes)",
+                    self.max_answer_bytes_in_flight,
+                    crate::protocol::MAX_MESSAGE_BYTES
+                ),
+            });
+        }
+        if self.max_connections == 0 || self.max_connections_per_peer == 0 {
+            return Err(Error::Config {
+                field: "max_connections",
+                message: "connection limits must be at least 1".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The sweep interval.
+    pub fn sweep_interval(&self) -> Duration {
+        Duration::from_secs(self.sweep_interval_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_a_file_overrides_only_what_it_names() {
+        Config::default().validate().unwrap();
+        let c = Config::from_toml("db = \"x.db\"\n[limits]\nmax_registrations = 5\n").unwrap();
+        assert_eq!(c.db, PathBuf::from("x.db"));
+        assert_eq!(c.limits.max_registrations, 5);
+        assert_eq!(c.limits.max_ttl, Limits::default().max_ttl);
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_values_are_named() {
+        let e = Config::from_toml("[limits]\nmax_registratons = 5\n").unwrap_err();
+        assert!(e.contains("max_registratons"), "{e}");
+        assert!(e.contains("line 2"), "{e}");
+        let e = Config::from_toml("listen = [\"not an address\"]\n").unwrap_err();
+        assert!(e.contains("listen"), "{e}");
+        let c = Config {
+            limits: Limits {
+                min_ttl: 10,
+                max_ttl: 5,
+                ..Limits::default()
+            },
+            ..Config::default()
+        };
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("limits.min_ttl"), "{e}");
+    }
+}

@@ -1,0 +1,416 @@
+//! The rendezvous wire format: the libp2p rendezvous protocol's protobuf
+//! messages, its cookie convention, and a request-response codec.
+//!
+//! Messages follow the spec's `rpc.proto`
+//! (<https://github.com/libp2p/specs/blob/master/rendezvous/README.md#protobuf>).
+//! Namespaces are decoded as bytes, not strings, so a namespace that is not
+//! UTF-8 is answered with `E_INVALID_NAMESPACE` instead of failing the whole
+//! message.
+
+use std::io;
+
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use libp2p::StreamProtocol;
+use prost::Message as _;
+
+/// The protocol id, from the spec.
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/rendezvous/1.0.0");
+
+/// Largest message read or written: 1 MiB, the limit stock rust-libp2p
+/// clients decode with (libp2p-rendezvous 0.18, `codec.rs`,
+/// `MAX_MESSAGE_LEN_BYTES`). A discover page is cut to fit under it.
+pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+
+/// A rendezvous message, one per stream in each direction.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Message {
+    /// Which of the optional bodies is set ([`MessageType`]).
+    #[prost(enumeration = "MessageType", optional, tag = "1")]
+    pub r#type: Option<i32>,
+    /// A registration request.
+    #[prost(message, optional, tag = "2")]
+    pub register: Option<Register>,
+    /// The answer to a registration.
+    #[prost(message, optional, tag = "3")]
+    pub register_response: Option<RegisterResponse>,
+    /// A request to drop a registration.
+    #[prost(message, optional, tag = "4")]
+    pub unregister: Option<Unregister>,
+    /// A discovery request.
+    #[prost(message, optional, tag = "5")]
+    pub discover: Option<Discover>,
+    /// The answer to a discovery request.
+    #[prost(message, optional, tag = "6")]
+    pub discover_response: Option<DiscoverResponse>,
+}
+
+/// `REGISTER`, and each registration in a discover answer.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Register {
+    /// The namespace (UTF-8 on the wire when valid).
+    #[prost(bytes = "vec", optional, tag = "1")]
+    pub ns: Option<Vec<u8>>,
+    /// A signed envelope holding a peer record.
+    #[prost(bytes = "vec", optional, tag = "2")]
+    pub signed_peer_record: Option<Vec<u8>>,
+    /// Seconds the registration lives.
+    #[prost(uint64, optional, tag = "3")]
+    pub ttl: Option<u64>,
+}
+
+/// `REGISTER_RESPONSE`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RegisterResponse {
+    /// [`ResponseStatus`].
+    #[prost(enumeration = "ResponseStatus", optional, tag = "1")]
+    pub status: Option<i32>,
+    /// Why, for people.
+    #[prost(string, optional, tag = "2")]
+    pub status_text: Option<String>,
+    /// The TTL granted, in seconds.
+    #[prost(uint64, optional, tag = "3")]
+    pub ttl: Option<u64>,
+}
+
+/// `UNREGISTER`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Unregister {
+    /// The namespace.
+    #[prost(bytes = "vec", optional, tag = "1")]
+    pub ns: Option<Vec<u8>>,
+    /// The peer id's bytes (optional; must be the sender's when given).
+    #[prost(bytes = "vec", optional, tag = "2")]
+    pub id: Option<Vec<u8>>,
+}
+
+/// `DISCOVER`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Discover {
+    /// The namespace; absent means every namespace.
+    #[prost(bytes = "vec", optional, tag = "1")]
+    pub ns: Option<Vec<u8>>,
+    /// At most this many registrations.
+    #[prost(uint64, optional, tag = "2")]
+    pub limit: Option<u64>,
+    /// Where the previous page ended.
+    #[prost(bytes = "vec", optional, tag = "3")]
+    pub cookie: Option<Vec<u8>>,
+}
+
+/// `DISCOVER_RESPONSE`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct DiscoverResponse {
+    /// The page of registrations.
+    #[prost(message, repeated, tag = "1")]
+    pub registrations: Vec<Register>,
+    /// Where this page ended; send it back for the next one.
+    #[prost(bytes = "vec", optional, tag = "2")]
+    pub cookie: Option<Vec<u8>>,
+    /// [`ResponseStatus`].
+    #[prost(enumeration = "ResponseStatus", optional, tag = "3")]
+    pub status: Option<i32>,
+    /// Why, for people.
+    #[prost(string, optional, tag = "4")]
+    pub status_text: Option<String>,
+}
+
+/// The message types of the spec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum MessageType {
+    /// `REGISTER`.
+    Register = 0,
+    /// `REGISTER_RESPONSE`.
+    RegisterResponse = 1,
+    /// `UNREGISTER`.
+    Unregister = 2,
+    /// `DISCOVER`.
+    Discover = 3,
+    /// `DISCOVER_RESPONSE`.
+    DiscoverResponse = 4,
+}
+
+/// The response statuses of the spec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum ResponseStatus {
+    /// `OK`.
+    Ok = 0,
+    /// `E_INVALID_NAMESPACE`: missing, empty, too long or not UTF-8.
+    InvalidNamespace = 100,
+    /// `E_INVALID_SIGNED_PEER_RECORD`: missing, too large, or not a valid
+    /// signed peer record.
+    InvalidSignedPeerRecord = 101,
+    /// `E_INVALID_TTL`: outside the point's TTL bounds.
+    InvalidTtl = 102,
+    /// `E_INVALID_COOKIE`: malformed, for another namespace, or never
+    /// issued by this point.
+    InvalidCookie = 103,
+    /// `E_NOT_AUTHORIZED`: the record is not the sender's own.
+    NotAuthorized = 200,
+    /// `E_INTERNAL_ERROR`: the store failed.
+    InternalError = 300,
+    /// `E_UNAVAILABLE`: a registration limit is reached.
+    Unavailable = 400,
+}
+
+impl ResponseStatus {
+    /// A short name for logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResponseStatus::Ok => "ok",
+            ResponseStatus::InvalidNamespace => "invalid_namespace",
+            ResponseStatus::InvalidSignedPeerRecord => "invalid_signed_peer_record",
+            ResponseStatus::InvalidTtl => "invalid_ttl",
+            ResponseStatus::InvalidCookie => "invalid_cookie",
+            ResponseStatus::NotAuthorized => "not_authorized",
+            ResponseStatus::InternalError => "internal_error",
+            ResponseStatus::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// A discover cookie: where a page ended.
+///
+/// On the wire it is the 8-byte big-endian id followed by the namespace's
+/// UTF-8 bytes (none for every namespace): the layout stock rust-libp2p
+/// clients parse every cookie with (libp2p-rendezvous 0.18, `codec.rs`,
+/// `Cookie::from_wire_encoding`), so ours must keep it. Our id is the
+/// sequence number of the last registration the page held, so a cookie
+/// stays valid across restarts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cookie {
+    /// The last sequence number seen.
+    pub position: u64,
+    /// The namespace the cookie belongs to; `None` for every namespace.
+    pub namespace: Option<String>,
+}
+
+impl Cookie {
+    /// The wire form.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut bytes = self.position.to_be_bytes().to_vec();
+        if let Some(ns) = &self.namespace {
+            bytes.extend_from_slice(ns.as_bytes());
+        }
+        bytes
+    }
+
+    /// Parses the wire form; `None` when it is malformed.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Cookie> {
+        let (id, ns) = bytes.split_first_chunk::<8>()?;
+        let namespace = if ns.is_empty() {
+            None
+        } else {
+            Some(std::str::from_utf8(ns).ok()?.to_owned())
+        };
+        Some(Cookie {
+            position: u64::from_be_bytes(*id),
+            namespace,
+        })
+    }
+}
+
+/// The request-response codec: one length-prefixed (unsigned varint)
+/// protobuf message per direction. Answers are at most
+/// [`MAX_MESSAGE_BYTES`]; requests at most the codec's own limit (the
+/// point sets it from its record limit), and a larger request is dropped
+/// unread.
+#[derive(Debug, Clone, Copy)]
+pub struct Codec {
+    max_request: usize,
+}
+
+impl Default for Codec {
+    fn default() -> Self {
+        Codec {
+            max_request: MAX_MESSAGE_BYTES,
+        }
+    }
+}
+
+impl Codec {
+    /// A codec that reads requests of at most `bytes` (capped at
+    /// [`MAX_MESSAGE_BYTES`]).
+    pub fn with_max_request(bytes: usize) -> Codec {
+        Codec {
+            max_request: bytes.min(MAX_MESSAGE_BYTES),
+        }
+    }
+}
+
+/// Reads one unsigned-varint length prefix (at most 10 bytes).
+async fn read_length<T: AsyncRead + Unpin>(io: &mut T) -> io::Result<usize> {
+    let mut value: u64 = 0;
+    for i in 0..10 {
+        let mut byte = [0u8];
+        io.read_exact(&mut byte).await?;
+        value |= u64::from(byte[0] & 0x7f) << (7 * i);
+        if byte[0] & 0x80 == 0 {
+            return usize::try_from(value)
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "length overflows"));
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidData,
+        "length prefix longer than 10 bytes",
+    ))
+}
+
+async fn read_message<T: AsyncRead + Unpin>(io: &mut T, max: usize) -> io::Result<Message> {
+    let len = read_length(io).await?;
+    if len > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("message of {len} bytes is over the {max}-byte limit"),
+        ));
+    }
+    let mut buf = vec![0u8; len];
+    io.read_exact(&mut buf).await?;
+    Message::decode(buf.as_slice()).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+async fn write_message<T: AsyncWrite + Unpin>(io: &mut T, message: &Message) -> io::Result<()> {
+    let bytes = message.encode_length_delimited_to_vec();
+    if bytes.len() > MAX_MESSAGE_BYTES + 10 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "message over the 1 MiB limit",
+        ));
+    }
+    io.write_all(&bytes).await?;
+    io.flush().await
+}
+
+impl libp2p::request_response::Codec for Codec {
+    type Protocol = StreamProtocol;
+    type Request = Message;
+    type Response = Message;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Message>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        read_message(io, self.max_request).await
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Message>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        read_message(io, MAX_MESSAGE_BYTES).await
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: Message,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_message(io, &req).await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: Message,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_message(io, &res).await
+    }
+}
+
+/// A `REGISTER_RESPONSE` message.
+pub fn register_response(status: ResponseStatus, text: String, ttl: Option<u64>) -> Message {
+    Message {
+        r#type: Some(MessageType::RegisterResponse as i32),
+        register_response: Some(RegisterResponse {
+            status: Some(status as i32),
+            status_text: (!text.is_empty()).then_some(text),
+            ttl,
+        }),
+        ..Message::default()
+    }
+}
+
+/// A failed `DISCOVER_RESPONSE` message.
+pub fn discover_error(status: ResponseStatus, text: String) -> Message {
+    Message {
+        r#type: Some(MessageType::DiscoverResponse as i32),
+        discover_response: Some(DiscoverResponse {
+            registrations: Vec::new(),
+            cookie: None,
+            status: Some(status as i32),
+            status_text: Some(text),
+        }),
+        ..Message::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookie_round_trips_in_the_stock_layout() {
+        let c = Cookie {
+            position: 0x0102_0304_0506_0708,
+            namespace: Some("chat".into()),
+        };
+        let bytes = c.to_bytes();
+        assert_eq!(&bytes[..8], &[1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(&bytes[8..], b"chat");
+        assert_eq!(Cookie::from_bytes(&bytes), Some(c));
+        let all = Cookie {
+            position: 9,
+            namespace: None,
+        };
+        assert_eq!(all.to_bytes().len(), 8);
+        assert_eq!(Cookie::from_bytes(&all.to_bytes()), Some(all));
+        assert_eq!(Cookie::from_bytes(&[1, 2, 3]), None);
+        assert_eq!(Cookie::from_bytes(&[0, 0, 0, 0, 0, 0, 0, 1, 0xff]), None);
+    }
+
+    #[test]
+    fn codec_round_trips_and_refuses_oversized_lengths() {
+        futures::executor::block_on(async {
+            let msg = register_response(ResponseStatus::Ok, String::new(), Some(7200));
+            let mut buf = Vec::new();
+            write_message(&mut buf, &msg).await.unwrap();
+            let back = read_message(&mut buf.as_slice(), MAX_MESSAGE_BYTES)
+                .await
+                .unwrap();
+            // The same message over a smaller request limit is refused.
+            assert!(read_message(&mut buf.as_slice(), 3).await.is_err());
+            assert_eq!(back, msg);
+
+            // A length prefix of 2 MiB is refused before anything is read.
+            let mut big = Vec::new();
+            prost::encoding::encode_varint(2 * 1024 * 1024, &mut big);
+            let err = read_message(&mut big.as_slice(), MAX_MESSAGE_BYTES)
+                .await
+                .unwrap_err();
+            assert!(err.to_string().contains("over the"), "{err}");
+
+            // Garbage is an error, not a panic.
+            let garbage = [5u8, 0xff, 0xff, 0xff, 0xff, 0xff];
+            assert!(
+                read_message(&mut garbage.as_slice(), MAX_MESSAGE_BYTES)
+                    .await
+                    .is_err()
+            );
+            let endless = [0xffu8; 11];
+            assert!(
+                read_message(&mut endless.as_slice(), MAX_MESSAGE_BYTES)
+                    .await
+                    .is_err()
+            );
+        });
+    }
+}

@@ -1,0 +1,409 @@
+//! The rendezvous point on a libp2p swarm: TCP and QUIC, identify and ping
+//! beside the rendezvous protocol, connection limits, a sweep timer, and
+//! `/metrics`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use libp2p::identity::Keypair;
+use libp2p::metrics::{Metrics, Recorder, Registry};
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{
+    Multiaddr, PeerId, Swarm, SwarmBuilder, connection_limits, identify, noise, ping, tcp, yamux,
+};
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::Error;
+use crate::config::Config;
+use crate::http;
+use crate::protocol::{self, Codec, PROTOCOL, ResponseStatus};
+use crate::service::{Outcome, Service};
+use crate::store::Store;
+
+/// How long a request may take before the stream is dropped: 10 s,
+/// libp2p-request-response's default.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long shutdown waits for answers already given to reach their
+/// clients (our choice: a loopback or LAN client takes them in
+/// milliseconds).
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Room in a request beside its signed record: the namespace (255 bytes)
+/// and the protobuf framing, rounded up.
+const REQUEST_OVERHEAD: usize = 4096;
+
+/// The identify protocol version we announce.
+const IDENTIFY_PROTOCOL: &str = "/multidriver/rendezvous/1.0.0";
+
+/// The point's protocols, side by side on each connection.
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    limits: connection_limits::Behaviour,
+    rendezvous: request_response::Behaviour<Codec>,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+}
+
+/// What the point reports while it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ServerEvent {
+    /// Listening on this address (with `/p2p/<id>` appended).
+    Listening(Multiaddr),
+    /// No longer listening on this address.
+    Expired(Multiaddr),
+    /// Announcing this address to clients.
+    Announcing(Multiaddr),
+    /// `/metrics` is served here.
+    Metrics(SocketAddr),
+    /// Expired registrations were swept.
+    Swept {
+        /// How many.
+        expired: u64,
+        /// How many are left.
+        left: u64,
+    },
+    /// Shutting down on request.
+    Stopping,
+}
+
+/// A running rendezvous point.
+pub struct Server {
+    swarm: Swarm<Behaviour>,
+    service: Service,
+    libp2p_metrics: Metrics,
+    registry: Arc<Registry>,
+    prometheus: Option<PrometheusHandle>,
+    config: Config,
+    listeners: Vec<libp2p::core::transport::ListenerId>,
+    /// Answers handed to the swarm and not yet taken by their clients.
+    in_flight: HashMap<request_response::InboundRequestId, usize>,
+    in_flight_bytes: usize,
+    /// Expired registrations already counted in the metric.
+    expired_counted: u64,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("peer_id", self.swarm.local_peer_id())
+            .field("service", &self.service)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Seconds since the Unix epoch; the store's clock.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Server {
+    /// Opens the store, builds the swarm and starts listening. `prometheus`
+    /// is the handle of the process's installed metrics recorder (see
+    /// [`crate::install_recorder`]); without one `/metrics` shows libp2p's
+    /// metrics only.
+    pub fn new(
+        config: Config,
+        keypair: Keypair,
+        prometheus: Option<PrometheusHandle>,
+    ) -> Result<Server, Error> {
+        config.validate()?;
+        let store = Store::open(&config.db, config.durability)?;
+        let service = Service::new(config.limits.clone(), store)?;
+        let mut registry = Registry::default();
+        let stack = |part: &'static str| {
+            move |e: &dyn std::fmt::Display| Error::Stack {
+                part,
+                message: e.to_string(),
+            }
+        };
+        let limits = connection_limits::ConnectionLimits::default()
+            .with_max_established(Some(config.max_connections))
+            .with_max_established_per_peer(Some(config.max_connections_per_peer))
+            .with_max_pending_incoming(Some(config.max_connections));
+        let idle = Duration::from_secs(config.idle_connection_timeout_secs);
+        let mut swarm = SwarmBuilder::with_existing_identity(keypair)
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| stack("tcp + noise + yamux")(&e))?
+            .with_quic()
+            .with_bandwidth_metrics(&mut registry)
+            .with_behaviour(|key| Behaviour {
+                limits: connection_limits::Behaviour::new(limits),
+                rendezvous: request_response::Behaviour::with_codec(
+                    Codec::with_max_request(config.limits.max_record_bytes + REQUEST_OVERHEAD),
+                    [(PROTOCOL, ProtocolSupport::Inbound)],
+                    request_response::Config::default()
+                        .with_request_timeout(REQUEST_TIMEOUT)
+                        .with_max_concurrent_streams(config.max_streams_per_connection),
+                ),
+                identify: identify::Behaviour::new(identify::Config::new(
+                    IDENTIFY_PROTOCOL.into(),
+                    key.public(),
+                )),
+                ping: ping::Behaviour::default(),
+            })
+            .map_err(|e| stack("behaviour")(&e))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+            .build();
+        let libp2p_metrics = Metrics::new(&mut registry);
+        let mut listeners = Vec::new();
+        for addr in &config.listen {
+            listeners.push(swarm.listen_on(addr.clone()).map_err(|e| Error::Listen {
+                addr: addr.clone(),
+                message: e.to_string(),
+            })?);
+        }
+        for addr in &config.announce {
+            swarm.add_external_address(addr.clone());
+        }
+        Ok(Server {
+            swarm,
+            service,
+            libp2p_metrics,
+            registry: Arc::new(registry),
+            prometheus,
+            config,
+            listeners,
+            in_flight: HashMap::new(),
+            in_flight_bytes: 0,
+            expired_counted: 0,
+        })
+    }
+
+    /// Registrations held now.
+    pub fn registrations(&self) -> u64 {
+        self.service.store().len()
+    }
+
+    /// The point's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        *self.swarm.local_peer_id()
+    }
+
+    /// Runs until `shutdown` completes, reporting through `events`.
+    /// Registrations are committed as they arrive, so stopping (or being
+    /// killed) loses none.
+    pub async fn run(
+        mut self,
+        shutdown: impl Future<Output = ()>,
+        mut events: impl FnMut(ServerEvent),
+    ) -> Result<(), Error> {
+        let id = self.peer_id();
+        for addr in &self.config.announce {
+            events(ServerEvent::Announcing(with_id(addr.clone(), id)));
+        }
+        let http = match self.config.metrics {
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| Error::MetricsListen { addr, source: e })?;
+                let bound = listener
+                    .local_addr()
+                    .map_err(|e| Error::MetricsListen { addr, source: e })?;
+                events(ServerEvent::Metrics(bound));
+                let prometheus = self.prometheus.clone();
+                let registry = Arc::clone(&self.registry);
+                Some(tokio::spawn(http::serve(listener, move || {
+                    http::render(prometheus.as_ref(), &registry)
+                })))
+            }
+            None => None,
+        };
+        metrics::gauge!("multidriver_rendezvous_registrations")
+            .set(self.service.store().len() as f64);
+        let mut sweep = tokio::time::interval(self.config.sweep_interval());
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => {
+                    events(ServerEvent::Stopping);
+                    break;
+                }
+                _ = sweep.tick() => {
+                    match self.service.sweep(unix_now()) {
+                        Ok(expired) => {
+                            let left = self.service.store().len();
+                            self.count_store();
+                            if expired > 0 {
+                                events(ServerEvent::Swept { expired, left });
+                            }
+                        }
+                        Err(e) => tracing::error!(target: "multidriver_rendezvous", "sweep: {e}"),
+                    }
+                }
+                event = self.swarm.select_next_some() => self.on_event(event, id, &mut events),
+            }
+        }
+        // Stop taking connections, then give answers already handed out a
+        // moment to reach their clients: the registrations they confirm are
+        // committed either way.
+        for listener in std::mem::take(&mut self.listeners) {
+            self.swarm.remove_listener(listener);
+        }
+        let _ = tokio::time::timeout(FLUSH_TIMEOUT, async {
+            while !self.in_flight.is_empty() {
+                let event = self.swarm.select_next_some().await;
+                self.on_event(event, id, &mut events);
+            }
+        })
+        .await;
+        if let Some(task) = http {
+            task.abort();
+        }
+        Ok(())
+    }
+
+    /// Brings the store's gauges and the expiry counter up to date.
+    fn count_store(&mut self) {
+        let store = self.service.store();
+        let expired = store.expired();
+        metrics::counter!("multidriver_rendezvous_expired_total")
+            .increment(expired - self.expired_counted);
+        self.expired_counted = expired;
+        metrics::gauge!("multidriver_rendezvous_registrations").set(store.len() as f64);
+    }
+
+    fn answered(&mut self, request: request_response::InboundRequestId) {
+        if let Some(bytes) = self.in_flight.remove(&request) {
+            self.in_flight_bytes -= bytes;
+            metrics::gauge!("multidriver_rendezvous_answer_bytes_in_flight")
+                .set(self.in_flight_bytes as f64);
+        }
+    }
+
+    fn on_event(
+        &mut self,
+        event: SwarmEvent<BehaviourEvent>,
+        id: PeerId,
+        events: &mut impl FnMut(ServerEvent),
+    ) {
+        self.libp2p_metrics.record(&event);
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                events(ServerEvent::Listening(with_id(address, id)));
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                events(ServerEvent::Expired(with_id(address, id)));
+            }
+            SwarmEvent::ConnectionEstablished { .. } | SwarmEvent::ConnectionClosed { .. } => {
+                metrics::gauge!("multidriver_rendezvous_connections").set(f64::from(
+                    self.swarm
+                        .network_info()
+                        .connection_counters()
+                        .num_established(),
+                ));
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => self.libp2p_metrics.record(&e),
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => self.libp2p_metrics.record(&e),
+            SwarmEvent::Behaviour(BehaviourEvent::Rendezvous(e)) => self.on_rendezvous(e),
+            _ => {}
+        }
+    }
+
+    fn on_rendezvous(
+        &mut self,
+        event: request_response::Event<protocol::Message, protocol::Message>,
+    ) {
+        match event {
+            request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Request {
+                        request_id,
+                        request,
+                        channel,
+                    },
+                ..
+            } => {
+                let started = Instant::now();
+                let (mut answer, mut outcome) = self.service.handle(&peer, request, unix_now());
+                let mut size = answer.as_ref().map_or(0, prost::Message::encoded_len);
+                if matches!(outcome, Outcome::Discover(ResponseStatus::Ok, _))
+                    && self.in_flight_bytes + size > self.config.max_answer_bytes_in_flight
+                {
+                    let busy = protocol::discover_error(
+                        ResponseStatus::Unavailable,
+                        "busy: too many answers waiting for their clients; retry shortly".into(),
+                    );
+                    size = prost::Message::encoded_len(&busy);
+                    answer = Some(busy);
+                    outcome = Outcome::Discover(ResponseStatus::Unavailable, 0);
+                }
+                let kind = outcome.kind();
+                metrics::histogram!("multidriver_rendezvous_request_duration_seconds", "kind" => kind)
+                    .record(started.elapsed().as_secs_f64());
+                metrics::counter!(
+                    "multidriver_rendezvous_requests_total",
+                    "kind" => kind,
+                    "status" => outcome.status()
+                )
+                .increment(1);
+                if let Outcome::Discover(_, n) = outcome {
+                    metrics::counter!("multidriver_rendezvous_discovered_total")
+                        .increment(n as u64);
+                }
+                self.count_store();
+                tracing::debug!(target: "multidriver_rendezvous", %peer, ?outcome, "request");
+                if let Some(answer) = answer
+                    // Fails only if the peer is gone; nothing to track then.
+                    && self
+                        .swarm
+                        .behaviour_mut()
+                        .rendezvous
+                        .send_response(channel, answer)
+                        .is_ok()
+                {
+                    self.in_flight.insert(request_id, size);
+                    self.in_flight_bytes += size;
+                    metrics::gauge!("multidriver_rendezvous_answer_bytes_in_flight")
+                        .set(self.in_flight_bytes as f64);
+                }
+            }
+            request_response::Event::ResponseSent { request_id, .. } => self.answered(request_id),
+            request_response::Event::InboundFailure {
+                peer,
+                error,
+                request_id,
+                ..
+            } => {
+                self.answered(request_id);
+                let reason = match error {
+                    request_response::InboundFailure::Timeout => "timeout",
+                    request_response::InboundFailure::ConnectionClosed => "connection_closed",
+                    request_response::InboundFailure::UnsupportedProtocols => "unsupported",
+                    request_response::InboundFailure::ResponseOmission => "no_response",
+                    request_response::InboundFailure::Io(_) => "malformed",
+                };
+                // Unregistrations get no answer by design: not a failure.
+                if reason != "no_response" {
+                    tracing::debug!(target: "multidriver_rendezvous", %peer, %error, "inbound failure");
+                    metrics::counter!("multidriver_rendezvous_inbound_failures_total", "reason" => reason)
+                        .increment(1);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn with_id(addr: Multiaddr, id: PeerId) -> Multiaddr {
+    if matches!(addr.iter().last(), Some(Protocol::P2p(_))) {
+        addr
+    } else {
+        addr.with(Protocol::P2p(id))
+    }
+}
