@@ -591,7 +591,7 @@ fn no_heartbeat_while_suspended() {
 }
 
 #[test]
-fn app_traffic_carries_a_probe_at_most_once_per_heartbeat() {
+fn app_traffic_carries_a_probe_at_most_once_per_active_heartbeat() {
     let liveness = multidriver::core::Liveness::default();
     let mut h = Harness::live(Config::default());
     let p = peer(1);
@@ -601,11 +601,12 @@ fn app_traffic_carries_a_probe_at_most_once_per_heartbeat() {
     h.at(ms(100));
     let cell = h.dial_to(PUBLIC_QUIC);
     h.succeed(cell);
-    // Messages every second. The handshake proved the path at 0.1 s; a probe
-    // rides on the first message a heartbeat later, none on the messages
-    // after its answer until another heartbeat has passed.
-    for k in 1..=12u64 {
-        h.at(ms(100) + Duration::from_secs(k));
+    // Messages every 250 ms. The handshake proved the path at 0.1 s; a probe
+    // rides on the first message an active heartbeat later, none on the
+    // messages after its answer until another active heartbeat has passed.
+    let step = ms(250);
+    for k in 1..=12u32 {
+        h.at(ms(100) + step * k);
         h.engine.mark_used(p, h.now);
         h.drain();
         if let Some((_, c)) = keep_alives(&h).last() {
@@ -618,11 +619,43 @@ fn app_traffic_carries_a_probe_at_most_once_per_heartbeat() {
         }
     }
     let times: Vec<Timestamp> = keep_alives(&h).iter().map(|(t, _)| *t).collect();
-    let at = |s: u64| Timestamp::from_duration(ms(100) + Duration::from_secs(s));
-    let beat = liveness.heartbeat.as_secs();
-    assert_eq!(times, vec![at(beat), at(2 * beat)]);
+    let at = |d: Duration| Timestamp::from_duration(ms(100) + d);
+    let beat = liveness.active_heartbeat;
+    assert_eq!(times, vec![at(beat), at(2 * beat), at(3 * beat)]);
     assert_eq!(h.engine.primary(&p), Some(cell));
     h.disconnect_all(p);
+}
+
+#[test]
+fn an_unanswered_probe_on_app_traffic_closes_the_path_after_its_rto() {
+    let liveness = multidriver::core::Liveness::default();
+    let mut h = Harness::live(Config::default());
+    let p = peer(1);
+    h.up(CELL, LTE);
+    h.discover(p, PUBLIC_QUIC, CELL, Source::Rendezvous);
+    h.connect(p);
+    h.at(ms(100));
+    let cell = h.dial_to(PUBLIC_QUIC);
+    h.succeed(cell);
+    h.engine.handle_rtt_sample(cell, ms(90), h.now);
+    // The app sends; the path has silently died, so the probe riding on its
+    // traffic is never answered.
+    let probed = ms(100) + liveness.active_heartbeat;
+    h.at(probed);
+    h.engine.mark_used(p, h.now);
+    h.drain();
+    assert_eq!(
+        keep_alives(&h).last().map(|(t, _)| *t),
+        Some(Timestamp::from_duration(probed))
+    );
+    // SRTT + 4 × RTTVAR of a 90 ms path is under RFC 6298's 1 s floor: the
+    // connection is declared dead at the floor, not at the idle probes' 2 s.
+    h.at(probed + liveness.active_probe_timeout - ms(1));
+    h.drain();
+    assert_eq!(h.engine.primary(&p), Some(cell));
+    h.at(probed + liveness.active_probe_timeout);
+    h.drain();
+    assert_ne!(h.engine.primary(&p), Some(cell), "the dead path is dropped");
 }
 
 #[test]

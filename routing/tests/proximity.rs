@@ -142,6 +142,7 @@ async fn the_side_that_did_not_ask_keeps_the_connection_the_other_holds() {
     let liveness = multidriver::core::Liveness {
         heartbeat: Duration::from_secs(1),
         probe_timeout: Duration::from_secs(2),
+        ..multidriver::core::Liveness::default()
     };
     let engine = multidriver::core::Config::default().with_liveness(Some(liveness));
     let idle = Duration::from_secs(3);

@@ -80,6 +80,16 @@ pub fn prior(medium: Medium, scope: Scope) -> Duration {
 /// variation of half of it (RFC 6298's initial RTTVAR = R/2). Each failure adds
 /// [`FAILURE_PENALTY`] (up to [`MAX_FAILURE_PENALTY`]), halving every
 /// [`FAILURE_PENALTY_HALF_LIFE`]; time is always passed in.
+///
+/// A sample timed from a handshake ([`on_handshake_sample`]) is
+/// provisional: it includes the handshake's own processing (key exchange,
+/// protocol negotiation), which on a phone's CPU or a debug build can be
+/// larger than the path's round trip. The first direct measurement (a
+/// ping, [`on_sample`]) replaces provisional samples instead of being
+/// smoothed into them.
+///
+/// [`on_handshake_sample`]: Self::on_handshake_sample
+/// [`on_sample`]: Self::on_sample
 #[derive(Debug, Clone, PartialEq)]
 pub struct RttEstimator {
     prior: Duration,
@@ -91,6 +101,8 @@ pub struct RttEstimator {
     /// Penalty in seconds as of `penalty_at`.
     penalty: f64,
     penalty_at: Timestamp,
+    /// Whether every sample so far was timed from a handshake.
+    provisional: bool,
 }
 
 impl RttEstimator {
@@ -109,11 +121,30 @@ impl RttEstimator {
             samples: 0,
             penalty: 0.0,
             penalty_at: Timestamp::ZERO,
+            provisional: false,
         }
     }
 
-    /// Feeds one RTT measurement.
+    /// Feeds one direct RTT measurement (a ping's round trip). It replaces
+    /// provisional handshake samples.
     pub fn on_sample(&mut self, rtt: Duration) {
+        if self.provisional {
+            self.provisional = false;
+            self.srtt = None;
+        }
+        self.smooth(rtt);
+    }
+
+    /// Feeds one round trip timed from a handshake (its duration divided by
+    /// its round trips); provisional until a direct sample arrives.
+    pub fn on_handshake_sample(&mut self, rtt: Duration) {
+        if self.srtt.is_none() {
+            self.provisional = true;
+        }
+        self.smooth(rtt);
+    }
+
+    fn smooth(&mut self, rtt: Duration) {
         let r = rtt.as_secs_f64();
         match self.srtt {
             None => {
@@ -136,6 +167,13 @@ impl RttEstimator {
         self.penalty =
             (current + FAILURE_PENALTY.as_secs_f64()).min(MAX_FAILURE_PENALTY.as_secs_f64());
         self.penalty_at = at;
+    }
+
+    /// Records a successful dial: the route works now, so its failure
+    /// penalty is forgiven (its dial history still counts toward
+    /// reliability).
+    pub fn on_success(&mut self) {
+        self.penalty = 0.0;
     }
 
     /// Forgets every sample and penalty: the route's path changed (a new
@@ -233,6 +271,32 @@ mod tests {
         }
         assert!((ms(e.srtt()) - 12.0).abs() < 0.01);
         assert!(ms(e.rttvar()) < 0.01);
+    }
+
+    #[test]
+    fn a_direct_sample_replaces_handshake_samples() {
+        let mut e = RttEstimator::new(Medium::Wifi, Scope::Lan);
+        e.on_handshake_sample(Duration::from_millis(200));
+        e.on_handshake_sample(Duration::from_millis(180));
+        assert!(e.srtt() > Duration::from_millis(150));
+        e.on_sample(Duration::from_millis(4));
+        assert_eq!(e.srtt(), Duration::from_millis(4));
+        assert_eq!(e.rttvar(), Duration::from_millis(2));
+        // From then on, handshake samples are smoothed in like any other.
+        e.on_handshake_sample(Duration::from_millis(12));
+        assert_eq!(e.srtt(), Duration::from_millis(5));
+        assert_eq!(e.samples(), 4);
+    }
+
+    #[test]
+    fn a_success_forgives_the_failure_penalty() {
+        let mut e = RttEstimator::new(Medium::Wifi, Scope::Lan);
+        let t0 = Timestamp::ZERO;
+        e.on_failure(t0);
+        e.on_failure(t0);
+        assert_eq!(e.failure_penalty(t0), 2 * FAILURE_PENALTY);
+        e.on_success();
+        assert_eq!(e.failure_penalty(t0), Duration::ZERO);
     }
 
     #[test]

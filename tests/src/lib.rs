@@ -12,6 +12,9 @@
 //!   works here.
 //! - [`delay_proxy`]: TCP and UDP relays that add a fixed one-way delay or
 //!   cut the path, since the kernel's `netem` is not available.
+//! - [`switch`] (Linux): the network-switch harness: a phone with Wi-Fi and
+//!   cellular loses Wi-Fi while its app talks to a peer, with multidriver
+//!   or a stock rust-libp2p swarm; recovery time and lost messages.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -48,3 +51,5 @@
 pub mod delay_proxy;
 #[cfg(target_os = "linux")]
 pub mod netns;
+#[cfg(target_os = "linux")]
+pub mod switch;

@@ -137,3 +137,30 @@ fn lan_addresses_use_an_unvalidated_wifi() {
         "internet routes take the validated network: {routes:?}"
     );
 }
+
+#[test]
+fn a_lan_route_stays_on_a_going_wifi_while_internet_routes_leave() {
+    let mut b = wifi_and_lte(true);
+    let peer = PeerId::random();
+    b.add_route(peer, "/ip4/192.168.1.20/tcp/4001".parse().unwrap(), TTL)
+        .unwrap();
+    b.add_route(peer, "/ip4/203.0.113.9/tcp/4001".parse().unwrap(), TTL)
+        .unwrap();
+    b.handle_hint(ConnectivityHint::Losing { network: WIFI })
+        .unwrap();
+    // A LAN address is not reached over cellular while the LAN is there:
+    // moving it would make the engine "leave" Wi-Fi over Wi-Fi. It stays on
+    // the going Wi-Fi (so it is not dialled now)…
+    let lan = b
+        .interface_for(&"/ip4/192.168.1.20/tcp/4001".parse().unwrap())
+        .unwrap();
+    assert_eq!(b.interface_medium(lan), Medium::Wifi);
+    // …and the internet route is what the engine moves to.
+    assert_eq!(
+        media(&b, &peer),
+        vec![(
+            "/ip4/203.0.113.9/tcp/4001".to_owned(),
+            Medium::Cellular(CellularGeneration::G4)
+        )]
+    );
+}

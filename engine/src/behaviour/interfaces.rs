@@ -324,9 +324,11 @@ impl Interfaces {
     }
 
     /// The hinted network a route defaults to: for a LAN address a Wi-Fi or
-    /// Ethernet network whatever its validation; else a validated one
-    /// (Wi-Fi and Ethernet before cellular, as the OSes choose); never one
-    /// the host warned is going.
+    /// Ethernet network whatever its validation, one the host warned is
+    /// going only if there is no other (a LAN address is not reached over
+    /// cellular while the LAN is still there); else a validated one (Wi-Fi
+    /// and Ethernet before cellular, as the OSes choose), never one the host
+    /// warned is going.
     fn hinted_default(&self, lan: bool) -> Option<InterfaceId> {
         self.hinted_pick(lan, false)
     }
@@ -336,10 +338,14 @@ impl Interfaces {
             (with_losing || !self.losing.contains(id)) && h.medium != Medium::Bluetooth
         });
         if lan {
-            let local = usable
-                .clone()
+            let local = self
+                .hinted
+                .iter()
                 .filter(|(_, h)| matches!(h.medium, Medium::Wifi | Medium::Ethernet))
-                .min_by_key(|(id, h)| (default_rank(h.medium), **id));
+                .min_by_key(|(id, h)| {
+                    let going = !with_losing && self.losing.contains(id);
+                    (going, default_rank(h.medium), **id)
+                });
             if let Some((id, _)) = local {
                 return Some(*id);
             }

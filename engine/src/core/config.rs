@@ -230,6 +230,18 @@ pub struct Config {
     /// `None` leaves it to the adapter (keep-alives are then only asked on
     /// cellular links, and never timed). Default: [`Liveness::default`].
     pub liveness: Option<Liveness>,
+    /// How long a connected peer waits before trying again a better route
+    /// that failed (with nothing else to say it works again, such as a
+    /// network event); the wait doubles after each try up to
+    /// [`max_recheck`](Self::max_recheck), and a switch resets it. Each try
+    /// is one make-before-break dial of that route. `None`: never, a failed
+    /// route is tried again only once its failure penalty has decayed.
+    /// Default 5 s (iroh's path heartbeat, n0-computer/iroh `socket.rs`,
+    /// PARAMETERS.md).
+    pub recheck: Option<Duration>,
+    /// Longest wait between such tries. Default 60 s (our choice: a broken
+    /// Wi-Fi costs one dial a minute).
+    pub max_recheck: Duration,
 }
 
 /// How the engine probes open connections and decides one is dead.
@@ -245,8 +257,13 @@ pub struct Config {
 ///   interval (one radio wake-up for all);
 /// - on other connections, batched every [`heartbeat`](Self::heartbeat);
 /// - on the primary connection of a peer the app uses
-///   ([`Engine::mark_used`]), at most once per `heartbeat`: the radio is up
-///   for the app's data anyway.
+///   ([`Engine::mark_used`]), at most once per
+///   [`active_heartbeat`](Self::active_heartbeat), with a deadline of
+///   SRTT + 4 × RTTVAR of its route, at least
+///   [`active_probe_timeout`](Self::active_probe_timeout) and at most
+///   `probe_timeout`: the radio is up for the app's data anyway, and an app
+///   that is talking needs a dead path found in about two seconds, not
+///   seven.
 ///
 /// A connection whose RTT was sampled in the last half interval is skipped.
 ///
@@ -264,6 +281,15 @@ pub struct Liveness {
     /// RFC 6298's 1 s minimum RTO, above any RTT the profiles expect, below
     /// libp2p-ping's 20 s).
     pub probe_timeout: Duration,
+    /// How often the primary connection of a peer the app is using is
+    /// probed. Default 1 s (our choice: Tailscale's 3 s heartbeat and
+    /// iroh's 5 s serve idle paths; a path carrying an app's messages is
+    /// checked more often at no radio cost).
+    pub active_heartbeat: Duration,
+    /// The shortest deadline of such a probe. Default 1 s, RFC 6298's
+    /// minimum RTO (§2.4), so a probe queued behind the app's own data on
+    /// a busy connection is not taken for a dead path.
+    pub active_probe_timeout: Duration,
 }
 
 impl Default for Liveness {
@@ -271,6 +297,8 @@ impl Default for Liveness {
         Liveness {
             heartbeat: Duration::from_secs(5),
             probe_timeout: Duration::from_secs(2),
+            active_heartbeat: Duration::from_secs(1),
+            active_probe_timeout: Duration::from_secs(1),
         }
     }
 }
@@ -302,6 +330,8 @@ impl Default for Config {
             backoff_max: Duration::from_secs(300),
             seed: 0,
             liveness: Some(Liveness::default()),
+            recheck: Some(Duration::from_secs(5)),
+            max_recheck: Duration::from_secs(60),
         }
     }
 }
@@ -426,11 +456,22 @@ impl Config {
             }
         }
         if let Some(l) = self.liveness
-            && (l.heartbeat.is_zero() || l.probe_timeout.is_zero())
+            && (l.heartbeat.is_zero()
+                || l.probe_timeout.is_zero()
+                || l.active_heartbeat.is_zero()
+                || l.active_probe_timeout.is_zero())
         {
             return Err(Error::InvalidConfig {
                 field: "liveness",
-                reason: "heartbeat and probe_timeout must be longer than zero",
+                reason: "heartbeats and probe timeouts must be longer than zero",
+            });
+        }
+        if let Some(r) = self.recheck
+            && (r.is_zero() || self.max_recheck < r)
+        {
+            return Err(Error::InvalidConfig {
+                field: "recheck",
+                reason: "must be longer than zero and at most max_recheck",
             });
         }
         if self.conn_low_watermark > self.conn_high_watermark {

@@ -11,8 +11,8 @@
 //! keep-alives are probes: other connections are probed every heartbeat (in
 //! the foreground; at the profile's keep-alive interval in the background;
 //! not while suspended), the primary connection of a peer the app uses at
-//! most every heartbeat, and a probe unanswered for the probe timeout closes
-//! its connection. A connection whose RTT was sampled in the last half
+//! most every active heartbeat with a deadline from its RTT, and a probe
+//! unanswered by its deadline closes its connection. A connection whose RTT was sampled in the last half
 //! interval is skipped: the answer already proved it alive. Connections
 //! closing after a switch are not probed.
 
@@ -159,12 +159,22 @@ impl Engine {
 
     /// Asks a keep-alive on `connections` and, with liveness on, starts their
     /// probe deadlines.
-    fn probe(&mut self, mut connections: Vec<ConnectionId>, now: Timestamp) {
+    fn probe(&mut self, connections: Vec<ConnectionId>, now: Timestamp) {
+        let timeout = self.config.liveness.map(|l| l.probe_timeout);
+        self.probe_within(connections, timeout, now);
+    }
+
+    /// [`probe`](Self::probe) with the deadline `timeout` (`None`: none).
+    fn probe_within(
+        &mut self,
+        mut connections: Vec<ConnectionId>,
+        timeout: Option<Duration>,
+        now: Timestamp,
+    ) {
         connections.retain(|id| self.connections.get(id).is_some_and(|c| !c.unprobeable));
         if connections.is_empty() {
             return;
         }
-        let timeout = self.config.liveness.map(|l| l.probe_timeout);
         for id in &connections {
             if let Some(c) = self.connections.get_mut(id) {
                 c.last_probe = Some(now);
@@ -178,7 +188,8 @@ impl Engine {
     }
 
     /// The app used the peer of `connection`: probe it if it was not probed
-    /// or proven alive in the last heartbeat.
+    /// or proven alive in the last active heartbeat, with a deadline from
+    /// its route's RTT (see [`Liveness`](crate::core::Liveness)).
     pub(crate) fn probe_with_traffic(&mut self, connection: ConnectionId, now: Timestamp) {
         let Some(l) = self.config.liveness else {
             return;
@@ -186,9 +197,22 @@ impl Engine {
         let Some(c) = self.connections.get(&connection) else {
             return;
         };
-        let recent = |t: Timestamp| now.saturating_duration_since(t) < l.heartbeat;
-        if c.probe_due.is_none() && !recent(c.last_traffic) && !c.last_probe.is_some_and(recent) {
-            self.probe(vec![connection], now);
+        let every = l.active_heartbeat.min(l.heartbeat);
+        let recent = |t: Timestamp| now.saturating_duration_since(t) < every;
+        if c.probe_due.is_some() || recent(c.last_traffic) || c.last_probe.is_some_and(recent) {
+            return;
         }
+        // RFC 6298's RTO (SRTT + 4 × RTTVAR) of the route, within bounds.
+        let rto = c
+            .route
+            .and_then(|no| {
+                let peer = self.peers.get(&c.peer)?;
+                let rtt = &peer.routes[peer.index_of(no)?].rtt;
+                Some(rtt.srtt() + 4 * rtt.rttvar())
+            })
+            .unwrap_or(l.probe_timeout);
+        let floor = l.active_probe_timeout.min(l.probe_timeout);
+        let timeout = rto.clamp(floor, l.probe_timeout);
+        self.probe_within(vec![connection], Some(timeout), now);
     }
 }

@@ -116,6 +116,7 @@ use libp2p_identity::PeerId;
 use multiaddr::Multiaddr;
 use multidriver_scoring::race::stagger;
 use multidriver_scoring::rank::Components;
+use multidriver_scoring::switch::beats;
 use multidriver_scoring::{
     Context, LinkConditions, Medium, NetworkConditions, PowerState, Profile, Route, RouteId, Scope,
     SwitchDecision, SwitchGuard, Timestamp, TransportKind, rank,
@@ -193,6 +194,10 @@ struct Peer {
     protected: bool,
     /// When the app last reported using the peer.
     last_used: Option<Timestamp>,
+    /// When a better route that failed may be tried again (see
+    /// [`Config::recheck`]), and the wait after that try.
+    recheck_at: Option<Timestamp>,
+    recheck_wait: Duration,
 }
 
 impl Peer {
@@ -212,6 +217,8 @@ impl Peer {
             last_touch: touch,
             protected: false,
             last_used: None,
+            recheck_at: None,
+            recheck_wait: Duration::ZERO,
         }
     }
 
@@ -702,10 +709,11 @@ impl Engine {
         let peer = self.peers.get_mut(&peer_id).expect("looked up above");
         let route = &mut peer.routes[i];
         route.dials.record_success();
+        route.rtt.on_success();
         let elapsed = now.saturating_duration_since(attempt.started);
         route
             .rtt
-            .on_sample(elapsed / route.transport.handshake_round_trips().max(1));
+            .on_handshake_sample(elapsed / route.transport.handshake_round_trips().max(1));
         let addr = route.id.addr.clone();
         let interface = peer.meta[i].interface;
         self.connections.insert(
@@ -724,6 +732,8 @@ impl Engine {
             (Some(Purpose::Upgrade { reason, .. }), Some(old)) => {
                 peer.primary = Some(connection);
                 peer.race = None;
+                peer.recheck_at = None;
+                peer.recheck_wait = Duration::ZERO;
                 let from = self
                     .connections
                     .get(&old)
@@ -1406,7 +1416,7 @@ impl Engine {
         );
         peer.guard_until = None;
         match decision {
-            SwitchDecision::Stay => {}
+            SwitchDecision::Stay => self.recheck(peer_id, current.total_ms(), now),
             SwitchDecision::Wait { until } => peer.guard_until = Some(until),
             SwitchDecision::Switch => {
                 let (no, to, _) = best.expect("a switch needs a candidate");
@@ -1421,6 +1431,66 @@ impl Engine {
                 );
             }
         }
+    }
+
+    /// A connected peer stays on its route: if another route would beat it
+    /// but for the failure penalty of recent failed dials, try that route
+    /// again now and then (make-before-break, only that route), since the
+    /// path that failed may work again without any network event (a Wi-Fi
+    /// that stopped passing packets and recovered). The wait starts at
+    /// [`Config::recheck`] and doubles after each try, up to
+    /// [`Config::max_recheck`]; a switch resets it.
+    fn recheck(&mut self, peer_id: PeerId, current_ms: f64, now: Timestamp) {
+        let Some(first) = self.config.recheck else {
+            return;
+        };
+        let Some(peer) = self.peers.get(&peer_id) else {
+            return;
+        };
+        if peer.recheck_at.is_some_and(|at| now < at) {
+            return;
+        }
+        let current_no = peer
+            .primary
+            .and_then(|c| self.connections.get(&c))
+            .and_then(|c| c.route);
+        let switching = self.profile.switching;
+        let pick = self
+            .candidates(peer, now)
+            .into_iter()
+            .filter(|(no, _, _)| Some(*no) != current_no)
+            .find_map(|(no, to, cost)| {
+                let i = peer.index_of(no)?;
+                let penalty_ms = peer.routes[i].rtt.failure_penalty(now).as_secs_f64() * 1e3;
+                (penalty_ms > 0.0 && beats(cost - penalty_ms, current_ms, &switching))
+                    .then_some((no, to))
+            });
+        let peer = self.peers.get_mut(&peer_id).expect("looked up above");
+        let Some((no, to)) = pick else {
+            // Nothing to recheck: the next failure starts from the first wait.
+            peer.recheck_at = None;
+            peer.recheck_wait = Duration::ZERO;
+            return;
+        };
+        if peer.recheck_at.is_none() {
+            // Wait once before the first try: the route has just failed.
+            peer.recheck_wait = first;
+            peer.recheck_at = Some(now + first);
+            return;
+        }
+        let wait = (peer.recheck_wait * 2).min(self.config.max_recheck.max(first));
+        peer.recheck_wait = wait;
+        peer.recheck_at = Some(now + wait);
+        let from = self.components_of(peer_id, current_no.unwrap_or_default(), now);
+        self.start_race(
+            peer_id,
+            Purpose::Upgrade {
+                reason: SwitchReason::Better { from, to },
+                only: Some(no),
+                avoid: None,
+            },
+            now,
+        );
     }
 
     fn interface_down(&mut self, interface: InterfaceId, now: Timestamp) {
@@ -1627,7 +1697,7 @@ impl Engine {
         let expiry = peer.meta.iter().map(|m| m.expires).min();
         // Whatever was due by `now` has just been handled: only later times
         // count, so a stale deadline can never make the adapter spin.
-        let wake = [race, peer.guard_until, expiry]
+        let wake = [race, peer.guard_until, expiry, peer.recheck_at]
             .into_iter()
             .flatten()
             .filter(|t| *t > now)

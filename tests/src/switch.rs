@@ -1,0 +1,884 @@
+//! The network-switch harness: a phone loses Wi-Fi while an app talks to a
+//! peer, on real sockets in network namespaces, with multidriver or with a
+//! stock rust-libp2p swarm.
+//!
+//! ```text
+//!            phone namespace                       peer namespace
+//!   ┌───────────────────────────┐          ┌──────────────────────────────┐
+//!   │ wlan0 10.77.30.1 ─────────┼── veth ──┼─ pw0 10.77.30.2  peer :P     │
+//!   │ wwan0 198.51.100.1 ───────┼── veth ──┼─ pc0 198.51.100.2 relay :Q   │
+//!   └───────────────────────────┘          │   (+25 ms each way) → :P     │
+//!                                          └──────────────────────────────┘
+//! ```
+//!
+//! The peer listens once; its cellular address is a delaying relay in front
+//! of the same listener (the kernel's `netem` is not available), so the
+//! cellular path has a 4G-like round trip and Wi-Fi a LAN's. Interface
+//! names carry the medium (`wlan*` Wi-Fi, `wwan*` cellular), as on Linux.
+//!
+//! The app on the phone sends a numbered message every 50 ms; the peer
+//! acknowledges each. Unacknowledged messages are sent again when a request
+//! fails and when the stack reports a new path (multidriver's route events,
+//! stock's new connections), so nothing is lost if the stack recovers. The
+//! harness then:
+//!
+//! 1. lets messages flow over Wi-Fi;
+//! 2. takes Wi-Fi away ([`Fault`]);
+//! 3. measures the time until an acknowledgement arrives over cellular;
+//! 4. brings Wi-Fi back and watches whether the stack moves back to it and
+//!    whether messages keep flowing meanwhile;
+//! 5. stops sending and waits for every message to be acknowledged.
+//!
+//! Every wait is bounded, and the namespaces are deleted when the run ends,
+//! panics included.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use libp2p::futures::StreamExt;
+use libp2p::identity::Keypair;
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder, noise, ping, tcp, yamux};
+use multidriver::behaviour::{Behaviour as Multidriver, Config as MdConfig};
+use multidriver::core::Event as MdEvent;
+use multidriver::scoring::CellularGeneration;
+use multidriver::transports::connectivity::{
+    ConnectivityHint, HostTransport, NetworkId, NetworkState,
+};
+use multidriver_routing::{Discovery, DiscoveryConfig};
+
+use crate::delay_proxy::{DelayProxy, UdpDelayProxy};
+use crate::netns::{self, Netns, NetnsError, VethPair};
+
+/// How often the app sends a message.
+pub const MESSAGE_INTERVAL: Duration = Duration::from_millis(50);
+/// One-way delay added on the cellular path: 25 ms, a 50 ms round trip,
+/// the low end of the LTE core network's 30–100 ms (High Performance
+/// Browser Networking, "Mobile Networks"; PARAMETERS.md).
+pub const CELL_ONE_WAY: Duration = Duration::from_millis(25);
+/// How long messages flow over cellular before Wi-Fi returns, and over
+/// Wi-Fi at the end.
+const SETTLE: Duration = Duration::from_secs(2);
+/// How long messages flow over Wi-Fi before the fault: long enough for a
+/// first liveness probe (multidriver's 5 s heartbeat) to measure the path.
+const WARM_UP: Duration = Duration::from_secs(6);
+/// The longest a stack is given to recover from the fault: above stock
+/// libp2p's worst case, measured here at about 64 s over TCP: ping every
+/// 15 s with a 20 s timeout (PARAMETERS.md), the first failure not reported
+/// (libp2p-ping 0.48 `handler.rs`), then a 10 s graceful close of the dead
+/// connection before the app can dial again.
+pub const RECOVERY_LIMIT: Duration = Duration::from_secs(90);
+/// The longest multidriver is given to move back to Wi-Fi once it returns.
+const RETURN_LIMIT: Duration = Duration::from_secs(20);
+/// How long the harness watches a stack that does not move back (stock).
+const RETURN_WATCH: Duration = Duration::from_secs(3);
+/// How long after the last message every message must be acknowledged
+/// (above request-response's 10 s request timeout, so a message stuck on a
+/// dead connection is failed and resent in time).
+const DRAIN_LIMIT: Duration = Duration::from_secs(25);
+/// How long before the fault the losing hint is given.
+const HINT_LEAD: Duration = Duration::from_secs(1);
+/// Setup (namespaces, first connection) must finish within this.
+const SETUP_LIMIT: Duration = Duration::from_secs(30);
+
+const WIFI_PHONE: &str = "10.77.30.1/24";
+const WIFI_PEER: &str = "10.77.30.2/24";
+const CELL_PHONE: &str = "198.51.100.1/24";
+const CELL_PEER: &str = "198.51.100.2/24";
+/// The host networks the hint case reports (Android `Network` handles).
+const WIFI_NET: NetworkId = NetworkId(100);
+const CELL_NET: NetworkId = NetworkId(200);
+/// The app's protocol: a message number, acknowledged with the same number.
+const APP: StreamProtocol = StreamProtocol::new("/multidriver-switch/1");
+
+/// Which transport the app's connection uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// TCP + Noise + yamux.
+    Tcp,
+    /// QUIC v1.
+    Quic,
+}
+
+/// How the phone loses Wi-Fi.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The interface goes down and its address goes (what a phone's OS
+    /// does when it leaves a Wi-Fi network).
+    InterfaceDown,
+    /// The link stays up with its address, and silently stops passing
+    /// packets both ways.
+    Silent,
+    /// The host app first says Wi-Fi is losing (Android `onLosing`), and
+    /// the default network moves to cellular; a second later the interface
+    /// goes down. multidriver runs on host hints only in this case.
+    LosingHint,
+}
+
+/// Which stack the phone runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stack {
+    /// multidriver's `Behaviour` beside the app's protocol.
+    Multidriver,
+    /// A stock rust-libp2p 0.57 swarm: smart dial on, ping with its default
+    /// config, otherwise default settings; the app treats a failed ping as
+    /// a lost connection (closes it and dials again at once) and dials
+    /// again whenever it has no connection.
+    Stock,
+}
+
+/// One run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Case {
+    /// The transport.
+    pub transport: Transport,
+    /// The fault.
+    pub fault: Fault,
+    /// The stack.
+    pub stack: Stack,
+}
+
+/// What a run measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// From the fault to the first acknowledgement over cellular; `None`
+    /// if none came within [`RECOVERY_LIMIT`].
+    pub recovery: Option<Duration>,
+    /// Messages the app sent (each number once).
+    pub sent: u64,
+    /// Messages never acknowledged, after the drain.
+    pub lost: u64,
+    /// Requests sent again (failures and path changes).
+    pub resent: u64,
+    /// From Wi-Fi's return until the app's messages were acknowledged over
+    /// Wi-Fi; `None` if they never were.
+    pub back_on_wifi: Option<Duration>,
+    /// The longest time without an acknowledgement after Wi-Fi returned,
+    /// while messages were being sent (make-before-break keeps it near the
+    /// message interval).
+    pub return_gap: Duration,
+    /// The path of the last acknowledgement.
+    pub final_path: Option<Path>,
+    /// What the stack reported, with times from the fault (negative
+    /// before it).
+    pub story: Vec<String>,
+    /// multidriver's route switches: seconds from the fault (negative
+    /// before it) and the reason (`InterfaceLost`, `InterfaceLosing`,
+    /// `ConnectionClosed`, `Better`).
+    pub switches: Vec<(f64, String)>,
+}
+
+/// Which path a connection takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    /// Through `wlan0`.
+    Wifi,
+    /// Through `wwan0` and the delaying relay.
+    Cellular,
+}
+
+impl Path {
+    fn of(addr: &Multiaddr) -> Option<Path> {
+        let ip = addr.iter().find_map(|p| match p {
+            Protocol::Ip4(ip) => Some(ip),
+            _ => None,
+        })?;
+        match ip.octets() {
+            [10, 77, 30, _] => Some(Path::Wifi),
+            [198, 51, 100, _] => Some(Path::Cellular),
+            _ => None,
+        }
+    }
+}
+
+/// Why a run could not be made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SwitchError {
+    /// Namespaces cannot be made here (not root, no `ip`).
+    #[error("network namespaces unavailable: {0}")]
+    Unavailable(String),
+    /// A namespace operation failed.
+    #[error(transparent)]
+    Netns(#[from] NetnsError),
+    /// Setting up the peer or the phone failed or timed out.
+    #[error("setup: {0}")]
+    Setup(String),
+}
+
+/// What the phone saw, with times.
+#[derive(Debug, Default)]
+struct Log {
+    /// Acknowledgements: when, and over which path.
+    acks: Vec<(Instant, Option<Path>)>,
+    /// Messages sent: number → acknowledged.
+    messages: BTreeMap<u64, bool>,
+    resent: u64,
+    /// What the stack reported (route events, connections), for the story.
+    notes: Vec<(Instant, String)>,
+    /// multidriver's route switches: when, and the reason's name.
+    switches: Vec<(Instant, String)>,
+}
+
+type Shared = Arc<Mutex<Log>>;
+
+fn lock(log: &Shared) -> std::sync::MutexGuard<'_, Log> {
+    log.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Runs one case; `progress` hears what happens as it happens.
+pub fn run(case: Case, progress: &mut dyn FnMut(&str)) -> Result<Outcome, SwitchError> {
+    netns::available().map_err(SwitchError::Unavailable)?;
+    if case.fault == Fault::Silent {
+        netns::drop_available().map_err(SwitchError::Unavailable)?;
+    }
+    let phone = Netns::create("swphone")?;
+    let peer_ns = Netns::create("swpeer")?;
+    let wifi = VethPair::connect(&phone, "wlan0", WIFI_PHONE, &peer_ns, "pw0", WIFI_PEER)?;
+    let _cell = VethPair::connect(&phone, "wwan0", CELL_PHONE, &peer_ns, "pc0", CELL_PEER)?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (peer_id, wifi_addr, cell_addr) = start_peer(&peer_ns, case.transport, &stop)?;
+    progress(&format!(
+        "peer {peer_id} at {wifi_addr} (Wi-Fi) and {cell_addr} (cellular)"
+    ));
+
+    let log: Shared = Arc::default();
+    let sending = Arc::new(AtomicBool::new(true));
+    let (hints_tx, hints_rx) = tokio::sync::mpsc::channel::<ConnectivityHint>(8);
+    let target = Target {
+        peer: peer_id,
+        wifi: wifi_addr,
+        cell: cell_addr,
+    };
+    let phone_task = {
+        let (log, sending, stop) = (Arc::clone(&log), Arc::clone(&sending), Arc::clone(&stop));
+        let transport = case.transport;
+        let hinted = case.fault == Fault::LosingHint;
+        match case.stack {
+            Stack::Multidriver => phone.run_async(move || {
+                multidriver_phone(transport, target, hinted, hints_rx, log, sending, stop)
+            })?,
+            Stack::Stock => {
+                drop(hints_rx);
+                phone.run_async(move || stock_phone(transport, target, log, sending, stop))?
+            }
+        }
+    };
+    let _stop_on_exit = StopOnDrop(Arc::clone(&stop));
+
+    // 1. Messages flow over Wi-Fi.
+    wait_until(SETUP_LIMIT, || {
+        lock(&log).acks.iter().any(|(_, p)| *p == Some(Path::Wifi))
+    })
+    .ok_or_else(|| SwitchError::Setup("no acknowledgement over Wi-Fi".into()))?;
+    progress("messages flow over Wi-Fi");
+    std::thread::sleep(WARM_UP);
+
+    // 2. Wi-Fi goes.
+    if case.fault == Fault::LosingHint {
+        let _ = hints_tx.try_send(ConnectivityHint::Losing { network: WIFI_NET });
+        progress("hint: Wi-Fi is losing");
+        std::thread::sleep(HINT_LEAD);
+    }
+    let fault_at = Instant::now();
+    match case.fault {
+        Fault::InterfaceDown | Fault::LosingHint => {
+            wifi.set_up(false)?;
+            netns::del_addr(&phone, "wlan0", WIFI_PHONE)?;
+            if case.fault == Fault::LosingHint {
+                let _ = hints_tx.try_send(ConnectivityHint::Lost { network: WIFI_NET });
+            }
+        }
+        Fault::Silent => wifi.set_drop(true)?,
+    }
+    progress(&format!("Wi-Fi lost ({:?})", case.fault));
+
+    // 3. Until an acknowledgement comes over cellular.
+    let recovered = wait_until(RECOVERY_LIMIT, || {
+        lock(&log)
+            .acks
+            .iter()
+            .any(|(t, p)| *t > fault_at && *p == Some(Path::Cellular))
+    });
+    let recovery = recovered.map(|at| at - fault_at);
+    match recovery {
+        Some(d) => progress(&format!("messages flow over cellular after {d:.2?}")),
+        None => progress(&format!("no recovery within {RECOVERY_LIMIT:?}")),
+    }
+    std::thread::sleep(SETTLE);
+
+    // 4. Wi-Fi returns.
+    let returned_at = Instant::now();
+    match case.fault {
+        Fault::InterfaceDown | Fault::LosingHint => {
+            wifi.set_up(true)?;
+            netns::add_addr(&phone, "wlan0", WIFI_PHONE)?;
+            if case.fault == Fault::LosingHint {
+                let _ = hints_tx.try_send(available(WIFI_NET, HostTransport::Wifi));
+            }
+        }
+        Fault::Silent => wifi.set_drop(false)?,
+    }
+    progress("Wi-Fi is back");
+    let limit = match case.stack {
+        Stack::Multidriver => RETURN_LIMIT,
+        Stack::Stock => RETURN_WATCH,
+    };
+    let back = wait_until(limit, || {
+        lock(&log)
+            .acks
+            .iter()
+            .any(|(t, p)| *t > returned_at && *p == Some(Path::Wifi))
+    });
+    let back_on_wifi = back.map(|at| at - returned_at);
+    match back_on_wifi {
+        Some(d) => progress(&format!("back on Wi-Fi after {d:.2?}")),
+        None => progress("still on cellular"),
+    }
+    std::thread::sleep(SETTLE);
+
+    // 5. Stop sending; every message must be acknowledged.
+    sending.store(false, Ordering::SeqCst);
+    let stopped_at = Instant::now();
+    wait_until(DRAIN_LIMIT, || {
+        lock(&log).messages.values().all(|acked| *acked)
+    });
+    stop.store(true, Ordering::SeqCst);
+    let _ = phone_task.join();
+
+    let log = lock(&log);
+    let sent = log.messages.len() as u64;
+    let lost = log.messages.values().filter(|a| !**a).count() as u64;
+    let mut return_gap = Duration::ZERO;
+    let mut last = returned_at;
+    for (t, _) in log
+        .acks
+        .iter()
+        .filter(|(t, _)| *t > returned_at && *t < stopped_at)
+    {
+        return_gap = return_gap.max(*t - last);
+        last = *t;
+    }
+    return_gap = return_gap.max(stopped_at.saturating_duration_since(last));
+    let final_path = log.acks.last().and_then(|(_, p)| *p);
+    let from_fault = |t: Instant| {
+        if t >= fault_at {
+            (t - fault_at).as_secs_f64()
+        } else {
+            -(fault_at - t).as_secs_f64()
+        }
+    };
+    let story = log
+        .notes
+        .iter()
+        .map(|(t, note)| format!("{:+.3} s {note}", from_fault(*t)))
+        .collect();
+    let switches = log
+        .switches
+        .iter()
+        .map(|(t, reason)| (from_fault(*t), reason.clone()))
+        .collect();
+    Ok(Outcome {
+        recovery,
+        sent,
+        lost,
+        resent: log.resent,
+        back_on_wifi,
+        return_gap,
+        final_path,
+        story,
+        switches,
+    })
+}
+
+/// Sets the flag when dropped, so a panicking harness stops its threads.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Polls `done` every 5 ms for at most `limit`; when it turned true.
+fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> Option<Instant> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if done() {
+            return Some(Instant::now());
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Target {
+    peer: PeerId,
+    wifi: Multiaddr,
+    cell: Multiaddr,
+}
+
+fn listen_addr(transport: Transport) -> Multiaddr {
+    match transport {
+        Transport::Tcp => "/ip4/0.0.0.0/tcp/0",
+        Transport::Quic => "/ip4/0.0.0.0/udp/0/quic-v1",
+    }
+    .parse()
+    .expect("a valid multiaddr")
+}
+
+fn port_of(addr: &Multiaddr) -> Option<u16> {
+    addr.iter().find_map(|p| match p {
+        Protocol::Tcp(port) | Protocol::Udp(port) => Some(port),
+        _ => None,
+    })
+}
+
+fn socket_to_multiaddr(transport: Transport, addr: SocketAddr) -> Multiaddr {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(ip) => Protocol::Ip4(ip),
+        std::net::IpAddr::V6(ip) => Protocol::Ip6(ip),
+    };
+    let base = Multiaddr::empty().with(ip);
+    match transport {
+        Transport::Tcp => base.with(Protocol::Tcp(addr.port())),
+        Transport::Quic => base.with(Protocol::Udp(addr.port())).with(Protocol::QuicV1),
+    }
+}
+
+fn app_behaviour() -> request_response::json::Behaviour<u64, u64> {
+    request_response::json::Behaviour::new(
+        [(APP, ProtocolSupport::Full)],
+        request_response::Config::default(),
+    )
+}
+
+#[derive(NetworkBehaviour)]
+struct PeerBehaviour {
+    app: request_response::json::Behaviour<u64, u64>,
+    ping: ping::Behaviour,
+}
+
+/// Starts the peer and the cellular relay in `ns`; its id and addresses.
+fn start_peer(
+    ns: &Netns,
+    transport: Transport,
+    stop: &Arc<AtomicBool>,
+) -> Result<(PeerId, Multiaddr, Multiaddr), SwitchError> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
+    let stop = Arc::clone(stop);
+    ns.run_async(move || async move {
+        let key = Keypair::generate_ed25519();
+        let id = key.public().to_peer_id();
+        let mut swarm = match base_swarm(key, transport, false, |_| PeerBehaviour {
+            app: app_behaviour(),
+            ping: ping::Behaviour::default(),
+        }) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = ready_tx.send(Err(e));
+                return;
+            }
+        };
+        if let Err(e) = swarm.listen_on(listen_addr(transport)) {
+            let _ = ready_tx.send(Err(e.to_string()));
+            return;
+        }
+        let port = loop {
+            if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await
+                && let Some(port) = port_of(&address)
+            {
+                break port;
+            }
+        };
+        let upstream: SocketAddr = ([127, 0, 0, 1], port).into();
+        let relay_at: SocketAddr = "198.51.100.2:0".parse().expect("valid");
+        // Both kinds are started; the transport's one carries the traffic.
+        let (relay, _tcp, _udp) = match transport {
+            Transport::Tcp => match DelayProxy::start(relay_at, upstream, CELL_ONE_WAY).await {
+                Ok(p) => (p.local_addr(), Some(p), None),
+                Err(e) => {
+                    let _ = ready_tx.send(Err(format!("cellular relay: {e}")));
+                    return;
+                }
+            },
+            Transport::Quic => match UdpDelayProxy::start(relay_at, upstream, CELL_ONE_WAY).await {
+                Ok(p) => (p.local_addr(), None, Some(p)),
+                Err(e) => {
+                    let _ = ready_tx.send(Err(format!("cellular relay: {e}")));
+                    return;
+                }
+            },
+        };
+        let wifi: SocketAddr = ([10, 77, 30, 2], port).into();
+        let _ = ready_tx.send(Ok((
+            id,
+            socket_to_multiaddr(transport, wifi),
+            socket_to_multiaddr(transport, relay),
+        )));
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        while !stop.load(Ordering::SeqCst) {
+            tokio::select! {
+                _ = tick.tick() => {}
+                event = swarm.select_next_some() => {
+                    if let SwarmEvent::Behaviour(PeerBehaviourEvent::App(
+                        request_response::Event::Message {
+                            message: request_response::Message::Request { request, channel, .. },
+                            ..
+                        },
+                    )) = event
+                    {
+                        let _ = swarm.behaviour_mut().app.send_response(channel, request);
+                    }
+                }
+            }
+        }
+    })?;
+    match ready_rx.recv_timeout(SETUP_LIMIT) {
+        Ok(Ok(ready)) => Ok(ready),
+        Ok(Err(e)) => Err(SwitchError::Setup(format!("peer: {e}"))),
+        Err(_) => Err(SwitchError::Setup("the peer did not start".into())),
+    }
+}
+
+/// A swarm over the case's transport with stock settings, or with
+/// multidriver's (`engine`: idle connections kept open, QUIC keep-alive
+/// left to the engine).
+fn base_swarm<B: NetworkBehaviour>(
+    key: Keypair,
+    transport: Transport,
+    engine: bool,
+    behaviour: impl FnOnce(&Keypair) -> B,
+) -> Result<Swarm<B>, String> {
+    let idle = Duration::from_secs(300);
+    match (transport, engine) {
+        (_, true) => multidriver::transports::stack::build_swarm(
+            key,
+            &multidriver::transports::stack::StackConfig::default(),
+            behaviour,
+        )
+        .map_err(|e| e.to_string()),
+        (Transport::Tcp, false) => Ok(SwarmBuilder::with_existing_identity(key)
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| e.to_string())?
+            .with_behaviour(behaviour)
+            .map_err(|e| e.to_string())?
+            .with_swarm_config(|c| c.with_smart_dial().with_idle_connection_timeout(idle))
+            .build()),
+        (Transport::Quic, false) => Ok(SwarmBuilder::with_existing_identity(key)
+            .with_tokio()
+            .with_quic()
+            .with_behaviour(behaviour)
+            .map_err(|e| e.to_string())?
+            .with_swarm_config(|c| c.with_smart_dial().with_idle_connection_timeout(idle))
+            .build()),
+    }
+}
+
+/// The app's side shared by both phones: numbered messages, resends,
+/// acknowledgements.
+struct App {
+    peer: PeerId,
+    next: u64,
+    /// Request id → message number, for requests in flight.
+    in_flight: HashMap<request_response::OutboundRequestId, u64>,
+    /// Connection → path.
+    paths: HashMap<ConnectionId, Option<Path>>,
+    log: Shared,
+}
+
+impl App {
+    fn new(peer: PeerId, log: Shared) -> App {
+        App {
+            peer,
+            next: 0,
+            in_flight: HashMap::new(),
+            paths: HashMap::new(),
+            log,
+        }
+    }
+
+    fn send_new(&mut self, app: &mut request_response::json::Behaviour<u64, u64>) {
+        let n = self.next;
+        self.next += 1;
+        lock(&self.log).messages.insert(n, false);
+        let id = app.send_request(&self.peer, n);
+        self.in_flight.insert(id, n);
+    }
+
+    /// Sends every unacknowledged message again.
+    fn resend_all(&mut self, app: &mut request_response::json::Behaviour<u64, u64>) {
+        let pending: Vec<u64> = {
+            let log = lock(&self.log);
+            log.messages
+                .iter()
+                .filter(|(_, acked)| !**acked)
+                .map(|(n, _)| *n)
+                .collect()
+        };
+        for n in pending {
+            let id = app.send_request(&self.peer, n);
+            self.in_flight.insert(id, n);
+            lock(&self.log).resent += 1;
+        }
+    }
+
+    fn on_app_event(
+        &mut self,
+        event: &request_response::Event<u64, u64>,
+        app: &mut request_response::json::Behaviour<u64, u64>,
+    ) {
+        match event {
+            request_response::Event::Message {
+                connection_id,
+                message:
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                self.in_flight.remove(request_id);
+                let path = self.paths.get(connection_id).copied().flatten();
+                let mut log = lock(&self.log);
+                if let Some(acked) = log.messages.get_mut(response) {
+                    *acked = true;
+                }
+                log.acks.push((Instant::now(), path));
+            }
+            request_response::Event::OutboundFailure { request_id, .. } => {
+                if let Some(n) = self.in_flight.remove(request_id) {
+                    let acked = lock(&self.log).messages.get(&n).copied().unwrap_or(true);
+                    if !acked {
+                        let id = app.send_request(&self.peer, n);
+                        self.in_flight.insert(id, n);
+                        lock(&self.log).resent += 1;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[derive(NetworkBehaviour)]
+struct MdPhone {
+    multidriver: Multidriver<Discovery>,
+    app: request_response::json::Behaviour<u64, u64>,
+}
+
+fn available(network: NetworkId, transport: HostTransport) -> ConnectivityHint {
+    ConnectivityHint::Available {
+        network,
+        state: NetworkState {
+            transport,
+            validated: true,
+            ..NetworkState::default()
+        },
+    }
+}
+
+async fn multidriver_phone(
+    transport: Transport,
+    target: Target,
+    hinted: bool,
+    mut hints: tokio::sync::mpsc::Receiver<ConnectivityHint>,
+    log: Shared,
+    sending: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+) {
+    let key = Keypair::generate_ed25519();
+    let local = key.public().to_peer_id();
+    let discovery = Discovery::new(&key, DiscoveryConfig::default()).expect("no drivers to fail");
+    let config = MdConfig::default().with_interface_watching(!hinted);
+    let mut swarm = base_swarm(key, transport, true, |_| MdPhone {
+        multidriver: Multidriver::new(local, config, discovery).expect("a valid config"),
+        app: app_behaviour(),
+    })
+    .expect("the stack builds");
+    swarm
+        .listen_on(listen_addr(transport))
+        .expect("a listen address");
+    if hinted {
+        let md = &mut swarm.behaviour_mut().multidriver;
+        md.handle_hint(available(WIFI_NET, HostTransport::Wifi))
+            .expect("room for a network");
+        md.handle_hint(available(
+            CELL_NET,
+            HostTransport::Cellular(CellularGeneration::G4),
+        ))
+        .expect("room for a network");
+    }
+    let ttl = Duration::from_secs(3600);
+    let md = &mut swarm.behaviour_mut().multidriver;
+    md.add_route(target.peer, target.wifi.clone(), ttl)
+        .expect("a route");
+    md.add_route(target.peer, target.cell.clone(), ttl)
+        .expect("a route");
+    md.connect(target.peer).expect("a peer to connect to");
+
+    let mut app = App::new(target.peer, log);
+    let mut tick = tokio::time::interval(MESSAGE_INTERVAL);
+    let mut connected = false;
+    while !stop.load(Ordering::SeqCst) {
+        tokio::select! {
+            _ = tick.tick() => {
+                if connected && sending.load(Ordering::SeqCst) {
+                    let b = swarm.behaviour_mut();
+                    b.multidriver.mark_used(target.peer);
+                    app.send_new(&mut b.app);
+                }
+            }
+            Some(hint) = hints.recv() => {
+                // Only a full network table refuses a hint; two fit.
+                let _ = swarm.behaviour_mut().multidriver.handle_hint(hint);
+            }
+            event = swarm.select_next_some() => match event {
+                SwarmEvent::ConnectionEstablished { connection_id, endpoint, .. } => {
+                    app.paths.insert(connection_id, Path::of(endpoint.get_remote_address()));
+                }
+                SwarmEvent::Behaviour(MdPhoneEvent::App(e)) => {
+                    app.on_app_event(&e, &mut swarm.behaviour_mut().app);
+                }
+                SwarmEvent::Behaviour(MdPhoneEvent::Multidriver(e)) => {
+                    lock(&app.log).notes.push((Instant::now(), format!("{e:?}")));
+                    match e {
+                    MdEvent::RouteSelected { .. } => {
+                        connected = true;
+                        app.resend_all(&mut swarm.behaviour_mut().app);
+                    }
+                    // The app resends on the engine's word that the path
+                    // changed: what was in flight on the old one may be gone.
+                    MdEvent::RouteSwitched { reason, .. } => {
+                        let name = format!("{reason:?}");
+                        let name = name.split([' ', '{', '(']).next().unwrap_or("").to_owned();
+                        lock(&app.log).switches.push((Instant::now(), name));
+                        app.resend_all(&mut swarm.behaviour_mut().app);
+                    }
+                    _ => {}
+                    }
+                }
+                _ => {}
+            },
+        }
+    }
+}
+
+#[derive(NetworkBehaviour)]
+struct StockPhone {
+    app: request_response::json::Behaviour<u64, u64>,
+    ping: ping::Behaviour,
+}
+
+async fn stock_phone(
+    transport: Transport,
+    target: Target,
+    log: Shared,
+    sending: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+) {
+    use libp2p::swarm::dial_opts::DialOpts;
+
+    let mut swarm = base_swarm(Keypair::generate_ed25519(), transport, false, |_| {
+        StockPhone {
+            app: app_behaviour(),
+            ping: ping::Behaviour::default(),
+        }
+    })
+    .expect("the stack builds");
+    swarm
+        .listen_on(listen_addr(transport))
+        .expect("a listen address");
+    // It knows both addresses (as from identify or a rendezvous point) and
+    // first connects over Wi-Fi.
+    swarm.add_peer_address(target.peer, target.wifi.clone());
+    swarm.add_peer_address(target.peer, target.cell.clone());
+    swarm
+        .dial(
+            DialOpts::peer_id(target.peer)
+                .addresses(vec![target.wifi.clone()])
+                .build(),
+        )
+        .expect("a dial");
+
+    let mut app = App::new(target.peer, log);
+    let mut tick = tokio::time::interval(MESSAGE_INTERVAL);
+    let mut connections = 0usize;
+    let mut redial_at: Option<tokio::time::Instant> = None;
+    while !stop.load(Ordering::SeqCst) {
+        let redial = async {
+            match redial_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tick.tick() => {
+                if connections > 0 && sending.load(Ordering::SeqCst) {
+                    app.send_new(&mut swarm.behaviour_mut().app);
+                }
+            }
+            () = redial => {
+                redial_at = None;
+                if connections == 0 {
+                    let _ = swarm.dial(DialOpts::peer_id(target.peer).build());
+                }
+            }
+            event = swarm.select_next_some() => match event {
+                SwarmEvent::ConnectionEstablished { connection_id, endpoint, .. } => {
+                    lock(&app.log).notes.push((Instant::now(), format!("connected over {}", endpoint.get_remote_address())));
+                    connections += 1;
+                    app.paths.insert(connection_id, Path::of(endpoint.get_remote_address()));
+                    // A new connection: send again what is unacknowledged.
+                    app.resend_all(&mut swarm.behaviour_mut().app);
+                }
+                SwarmEvent::ConnectionClosed { num_established, cause, .. } => {
+                    lock(&app.log).notes.push((Instant::now(), format!("connection closed: {cause:?}")));
+                    connections = num_established as usize;
+                    if connections == 0 {
+                        // Dial again at once (smart dial tries both
+                        // addresses).
+                        let _ = swarm.dial(DialOpts::peer_id(target.peer).build());
+                    }
+                }
+                SwarmEvent::OutgoingConnectionError { .. } if connections == 0 => {
+                    // Try again shortly rather than spin.
+                    redial_at = Some(tokio::time::Instant::now() + Duration::from_millis(500));
+                }
+                SwarmEvent::Behaviour(StockPhoneEvent::Ping(ping::Event { connection, result: Err(e), .. })) => {
+                    lock(&app.log).notes.push((Instant::now(), format!("ping failed: {e}")));
+                    // Ping no longer closes a connection itself (libp2p-ping
+                    // reports the failure); the app takes it as lost: it
+                    // closes it and dials again at once, without waiting for
+                    // the graceful close of a dead connection (tens of
+                    // seconds over TCP).
+                    swarm.close_connection(connection);
+                    let _ = swarm.dial(
+                        DialOpts::peer_id(target.peer)
+                            .condition(libp2p::swarm::dial_opts::PeerCondition::Always)
+                            .build(),
+                    );
+                }
+                SwarmEvent::Behaviour(StockPhoneEvent::App(e)) => {
+                    app.on_app_event(&e, &mut swarm.behaviour_mut().app);
+                }
+                _ => {}
+            },
+        }
+    }
+}
