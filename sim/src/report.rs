@@ -69,7 +69,7 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "{:<26} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8} {:>9} {:>8} {:>7} {:>7}",
+            "{:<26} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8} {:>9} {:>8} {:>7} {:>7} {:>8}",
             "policy",
             "ttfc p50",
             "ttfc p95",
@@ -82,7 +82,8 @@ impl Report {
             "J/n·h",
             "LTE↑/n·h",
             "disc ok",
-            "lost"
+            "lost",
+            "msg p99"
         );
         for p in &self.policies {
             let unfinished = if p.failover.unfinished > 0 {
