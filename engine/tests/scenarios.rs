@@ -590,9 +590,8 @@ fn no_heartbeat_while_suspended() {
     assert!(!keep_alives(&h).is_empty());
 }
 
-#[test]
-fn app_traffic_carries_a_probe_at_most_once_per_active_heartbeat() {
-    let liveness = multidriver::core::Liveness::default();
+/// A live engine with one peer connected over 4G at 0.1 s.
+fn live_over_cellular() -> (Harness, PeerId, ConnectionId) {
     let mut h = Harness::live(Config::default());
     let p = peer(1);
     h.up(CELL, LTE);
@@ -601,6 +600,13 @@ fn app_traffic_carries_a_probe_at_most_once_per_active_heartbeat() {
     h.at(ms(100));
     let cell = h.dial_to(PUBLIC_QUIC);
     h.succeed(cell);
+    (h, p, cell)
+}
+
+#[test]
+fn app_traffic_carries_a_probe_at_most_once_per_active_heartbeat() {
+    let liveness = multidriver::core::Liveness::default();
+    let (mut h, p, cell) = live_over_cellular();
     // Messages every 250 ms. The handshake proved the path at 0.1 s; a probe
     // rides on the first message an active heartbeat later, none on the
     // messages after its answer until another active heartbeat has passed.
@@ -629,14 +635,7 @@ fn app_traffic_carries_a_probe_at_most_once_per_active_heartbeat() {
 #[test]
 fn an_unanswered_probe_on_app_traffic_closes_the_path_after_its_rto() {
     let liveness = multidriver::core::Liveness::default();
-    let mut h = Harness::live(Config::default());
-    let p = peer(1);
-    h.up(CELL, LTE);
-    h.discover(p, PUBLIC_QUIC, CELL, Source::Rendezvous);
-    h.connect(p);
-    h.at(ms(100));
-    let cell = h.dial_to(PUBLIC_QUIC);
-    h.succeed(cell);
+    let (mut h, p, cell) = live_over_cellular();
     h.engine.handle_rtt_sample(cell, ms(90), h.now);
     // The app sends; the path has silently died, so the probe riding on its
     // traffic is never answered.

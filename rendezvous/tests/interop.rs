@@ -251,9 +251,12 @@ async fn stock_clients_register_discover_and_unregister_over_quic() {
     point.stop().await;
 }
 
-/// A codec that writes raw bytes and reads whatever comes back.
+/// A codec that writes raw bytes and reads whatever comes back, or, with
+/// `stall`, never reads the answer.
 #[derive(Clone, Default)]
-struct Raw;
+struct Raw {
+    stall: bool,
+}
 
 impl request_response::Codec for Raw {
     type Protocol = StreamProtocol;
@@ -271,6 +274,9 @@ impl request_response::Codec for Raw {
     where
         T: futures::AsyncRead + Unpin + Send,
     {
+        if self.stall {
+            return futures::future::pending().await;
+        }
         let mut buf = Vec::new();
         futures::AsyncReadExt::read_to_end(&mut futures::AsyncReadExt::take(io, 1 << 20), &mut buf)
             .await?;
@@ -434,63 +440,6 @@ fn discover_all() -> wire::Message {
     }
 }
 
-/// Writes requests with our codec and never reads an answer.
-#[derive(Clone, Default)]
-struct Stall;
-
-impl request_response::Codec for Stall {
-    type Protocol = StreamProtocol;
-    type Request = wire::Message;
-    type Response = wire::Message;
-
-    async fn read_request<T>(
-        &mut self,
-        _: &StreamProtocol,
-        _: &mut T,
-    ) -> std::io::Result<wire::Message>
-    where
-        T: futures::AsyncRead + Unpin + Send,
-    {
-        unreachable!("outbound only")
-    }
-
-    async fn read_response<T>(
-        &mut self,
-        _: &StreamProtocol,
-        _: &mut T,
-    ) -> std::io::Result<wire::Message>
-    where
-        T: futures::AsyncRead + Unpin + Send,
-    {
-        futures::future::pending().await
-    }
-
-    async fn write_request<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        req: wire::Message,
-    ) -> std::io::Result<()>
-    where
-        T: futures::AsyncWrite + Unpin + Send,
-    {
-        futures::AsyncWriteExt::write_all(io, &prost::Message::encode_length_delimited_to_vec(&req))
-            .await
-    }
-
-    async fn write_response<T>(
-        &mut self,
-        _: &StreamProtocol,
-        _: &mut T,
-        _: wire::Message,
-    ) -> std::io::Result<()>
-    where
-        T: futures::AsyncWrite + Unpin + Send,
-    {
-        unreachable!("outbound only")
-    }
-}
-
 #[tokio::test]
 async fn clients_that_never_read_cannot_make_the_point_hold_answers_without_bound() {
     const BUDGET: usize = wire::MAX_MESSAGE_BYTES + 64 * 1024;
@@ -543,7 +492,8 @@ async fn clients_that_never_read_cannot_make_the_point_hold_answers_without_boun
         )
         .unwrap()
         .with_behaviour(|_| {
-            request_response::Behaviour::<Stall>::new(
+            request_response::Behaviour::with_codec(
+                Raw { stall: true },
                 [(wire::PROTOCOL, ProtocolSupport::Outbound)],
                 request_response::Config::default().with_request_timeout(Duration::from_secs(60)),
             )
@@ -551,9 +501,10 @@ async fn clients_that_never_read_cannot_make_the_point_hold_answers_without_boun
         .unwrap()
         .build();
     connect(&mut staller, &point.tcp).await;
-    staller
-        .behaviour_mut()
-        .send_request(&point.id, discover_all());
+    staller.behaviour_mut().send_request(
+        &point.id,
+        prost::Message::encode_length_delimited_to_vec(&discover_all()),
+    );
     let drive = tokio::spawn(async move {
         loop {
             staller.select_next_some().await;
