@@ -309,10 +309,9 @@ impl request_response::Codec for Raw {
     }
 }
 
-#[tokio::test]
-async fn garbage_streams_are_dropped_and_the_point_keeps_serving() {
-    let point = start_point("garbage").await;
-    let mut raw = SwarmBuilder::with_new_identity()
+/// A client writing raw bytes over TCP (see [`Raw`]).
+fn raw_client(stall: bool) -> Swarm<request_response::Behaviour<Raw>> {
+    SwarmBuilder::with_new_identity()
         .with_tokio()
         .with_tcp(
             tcp::Config::default(),
@@ -321,16 +320,20 @@ async fn garbage_streams_are_dropped_and_the_point_keeps_serving() {
         )
         .unwrap()
         .with_behaviour(|_| {
-            request_response::Behaviour::<Raw>::new(
-                [(
-                    StreamProtocol::new("/rendezvous/1.0.0"),
-                    ProtocolSupport::Outbound,
-                )],
-                request_response::Config::default(),
+            request_response::Behaviour::with_codec(
+                Raw { stall },
+                [(wire::PROTOCOL, ProtocolSupport::Outbound)],
+                request_response::Config::default().with_request_timeout(DEADLINE * 3),
             )
         })
         .unwrap()
-        .build();
+        .build()
+}
+
+#[tokio::test]
+async fn garbage_streams_are_dropped_and_the_point_keeps_serving() {
+    let point = start_point("garbage").await;
+    let mut raw = raw_client(false);
     connect(&mut raw, &point.tcp).await;
     let garbage: Vec<Vec<u8>> = vec![
         // Not protobuf.
@@ -483,23 +486,7 @@ async fn clients_that_never_read_cannot_make_the_point_hold_answers_without_boun
     }
 
     // One client asks and never reads: its answer stays in flight.
-    let mut staller = SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .unwrap()
-        .with_behaviour(|_| {
-            request_response::Behaviour::with_codec(
-                Raw { stall: true },
-                [(wire::PROTOCOL, ProtocolSupport::Outbound)],
-                request_response::Config::default().with_request_timeout(Duration::from_secs(60)),
-            )
-        })
-        .unwrap()
-        .build();
+    let mut staller = raw_client(true);
     connect(&mut staller, &point.tcp).await;
     staller.behaviour_mut().send_request(
         &point.id,
