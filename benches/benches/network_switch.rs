@@ -101,7 +101,15 @@ fn main() {
     println!();
     println!(
         "{:<5} {:<38} {:<12} {:>11} {:>6} {:>6} {:>8} {:>14} {:>11}",
-        "", "fault", "stack", "recovery", "sent", "lost", "resent", "back on Wi-Fi", "return gap"
+        "",
+        "fault",
+        "stack",
+        "recovery",
+        "sent",
+        "unacked",
+        "resent",
+        "back on Wi-Fi",
+        "return gap"
     );
     for (case, o) in &rows {
         println!(
@@ -122,21 +130,29 @@ fn main() {
         let [(case, md), (_, stock)] = pair else {
             continue;
         };
+        // On the hint, multidriver leaves before the fault: its "recovery"
+        // is only the wait for the next message, and no ratio means much.
+        let left_early = md.switches.first().filter(|(at, _)| *at < 0.0);
         let ratio = match (md.recovery, stock.recovery) {
-            (Some(m), Some(s)) => format!("×{:.1}", s.as_secs_f64() / m.as_secs_f64()),
-            (Some(_), None) => format!("> ×{:.1} (stock never recovered)", {
+            _ if left_early.is_some() => format!(
+                "no ratio (multidriver moved {:.2} s before the fault)",
+                -left_early.map_or(0.0, |(at, _)| *at)
+            ),
+            (Some(m), Some(s)) => format!("×{:.1} faster", s.as_secs_f64() / m.as_secs_f64()),
+            (Some(_), None) => format!("> ×{:.1} faster (stock never recovered)", {
                 let m = md.recovery.unwrap_or_default().as_secs_f64().max(1e-3);
                 switch::RECOVERY_LIMIT.as_secs_f64() / m
             }),
             _ => "n/a (multidriver did not recover)".to_owned(),
         };
         println!(
-            "{:?}, {}: multidriver {} vs stock {}: {} faster; lost {} vs {}",
+            "{:?}, {}: multidriver {} vs stock {}: {}; unacknowledged {} s after sending stopped: {} vs {}",
             case.transport,
             fault_name(case.fault),
             secs(md.recovery),
             secs(stock.recovery),
             ratio,
+            switch::DRAIN_LIMIT.as_secs(),
             md.lost,
             stock.lost
         );

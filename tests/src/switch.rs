@@ -80,7 +80,7 @@ const RETURN_WATCH: Duration = Duration::from_secs(3);
 /// How long after the last message every message must be acknowledged
 /// (above request-response's 10 s request timeout, so a message stuck on a
 /// dead connection is failed and resent in time).
-const DRAIN_LIMIT: Duration = Duration::from_secs(25);
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(25);
 /// How long before the fault the losing hint is given.
 const HINT_LEAD: Duration = Duration::from_secs(1);
 /// Setup (namespaces, first connection) must finish within this.
@@ -151,7 +151,8 @@ pub struct Outcome {
     pub recovery: Option<Duration>,
     /// Messages the app sent (each number once).
     pub sent: u64,
-    /// Messages never acknowledged, after the drain.
+    /// Messages still unacknowledged [`DRAIN_LIMIT`] after the app
+    /// stopped sending.
     pub lost: u64,
     /// Requests sent again (failures and path changes).
     pub resent: u64,
@@ -244,6 +245,8 @@ pub fn run(case: Case, progress: &mut dyn FnMut(&str)) -> Result<Outcome, Switch
     let _cell = VethPair::connect(&phone, "wwan0", CELL_PHONE, &peer_ns, "pc0", CELL_PEER)?;
 
     let stop = Arc::new(AtomicBool::new(false));
+    // Stops the peer's and the phone's threads however this function ends.
+    let _stop_on_exit = StopOnDrop(Arc::clone(&stop));
     let (peer_id, wifi_addr, cell_addr) = start_peer(&peer_ns, case.transport, &stop)?;
     progress(&format!(
         "peer {peer_id} at {wifi_addr} (Wi-Fi) and {cell_addr} (cellular)"
@@ -271,7 +274,6 @@ pub fn run(case: Case, progress: &mut dyn FnMut(&str)) -> Result<Outcome, Switch
             }
         }
     };
-    let _stop_on_exit = StopOnDrop(Arc::clone(&stop));
 
     // 1. Messages flow over Wi-Fi.
     wait_until(SETUP_LIMIT, || {

@@ -232,9 +232,11 @@ pub struct Config {
     pub liveness: Option<Liveness>,
     /// How long a connected peer waits before trying again a better route
     /// that failed (with nothing else to say it works again, such as a
-    /// network event); the wait doubles after each try up to
-    /// [`max_recheck`](Self::max_recheck), and a switch resets it. Each try
-    /// is one make-before-break dial of that route. `None`: never, a failed
+    /// network event). While tries keep failing, or keep finding a path
+    /// that fails again soon, the wait doubles up to
+    /// [`max_recheck`](Self::max_recheck); it starts afresh once no try was
+    /// needed for twice that. Each try is one make-before-break dial of
+    /// that route. `None`: never, a failed
     /// route is tried again only once its failure penalty has decayed.
     /// Default 5 s (iroh's path heartbeat, n0-computer/iroh `socket.rs`,
     /// PARAMETERS.md).
@@ -259,11 +261,10 @@ pub struct Config {
 /// - on the primary connection of a peer the app uses
 ///   ([`Engine::mark_used`]), at most once per
 ///   [`active_heartbeat`](Self::active_heartbeat), with a deadline of
-///   SRTT + 4 × RTTVAR of its route, at least
-///   [`active_probe_timeout`](Self::active_probe_timeout) and at most
-///   `probe_timeout`: the radio is up for the app's data anyway, and an app
-///   that is talking needs a dead path found in about two seconds, not
-///   seven.
+///   its route's RTO (SRTT + 4 × RTTVAR), at least
+///   [`active_probe_timeout`](Self::active_probe_timeout) and at most 60 s:
+///   the radio is up for the app's data anyway, and an app that is talking
+///   needs a dead path found in about two seconds, not seven.
 ///
 /// A connection whose RTT was sampled in the last half interval is skipped.
 ///

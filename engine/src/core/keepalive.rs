@@ -22,6 +22,10 @@ use multidriver_scoring::{Lifecycle, Timestamp};
 
 use crate::core::{CloseReason, Command, ConnectionId, Engine, SwitchReason};
 
+/// The longest deadline of a probe riding on app traffic: 60 s, RFC 6298
+/// (2.5)'s lowest allowed cap on the RTO.
+const MAX_RTO: Duration = Duration::from_secs(60);
+
 impl Engine {
     /// Open connections over cellular (`true`) or other interfaces, except
     /// those already closing after a switch.
@@ -211,8 +215,12 @@ impl Engine {
                 Some(rtt.srtt() + 4 * rtt.rttvar())
             })
             .unwrap_or(l.probe_timeout);
-        let floor = l.active_probe_timeout.min(l.probe_timeout);
-        let timeout = rto.clamp(floor, l.probe_timeout);
+        // Never below the floor, and never below the path's own RTO (a slow
+        // path is not a dead one); RFC 6298 (2.5) lets RTO be capped at no
+        // less than 60 s.
+        let timeout = rto
+            .max(l.active_probe_timeout)
+            .min(MAX_RTO.max(l.active_probe_timeout));
         self.probe_within(vec![connection], Some(timeout), now);
     }
 }

@@ -194,10 +194,12 @@ struct Peer {
     protected: bool,
     /// When the app last reported using the peer.
     last_used: Option<Timestamp>,
-    /// When a better route that failed may be tried again (see
-    /// [`Config::recheck`]), and the wait after that try.
+    /// When a better route that failed is tried again (see
+    /// [`Config::recheck`]), the wait that led there, and when the last
+    /// try was made.
     recheck_at: Option<Timestamp>,
     recheck_wait: Duration,
+    recheck_tried: Option<Timestamp>,
 }
 
 impl Peer {
@@ -219,6 +221,7 @@ impl Peer {
             last_used: None,
             recheck_at: None,
             recheck_wait: Duration::ZERO,
+            recheck_tried: None,
         }
     }
 
@@ -733,7 +736,6 @@ impl Engine {
                 peer.primary = Some(connection);
                 peer.race = None;
                 peer.recheck_at = None;
-                peer.recheck_wait = Duration::ZERO;
                 let from = self
                     .connections
                     .get(&old)
@@ -845,6 +847,9 @@ impl Engine {
     /// Counts a failure on every route to `connection`'s host over its
     /// interface (see [`handle_connection_lost`](Self::handle_connection_lost)).
     fn penalise_host(&mut self, connection: ConnectionId, now: Timestamp) {
+        if let Some(peer) = self.connections.get(&connection).map(|c| c.peer) {
+            self.schedule_recheck(peer, now);
+        }
         if let Some(conn) = self.connections.get(&connection)
             && let Some(peer) = self.peers.get_mut(&conn.peer)
         {
@@ -1366,6 +1371,7 @@ impl Engine {
                 race.next_due = now;
             }
         }
+        self.schedule_recheck(peer_id, now);
         self.progress(peer_id, now);
     }
 
@@ -1416,7 +1422,7 @@ impl Engine {
         );
         peer.guard_until = None;
         match decision {
-            SwitchDecision::Stay => self.recheck(peer_id, current.total_ms(), now),
+            SwitchDecision::Stay => self.recheck(peer_id, current, now),
             SwitchDecision::Wait { until } => peer.guard_until = Some(until),
             SwitchDecision::Switch => {
                 let (no, to, _) = best.expect("a switch needs a candidate");
@@ -1437,13 +1443,15 @@ impl Engine {
     /// but for the failure penalty of recent failed dials, try that route
     /// again now and then (make-before-break, only that route), since the
     /// path that failed may work again without any network event (a Wi-Fi
-    /// that stopped passing packets and recovered). The wait starts at
-    /// [`Config::recheck`] and doubles after each try, up to
-    /// [`Config::max_recheck`]; a switch resets it.
-    fn recheck(&mut self, peer_id: PeerId, current_ms: f64, now: Timestamp) {
-        let Some(first) = self.config.recheck else {
+    /// that stopped passing packets and recovered). The first try comes
+    /// [`Config::recheck`] after the failure; while tries keep failing, or
+    /// keep finding a path that fails again soon, the wait doubles up to
+    /// [`Config::max_recheck`]. It starts afresh once no try was needed for
+    /// twice `max_recheck`.
+    fn recheck(&mut self, peer_id: PeerId, current: Components, now: Timestamp) {
+        if self.config.recheck.is_none() {
             return;
-        };
+        }
         let Some(peer) = self.peers.get(&peer_id) else {
             return;
         };
@@ -1455,42 +1463,74 @@ impl Engine {
             .and_then(|c| self.connections.get(&c))
             .and_then(|c| c.route);
         let switching = self.profile.switching;
+        let links = self.links();
+        let ctx = self.context(&links, now);
+        // Each candidate as it would rank with its penalty forgiven (the
+        // penalty enters the cost through the profile's weights).
         let pick = self
             .candidates(peer, now)
             .into_iter()
             .filter(|(no, _, _)| Some(*no) != current_no)
-            .find_map(|(no, to, cost)| {
-                let i = peer.index_of(no)?;
-                let penalty_ms = peer.routes[i].rtt.failure_penalty(now).as_secs_f64() * 1e3;
-                (penalty_ms > 0.0 && beats(cost - penalty_ms, current_ms, &switching))
-                    .then_some((no, to))
-            });
-        let peer = self.peers.get_mut(&peer_id).expect("looked up above");
+            .filter_map(|(no, _, _)| {
+                let route = &peer.routes[peer.index_of(no)?];
+                if route.rtt.failure_penalty(now).is_zero() {
+                    return None;
+                }
+                let mut forgiven = route.clone();
+                forgiven.rtt.on_success();
+                let to = rank::breakdown(&forgiven, &ctx).0.components;
+                beats(to.total_ms(), current.total_ms(), &switching).then_some((no, to))
+            })
+            .min_by(|a, b| a.1.total_ms().total_cmp(&b.1.total_ms()));
         let Some((no, to)) = pick else {
-            // Nothing to recheck: the next failure starts from the first wait.
-            peer.recheck_at = None;
-            peer.recheck_wait = Duration::ZERO;
+            if let Some(peer) = self.peers.get_mut(&peer_id) {
+                peer.recheck_at = None;
+            }
             return;
         };
         if peer.recheck_at.is_none() {
-            // Wait once before the first try: the route has just failed.
-            peer.recheck_wait = first;
-            peer.recheck_at = Some(now + first);
+            self.schedule_recheck(peer_id, now);
             return;
         }
-        let wait = (peer.recheck_wait * 2).min(self.config.max_recheck.max(first));
-        peer.recheck_wait = wait;
-        peer.recheck_at = Some(now + wait);
-        let from = self.components_of(peer_id, current_no.unwrap_or_default(), now);
+        let peer = self.peers.get_mut(&peer_id).expect("looked up above");
+        peer.recheck_at = None;
+        peer.recheck_tried = Some(now);
         self.start_race(
             peer_id,
             Purpose::Upgrade {
-                reason: SwitchReason::Better { from, to },
+                reason: SwitchReason::Better { from: current, to },
                 only: Some(no),
                 avoid: None,
             },
             now,
         );
+    }
+
+    /// A route of the peer failed: unless a try is already due, schedule
+    /// one (see [`Engine::recheck`]). Before trying, wait: the route has
+    /// just failed; after a recent try whose path failed again, wait twice
+    /// as long as last time.
+    fn schedule_recheck(&mut self, peer_id: PeerId, now: Timestamp) {
+        let Some(first) = self.config.recheck else {
+            return;
+        };
+        let max = self.config.max_recheck.max(first);
+        let Some(peer) = self.peers.get_mut(&peer_id) else {
+            return;
+        };
+        if peer.recheck_at.is_some() {
+            return;
+        }
+        let recent = peer
+            .recheck_tried
+            .is_some_and(|t| now.saturating_duration_since(t) < 2 * max);
+        peer.recheck_wait = if recent {
+            (peer.recheck_wait * 2).clamp(first, max)
+        } else {
+            first
+        };
+        peer.recheck_at = Some(now + peer.recheck_wait);
+        self.refresh_wake(peer_id, now);
     }
 
     fn interface_down(&mut self, interface: InterfaceId, now: Timestamp) {
