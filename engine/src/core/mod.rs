@@ -1458,6 +1458,17 @@ impl Engine {
         if peer.recheck_at.is_some_and(|at| now < at) {
             return;
         }
+        // The common case, no penalised route, costs no ranking.
+        if peer
+            .routes
+            .iter()
+            .all(|r| r.rtt.failure_penalty(now).is_zero())
+        {
+            if let Some(peer) = self.peers.get_mut(&peer_id) {
+                peer.recheck_at = None;
+            }
+            return;
+        }
         let current_no = peer
             .primary
             .and_then(|c| self.connections.get(&c))
