@@ -970,16 +970,23 @@ fn answer_dials(h: &mut Harness, seen: &mut usize, lan_works: bool) -> Vec<Conne
     }
 }
 
-#[test]
-fn a_better_route_that_failed_is_tried_again_and_won_back() {
+/// Connected over Wi-Fi with a 4G route known; at 1 s the Wi-Fi connection
+/// is lost. Returns the harness, the peer and the number of dials so far.
+fn wifi_lost_at_one_second() -> (Harness, PeerId, usize) {
     let mut h = Harness::new(Config::default());
     let p = peer(1);
     let wifi = connected_over_wifi(&mut h, p);
-    let mut seen = h.dials().len();
-    // Wi-Fi stalls: the connection is lost and the LAN no longer answers.
+    let seen = h.dials().len();
     h.at(ms(1000));
     h.engine.handle_connection_lost(wifi, h.now);
     h.drain();
+    (h, p, seen)
+}
+
+#[test]
+fn a_better_route_that_failed_is_tried_again_and_won_back() {
+    // Wi-Fi stalls: the connection is lost and the LAN no longer answers.
+    let (mut h, p, mut seen) = wifi_lost_at_one_second();
     for k in 11..=30 {
         h.at(ms(100 * k));
         answer_dials(&mut h, &mut seen, false);
@@ -1013,13 +1020,7 @@ fn a_better_route_that_failed_is_tried_again_and_won_back() {
 
 #[test]
 fn a_route_that_keeps_failing_soon_after_a_try_is_tried_ever_less_often() {
-    let mut h = Harness::new(Config::default());
-    let p = peer(1);
-    let wifi = connected_over_wifi(&mut h, p);
-    let mut seen = h.dials().len();
-    h.at(ms(1000));
-    h.engine.handle_connection_lost(wifi, h.now);
-    h.drain();
+    let (mut h, _, mut seen) = wifi_lost_at_one_second();
     // Every LAN connection dies 1 s after it is made.
     let mut alive: Vec<(Timestamp, ConnectionId)> = Vec::new();
     for k in 11..=3000 {

@@ -1426,17 +1426,30 @@ impl Engine {
             SwitchDecision::Wait { until } => peer.guard_until = Some(until),
             SwitchDecision::Switch => {
                 let (no, to, _) = best.expect("a switch needs a candidate");
-                self.start_race(
-                    peer_id,
-                    Purpose::Upgrade {
-                        reason: SwitchReason::Better { from: current, to },
-                        only: Some(no),
-                        avoid: None,
-                    },
-                    now,
-                );
+                self.upgrade_to(peer_id, no, current, to, now);
             }
         }
+    }
+
+    /// Races one route, make-before-break, to replace a connected peer's
+    /// route costing `from` by one costing `to`.
+    fn upgrade_to(
+        &mut self,
+        peer_id: PeerId,
+        no: RouteNo,
+        from: Components,
+        to: Components,
+        now: Timestamp,
+    ) {
+        self.start_race(
+            peer_id,
+            Purpose::Upgrade {
+                reason: SwitchReason::Better { from, to },
+                only: Some(no),
+                avoid: None,
+            },
+            now,
+        );
     }
 
     /// A connected peer stays on its route: if another route would beat it
@@ -1506,15 +1519,7 @@ impl Engine {
         let peer = self.peers.get_mut(&peer_id).expect("looked up above");
         peer.recheck_at = None;
         peer.recheck_tried = Some(now);
-        self.start_race(
-            peer_id,
-            Purpose::Upgrade {
-                reason: SwitchReason::Better { from: current, to },
-                only: Some(no),
-                avoid: None,
-            },
-            now,
-        );
+        self.upgrade_to(peer_id, no, current, to, now);
     }
 
     /// A route of the peer failed: unless a try is already due, schedule
