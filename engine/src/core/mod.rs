@@ -55,6 +55,11 @@
 //!   saw die ([`Engine::handle_connection_lost`]) penalises every route to
 //!   that host over that interface.
 //!
+//! - Rechecks ([`Config::recheck`]): a connected peer tries again, make-
+//!   before-break, a better route that failed (5 s after the failure,
+//!   doubling up to [`Config::max_recheck`] while tries keep failing), so it
+//!   returns to a path that recovered without any network event.
+//!
 //! - Subscriptions: [`Engine::subscribe`] looks a namespace up again every
 //!   [`DriverSchedule::interval`] of the lifecycle state (30 s in the
 //!   foreground, 5 min in the background, none while suspended); once one
