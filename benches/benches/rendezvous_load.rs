@@ -260,8 +260,12 @@ struct Client {
     raw: request_response::Behaviour<wire::Codec>,
 }
 
-fn client_swarm() -> Swarm<Client> {
-    let mut swarm = SwarmBuilder::with_new_identity()
+/// A swarm over TCP (Nagle off) with a new identity.
+fn tcp_swarm<B: NetworkBehaviour>(
+    idle: Duration,
+    behaviour: impl FnOnce(&Keypair) -> B,
+) -> Swarm<B> {
+    SwarmBuilder::with_new_identity()
         .with_tokio()
         .with_tcp(
             tcp::Config::default().nodelay(true),
@@ -269,17 +273,21 @@ fn client_swarm() -> Swarm<Client> {
             yamux::Config::default,
         )
         .expect("tcp")
-        .with_behaviour(|key| Client {
-            stock: rendezvous::client::Behaviour::new(key.clone()),
-            raw: request_response::Behaviour::with_codec(
-                wire::Codec::default(),
-                [(wire::PROTOCOL, ProtocolSupport::Outbound)],
-                request_response::Config::default(),
-            ),
-        })
+        .with_behaviour(behaviour)
         .expect("behaviour")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
-        .build();
+        .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+        .build()
+}
+
+fn client_swarm() -> Swarm<Client> {
+    let mut swarm = tcp_swarm(Duration::from_secs(600), |key| Client {
+        stock: rendezvous::client::Behaviour::new(key.clone()),
+        raw: request_response::Behaviour::with_codec(
+            wire::Codec::default(),
+            [(wire::PROTOCOL, ProtocolSupport::Outbound)],
+            request_response::Config::default(),
+        ),
+    });
     swarm.add_external_address("/ip4/192.0.2.1/tcp/4001".parse().expect("valid"));
     swarm
 }
@@ -476,18 +484,9 @@ fn serve(role: &str) {
                 let config = rendezvous::server::Config::default()
                     .with_max_registration_per_peer(usize::try_from(per_peer).expect("fits"))
                     .with_max_registration_total(usize::try_from(total).expect("fits"));
-                let mut swarm = SwarmBuilder::with_new_identity()
-                    .with_tokio()
-                    .with_tcp(
-                        tcp::Config::default().nodelay(true),
-                        noise::Config::new,
-                        yamux::Config::default,
-                    )
-                    .expect("tcp")
-                    .with_behaviour(|_| rendezvous::server::Behaviour::new(config))
-                    .expect("behaviour")
-                    .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-                    .build();
+                let mut swarm = tcp_swarm(Duration::from_secs(60), |_| {
+                    rendezvous::server::Behaviour::new(config)
+                });
                 swarm.listen_on(listen).expect("listen");
                 let id = *swarm.local_peer_id();
                 let mut stop = std::pin::pin!(stop);

@@ -309,9 +309,17 @@ impl request_response::Codec for Raw {
     }
 }
 
-/// A client writing raw bytes over TCP (see [`Raw`]).
-fn raw_client(stall: bool) -> Swarm<request_response::Behaviour<Raw>> {
-    SwarmBuilder::with_new_identity()
+/// A client over TCP that sends requests with `codec` on the rendezvous
+/// protocol: raw bytes ([`Raw`]) or any message (our codec).
+fn outbound_client<C>(
+    key: Keypair,
+    codec: C,
+    timeout: Duration,
+) -> Swarm<request_response::Behaviour<C>>
+where
+    C: request_response::Codec<Protocol = StreamProtocol> + Clone + Send + 'static,
+{
+    SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(
             tcp::Config::default(),
@@ -321,13 +329,18 @@ fn raw_client(stall: bool) -> Swarm<request_response::Behaviour<Raw>> {
         .unwrap()
         .with_behaviour(|_| {
             request_response::Behaviour::with_codec(
-                Raw { stall },
+                codec,
                 [(wire::PROTOCOL, ProtocolSupport::Outbound)],
-                request_response::Config::default().with_request_timeout(DEADLINE * 3),
+                request_response::Config::default().with_request_timeout(timeout),
             )
         })
         .unwrap()
         .build()
+}
+
+/// A client writing raw bytes over TCP (see [`Raw`]).
+fn raw_client(stall: bool) -> Swarm<request_response::Behaviour<Raw>> {
+    outbound_client(Keypair::generate_ed25519(), Raw { stall }, DEADLINE * 3)
 }
 
 #[tokio::test]
@@ -389,23 +402,7 @@ async fn garbage_streams_are_dropped_and_the_point_keeps_serving() {
 
 /// A client speaking our codec, so tests can send any message.
 fn wire_client(key: Keypair) -> Swarm<request_response::Behaviour<wire::Codec>> {
-    SwarmBuilder::with_existing_identity(key)
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .unwrap()
-        .with_behaviour(|_| {
-            request_response::Behaviour::with_codec(
-                wire::Codec::default(),
-                [(wire::PROTOCOL, ProtocolSupport::Outbound)],
-                request_response::Config::default(),
-            )
-        })
-        .unwrap()
-        .build()
+    outbound_client(key, wire::Codec::default(), DEADLINE)
 }
 
 /// Sends `msg` and waits for the answer.
