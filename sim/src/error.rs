@@ -25,6 +25,31 @@ pub enum Error {
     /// the simulator, reported rather than hidden).
     #[error("engine configuration rejected: {0}")]
     Engine(#[from] multidriver::core::Error),
+    /// A policy caused more events for one node in one simulated second
+    /// than the scenario's `limits.max_events_per_node_second` allows: it
+    /// loops or multiplies its own work, and the run was stopped rather than
+    /// left to grow without bound.
+    #[error(
+        "policy {policy}: node {node} (group \"{group}\") caused more than {limit} events in \
+         simulated second {second} (mostly {kind}: {count}); raise limits.max_events_per_node_second \
+         if this is expected"
+    )]
+    Runaway {
+        /// The policy that ran away.
+        policy: String,
+        /// The node's index in the scenario (groups in file order).
+        node: u32,
+        /// The node's group.
+        group: String,
+        /// The simulated second it happened in.
+        second: u64,
+        /// The kind of event it caused most in that second.
+        kind: &'static str,
+        /// How many of that kind.
+        count: u32,
+        /// The bound.
+        limit: u32,
+    },
     /// A plot could not be drawn.
     #[error("plot {path}: {message}")]
     Plot {

@@ -47,11 +47,24 @@
 //!   driver.
 //! - `libp2p-stock`: rust-libp2p 0.57 defaults: Kademlia (bootstrap every
 //!   5 min, addresses pruned after failed dials), mDNS on its probe
-//!   schedule, one rendezvous point; smart dial's static ranking and
-//!   stagger; the OS picks the interface; dead links noticed by ping
-//!   (15 s / 20 s) or QUIC's idle timeout (10 s); idle connections closed
-//!   after 10 s; the app redials on loss and looks peers up when it has no
-//!   address. It never moves to a better route while connected.
+//!   schedule, every rendezvous point asked (the client takes one point per
+//!   call, so the app calls each); smart dial's static ranking and stagger;
+//!   the OS picks the interface; dead links noticed by ping (15 s / 20 s,
+//!   reported at the second failure, as libp2p-ping does) or QUIC's idle
+//!   timeout (10 s); idle connections closed after 10 s; the app redials on
+//!   loss and looks peers up when it has no address, at most every 5 s (the
+//!   same app as the multidriver policies'). It never moves to a better
+//!   route while connected, and ignores interface events.
+//! - `libp2p-tuned`: the same stack as a competent mobile developer tunes
+//!   it, given the inputs multidriver gets: ping every 1 s with a 1 s
+//!   timeout (the engine's heartbeat and probe deadline), QUIC idle 3 s with
+//!   1 s keep-alives; the app acts on interface events and host hints: it
+//!   closes connections over a lost interface and redials at once, on
+//!   "losing" dials around the interface before it goes (make-before-break
+//!   with `PeerCondition::Always`), and when a LAN interface comes up dials
+//!   peers it lost and moves peers off cellular make-before-break. It
+//!   cannot bind a dial to an interface the OS does not route through, so a
+//!   Wi-Fi that silently stalls keeps its redials until the OS lets it go.
 //! - `tinder`: Berty's always-on discovery: every driver and rendezvous
 //!   point, a union of addresses that never expires, rendezvous polled every
 //!   30 s, go-libp2p's ranking (fast-forward when nothing is in flight), no
@@ -162,7 +175,7 @@ pub fn run(
                             kind: "policy",
                             name: name.clone(),
                             allowed: "multidriver, multidriver:performance, multidriver:balanced, \
-                                      multidriver:battery-saver, multidriver:background, libp2p-stock, tinder, \
+                                      multidriver:battery-saver, multidriver:background, libp2p-stock, libp2p-tuned, tinder, \
                                       single-dht, single-rendezvous, single-mdns, oracle",
                         },
                     });

@@ -59,7 +59,7 @@ impl Report {
     }
 
     /// The terminal table: each policy's figures, then ratios against
-    /// `oracle` and `libp2p-stock` where those ran.
+    /// `libp2p-stock` (defaults), `libp2p-tuned` and `oracle` where those ran.
     pub fn table(&self) -> String {
         let mut s = String::new();
         let _ = writeln!(
@@ -135,7 +135,7 @@ impl Report {
                 cell(&c.peer_moved)
             );
         }
-        for base in ["libp2p-stock", "oracle"] {
+        for base in ["libp2p-stock", "libp2p-tuned", "oracle"] {
             let Some(b) = self.find(base) else { continue };
             let _ = writeln!(
                 s,

@@ -11,7 +11,7 @@ use libp2p_identity::{Keypair, PeerId};
 use multidriver_scoring::{Lifecycle, Timestamp, TransportKind};
 
 use crate::Error;
-use crate::agent::classic::{ClassicAgent, route_for};
+use crate::agent::classic::{ClassicAgent, Flavor, route_for};
 use crate::agent::engine::{ADVERT_TTL, DriverSet, EngineAgent, Identities};
 use crate::agent::oracle::OracleAgent;
 use crate::agent::{Agent, DriverRef, Found, Input, Liveness, Output, up_input};
@@ -57,6 +57,18 @@ fn at(s: f64) -> Timestamp {
 }
 
 impl Plan {
+    /// The name of the group node `node` belongs to.
+    pub(crate) fn group_of(&self, node: u32) -> &str {
+        let mut first = 0;
+        for g in &self.scenario.groups {
+            if node < first + g.count {
+                return &g.name;
+            }
+            first += g.count;
+        }
+        "?"
+    }
+
     pub(crate) fn new(scenario: Arc<Scenario>, seed: u64) -> Plan {
         let end = scenario.duration_s;
         let mut nodes = Vec::new();
@@ -245,6 +257,137 @@ impl Plan {
     }
 }
 
+/// What a node's event or output was, for the runaway bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Timer,
+    DialDone,
+    Answer,
+    Ping,
+    QuicKeepalive,
+    Detect,
+    IdleCheck,
+    Message,
+    OutDial,
+    OutCancel,
+    OutClose,
+    OutAdvertise,
+    OutStopAdvertising,
+    OutDiscover,
+    OutKeepAlive,
+    OutPrimary,
+}
+
+impl Kind {
+    const COUNT: usize = 16;
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Timer => "policy timer",
+            Kind::DialDone => "dial outcome",
+            Kind::Answer => "discovery answer",
+            Kind::Ping => "ping",
+            Kind::QuicKeepalive => "QUIC keep-alive",
+            Kind::Detect => "dead-connection check",
+            Kind::IdleCheck => "idle-connection check",
+            Kind::Message => "app message",
+            Kind::OutDial => "dial (asked by the policy)",
+            Kind::OutCancel => "dial cancel (asked by the policy)",
+            Kind::OutClose => "close (asked by the policy)",
+            Kind::OutAdvertise => "advertisement (asked by the policy)",
+            Kind::OutStopAdvertising => "stop advertising (asked by the policy)",
+            Kind::OutDiscover => "discovery lookup (asked by the policy)",
+            Kind::OutKeepAlive => "keep-alive (asked by the policy)",
+            Kind::OutPrimary => "primary change (asked by the policy)",
+        }
+    }
+
+    fn of_output(out: &Output) -> Kind {
+        match out {
+            Output::Dial { .. } => Kind::OutDial,
+            Output::CancelDial { .. } => Kind::OutCancel,
+            Output::Close { .. } => Kind::OutClose,
+            Output::Advertise { .. } => Kind::OutAdvertise,
+            Output::StopAdvertising { .. } => Kind::OutStopAdvertising,
+            Output::Discover { .. } => Kind::OutDiscover,
+            Output::KeepAlive { .. } => Kind::OutKeepAlive,
+            Output::Primary { .. } => Kind::OutPrimary,
+        }
+    }
+}
+
+/// Events each node caused in the current simulated second, against
+/// `limits.max_events_per_node_second`.
+struct Budget {
+    limit: u32,
+    second: u64,
+    counts: Vec<[u32; Kind::COUNT]>,
+    totals: Vec<u32>,
+    touched: Vec<u32>,
+}
+
+impl Budget {
+    fn new(nodes: usize, limit: u32) -> Budget {
+        Budget {
+            limit,
+            second: 0,
+            counts: vec![[0; Kind::COUNT]; nodes],
+            totals: vec![0; nodes],
+            touched: Vec::new(),
+        }
+    }
+
+    /// Counts one event of `kind` for `node` at `now`; `Some((kind, count))`
+    /// of the node's commonest kind once it is over the limit.
+    fn charge(&mut self, node: u32, kind: Kind, now: Timestamp) -> Option<(Kind, u32)> {
+        let second = now.since_origin().as_secs();
+        if second != self.second {
+            for &n in &self.touched {
+                self.counts[n as usize] = [0; Kind::COUNT];
+                self.totals[n as usize] = 0;
+            }
+            self.touched.clear();
+            self.second = second;
+        }
+        let n = node as usize;
+        if n >= self.totals.len() {
+            return None;
+        }
+        if self.totals[n] == 0 {
+            self.touched.push(node);
+        }
+        self.totals[n] += 1;
+        self.counts[n][kind as usize] += 1;
+        if self.totals[n] <= self.limit {
+            return None;
+        }
+        let (i, &c) = self.counts[n]
+            .iter()
+            .enumerate()
+            .max_by_key(|(i, c)| (**c, Reverse(*i)))?;
+        Some((ALL_KINDS[i], c))
+    }
+}
+
+const ALL_KINDS: [Kind; Kind::COUNT] = [
+    Kind::Timer,
+    Kind::DialDone,
+    Kind::Answer,
+    Kind::Ping,
+    Kind::QuicKeepalive,
+    Kind::Detect,
+    Kind::IdleCheck,
+    Kind::Message,
+    Kind::OutDial,
+    Kind::OutCancel,
+    Kind::OutClose,
+    Kind::OutAdvertise,
+    Kind::OutStopAdvertising,
+    Kind::OutDiscover,
+    Kind::OutKeepAlive,
+    Kind::OutPrimary,
+];
+
 #[derive(Debug)]
 enum Ev {
     Timeline,
@@ -258,6 +401,26 @@ enum Ev {
     Message { node: u32, slot: u16 },
     Sample,
     Progress,
+}
+
+impl Ev {
+    /// The node an event belongs to, and its kind, for the runaway bound;
+    /// `None` for the world's own events (the timeline, samples, progress),
+    /// which the scenario bounds.
+    fn charged_to(&self) -> Option<(u32, Kind)> {
+        let owner = |key: u64| (key >> 40) as u32;
+        Some(match self {
+            Ev::Timeline | Ev::Sample | Ev::Progress => return None,
+            Ev::Timer { node, .. } => (*node, Kind::Timer),
+            Ev::DialDone { key, .. } => (owner(*key), Kind::DialDone),
+            Ev::Answer(a) => (a.node, Kind::Answer),
+            Ev::Ping { key } => (owner(*key), Kind::Ping),
+            Ev::QuicKeepalive { key } => (owner(*key), Kind::QuicKeepalive),
+            Ev::Detect { key } => (owner(*key), Kind::Detect),
+            Ev::IdleCheck { key } => (owner(*key), Kind::IdleCheck),
+            Ev::Message { node, .. } => (*node, Kind::Message),
+        })
+    }
 }
 
 #[derive(Debug)]
@@ -389,6 +552,9 @@ struct Sim<'p> {
     metrics: Metrics,
     hash: u64,
     rng: Rng,
+    budget: Budget,
+    /// Set when a node went over its event budget; the run stops with it.
+    runaway: Option<Error>,
 }
 
 /// A connection's key: the node, the agent's generation (a restarted app
@@ -409,7 +575,7 @@ impl<'p> Sim<'p> {
         let n = plan.nodes.len();
         let mut nodes = plan.nodes.clone();
         let (mdns, ble) = match policy {
-            "libp2p-stock" => (true, false),
+            "libp2p-stock" | "libp2p-tuned" => (true, false),
             "tinder" => (true, true),
             _ => (false, false),
         };
@@ -480,6 +646,8 @@ impl<'p> Sim<'p> {
             metrics: Metrics::default(),
             hash: 0xcbf2_9ce4_8422_2325,
             rng: Rng::stream(plan.seed, 5, 0),
+            budget: Budget::new(n, s.limits.max_events_per_node_second),
+            runaway: None,
         };
         if let Some(&(t, _, _)) = plan.timeline.first() {
             sim.push(t, Ev::Timeline);
@@ -506,6 +674,26 @@ impl<'p> Sim<'p> {
         }));
     }
 
+    /// Counts an event or output of `node` against its budget; records the
+    /// runaway (once) and returns `false` when the node is over it.
+    fn charge(&mut self, node: u32, kind: Kind) -> bool {
+        let Some((top, count)) = self.budget.charge(node, kind, self.now) else {
+            return true;
+        };
+        if self.runaway.is_none() {
+            self.runaway = Some(Error::Runaway {
+                policy: self.policy.clone(),
+                node,
+                group: self.plan.group_of(node).to_owned(),
+                second: self.now.since_origin().as_secs(),
+                kind: top.name(),
+                count,
+                limit: self.budget.limit,
+            });
+        }
+        false
+    }
+
     fn mix(&mut self, x: u64) {
         for b in x.to_le_bytes() {
             self.hash = (self.hash ^ u64::from(b)).wrapping_mul(FNV_PRIME);
@@ -518,12 +706,20 @@ impl<'p> Sim<'p> {
             self.push(Timestamp::ZERO + step, Ev::Progress);
         }
         while let Some(Reverse(q)) = self.queue.pop() {
+            if self.runaway.is_some() {
+                break;
+            }
             let (t, _) = q.key;
             if t > self.end {
                 break;
             }
             self.now = t;
             self.mix(t.since_origin().as_micros() as u64);
+            if let Some((node, kind)) = q.ev.charged_to()
+                && !self.charge(node, kind)
+            {
+                break;
+            }
             match q.ev {
                 Ev::Timeline => self.timeline()?,
                 Ev::Timer { node, generation } => {
@@ -556,6 +752,9 @@ impl<'p> Sim<'p> {
                 }
             }
         }
+        if let Some(e) = self.runaway.take() {
+            return Err(e);
+        }
         progress(1.0);
         Ok(self.finish())
     }
@@ -576,6 +775,10 @@ impl<'p> Sim<'p> {
                 None => None,
             };
             let Some(out) = out else { break };
+            if !self.charge(node, Kind::of_output(&out)) {
+                // Over budget: the run stops after this event.
+                break;
+            }
             self.apply(node, out);
         }
         let due = self.agents[node as usize]
@@ -614,8 +817,9 @@ impl<'p> Sim<'p> {
         };
         use multidriver_scoring::Source;
         match self.policy.as_str() {
-            "libp2p-stock" => Ok(Box::new(ClassicAgent::new(node, false, &self.world))),
-            "tinder" => Ok(Box::new(ClassicAgent::new(node, true, &self.world))),
+            "libp2p-stock" => Ok(Box::new(ClassicAgent::new(node, Flavor::Stock, &self.world))),
+            "libp2p-tuned" => Ok(Box::new(ClassicAgent::new(node, Flavor::Tuned, &self.world))),
+            "tinder" => Ok(Box::new(ClassicAgent::new(node, Flavor::Tinder, &self.world))),
             "oracle" => Ok(Box::new(OracleAgent::new(node, &self.world))),
             "single-dht" => engine(None, DriverSet::Only(Source::Dht)),
             "single-rendezvous" => engine(None, DriverSet::Only(Source::Rendezvous)),
@@ -917,7 +1121,14 @@ impl<'p> Sim<'p> {
                 };
                 self.conns
                     .insert(key, self.conn(node, peer, addr, via, liveness));
-                if !self.world.nodes[n].usable(via) || peer as usize >= self.world.nodes.len() {
+                // A dial over an interface that is down fails at once; over
+                // one that silently stalled it black-holes below (the OS
+                // cannot tell).
+                let iface = &self.world.nodes[n].ifaces[via as usize];
+                if !self.world.nodes[n].online
+                    || !iface.up
+                    || peer as usize >= self.world.nodes.len()
+                {
                     self.push(self.now, Ev::DialDone { key, ok: false });
                     return;
                 }

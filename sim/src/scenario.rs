@@ -30,6 +30,7 @@ pub const ALL_POLICIES: &[&str] = &[
     "multidriver:battery-saver",
     "multidriver:background",
     "libp2p-stock",
+    "libp2p-tuned",
     "tinder",
     "single-dht",
     "single-rendezvous",
@@ -65,6 +66,14 @@ struct RawScenario {
     groups: Vec<RawGroup>,
     #[serde(default)]
     events: Vec<RawEvent>,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_events_per_node_second: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -217,6 +226,33 @@ pub struct Scenario {
     pub groups: Vec<Group>,
     /// What happens, in file order.
     pub events: Vec<ScheduledEvent>,
+    /// Bounds on the run itself.
+    pub limits: Limits,
+}
+
+/// Bounds on a run, so a policy that runs away stops with an error instead
+/// of growing without end.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Most events one node may cause in one simulated second (timers,
+    /// dials, discovery answers, pings, messages, and the outputs its policy
+    /// asks for). Past it the run stops with [`Error::Runaway`] naming the
+    /// policy, the node and the event kind.
+    pub max_events_per_node_second: u32,
+}
+
+/// The default of [`Limits::max_events_per_node_second`]: 20 000. A node of
+/// the shipped scenarios causes at most a few hundred events in its busiest
+/// second (16 contacts, each with dials, probes and messages); a policy that
+/// loops or multiplies its own work crosses this within seconds.
+pub const DEFAULT_MAX_EVENTS_PER_NODE_SECOND: u32 = 20_000;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_events_per_node_second: DEFAULT_MAX_EVENTS_PER_NODE_SECOND,
+        }
+    }
 }
 
 /// Messages the app sends to each contact.
@@ -916,6 +952,16 @@ impl Validator<'_> {
             });
         }
 
+        let limits = Limits {
+            max_events_per_node_second: self.opt_range(
+                raw.limits.max_events_per_node_second.as_ref(),
+                "limits.max_events_per_node_second",
+                10.0,
+                10_000_000.0,
+                f64::from(DEFAULT_MAX_EVENTS_PER_NODE_SECOND),
+            )? as u32,
+        };
+
         Ok(Scenario {
             name: raw.name,
             description: raw.description,
@@ -931,6 +977,7 @@ impl Validator<'_> {
             rendezvous,
             groups,
             events,
+            limits,
         })
     }
 }

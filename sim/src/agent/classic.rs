@@ -1,7 +1,9 @@
 //! Models of the stacks multidriver is compared with: stock rust-libp2p 0.57
-//! (`libp2p-stock`) and Berty's always-on multi-driver discovery (`tinder`).
-//! Every constant is the library's default, with its source in
-//! PARAMETERS.md; where the model assumes something of the app, it says so.
+//! at its defaults (`libp2p-stock`), the same stack tuned as a competent
+//! mobile developer would tune it (`libp2p-tuned`), and Berty's always-on
+//! multi-driver discovery (`tinder`). Every constant is the library's
+//! default or the tuned value, with its source; where the model assumes
+//! something of the app, it says so.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -31,9 +33,47 @@ const KAD_BOOTSTRAP: Duration = Duration::from_secs(300);
 const PROVIDER_REPUBLISH: Duration = Duration::from_secs(12 * 3600);
 /// Berty polls rendezvous every 30 s (berty/weshnet `pkg/tinder`).
 const TINDER_POLL: Duration = Duration::from_secs(30);
-/// The app waits this long before trying an unreachable peer again: our
-/// assumption of what a stock app does; libp2p has no retry policy.
-const APP_RETRY: Duration = Duration::from_secs(10);
+/// The app waits this long before trying an unreachable peer again, and
+/// looks a peer up at most this often. libp2p has no retry policy of its
+/// own, so this is the app's: the same app as the `multidriver` policy's
+/// (`RELOOKUP_GAP` in `engine.rs`), so that no policy wins by its app
+/// retrying sooner.
+const APP_RETRY: Duration = Duration::from_secs(5);
+/// libp2p-ping 0.48 never reports a connection's first failed ping ("the
+/// first failure is always free", `handler.rs`); the second attempt opens
+/// a new stream after the interval, and on a dead connection that stream's
+/// protocol negotiation times out after `SubstreamProtocol`'s default 10 s
+/// (libp2p-swarm 0.48 `handler.rs`), which the handler reports. A dead
+/// connection is therefore reported ping timeout + interval + 10 s after
+/// the first ping that went unanswered.
+pub(crate) const PING_NEGOTIATION_TIMEOUT: Duration = Duration::from_secs(10);
+/// `libp2p-tuned`: ping every 1 s with a 1 s timeout, the multidriver
+/// engine's active heartbeat and its probe deadline's floor (RFC 6298's
+/// minimum RTO; `Liveness::active_heartbeat` and `active_probe_timeout` in
+/// `engine/src/core/config.rs`). The simulator's paths all have RTOs under
+/// 1 s, so the engine's deadline is 1 s on every one of them.
+pub(crate) const TUNED_PING: Duration = Duration::from_secs(1);
+/// `libp2p-tuned`: QUIC `max_idle_timeout` 3 s with keep-alive packets
+/// every 1 s, below it (libp2p-quic 0.14 `Config::max_idle_timeout` and
+/// `keep_alive_interval`, set as issue 13 of this project asks).
+pub(crate) const TUNED_QUIC_IDLE: Duration = Duration::from_secs(3);
+/// See [`TUNED_QUIC_IDLE`].
+pub(crate) const TUNED_QUIC_KEEPALIVE: Duration = Duration::from_secs(1);
+
+/// Which stack a [`ClassicAgent`] models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flavor {
+    /// rust-libp2p 0.57 left at its defaults; the app redials on loss and
+    /// ignores interface events.
+    Stock,
+    /// rust-libp2p 0.57 tuned: fast ping and QUIC idle timeout, and an app
+    /// that acts on interface events and host hints (closes and redials on
+    /// a lost interface, dials the other interface before a losing one
+    /// goes, and moves back when a LAN interface returns).
+    Tuned,
+    /// Berty's tinder on go-libp2p.
+    Tinder,
+}
 /// Registrations last libp2p-rendezvous' default 2 h and are renewed then
 /// by a stock app; tinder renews at 4/5 of it (berty/weshnet `pkg/tinder`).
 const REGISTRATION_TTL: Duration = Duration::from_secs(7200);
@@ -51,17 +91,31 @@ struct Known {
 struct Peer {
     addrs: BTreeMap<AddrKey, Known>,
     conn: Option<u64>,
+    /// The interface the connection in use leaves through.
+    conn_via: Option<IfKind>,
     dials: Vec<u64>,
     plan: VecDeque<(Timestamp, AddrKey)>,
     retry_at: Option<Timestamp>,
+    /// Lookups of this peer in flight.
+    lookups: u16,
+    /// When the peer was last looked up.
+    looked_up: Option<Timestamp>,
+    /// A make-before-break move is under way (`libp2p-tuned`): dials run
+    /// while the old connection still serves.
+    moving: bool,
 }
 
 pub(crate) struct ClassicAgent {
     me: u32,
+    flavor: Flavor,
     tinder: bool,
     peers: BTreeMap<u32, Peer>,
     conn_peer: BTreeMap<u64, (u32, AddrKey)>,
-    queries: BTreeMap<u64, DriverRef>,
+    /// Each query's driver, and the peer it looks up.
+    queries: BTreeMap<u64, (DriverRef, Option<u32>)>,
+    /// Interfaces the host said are losing (`libp2p-tuned` dials around
+    /// them).
+    losing: Vec<IfKind>,
     next_id: u64,
     out: VecDeque<Output>,
     dht: bool,
@@ -76,11 +130,14 @@ pub(crate) struct ClassicAgent {
 }
 
 impl ClassicAgent {
-    pub(crate) fn new(me: u32, tinder: bool, world: &World) -> ClassicAgent {
+    pub(crate) fn new(me: u32, flavor: Flavor, world: &World) -> ClassicAgent {
         let node = &world.nodes[me as usize];
+        let tinder = flavor == Flavor::Tinder;
         ClassicAgent {
             me,
+            flavor,
             tinder,
+            losing: Vec::new(),
             peers: node
                 .contacts
                 .iter()
@@ -108,14 +165,11 @@ impl ClassicAgent {
     }
 
     fn rendezvous_points(&self) -> impl Iterator<Item = u16> + use<> {
-        // A stock app talks to the one rendezvous point it was configured
-        // with (the client API takes one); tinder to every one.
-        let n = if self.tinder {
-            self.servers
-        } else {
-            self.servers.min(1)
-        };
-        0..n
+        // Every policy is given the same rendezvous points. The stock client
+        // takes one point per call (libp2p-rendezvous 0.18
+        // `client::Behaviour::register` and `discover` name a
+        // `rendezvous_node`), so a stock app registers with and asks each.
+        0..self.servers
     }
 
     /// Registers with the rendezvous points, and publishes the DHT provider
@@ -123,7 +177,7 @@ impl ClassicAgent {
     fn advertise_all(&mut self, dht: bool) {
         if dht && self.dht {
             let q = self.id();
-            self.queries.insert(q, DriverRef::Dht);
+            self.queries.insert(q, (DriverRef::Dht, None));
             self.out.push_back(Output::Advertise {
                 query: q,
                 driver: DriverRef::Dht,
@@ -131,7 +185,7 @@ impl ClassicAgent {
         }
         for s in self.rendezvous_points() {
             let q = self.id();
-            self.queries.insert(q, DriverRef::Rendezvous(s));
+            self.queries.insert(q, (DriverRef::Rendezvous(s), None));
             self.out.push_back(Output::Advertise {
                 query: q,
                 driver: DriverRef::Rendezvous(s),
@@ -141,7 +195,10 @@ impl ClassicAgent {
 
     fn discover(&mut self, peer: u32, driver: DriverRef) {
         let q = self.id();
-        self.queries.insert(q, driver);
+        self.queries.insert(q, (driver, Some(peer)));
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.lookups = p.lookups.saturating_add(1);
+        }
         // A BLE scan hears every advertiser; lookups name the peer.
         self.out.push_back(Output::Discover {
             query: q,
@@ -150,9 +207,19 @@ impl ClassicAgent {
         });
     }
 
-    /// Looks a peer up on the internet drivers (stock: Kademlia and its
-    /// rendezvous point; tinder: every driver).
-    fn lookup(&mut self, peer: u32) {
+    /// Looks a peer up on the internet drivers (stock: Kademlia and the
+    /// rendezvous points; tinder: BLE too), unless a lookup of it is in
+    /// flight or one started less than [`APP_RETRY`] ago: an app that looked
+    /// a peer up again on every failed dial would multiply its lookups with
+    /// every answer.
+    fn lookup(&mut self, peer: u32, now: Timestamp) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if p.lookups > 0 || p.looked_up.is_some_and(|t| now < t + APP_RETRY) {
+            return;
+        }
+        p.looked_up = Some(now);
         if self.dht {
             self.discover(peer, DriverRef::Dht);
         }
@@ -166,21 +233,40 @@ impl ClassicAgent {
 
     /// Dials a peer the way libp2p-swarm does: its known addresses ranked
     /// statically (private before public, QUIC before TCP) and staggered.
-    fn dial(&mut self, peer: u32, now: Timestamp) {
+    fn dial(&mut self, peer: u32, now: Timestamp, world: &World) {
         let Some(p) = self.peers.get_mut(&peer) else {
             return;
         };
         if p.conn.is_some() || !p.dials.is_empty() || !p.plan.is_empty() {
             return;
         }
+        self.plan_dials(peer, now, world, None);
+    }
+
+    /// Plans a dial of every known address of `peer`, skipping those that
+    /// would leave through `skip_via` (a move away from that interface).
+    fn plan_dials(&mut self, peer: u32, now: Timestamp, world: &World, skip_via: Option<IfKind>) {
+        let losing = self.losing.clone();
+        let me = self.me;
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
         p.addrs.retain(|_, k| k.expires.is_none_or(|e| e > now));
         let mut plan: Vec<(Timestamp, AddrKey)> = Vec::new();
         for lan in [true, false] {
             // Within a group: QUIC before TCP; the real ranker then prefers
             // IPv6 and lower ports, which mean nothing in the simulator's
             // encoding, so the most recently learned address goes first.
-            let mut group: Vec<(&AddrKey, &Known)> =
-                p.addrs.iter().filter(|(a, _)| a.lan == lan).collect();
+            let mut group: Vec<(&AddrKey, &Known)> = p
+                .addrs
+                .iter()
+                .filter(|(a, _)| a.lan == lan)
+                .filter(|(a, _)| {
+                    skip_via.is_none_or(|k| {
+                        via_for(world, me, **a, &losing).is_some_and(|v| v != k)
+                    })
+                })
+                .collect();
             group.sort_by_key(|(a, k)| (!a.quic, std::cmp::Reverse(k.learned), **a));
             let d = if lan { PRIVATE_DELAY } else { PUBLIC_DELAY };
             for (at, a) in smart_dial_delays(group.iter().map(|(a, _)| **a), d) {
@@ -190,14 +276,17 @@ impl ClassicAgent {
         plan.sort_by_key(|(t, a)| (*t, !a.lan));
         p.plan.extend(plan);
         if p.plan.is_empty() {
-            self.lookup(peer);
+            p.moving = false;
+            if skip_via.is_none() {
+                self.lookup(peer, now);
+            }
         }
-        self.advance(peer, now);
+        self.advance(peer, now, world);
     }
 
     /// Starts the attempts that are due. go-libp2p (tinder) fast-forwards to
     /// the next address when nothing is in flight; rust-libp2p does not.
-    fn advance(&mut self, peer: u32, now: Timestamp) {
+    fn advance(&mut self, peer: u32, now: Timestamp, world: &World) {
         let tinder = self.tinder;
         let mut starts = Vec::new();
         {
@@ -219,12 +308,18 @@ impl ClassicAgent {
             if let Some(p) = self.peers.get_mut(&peer) {
                 p.dials.push(conn);
             }
+            // The OS picks the interface (see `route_for`); the tuned app
+            // steers around a losing interface.
+            let via = if self.flavor == Flavor::Tuned {
+                via_for(world, self.me, a, &self.losing)
+            } else {
+                None
+            };
             self.out.push_back(Output::Dial {
                 conn,
                 peer,
                 addr: a,
-                // The OS picks the interface: see `route_for`.
-                via: None,
+                via,
             });
         }
     }
@@ -233,11 +328,40 @@ impl ClassicAgent {
         let Some(p) = self.peers.get_mut(&peer) else {
             return;
         };
+        if p.dials.is_empty() && p.plan.is_empty() {
+            // A move whose every dial failed keeps the old connection.
+            p.moving = false;
+        }
         if p.conn.is_none() && p.dials.is_empty() && p.plan.is_empty() {
             // Every address failed: look the peer up again, and try again
             // after a pause.
             p.retry_at = Some(now + APP_RETRY);
-            self.lookup(peer);
+            self.lookup(peer, now);
+        }
+    }
+
+    /// `libp2p-tuned`: moves every peer connected through `from` (or, with
+    /// `None`, through cellular) to another interface, make-before-break:
+    /// dials with `PeerCondition::Always` while the old connection serves.
+    fn move_off(&mut self, from: Option<IfKind>, now: Timestamp, world: &World) {
+        let peers: Vec<u32> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| {
+                p.conn.is_some()
+                    && !p.moving
+                    && p.dials.is_empty()
+                    && p.plan.is_empty()
+                    && p.conn_via == Some(from.unwrap_or(IfKind::Cellular))
+            })
+            .map(|(c, _)| *c)
+            .collect();
+        for c in peers {
+            if let Some(p) = self.peers.get_mut(&c) {
+                p.moving = true;
+            }
+            let skip = self.peers.get(&c).and_then(|p| p.conn_via);
+            self.plan_dials(c, now, world, skip);
         }
     }
 
@@ -248,6 +372,9 @@ impl ClassicAgent {
             && p.conn == Some(conn)
         {
             p.conn = None;
+            p.conn_via = None;
+            // A move under way becomes a plain redial.
+            p.moving = false;
             self.out.push_back(Output::Primary { peer, conn: None });
         }
         Some(peer)
@@ -285,6 +412,28 @@ fn smart_dial_delays(
         out.push((delay, a));
     }
     out
+}
+
+/// The interface a dial of `addr` leaves through when the app avoids the
+/// `losing` interfaces: the OS's route unless it is losing, then the next
+/// usable one for that scope (Android's `bindProcessToNetwork` onto the
+/// network the OS now prefers).
+fn via_for(world: &World, node: u32, addr: AddrKey, losing: &[IfKind]) -> Option<IfKind> {
+    let route = route_for(world, node, addr);
+    if route.is_none_or(|k| !losing.contains(&k)) {
+        return route;
+    }
+    let n = &world.nodes[node as usize];
+    [IfKind::Ethernet, IfKind::Wifi, IfKind::Cellular]
+        .into_iter()
+        .filter(|k| !losing.contains(k) && n.online && n.ifaces[*k as usize].up)
+        .find(|&k| {
+            if addr.lan {
+                n.ifaces[k as usize].lan.is_some()
+            } else {
+                n.has_internet(k, world)
+            }
+        })
 }
 
 /// Fills in the interface a classic stack's dial leaves through: the OS
@@ -329,7 +478,7 @@ impl Agent for ClassicAgent {
                 }
                 let contacts: Vec<u32> = self.peers.keys().copied().collect();
                 for c in contacts {
-                    self.dial(c, now);
+                    self.dial(c, now, world);
                 }
             }
             Input::Up { kind, .. } => {
@@ -340,14 +489,62 @@ impl Agent for ClassicAgent {
                     // Tinder re-advertises when its addresses change.
                     self.advertise_all(true);
                 }
+                if self.flavor == Flavor::Tuned {
+                    // if-watch reports the new address (Android: the
+                    // network is available): the app dials peers it has
+                    // lost at once, and moves peers off cellular onto a
+                    // LAN interface, make-before-break.
+                    self.losing.retain(|&k| k != kind);
+                    let lost: Vec<u32> = self
+                        .peers
+                        .iter()
+                        .filter(|(_, p)| p.conn.is_none())
+                        .map(|(c, _)| *c)
+                        .collect();
+                    for c in lost {
+                        // Dials still waiting for a dead path are left to
+                        // time out; new ones start now.
+                        if let Some(p) = self.peers.get_mut(&c) {
+                            p.plan.clear();
+                            p.retry_at = None;
+                        }
+                        self.plan_dials(c, now, world, None);
+                    }
+                    if kind != IfKind::Cellular {
+                        self.move_off(None, now, world);
+                    }
+                }
             }
-            Input::Down { .. } => {
+            Input::Down { kind } => {
                 if self.tinder {
                     self.advertise_all(true);
                 }
+                if self.flavor == Flavor::Tuned {
+                    // if-watch reports the address gone: the app closes the
+                    // connections over it and dials again at once.
+                    self.losing.retain(|&k| k != kind);
+                    let gone: Vec<(u32, u64)> = self
+                        .peers
+                        .iter()
+                        .filter(|(_, p)| p.conn_via == Some(kind))
+                        .filter_map(|(c, p)| p.conn.map(|conn| (*c, conn)))
+                        .collect();
+                    for (peer, conn) in gone {
+                        self.out.push_back(Output::Close { conn });
+                        self.closed(conn);
+                        self.dial(peer, now, world);
+                    }
+                }
             }
-            Input::Losing { .. }
-            | Input::Power(_)
+            Input::Losing { kind } => {
+                if self.flavor == Flavor::Tuned && !self.losing.contains(&kind) {
+                    // The host's `onLosing`: dial around the interface
+                    // before it goes.
+                    self.losing.push(kind);
+                    self.move_off(Some(kind), now, world);
+                }
+            }
+            Input::Power(_)
             | Input::Rtt { .. }
             | Input::PathsChanged { .. }
             | Input::AppTraffic { .. } => {}
@@ -357,8 +554,11 @@ impl Agent for ClassicAgent {
                 found,
                 ..
             } => {
-                if self.queries.remove(&query).is_none() {
+                let Some((_, looked_up)) = self.queries.remove(&query) else {
                     return;
+                };
+                if let Some(p) = looked_up.and_then(|l| self.peers.get_mut(&l)) {
+                    p.lookups = p.lookups.saturating_sub(1);
                 }
                 let mut fresh = Vec::new();
                 for f in found {
@@ -383,14 +583,20 @@ impl Agent for ClassicAgent {
                     fresh.push(f.peer);
                 }
                 for peer in fresh {
-                    self.dial(peer, now);
+                    self.dial(peer, now, world);
                 }
             }
             Input::DialSucceeded { conn } => {
-                let Some(&(peer, _)) = self.conn_peer.get(&conn) else {
+                let Some(&(peer, addr)) = self.conn_peer.get(&conn) else {
                     return;
                 };
+                let via = if self.flavor == Flavor::Tuned {
+                    via_for(world, self.me, addr, &self.losing)
+                } else {
+                    route_for(world, self.me, addr)
+                };
                 let mut cancel = Vec::new();
+                let mut replaced = None;
                 if let Some(p) = self.peers.get_mut(&peer) {
                     p.dials.retain(|&d| {
                         if d == conn {
@@ -402,8 +608,12 @@ impl Agent for ClassicAgent {
                     });
                     p.plan.clear();
                     p.retry_at = None;
-                    if p.conn.is_none() {
-                        p.conn = Some(conn);
+                    if p.conn.is_none() || p.moving {
+                        // A move: the new connection takes over, then the
+                        // old one is closed.
+                        replaced = p.conn.replace(conn);
+                        p.conn_via = via;
+                        p.moving = false;
                         self.out.push_back(Output::Primary {
                             peer,
                             conn: Some(conn),
@@ -411,6 +621,10 @@ impl Agent for ClassicAgent {
                     } else {
                         cancel.push(conn);
                     }
+                }
+                if let Some(old) = replaced {
+                    self.conn_peer.remove(&old);
+                    self.out.push_back(Output::Close { conn: old });
                 }
                 for c in cancel {
                     self.conn_peer.remove(&c);
@@ -434,13 +648,13 @@ impl Agent for ClassicAgent {
                         p.addrs.remove(&addr);
                     }
                 }
-                self.advance(peer, now);
+                self.advance(peer, now, world);
                 self.after_failure(peer, now);
             }
             Input::ConnectionLost { conn } => {
                 // The app redials on connection loss.
                 if let Some(peer) = self.closed(conn) {
-                    self.dial(peer, now);
+                    self.dial(peer, now, world);
                 }
             }
             // An idle connection closed: the app dials again when it has
@@ -448,7 +662,7 @@ impl Agent for ClassicAgent {
             Input::IdleClosed { conn } => {
                 self.closed(conn);
             }
-            Input::NeedPeer { peer } => self.dial(peer, now),
+            Input::NeedPeer { peer } => self.dial(peer, now, world),
         }
     }
 
@@ -459,7 +673,7 @@ impl Agent for ClassicAgent {
                 if world.nodes[self.me as usize].usable(kind) {
                     // One multicast query; every contact on the LAN answers.
                     let q = self.id();
-                    self.queries.insert(q, DriverRef::Mdns);
+                    self.queries.insert(q, (DriverRef::Mdns, None));
                     self.out.push_back(Output::Discover {
                         query: q,
                         driver: DriverRef::Mdns,
@@ -475,7 +689,7 @@ impl Agent for ClassicAgent {
             // A bootstrap is a lookup of our own id: a DHT lookup's radio
             // use, no record found.
             let q = self.id();
-            self.queries.insert(q, DriverRef::Dht);
+            self.queries.insert(q, (DriverRef::Dht, None));
             self.out.push_back(Output::Discover {
                 query: q,
                 driver: DriverRef::Dht,
@@ -486,7 +700,7 @@ impl Agent for ClassicAgent {
         if self.publish_next.is_some_and(|t| t <= now) {
             if self.dht {
                 let q = self.id();
-                self.queries.insert(q, DriverRef::Dht);
+                self.queries.insert(q, (DriverRef::Dht, None));
                 self.out.push_back(Output::Advertise {
                     query: q,
                     driver: DriverRef::Dht,
@@ -533,9 +747,9 @@ impl Agent for ClassicAgent {
                 if let Some(p) = self.peers.get_mut(&c) {
                     p.retry_at = None;
                 }
-                self.dial(c, now);
+                self.dial(c, now, world);
             }
-            self.advance(c, now);
+            self.advance(c, now, world);
         }
     }
 
@@ -572,11 +786,20 @@ impl Agent for ClassicAgent {
     }
 
     fn liveness(&self, quic: bool, _medium: Medium) -> Liveness {
+        let (ping, timeout, keepalive, idle) = match self.flavor {
+            Flavor::Tuned => (TUNED_PING, TUNED_PING, TUNED_QUIC_KEEPALIVE, TUNED_QUIC_IDLE),
+            Flavor::Stock | Flavor::Tinder => {
+                (PING_INTERVAL, PING_TIMEOUT, QUIC_KEEPALIVE, QUIC_IDLE)
+            }
+        };
         Liveness {
-            ping_every: Some(PING_INTERVAL),
-            ping_timeout: Some(PING_TIMEOUT),
-            quic_keepalive: quic.then_some(QUIC_KEEPALIVE),
-            quic_idle: quic.then_some(QUIC_IDLE),
+            ping_every: Some(ping),
+            // libp2p-ping reports a dead connection only at its second
+            // failure (see `PING_NEGOTIATION_TIMEOUT`); go-libp2p's
+            // (tinder's) keep-alives are modelled as rust-libp2p's.
+            ping_timeout: Some(timeout + ping + PING_NEGOTIATION_TIMEOUT),
+            quic_keepalive: quic.then_some(keepalive),
+            quic_idle: quic.then_some(idle),
             // go-libp2p (tinder) has no idle timeout; rust-libp2p closes a
             // connection without streams after 10 s.
             idle_close: (!self.tinder).then_some(SWARM_IDLE),
