@@ -254,6 +254,7 @@ fn sim_run(
         seed,
         policies,
         threads,
+        check_invariants: false,
     };
     let names = options
         .policies

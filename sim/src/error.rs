@@ -50,6 +50,18 @@ pub enum Error {
         /// The bound.
         limit: u32,
     },
+    /// With [`RunOptions::check_invariants`](crate::RunOptions), a run broke
+    /// one of the simulator's invariants (a bug in a policy or the
+    /// simulator, reported rather than hidden).
+    #[error("policy {policy}: invariant broken at {at_s:.3} s: {what}")]
+    Invariant {
+        /// The policy.
+        policy: String,
+        /// When, simulated seconds.
+        at_s: f64,
+        /// What was broken.
+        what: String,
+    },
     /// A plot could not be drawn.
     #[error("plot {path}: {message}")]
     Plot {

@@ -139,6 +139,13 @@ pub struct RunOptions {
     pub policies: Option<Vec<String>>,
     /// Worker threads; policies run in parallel, results do not depend on it.
     pub threads: usize,
+    /// Check the simulator's invariants after every event (slower; for
+    /// tests): every message is delivered, lost or still queued; no
+    /// connection is opened over an interface that is down; and policies
+    /// that hear interface events keep no connection in use over an
+    /// interface the OS reported gone. A break stops the run with
+    /// [`Error::Invariant`].
+    pub check_invariants: bool,
 }
 
 impl Default for RunOptions {
@@ -147,6 +154,7 @@ impl Default for RunOptions {
             seed: None,
             policies: None,
             threads: 2,
+            check_invariants: false,
         }
     }
 }
@@ -186,7 +194,13 @@ pub fn run(
         None => scenario.policies.clone(),
     };
     let plan = run::Plan::new(Arc::new(scenario.clone()), seed);
-    let results = run::run_policies(&plan, &policies, options.threads, progress)?;
+    let results = run::run_policies(
+        &plan,
+        &policies,
+        options.threads,
+        options.check_invariants,
+        progress,
+    )?;
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for (r, _) in &results {
         for b in r.trace_hash.bytes() {

@@ -10,7 +10,7 @@ pub(crate) struct Metrics {
     pub(crate) failover: Vec<f64>,
     pub(crate) failover_censored: Vec<f64>,
     /// The same by cause (`Cause` as index): done, censored.
-    pub(crate) failover_by: [(Vec<f64>, Vec<f64>); 3],
+    pub(crate) failover_by: [(Vec<f64>, Vec<f64>); 4],
     pub(crate) samples_reachable: u64,
     pub(crate) samples_connected: u64,
     pub(crate) samples_usable: u64,
@@ -103,6 +103,9 @@ pub struct FailoverByCause {
     /// The node's own interface went down or changed network, and the OS
     /// reported it.
     pub interface_lost: Percentiles,
+    /// The node's own interface went down after the host warned it was
+    /// going (Android `onLosing`).
+    pub interface_lost_after_warning: Percentiles,
     /// The node's own Wi-Fi silently stopped passing packets (no OS event).
     pub silent_stall: Percentiles,
     /// The peer's side changed: it moved to another network, lost an
@@ -183,6 +186,7 @@ impl Metrics {
             interface_lost: by(0),
             silent_stall: by(1),
             peer_moved: by(2),
+            interface_lost_after_warning: by(3),
         };
         let per_hour = |x: f64| {
             if self.node_hours > 0.0 {

@@ -270,6 +270,7 @@ mod tests {
             failover: none.clone(),
             failover_by_cause: crate::FailoverByCause {
                 interface_lost: none.clone(),
+                interface_lost_after_warning: none.clone(),
                 silent_stall: none.clone(),
                 peer_moved: none.clone(),
             },

@@ -113,8 +113,12 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "\nfailover by cause, seconds p50 / p95 (samples):\n{:<26} {:>22} {:>22} {:>22}",
-            "policy", "own interface lost", "silent Wi-Fi stall", "peer moved"
+            "\nfailover by cause, seconds p50 / p95 (samples):\n{:<26} {:>22} {:>22} {:>22} {:>22}",
+            "policy",
+            "own interface lost",
+            "lost after a warning",
+            "silent Wi-Fi stall",
+            "peer moved"
         );
         for p in &self.policies {
             let c = &p.failover_by_cause;
@@ -128,9 +132,10 @@ impl Report {
             };
             let _ = writeln!(
                 s,
-                "{:<26} {:>22} {:>22} {:>22}",
+                "{:<26} {:>22} {:>22} {:>22} {:>22}",
                 p.policy,
                 cell(&c.interface_lost),
+                cell(&c.interface_lost_after_warning),
                 cell(&c.silent_stall),
                 cell(&c.peer_moved)
             );

@@ -86,6 +86,7 @@ impl Plan {
                     ifaces[IfKind::Wifi as usize] = Iface {
                         up: true,
                         stalled: false,
+                        losing: false,
                         lan: Some(l as u16),
                         epoch: l as u16,
                         attach: 0,
@@ -95,6 +96,7 @@ impl Plan {
                     ifaces[IfKind::Ethernet as usize] = Iface {
                         up: true,
                         stalled: false,
+                        losing: false,
                         lan: Some(l as u16),
                         epoch: l as u16,
                         attach: 0,
@@ -104,6 +106,7 @@ impl Plan {
                     ifaces[IfKind::Cellular as usize] = Iface {
                         up: true,
                         stalled: false,
+                        losing: false,
                         lan: None,
                         epoch: 0,
                         attach: 0,
@@ -514,6 +517,8 @@ pub(crate) enum Cause {
     SilentStall = 1,
     /// The peer's side changed (it moved, lost an interface, or left).
     PeerMoved = 2,
+    /// The node's own interface went down after the host warned of it.
+    WarnedLoss = 3,
 }
 
 struct Pair {
@@ -553,8 +558,11 @@ struct Sim<'p> {
     hash: u64,
     rng: Rng,
     budget: Budget,
-    /// Set when a node went over its event budget; the run stops with it.
+    /// Set when a node went over its event budget, or broke an invariant;
+    /// the run stops with it.
     runaway: Option<Error>,
+    /// Check invariants after every event.
+    check: bool,
 }
 
 /// A connection's key: the node, the agent's generation (a restarted app
@@ -648,6 +656,7 @@ impl<'p> Sim<'p> {
             rng: Rng::stream(plan.seed, 5, 0),
             budget: Budget::new(n, s.limits.max_events_per_node_second),
             runaway: None,
+            check: false,
         };
         if let Some(&(t, _, _)) = plan.timeline.first() {
             sim.push(t, Ev::Timeline);
@@ -692,6 +701,59 @@ impl<'p> Sim<'p> {
             });
         }
         false
+    }
+
+    fn broken(&mut self, what: String) {
+        if self.runaway.is_none() {
+            self.runaway = Some(Error::Invariant {
+                policy: self.policy.clone(),
+                at_s: self.now.since_origin().as_secs_f64(),
+                what,
+            });
+        }
+    }
+
+    /// Every message sent is delivered, lost, or waiting in a queue.
+    fn check_messages(&mut self) {
+        let queued: u64 = self
+            .pairs
+            .iter()
+            .flatten()
+            .map(|p| p.queue.len() as u64)
+            .sum();
+        let m = &self.metrics;
+        if m.sent != m.delivered + m.lost + queued {
+            let what = format!(
+                "message accounting: {} sent, but {} delivered + {} lost + {} queued",
+                m.sent, m.delivered, m.lost, queued
+            );
+            self.broken(what);
+        }
+    }
+
+    /// After a policy that hears interface events handled `kind` going
+    /// down, none of `node`'s connections in use leaves through it.
+    fn check_after_down(&mut self, node: u32, kind: IfKind) {
+        if matches!(self.policy.as_str(), "libp2p-stock" | "tinder") {
+            // They ignore interface events: the dead connection stays
+            // until their keep-alives notice.
+            return;
+        }
+        for (slot, p) in self.pairs[node as usize].iter().enumerate() {
+            let Some(k) = p.primary else { continue };
+            if let Some(c) = self.conns.get(&k)
+                && c.open
+                && c.via == kind
+            {
+                let what = format!(
+                    "node {node} (group \"{}\") still uses connection {k} to contact {slot} over \
+                     {kind:?}, which the OS reported down",
+                    self.plan.group_of(node)
+                );
+                self.broken(what);
+                return;
+            }
+        }
     }
 
     fn mix(&mut self, x: u64) {
@@ -743,7 +805,12 @@ impl<'p> Sim<'p> {
                 Ev::Detect { key } => self.detect(key),
                 Ev::IdleCheck { key } => self.idle_check(key),
                 Ev::Message { node, slot } => self.message(node, slot),
-                Ev::Sample => self.sample(),
+                Ev::Sample => {
+                    self.sample();
+                    if self.check {
+                        self.check_messages();
+                    }
+                }
                 Ev::Progress => {
                     progress(
                         t.since_origin().as_secs_f64() / self.end.since_origin().as_secs_f64(),
@@ -751,6 +818,9 @@ impl<'p> Sim<'p> {
                     self.push(t + step, Ev::Progress);
                 }
             }
+        }
+        if self.check {
+            self.check_messages();
         }
         if let Some(e) = self.runaway.take() {
             return Err(e);
@@ -817,9 +887,21 @@ impl<'p> Sim<'p> {
         };
         use multidriver_scoring::Source;
         match self.policy.as_str() {
-            "libp2p-stock" => Ok(Box::new(ClassicAgent::new(node, Flavor::Stock, &self.world))),
-            "libp2p-tuned" => Ok(Box::new(ClassicAgent::new(node, Flavor::Tuned, &self.world))),
-            "tinder" => Ok(Box::new(ClassicAgent::new(node, Flavor::Tinder, &self.world))),
+            "libp2p-stock" => Ok(Box::new(ClassicAgent::new(
+                node,
+                Flavor::Stock,
+                &self.world,
+            ))),
+            "libp2p-tuned" => Ok(Box::new(ClassicAgent::new(
+                node,
+                Flavor::Tuned,
+                &self.world,
+            ))),
+            "tinder" => Ok(Box::new(ClassicAgent::new(
+                node,
+                Flavor::Tinder,
+                &self.world,
+            ))),
             "oracle" => Ok(Box::new(OracleAgent::new(node, &self.world))),
             "single-dht" => engine(None, DriverSet::Only(Source::Dht)),
             "single-rendezvous" => engine(None, DriverSet::Only(Source::Rendezvous)),
@@ -929,6 +1011,7 @@ impl<'p> Sim<'p> {
                 *i = Iface {
                     up: true,
                     stalled: false,
+                    losing: false,
                     lan: Some(*lan as u16),
                     epoch: *lan as u16,
                     attach: i.attach.wrapping_add(1),
@@ -947,18 +1030,28 @@ impl<'p> Sim<'p> {
                 };
                 let i = &mut self.world.nodes[n].ifaces[kind as usize];
                 let was_up = i.up;
+                let cause = if i.losing {
+                    Cause::WarnedLoss
+                } else {
+                    Cause::InterfaceLost
+                };
                 *i = Iface {
                     epoch: i.epoch,
                     attach: i.attach,
                     ..Iface::default()
                 };
                 // Connections over it die with it (the socket is gone).
-                self.paths_changed(node);
+                self.paths_changed_by(node, cause);
                 if online && was_up {
                     self.input(node, Input::Down { kind });
+                    if self.check {
+                        self.check_after_down(node, kind);
+                    }
                 }
             }
             Action::WifiLosing => {
+                let i = &mut self.world.nodes[n].ifaces[IfKind::Wifi as usize];
+                i.losing = i.up;
                 if online {
                     self.input(node, Input::Losing { kind: IfKind::Wifi });
                 }
@@ -978,6 +1071,7 @@ impl<'p> Sim<'p> {
                 nd.ifaces[IfKind::Cellular as usize] = Iface {
                     up: true,
                     stalled: false,
+                    losing: false,
                     lan: None,
                     epoch,
                     attach,
@@ -1244,6 +1338,10 @@ impl<'p> Sim<'p> {
             return;
         }
         let alive = ok && self.conn_path(c).is_some();
+        if self.check && alive && !self.world.nodes[node as usize].ifaces[c.via as usize].up {
+            let what = format!("connection {key} opened over {:?}, which is down", c.via);
+            self.broken(what);
+        }
         if alive {
             let now = self.now;
             let lv = {
@@ -1880,6 +1978,7 @@ pub(crate) fn run_policies(
     plan: &Plan,
     policies: &[String],
     threads: usize,
+    check: bool,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<Vec<(PolicyResult, Duration)>, Error> {
     let next = AtomicUsize::new(0);
@@ -1895,7 +1994,9 @@ pub(crate) fn run_policies(
                     // Wall time of one policy, reported beside (never inside)
                     // the results.
                     let started = std::time::Instant::now();
-                    let r = Sim::new(plan, policy)
+                    let mut sim = Sim::new(plan, policy);
+                    sim.check = check;
+                    let r = sim
                         .run(&|f| {
                             progress(Progress {
                                 policy: i,

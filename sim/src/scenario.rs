@@ -96,6 +96,7 @@ struct RawLinks {
     wifi_loss: Option<Spanned<f64>>,
     cellular_loss: Option<Spanned<f64>>,
     ble_range_m: Option<Spanned<f64>>,
+    cellular_access_rtt_ms: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -273,6 +274,11 @@ pub struct Links {
     pub wifi_loss: f64,
     /// The same over cellular.
     pub cellular_loss: f64,
+    /// The cellular access hop's round trip, milliseconds, when the
+    /// scenario sets it (to match a measured network); otherwise the
+    /// scoring crate's prior for the generation
+    /// (`multidriver_scoring::rtt::access_hop`).
+    pub cellular_access_rtt_ms: Option<f64>,
     /// How far BLE reaches, metres.
     pub ble_range_m: f64,
 }
@@ -608,6 +614,12 @@ impl Validator<'_> {
                 1000.0,
                 30.0,
             )?,
+            cellular_access_rtt_ms: raw
+                .links
+                .cellular_access_rtt_ms
+                .as_ref()
+                .map(|v| self.range(v, "links.cellular_access_rtt_ms", 0.1, 2000.0))
+                .transpose()?,
         };
 
         // Regions: a default one if none is given.

@@ -43,6 +43,8 @@ pub(crate) struct Iface {
     pub(crate) up: bool,
     /// Up, but silently passing nothing.
     pub(crate) stalled: bool,
+    /// The host warned it is going (until it goes or attaches again).
+    pub(crate) losing: bool,
     /// The LAN it is attached to (Wi-Fi, Ethernet).
     pub(crate) lan: Option<u16>,
     /// Changes whenever the interface gets a new address.
@@ -387,12 +389,21 @@ impl World {
         }
     }
 
+    /// A medium's access hop: the scoring crate's prior, or the scenario's
+    /// `links.cellular_access_rtt_ms` for cellular.
+    pub(crate) fn access(&self, medium: Medium) -> Duration {
+        match (medium, self.scenario.links.cellular_access_rtt_ms) {
+            (Medium::Cellular(_), Some(ms)) => Duration::from_secs_f64(ms / 1000.0),
+            _ => access_hop(medium),
+        }
+    }
+
     /// Access hop of both ends plus the core between their regions.
     pub(crate) fn internet_rtt(&self, a: u32, am: Medium, b: u32, bm: Medium) -> Duration {
         let ra = self.nodes[a as usize].region as usize;
         let rb = self.nodes[b as usize].region as usize;
         let core = self.scenario.regions[ra].core_rtt_ms[rb];
-        access_hop(am) + access_hop(bm) + Duration::from_secs_f64(core / 1000.0)
+        self.access(am) + self.access(bm) + Duration::from_secs_f64(core / 1000.0)
     }
 
     /// Round trip from a node's interface to a rendezvous point.
@@ -400,7 +411,7 @@ impl World {
         let n = &self.nodes[node as usize];
         let core = self.scenario.regions[n.region as usize].core_rtt_ms
             [self.servers[server].region as usize];
-        access_hop(n.medium(via)) + Duration::from_secs_f64(core / 1000.0) + SERVER_TIME
+        self.access(n.medium(via)) + Duration::from_secs_f64(core / 1000.0) + SERVER_TIME
     }
 
     /// One round trip's sample over a path with base RTT `base`: jitter with

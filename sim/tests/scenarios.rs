@@ -16,6 +16,7 @@ fn run_with(s: &Scenario, policies: &[&str], threads: usize) -> Report {
         seed: None,
         policies: Some(policies.iter().map(|p| (*p).to_owned()).collect()),
         threads,
+        check_invariants: true,
     };
     run(s, &options, &|_| {}).unwrap()
 }

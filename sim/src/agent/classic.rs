@@ -262,9 +262,8 @@ impl ClassicAgent {
                 .iter()
                 .filter(|(a, _)| a.lan == lan)
                 .filter(|(a, _)| {
-                    skip_via.is_none_or(|k| {
-                        via_for(world, me, **a, &losing).is_some_and(|v| v != k)
-                    })
+                    skip_via
+                        .is_none_or(|k| via_for(world, me, **a, &losing).is_some_and(|v| v != k))
                 })
                 .collect();
             group.sort_by_key(|(a, k)| (!a.quic, std::cmp::Reverse(k.learned), **a));
@@ -787,7 +786,12 @@ impl Agent for ClassicAgent {
 
     fn liveness(&self, quic: bool, _medium: Medium) -> Liveness {
         let (ping, timeout, keepalive, idle) = match self.flavor {
-            Flavor::Tuned => (TUNED_PING, TUNED_PING, TUNED_QUIC_KEEPALIVE, TUNED_QUIC_IDLE),
+            Flavor::Tuned => (
+                TUNED_PING,
+                TUNED_PING,
+                TUNED_QUIC_KEEPALIVE,
+                TUNED_QUIC_IDLE,
+            ),
             Flavor::Stock | Flavor::Tinder => {
                 (PING_INTERVAL, PING_TIMEOUT, QUIC_KEEPALIVE, QUIC_IDLE)
             }
