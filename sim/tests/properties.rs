@@ -150,6 +150,17 @@ contacts = [{{ group = "phones", count = 2 }}]
     s
 }
 
+/// Runs every policy over `text`, checking invariants after every event.
+fn run_every_policy(text: &str) -> Result<multidriver_sim::Report, Error> {
+    let s = Scenario::from_toml_str(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let options = RunOptions {
+        policies: Some(ALL_POLICIES.iter().map(|p| (*p).to_owned()).collect()),
+        check_invariants: true,
+        ..RunOptions::default()
+    };
+    run(&s, &options, &|_| {})
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
 
@@ -163,13 +174,7 @@ proptest! {
         events in prop::collection::vec(event(), 0..24),
     ) {
         let text = scenario(seed, interval, &events);
-        let s = Scenario::from_toml_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-        let options = RunOptions {
-            policies: Some(ALL_POLICIES.iter().map(|p| (*p).to_owned()).collect()),
-            check_invariants: true,
-            ..RunOptions::default()
-        };
-        match run(&s, &options, &|_| {}) {
+        match run_every_policy(&text) {
             Ok(report) => prop_assert_eq!(report.policies.len(), ALL_POLICIES.len()),
             Err(e) => prop_assert!(false, "{}\n{}", e, text),
         }
@@ -210,13 +215,7 @@ contacts = [{ group = "phones", count = 3 }]
         ));
         t += 180;
     }
-    let s = Scenario::from_toml_str(&text).unwrap();
-    let options = RunOptions {
-        policies: Some(ALL_POLICIES.iter().map(|p| (*p).to_owned()).collect()),
-        check_invariants: true,
-        ..RunOptions::default()
-    };
-    let report = run(&s, &options, &|_| {}).unwrap_or_else(|e| panic!("{e}"));
+    let report = run_every_policy(&text).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(report.policies.len(), ALL_POLICIES.len());
 }
 

@@ -11,6 +11,10 @@ use libp2p_identity::{Keypair, PeerId};
 use multidriver_scoring::{Lifecycle, Timestamp, TransportKind};
 
 use crate::Error;
+
+mod budget;
+mod checks;
+
 use crate::agent::classic::{ClassicAgent, Flavor, route_for};
 use crate::agent::engine::{ADVERT_TTL, DriverSet, EngineAgent, Identities};
 use crate::agent::oracle::OracleAgent;
@@ -23,6 +27,7 @@ use crate::world::{
     MDNS_TTL, Node, PathClass, RENDEZVOUS_OP_BYTES, Server, UNREACHABLE_TIMEOUT, World, power_of,
     radios,
 };
+use budget::{Budget, Kind};
 
 /// A TCP dial to an address that never answers fails after 10 s. Our
 /// assumption: libp2p sets no TCP connect timeout of its own, Linux gives up
@@ -259,137 +264,6 @@ impl Plan {
         }
     }
 }
-
-/// What a node's event or output was, for the runaway bound.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Timer,
-    DialDone,
-    Answer,
-    Ping,
-    QuicKeepalive,
-    Detect,
-    IdleCheck,
-    Message,
-    OutDial,
-    OutCancel,
-    OutClose,
-    OutAdvertise,
-    OutStopAdvertising,
-    OutDiscover,
-    OutKeepAlive,
-    OutPrimary,
-}
-
-impl Kind {
-    const COUNT: usize = 16;
-
-    fn name(self) -> &'static str {
-        match self {
-            Kind::Timer => "policy timer",
-            Kind::DialDone => "dial outcome",
-            Kind::Answer => "discovery answer",
-            Kind::Ping => "ping",
-            Kind::QuicKeepalive => "QUIC keep-alive",
-            Kind::Detect => "dead-connection check",
-            Kind::IdleCheck => "idle-connection check",
-            Kind::Message => "app message",
-            Kind::OutDial => "dial (asked by the policy)",
-            Kind::OutCancel => "dial cancel (asked by the policy)",
-            Kind::OutClose => "close (asked by the policy)",
-            Kind::OutAdvertise => "advertisement (asked by the policy)",
-            Kind::OutStopAdvertising => "stop advertising (asked by the policy)",
-            Kind::OutDiscover => "discovery lookup (asked by the policy)",
-            Kind::OutKeepAlive => "keep-alive (asked by the policy)",
-            Kind::OutPrimary => "primary change (asked by the policy)",
-        }
-    }
-
-    fn of_output(out: &Output) -> Kind {
-        match out {
-            Output::Dial { .. } => Kind::OutDial,
-            Output::CancelDial { .. } => Kind::OutCancel,
-            Output::Close { .. } => Kind::OutClose,
-            Output::Advertise { .. } => Kind::OutAdvertise,
-            Output::StopAdvertising { .. } => Kind::OutStopAdvertising,
-            Output::Discover { .. } => Kind::OutDiscover,
-            Output::KeepAlive { .. } => Kind::OutKeepAlive,
-            Output::Primary { .. } => Kind::OutPrimary,
-        }
-    }
-}
-
-/// Events each node caused in the current simulated second, against
-/// `limits.max_events_per_node_second`.
-struct Budget {
-    limit: u32,
-    second: u64,
-    counts: Vec<[u32; Kind::COUNT]>,
-    totals: Vec<u32>,
-    touched: Vec<u32>,
-}
-
-impl Budget {
-    fn new(nodes: usize, limit: u32) -> Budget {
-        Budget {
-            limit,
-            second: 0,
-            counts: vec![[0; Kind::COUNT]; nodes],
-            totals: vec![0; nodes],
-            touched: Vec::new(),
-        }
-    }
-
-    /// Counts one event of `kind` for `node` at `now`; `Some((kind, count))`
-    /// of the node's commonest kind once it is over the limit.
-    fn charge(&mut self, node: u32, kind: Kind, now: Timestamp) -> Option<(Kind, u32)> {
-        let second = now.since_origin().as_secs();
-        if second != self.second {
-            for &n in &self.touched {
-                self.counts[n as usize] = [0; Kind::COUNT];
-                self.totals[n as usize] = 0;
-            }
-            self.touched.clear();
-            self.second = second;
-        }
-        let n = node as usize;
-        if n >= self.totals.len() {
-            return None;
-        }
-        if self.totals[n] == 0 {
-            self.touched.push(node);
-        }
-        self.totals[n] += 1;
-        self.counts[n][kind as usize] += 1;
-        if self.totals[n] <= self.limit {
-            return None;
-        }
-        let (i, &c) = self.counts[n]
-            .iter()
-            .enumerate()
-            .max_by_key(|(i, c)| (**c, Reverse(*i)))?;
-        Some((ALL_KINDS[i], c))
-    }
-}
-
-const ALL_KINDS: [Kind; Kind::COUNT] = [
-    Kind::Timer,
-    Kind::DialDone,
-    Kind::Answer,
-    Kind::Ping,
-    Kind::QuicKeepalive,
-    Kind::Detect,
-    Kind::IdleCheck,
-    Kind::Message,
-    Kind::OutDial,
-    Kind::OutCancel,
-    Kind::OutClose,
-    Kind::OutAdvertise,
-    Kind::OutStopAdvertising,
-    Kind::OutDiscover,
-    Kind::OutKeepAlive,
-    Kind::OutPrimary,
-];
 
 #[derive(Debug)]
 enum Ev {
@@ -701,59 +575,6 @@ impl<'p> Sim<'p> {
             });
         }
         false
-    }
-
-    fn broken(&mut self, what: String) {
-        if self.runaway.is_none() {
-            self.runaway = Some(Error::Invariant {
-                policy: self.policy.clone(),
-                at_s: self.now.since_origin().as_secs_f64(),
-                what,
-            });
-        }
-    }
-
-    /// Every message sent is delivered, lost, or waiting in a queue.
-    fn check_messages(&mut self) {
-        let queued: u64 = self
-            .pairs
-            .iter()
-            .flatten()
-            .map(|p| p.queue.len() as u64)
-            .sum();
-        let m = &self.metrics;
-        if m.sent != m.delivered + m.lost + queued {
-            let what = format!(
-                "message accounting: {} sent, but {} delivered + {} lost + {} queued",
-                m.sent, m.delivered, m.lost, queued
-            );
-            self.broken(what);
-        }
-    }
-
-    /// After a policy that hears interface events handled `kind` going
-    /// down, none of `node`'s connections in use leaves through it.
-    fn check_after_down(&mut self, node: u32, kind: IfKind) {
-        if matches!(self.policy.as_str(), "libp2p-stock" | "tinder") {
-            // They ignore interface events: the dead connection stays
-            // until their keep-alives notice.
-            return;
-        }
-        for (slot, p) in self.pairs[node as usize].iter().enumerate() {
-            let Some(k) = p.primary else { continue };
-            if let Some(c) = self.conns.get(&k)
-                && c.open
-                && c.via == kind
-            {
-                let what = format!(
-                    "node {node} (group \"{}\") still uses connection {k} to contact {slot} over \
-                     {kind:?}, which the OS reported down",
-                    self.plan.group_of(node)
-                );
-                self.broken(what);
-                return;
-            }
-        }
     }
 
     fn mix(&mut self, x: u64) {

@@ -1,0 +1,62 @@
+//! Invariant checks, run after every event when
+//! [`RunOptions::check_invariants`](crate::RunOptions) is set.
+
+use crate::Error;
+use crate::world::IfKind;
+
+use super::Sim;
+
+impl Sim<'_> {
+    pub(super) fn broken(&mut self, what: String) {
+        if self.runaway.is_none() {
+            self.runaway = Some(Error::Invariant {
+                policy: self.policy.clone(),
+                at_s: self.now.since_origin().as_secs_f64(),
+                what,
+            });
+        }
+    }
+
+    /// Every message sent is delivered, lost, or waiting in a queue.
+    pub(super) fn check_messages(&mut self) {
+        let queued: u64 = self
+            .pairs
+            .iter()
+            .flatten()
+            .map(|p| p.queue.len() as u64)
+            .sum();
+        let m = &self.metrics;
+        if m.sent != m.delivered + m.lost + queued {
+            let what = format!(
+                "message accounting: {} sent, but {} delivered + {} lost + {} queued",
+                m.sent, m.delivered, m.lost, queued
+            );
+            self.broken(what);
+        }
+    }
+
+    /// After a policy that hears interface events handled `kind` going
+    /// down, none of `node`'s connections in use leaves through it.
+    pub(super) fn check_after_down(&mut self, node: u32, kind: IfKind) {
+        if matches!(self.policy.as_str(), "libp2p-stock" | "tinder") {
+            // They ignore interface events: the dead connection stays
+            // until their keep-alives notice.
+            return;
+        }
+        for (slot, p) in self.pairs[node as usize].iter().enumerate() {
+            let Some(k) = p.primary else { continue };
+            if let Some(c) = self.conns.get(&k)
+                && c.open
+                && c.via == kind
+            {
+                let what = format!(
+                    "node {node} (group \"{}\") still uses connection {k} to contact {slot} over \
+                     {kind:?}, which the OS reported down",
+                    self.plan.group_of(node)
+                );
+                self.broken(what);
+                return;
+            }
+        }
+    }
+}
