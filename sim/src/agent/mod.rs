@@ -149,8 +149,10 @@ pub(crate) enum Output {
 pub(crate) struct Liveness {
     /// A ping every this long (libp2p-ping), if the stack pings by itself.
     pub(crate) ping_every: Option<Duration>,
-    /// A ping unanswered this long kills the connection; `None` when the
-    /// policy decides that itself (the engine times its own probes).
+    /// How long after the first unanswered ping the stack reports the
+    /// connection dead (libp2p-ping reports only its second failure);
+    /// `None` when the policy decides that itself (the engine times its own
+    /// probes).
     pub(crate) ping_timeout: Option<Duration>,
     /// QUIC keep-alive packets every this long.
     pub(crate) quic_keepalive: Option<Duration>,
