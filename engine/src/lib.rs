@@ -1,8 +1,8 @@
 //! multidriver: a routing engine for libp2p.
 //!
-//! It will run several discovery drivers at once (Kademlia DHT, rendezvous,
-//! mDNS, BLE-style proximity), score every route by measured latency and
-//! battery cost, dial through the best one, and react live when a phone moves
+//! It runs several discovery drivers at once (Kademlia DHT, rendezvous,
+//! mDNS, BLE-style proximity), scores every route by measured latency and
+//! battery cost, dials through the best one, and reacts live when a phone moves
 //! between Wi-Fi and 4G, all as one `NetworkBehaviour` in your swarm.
 //!
 //! # Status
@@ -11,8 +11,7 @@
 //! - [`core`]: the sans-IO engine core: routes per peer, the racing dialer,
 //!   make-before-break upgrades, network changes, discovery driver
 //!   orchestration with health and backoff, profiles by power state, and a
-//!   connection manager. See its docs for what is missing and an example of
-//!   driving it by hand.
+//!   connection manager. See its docs for an example of driving it by hand.
 //! - [`behaviour`]: the libp2p adapter, [`behaviour::Behaviour`], one
 //!   `NetworkBehaviour` that runs the core over a real swarm.
 //!

@@ -16,9 +16,9 @@
 //!   (`/memory/<station>` addresses), and [`ble::upgraded`] to add Noise and
 //!   yamux for `SwarmBuilder::with_other_transport`.
 //!
-//! Not yet: a proximity driver that turns sightings into routes over the
-//! BLE-style transport, and the rendezvous point server behind
-//! `multidriver rendezvous`.
+//! The proximity driver turns sightings into routes over the BLE-style
+//! transport; the rendezvous point server behind `multidriver rendezvous`
+//! is the `multidriver-rendezvous` crate.
 //!
 //! # Example: multidriver in a swarm
 //!

@@ -8,13 +8,13 @@
 //!   (what `if-watch` reports) become one stream of interface changes for
 //!   the engine's network-change input; interface names classify the medium.
 //! - [`stack`]: the libp2p 0.57 transport stack built with `SwarmBuilder`:
-//!   TCP + Noise + yamux, QUIC, and DNS through hickory-resolver with an
-//!   explicit resolver configuration (the system one cannot be read on
-//!   Android and iOS).
+//!   TCP + Noise + yamux, QUIC, WebRTC-direct (feature `webrtc`), and DNS
+//!   through hickory-resolver with an explicit resolver configuration (the
+//!   system one cannot be read on Android and iOS).
 //!
-//! Still to come: WebRTC-direct through `with_other_transport`, the
-//! `if-watch` task that feeds the watcher, and the BLE-style stream
-//! transport over the proximity radio.
+//! The `if-watch` task that feeds the watcher runs inside
+//! `multidriver::behaviour::Behaviour`; the BLE-style stream transport is
+//! `multidriver_routing::ble`.
 //!
 //! # Example
 //!
