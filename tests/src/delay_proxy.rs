@@ -9,6 +9,12 @@
 //!
 //! Both need a running tokio runtime (time and I/O enabled) and stop when
 //! dropped.
+//!
+//! Both stand for a cellular path, so each reports every chunk (TCP) or
+//! datagram (UDP) it reads from or delivers to its clients to a
+//! [`RadioMeter`] with LTE's radio profile ([`DelayProxy::radio`],
+//! [`UdpDelayProxy::radio`]): wake-ups and modelled energy of the phone's
+//! radio on that path.
 
 use std::collections::HashMap;
 use std::io;
@@ -17,12 +23,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use multidriver::scoring::energy::LTE;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
+
+use crate::radio::{Direction, RadioMeter};
 
 /// Largest chunk one read takes from a TCP socket. Our own choice.
 const CHUNK_SIZE: usize = 16 * 1024;
@@ -80,6 +89,8 @@ pub enum ProxyMode {
 struct Shared {
     delay_micros: AtomicU64,
     accepted: AtomicUsize,
+    /// Every chunk or datagram to or from a client.
+    radio: Arc<RadioMeter>,
 }
 
 impl Shared {
@@ -87,6 +98,7 @@ impl Shared {
         let shared = Arc::new(Self {
             delay_micros: AtomicU64::new(0),
             accepted: AtomicUsize::new(0),
+            radio: Arc::new(RadioMeter::new(LTE)),
         });
         shared.set_delay(delay);
         shared
@@ -180,6 +192,12 @@ impl DelayProxy {
     /// How many connections the proxy has accepted so far.
     pub fn accepted(&self) -> usize {
         self.shared.accepted.load(Ordering::Relaxed)
+    }
+
+    /// The meter of the client side's radio: a chunk read from a client is
+    /// a packet up, one written to a client a packet down.
+    pub fn radio(&self) -> Arc<RadioMeter> {
+        Arc::clone(&self.shared.radio)
     }
 }
 
@@ -287,11 +305,12 @@ async fn relay_tcp(
         let (server_read, server_write) = server.into_split();
         let (up_tx, up_rx) = mpsc::channel(IN_FLIGHT);
         let (down_tx, down_rx) = mpsc::channel(IN_FLIGHT);
+        let radio = &*shared.radio;
         tokio::join!(
-            read_side(client_read, up_tx, &shared),
-            write_side(up_rx, server_write, mode.clone()),
-            read_side(server_read, down_tx, &shared),
-            write_side(down_rx, client_write, mode.clone()),
+            read_side(client_read, up_tx, &shared, Some(radio)),
+            write_side(up_rx, server_write, mode.clone(), None),
+            read_side(server_read, down_tx, &shared, None),
+            write_side(down_rx, client_write, mode.clone(), Some(radio)),
         );
     };
     tokio::select! {
@@ -310,7 +329,14 @@ async fn discard(mut stream: TcpStream) {
     }
 }
 
-async fn read_side(mut from: OwnedReadHalf, to: mpsc::Sender<Chunk>, shared: &Shared) {
+/// Reads one direction into `to`; `radio`: the client's radio, when `from`
+/// is the client.
+async fn read_side(
+    mut from: OwnedReadHalf,
+    to: mpsc::Sender<Chunk>,
+    shared: &Shared,
+    radio: Option<&RadioMeter>,
+) {
     let mut buf = vec![0u8; CHUNK_SIZE];
     loop {
         match from.read(&mut buf).await {
@@ -319,6 +345,9 @@ async fn read_side(mut from: OwnedReadHalf, to: mpsc::Sender<Chunk>, shared: &Sh
                 return;
             }
             Ok(n) => {
+                if let Some(radio) = radio {
+                    radio.packet(Direction::Up, n);
+                }
                 let chunk = Chunk::Data(shared.deadline(), buf[..n].to_vec());
                 if to.send(chunk).await.is_err() {
                     return;
@@ -331,10 +360,13 @@ async fn read_side(mut from: OwnedReadHalf, to: mpsc::Sender<Chunk>, shared: &Sh
     }
 }
 
+/// Writes one direction from `from`; `radio`: the client's radio, when `to`
+/// is the client.
 async fn write_side(
     mut from: mpsc::Receiver<Chunk>,
     mut to: OwnedWriteHalf,
     mode: watch::Receiver<ProxyMode>,
+    radio: Option<&RadioMeter>,
 ) {
     while let Some(chunk) = from.recv().await {
         let (deadline, data) = match chunk {
@@ -349,6 +381,9 @@ async fn write_side(
             Some(data) => {
                 if to.write_all(&data).await.is_err() {
                     return;
+                }
+                if let Some(radio) = radio {
+                    radio.packet(Direction::Down, data.len());
                 }
             }
             None => {
@@ -434,6 +469,12 @@ impl UdpDelayProxy {
     pub fn sessions(&self) -> usize {
         self.shared.base.accepted.load(Ordering::Relaxed)
     }
+
+    /// The meter of the clients' radio: a datagram received from a client
+    /// is a packet up, one sent to a client a packet down.
+    pub fn radio(&self) -> Arc<RadioMeter> {
+        Arc::clone(&self.shared.base.radio)
+    }
 }
 
 impl Drop for UdpDelayProxy {
@@ -468,6 +509,7 @@ async fn serve_udp(socket: Arc<UdpSocket>, upstream: SocketAddr, shared: Arc<Udp
                 if shared.blackhole.load(Ordering::Relaxed) {
                     continue;
                 }
+                shared.base.radio.packet(Direction::Up, n);
                 let now = Instant::now();
                 if !sessions.contains_key(&client) {
                     if sessions.len() >= MAX_SESSIONS {
@@ -556,8 +598,8 @@ async fn udp_session(
     let downward = async {
         while let Some((deadline, datagram)) = down_rx.recv().await {
             tokio::time::sleep_until(deadline).await;
-            if !blackholed() {
-                let _ = listen.send_to(&datagram, client).await;
+            if !blackholed() && listen.send_to(&datagram, client).await.is_ok() {
+                shared.base.radio.packet(Direction::Down, datagram.len());
             }
         }
     };

@@ -14,7 +14,15 @@
 //!   cut the path, since the kernel's `netem` is not available.
 //! - [`switch`] (Linux): the network-switch harness: a phone with Wi-Fi and
 //!   cellular loses Wi-Fi while its app talks to a peer, with multidriver
-//!   or a stock rust-libp2p swarm; recovery time and lost messages.
+//!   or a stock rust-libp2p swarm (at its defaults, or tuned as a careful
+//!   app would tune it); recovery time, lost messages, cellular radio use.
+//! - [`radio`]: a meter of a cellular path's radio wake-ups and modelled
+//!   energy, fed by the relays of [`delay_proxy`].
+//!
+//! A test that needs something this machine lacks (root for namespaces)
+//! calls [`require_or_skip`]: it is skipped with the reason printed, except
+//! under CI (`CI=true`), where it fails, so a CI run can never pass by
+//! skipping.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -23,7 +31,8 @@
 //! use multidriver_tests::netns::{self, Netns, VethPair};
 //!
 //! if let Err(reason) = netns::available() {
-//!     eprintln!("skipped: {reason}");
+//!     // Fails under CI; elsewhere prints "skipped: …".
+//!     multidriver_tests::require_or_skip(&reason);
 //!     return Ok(());
 //! }
 //! let a = Netns::create("doc")?;
@@ -51,5 +60,44 @@
 pub mod delay_proxy;
 #[cfg(target_os = "linux")]
 pub mod netns;
+pub mod radio;
 #[cfg(target_os = "linux")]
 pub mod switch;
+
+/// Whether this run is a CI run: the environment variable `CI` is `true`
+/// (or `1`), as GitHub Actions, GitLab CI and most CI services set it.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+}
+
+/// A test cannot run here because of `reason` (no root, no `ip`, …): under
+/// CI ([`in_ci`]) this panics with the reason, so the test fails instead of
+/// passing without running; elsewhere it prints `skipped: <reason>` and the
+/// caller returns.
+///
+/// # Panics
+///
+/// Under CI, always.
+pub fn require_or_skip(reason: &str) {
+    assert!(
+        !in_ci(),
+        "CI=true, and this test cannot run here: {reason} (CI must run it as root)"
+    );
+    eprintln!("skipped: {reason}");
+}
+
+/// [`require_or_skip`] on a check's result: `true` (skip) if it failed and
+/// this is not CI, `false` if it passed.
+///
+/// # Panics
+///
+/// Under CI, when the check failed.
+pub fn skipped(check: Result<(), String>) -> bool {
+    match check {
+        Ok(()) => false,
+        Err(reason) => {
+            require_or_skip(&reason);
+            true
+        }
+    }
+}

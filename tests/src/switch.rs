@@ -1,6 +1,6 @@
 //! The network-switch harness: a phone loses Wi-Fi while an app talks to a
 //! peer, on real sockets in network namespaces, with multidriver or with a
-//! stock rust-libp2p swarm.
+//! stock rust-libp2p swarm, at its defaults or tuned ([`Stack`]).
 //!
 //! ```text
 //!            phone namespace                       peer namespace
@@ -29,11 +29,17 @@
 //!    whether messages keep flowing meanwhile;
 //! 5. stops sending and waits for every message to be acknowledged.
 //!
+//! The cellular relay meters the phone's cellular radio
+//! ([`RadioMeter`](crate::radio::RadioMeter), LTE's profile): wake-ups and
+//! modelled joules over the same window for every stack, from the fault
+//! (the losing hint, in that case) until the app stops sending, the last
+//! packet's tail counted whole ([`Outcome::radio`]).
+//!
 //! Every wait is bounded, and the namespaces are deleted when the run ends,
 //! panics included.
 
-use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -42,6 +48,7 @@ use libp2p::futures::StreamExt;
 use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder, noise, ping, tcp, yamux};
 use multidriver::behaviour::{Behaviour as Multidriver, Config as MdConfig};
@@ -54,6 +61,7 @@ use multidriver_routing::{Discovery, DiscoveryConfig};
 
 use crate::delay_proxy::{DelayProxy, UdpDelayProxy};
 use crate::netns::{self, Netns, NetnsError, VethPair};
+use crate::radio::{RadioMeter, RadioUse};
 
 /// How often the app sends a message.
 pub const MESSAGE_INTERVAL: Duration = Duration::from_millis(50);
@@ -67,15 +75,27 @@ const SETTLE: Duration = Duration::from_secs(2);
 /// How long messages flow over Wi-Fi before the fault: long enough for a
 /// first liveness probe (multidriver's 5 s heartbeat) to measure the path.
 const WARM_UP: Duration = Duration::from_secs(6);
+/// Up to this much is added to [`WARM_UP`] at random in each run, so the
+/// fault falls at any phase of the stacks' 1 s timers (multidriver's active
+/// heartbeat, the tuned app's ping), not always just after a probe that
+/// started with the connection. Our own choice: one such period.
+const WARM_UP_JITTER: Duration = Duration::from_secs(1);
 /// The longest a stack is given to recover from the fault: above stock
-/// libp2p's worst case, measured here at about 64 s over TCP: ping every
-/// 15 s with a 20 s timeout (PARAMETERS.md), the first failure not reported
-/// (libp2p-ping 0.48 `handler.rs`), then a 10 s graceful close of the dead
-/// connection before the app can dial again.
+/// libp2p's worst case at its defaults over TCP, measured here at about
+/// 54 s: ping every 15 s with a 20 s timeout (PARAMETERS.md); the fault
+/// comes about 7 s after the connection's first ping, so the next ping
+/// times out 8 + 20 s after the fault, silently (the first failure is not
+/// reported, see [`TUNED_PING_TIMEOUT`]); 15 s later a new ping stream's
+/// negotiation times out after 10 s, and that failure is reported. A
+/// worst-case phase adds up to 15 s more.
 pub const RECOVERY_LIMIT: Duration = Duration::from_secs(90);
-/// The longest multidriver is given to move back to Wi-Fi once it returns.
+/// The longest a stack that moves back is given to move back to Wi-Fi once
+/// it returns (multidriver; the tuned app when an event tells it Wi-Fi is
+/// back).
 const RETURN_LIMIT: Duration = Duration::from_secs(20);
-/// How long the harness watches a stack that does not move back (stock).
+/// How long the harness watches a stack that does not move back (stock at
+/// its defaults; the tuned app after a silent stall, where no event says
+/// Wi-Fi works again).
 const RETURN_WATCH: Duration = Duration::from_secs(3);
 /// How long after the last message every message must be acknowledged
 /// (above request-response's 10 s request timeout, so a message stuck on a
@@ -125,12 +145,108 @@ pub enum Fault {
 pub enum Stack {
     /// multidriver's `Behaviour` beside the app's protocol.
     Multidriver,
-    /// A stock rust-libp2p 0.57 swarm: smart dial on, ping with its default
-    /// config, otherwise default settings; the app treats a failed ping as
-    /// a lost connection (closes it and dials again at once) and dials
-    /// again whenever it has no connection.
+    /// A stock rust-libp2p 0.57 swarm at its defaults ("defaults" in
+    /// printed output): smart dial on, ping with its default config (every
+    /// 15 s, 20 s timeout), QUIC's 10 s idle timeout; the app treats a
+    /// reported ping failure as a lost connection (closes it and dials
+    /// again at once), dials again whenever it has no connection, and
+    /// ignores interface events and host hints.
     Stock,
+    /// A stock rust-libp2p 0.57 swarm configured as a careful mobile
+    /// developer would, with the inputs multidriver gets ("tuned"):
+    ///
+    /// - ping every [`TUNED_PING_INTERVAL`] with a timeout of
+    ///   [`TUNED_PING_TIMEOUT`] (multidriver's heartbeat and probe deadline
+    ///   on these paths); on a reported failure the app closes the
+    ///   connection and dials the peer's other addresses at once;
+    /// - QUIC: idle timeout [`TUNED_QUIC_IDLE`], keep-alive every
+    ///   [`TUNED_QUIC_KEEP_ALIVE`]; smart dial; outbound streams negotiated
+    ///   lazily (see [`TUNED_PING_TIMEOUT`] for why);
+    /// - the app watches interfaces with `if-watch` (as multidriver does):
+    ///   when the address a connection leaves from goes, it closes that
+    ///   connection and dials the peer's addresses reached another way at
+    ///   once; when Wi-Fi's address comes back, it dials over Wi-Fi and,
+    ///   once connected, closes the others;
+    /// - with host hints (the [`Fault::LosingHint`] case, where multidriver
+    ///   too runs on hints only): on "losing" it dials the other network
+    ///   first and closes the old connection once the new one is up
+    ///   (make-before-break with stock APIs: a second dial with
+    ///   [`PeerCondition::Always`]); on "lost" as on a lost address; on
+    ///   Wi-Fi "available" it moves back as on Wi-Fi's return.
+    ///
+    /// On every new connection the app sends again what is unacknowledged,
+    /// as with the defaults.
+    Tuned,
 }
+
+impl Stack {
+    /// The name printed for the stack.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stack::Multidriver => "multidriver",
+            Stack::Stock => "defaults",
+            Stack::Tuned => "tuned",
+        }
+    }
+}
+
+/// The tuned stack's ping interval: 1 s, multidriver's heartbeat on the
+/// connection an app is using (`Liveness::active_heartbeat`,
+/// `engine/src/core/config.rs`), so both check the path as often.
+pub const TUNED_PING_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The tuned stack's ping timeout: 1 s, the deadline multidriver gives a
+/// probe of the connection the app is using on these paths. multidriver
+/// takes the route's RTO (SRTT + 4 × RTTVAR, RFC 6298), at least
+/// `Liveness::active_probe_timeout` (1 s, RFC 6298's minimum RTO) and at
+/// most 60 s (`Engine::probe_with_traffic`,
+/// `engine/src/core/keepalive.rs`; defaults in
+/// `engine/src/core/config.rs`). Both paths here are far below the floor:
+/// Wi-Fi's LAN prior is 20 ms with RTTVAR 10 ms (RTO 60 ms) and a veth
+/// measures well under a millisecond; cellular's prior is 65 ms (RTO
+/// 195 ms) and measures 50 ms (`scoring/src/rtt.rs`). So 1 s.
+///
+/// How libp2p-ping 0.48.0 reports failures (`protocols/ping/src/handler.rs`
+/// in libp2p/rust-libp2p, `Handler::poll`): every failure increments a
+/// counter, and "for backward-compatibility the first failure is always
+/// 'free' and silent" (lines 273–286): only the second consecutive failure
+/// (`failures > 1`) reaches the behaviour as `ping::Event { result: Err }`;
+/// a success resets the counter (line 298). A failed ping also loses its
+/// stream (taken at line 290, not put back at lines 303–306), so the next
+/// ping opens a new stream one interval later (lines 323–331), with
+/// `SubstreamProtocol::new`'s 10 s upgrade timeout (libp2p-swarm 0.48
+/// `src/handler.rs`). With multistream-select's default `V1` that stream's
+/// negotiation waits for the remote's answer, so on a dead path the second,
+/// reported failure is "ping protocol negotiation timed out" (lines
+/// 207–213) 10 s later, not a ping timeout: what the defaults stack shows.
+/// The tuned swarm negotiates outbound streams with `V1Lazy`
+/// (`Config::with_substream_upgrade_protocol_override`; the wire protocol
+/// is `V1`'s), so the second ping is sent at once and fails at the ping
+/// timeout. A dead path is thus reported at most interval + timeout +
+/// interval + timeout = 4 s after it died; the app acts on that report and
+/// on nothing earlier.
+pub const TUNED_PING_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The tuned stack's QUIC idle timeout: 3 s (our choice for the tuned app:
+/// three keep-alive intervals, so a lost keep-alive or two do not close a
+/// live connection; libp2p-quic 0.14's default is 10 s, `src/config.rs`).
+/// QUIC uses the smaller of both sides' values (RFC 9000 §10.1), and the
+/// peer keeps the default 10 s, so 3 s applies.
+pub const TUNED_QUIC_IDLE: Duration = Duration::from_secs(3);
+
+/// The tuned stack's QUIC keep-alive interval: 1 s, below the idle timeout
+/// as libp2p-quic requires for it to be effective (`Config::
+/// keep_alive_interval`), and as often as the ping.
+pub const TUNED_QUIC_KEEP_ALIVE: Duration = Duration::from_secs(1);
+
+/// The tuned swarm's idle connection timeout: 10 s, libp2p-swarm 0.48's
+/// default (`src/connection/pool.rs`), far above the gaps in the app's
+/// traffic (50 ms), so a connection is never closed between messages.
+pub const TUNED_IDLE_CONNECTION: Duration = Duration::from_secs(10);
+
+/// How long any app waits before dialing again after every address failed
+/// (our choice: soon, without spinning).
+const REDIAL_PAUSE: Duration = Duration::from_millis(500);
 
 /// One run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,6 +279,18 @@ pub struct Outcome {
     /// while messages were being sent (make-before-break keeps it near the
     /// message interval).
     pub return_gap: Duration,
+    /// The longest time without an acknowledgement around the fault: from
+    /// the first fault action (the losing hint, or the fault) until Wi-Fi
+    /// returns, counting the stretches before the first and after the last
+    /// acknowledgement in that span. Near the message interval when the
+    /// stack left before the fault; about the recovery time otherwise.
+    pub fault_gap: Duration,
+    /// The phone's cellular radio from the first fault action (the losing
+    /// hint, or the fault) until the app stopped sending, the last packet's
+    /// tail counted whole: wake-ups, bytes and modelled joules (LTE).
+    pub radio: RadioUse,
+    /// The same over the whole run, from before the phone's first dial.
+    pub radio_run: RadioUse,
     /// The path of the last acknowledgement.
     pub final_path: Option<Path>,
     /// What the stack reported, with times from the fault (negative
@@ -247,7 +375,8 @@ pub fn run(case: Case, progress: &mut dyn FnMut(&str)) -> Result<Outcome, Switch
     let stop = Arc::new(AtomicBool::new(false));
     // Stops the peer's and the phone's threads however this function ends.
     let _stop_on_exit = StopOnDrop(Arc::clone(&stop));
-    let (peer_id, wifi_addr, cell_addr) = start_peer(&peer_ns, case.transport, &stop)?;
+    let (peer_id, wifi_addr, cell_addr, radio) = start_peer(&peer_ns, case.transport, &stop)?;
+    let radio_at_start = radio.reading(Instant::now());
     progress(&format!(
         "peer {peer_id} at {wifi_addr} (Wi-Fi) and {cell_addr} (cellular)"
     ));
@@ -268,6 +397,9 @@ pub fn run(case: Case, progress: &mut dyn FnMut(&str)) -> Result<Outcome, Switch
             Stack::Multidriver => phone.run_async(move || {
                 multidriver_phone(transport, target, hinted, hints_rx, log, sending, stop)
             })?,
+            Stack::Tuned => phone.run_async(move || {
+                tuned_phone(transport, target, hinted, hints_rx, log, sending, stop)
+            })?,
             Stack::Stock => {
                 drop(hints_rx);
                 phone.run_async(move || stock_phone(transport, target, log, sending, stop))?
@@ -281,9 +413,11 @@ pub fn run(case: Case, progress: &mut dyn FnMut(&str)) -> Result<Outcome, Switch
     })
     .ok_or_else(|| SwitchError::Setup("no acknowledgement over Wi-Fi".into()))?;
     progress("messages flow over Wi-Fi");
-    std::thread::sleep(WARM_UP);
+    std::thread::sleep(WARM_UP + jitter(WARM_UP_JITTER));
 
     // 2. Wi-Fi goes.
+    let phase_start = Instant::now();
+    let radio_at_phase = radio.reading(phase_start);
     if case.fault == Fault::LosingHint {
         let _ = hints_tx.try_send(ConnectivityHint::Losing { network: WIFI_NET });
         progress("hint: Wi-Fi is losing");
@@ -329,9 +463,11 @@ pub fn run(case: Case, progress: &mut dyn FnMut(&str)) -> Result<Outcome, Switch
         Fault::Silent => wifi.set_drop(false)?,
     }
     progress("Wi-Fi is back");
-    let limit = match case.stack {
-        Stack::Multidriver => RETURN_LIMIT,
-        Stack::Stock => RETURN_WATCH,
+    let limit = match (case.stack, case.fault) {
+        (Stack::Multidriver, _) | (Stack::Tuned, Fault::InterfaceDown | Fault::LosingHint) => {
+            RETURN_LIMIT
+        }
+        (Stack::Stock, _) | (Stack::Tuned, Fault::Silent) => RETURN_WATCH,
     };
     let back = wait_until(limit, || {
         lock(&log)
@@ -349,6 +485,7 @@ pub fn run(case: Case, progress: &mut dyn FnMut(&str)) -> Result<Outcome, Switch
     // 5. Stop sending; every message must be acknowledged.
     sending.store(false, Ordering::SeqCst);
     let stopped_at = Instant::now();
+    let radio_at_stop = radio.reading(stopped_at);
     wait_until(DRAIN_LIMIT, || {
         lock(&log).messages.values().all(|acked| *acked)
     });
@@ -369,6 +506,17 @@ pub fn run(case: Case, progress: &mut dyn FnMut(&str)) -> Result<Outcome, Switch
         last = *t;
     }
     return_gap = return_gap.max(stopped_at.saturating_duration_since(last));
+    let mut fault_gap = Duration::ZERO;
+    let mut last = phase_start;
+    for (t, _) in log
+        .acks
+        .iter()
+        .filter(|(t, _)| *t > phase_start && *t < returned_at)
+    {
+        fault_gap = fault_gap.max(*t - last);
+        last = *t;
+    }
+    fault_gap = fault_gap.max(returned_at.saturating_duration_since(last));
     let final_path = log.acks.last().and_then(|(_, p)| *p);
     let from_fault = |t: Instant| {
         if t >= fault_at {
@@ -394,10 +542,22 @@ pub fn run(case: Case, progress: &mut dyn FnMut(&str)) -> Result<Outcome, Switch
         resent: log.resent,
         back_on_wifi,
         return_gap,
+        fault_gap,
+        radio: radio_at_stop.since(&radio_at_phase),
+        radio_run: radio_at_stop.since(&radio_at_start),
         final_path,
         story,
         switches,
     })
+}
+
+/// A random duration below `max` (the standard library's randomly keyed
+/// hasher is the source: enough to spread phases, nothing more).
+fn jitter(max: Duration) -> Duration {
+    use std::hash::BuildHasher;
+    let r = std::collections::hash_map::RandomState::new().hash_one(0u8);
+    let nanos = u64::try_from(max.as_nanos()).unwrap_or(u64::MAX).max(1);
+    Duration::from_nanos(r % nanos)
 }
 
 /// Sets the flag when dropped, so a panicking harness stops its threads.
@@ -448,8 +608,8 @@ fn port_of(addr: &Multiaddr) -> Option<u16> {
 
 fn socket_to_multiaddr(transport: Transport, addr: SocketAddr) -> Multiaddr {
     let ip = match addr.ip() {
-        std::net::IpAddr::V4(ip) => Protocol::Ip4(ip),
-        std::net::IpAddr::V6(ip) => Protocol::Ip6(ip),
+        IpAddr::V4(ip) => Protocol::Ip4(ip),
+        IpAddr::V6(ip) => Protocol::Ip6(ip),
     };
     let base = Multiaddr::empty().with(ip);
     match transport {
@@ -471,12 +631,13 @@ struct PeerBehaviour {
     ping: ping::Behaviour,
 }
 
-/// Starts the peer and the cellular relay in `ns`; its id and addresses.
+/// Starts the peer and the cellular relay in `ns`; its id, its addresses,
+/// and the relay's meter of the phone's cellular radio.
 fn start_peer(
     ns: &Netns,
     transport: Transport,
     stop: &Arc<AtomicBool>,
-) -> Result<(PeerId, Multiaddr, Multiaddr), SwitchError> {
+) -> Result<(PeerId, Multiaddr, Multiaddr, Arc<RadioMeter>), SwitchError> {
     let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
     let stop = Arc::clone(stop);
     ns.run_async(move || async move {
@@ -506,16 +667,16 @@ fn start_peer(
         let upstream: SocketAddr = ([127, 0, 0, 1], port).into();
         let relay_at: SocketAddr = "198.51.100.2:0".parse().expect("valid");
         // Both kinds are started; the transport's one carries the traffic.
-        let (relay, _tcp, _udp) = match transport {
+        let (relay, radio, _tcp, _udp) = match transport {
             Transport::Tcp => match DelayProxy::start(relay_at, upstream, CELL_ONE_WAY).await {
-                Ok(p) => (p.local_addr(), Some(p), None),
+                Ok(p) => (p.local_addr(), p.radio(), Some(p), None),
                 Err(e) => {
                     let _ = ready_tx.send(Err(format!("cellular relay: {e}")));
                     return;
                 }
             },
             Transport::Quic => match UdpDelayProxy::start(relay_at, upstream, CELL_ONE_WAY).await {
-                Ok(p) => (p.local_addr(), None, Some(p)),
+                Ok(p) => (p.local_addr(), p.radio(), None, Some(p)),
                 Err(e) => {
                     let _ = ready_tx.send(Err(format!("cellular relay: {e}")));
                     return;
@@ -527,6 +688,7 @@ fn start_peer(
             id,
             socket_to_multiaddr(transport, wifi),
             socket_to_multiaddr(transport, relay),
+            radio,
         )));
         let mut tick = tokio::time::interval(Duration::from_millis(50));
         while !stop.load(Ordering::SeqCst) {
@@ -794,8 +956,6 @@ async fn stock_phone(
     sending: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
 ) {
-    use libp2p::swarm::dial_opts::DialOpts;
-
     let mut swarm = base_swarm(Keypair::generate_ed25519(), transport, false, |_| {
         StockPhone {
             app: app_behaviour(),
@@ -860,7 +1020,7 @@ async fn stock_phone(
                 }
                 SwarmEvent::OutgoingConnectionError { .. } if connections == 0 => {
                     // Try again shortly rather than spin.
-                    redial_at = Some(tokio::time::Instant::now() + Duration::from_millis(500));
+                    redial_at = Some(tokio::time::Instant::now() + REDIAL_PAUSE);
                 }
                 SwarmEvent::Behaviour(StockPhoneEvent::Ping(ping::Event { connection, result: Err(e), .. })) => {
                     lock(&app.log).notes.push((Instant::now(), format!("ping failed: {e}")));
@@ -872,12 +1032,386 @@ async fn stock_phone(
                     swarm.close_connection(connection);
                     let _ = swarm.dial(
                         DialOpts::peer_id(target.peer)
-                            .condition(libp2p::swarm::dial_opts::PeerCondition::Always)
+                            .condition(PeerCondition::Always)
                             .build(),
                     );
                 }
                 SwarmEvent::Behaviour(StockPhoneEvent::App(e)) => {
                     app.on_app_event(&e, &mut swarm.behaviour_mut().app);
+                }
+                _ => {}
+            },
+        }
+    }
+}
+
+/// The tuned stack's swarm: see [`Stack::Tuned`].
+fn tuned_swarm<B: NetworkBehaviour>(
+    key: Keypair,
+    transport: Transport,
+    behaviour: impl FnOnce(&Keypair) -> B,
+) -> Result<Swarm<B>, String> {
+    use libp2p::core::upgrade::Version;
+
+    let swarm_config = |c: libp2p::swarm::Config| {
+        c.with_smart_dial()
+            .with_idle_connection_timeout(TUNED_IDLE_CONNECTION)
+            // See TUNED_PING_TIMEOUT: a new ping stream on a dead path must
+            // fail at the ping timeout, not at the 10 s negotiation timeout.
+            .with_substream_upgrade_protocol_override(Version::V1Lazy)
+    };
+    match transport {
+        Transport::Tcp => Ok(SwarmBuilder::with_existing_identity(key)
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| e.to_string())?
+            .with_behaviour(behaviour)
+            .map_err(|e| e.to_string())?
+            .with_swarm_config(swarm_config)
+            .build()),
+        Transport::Quic => Ok(SwarmBuilder::with_existing_identity(key)
+            .with_tokio()
+            .with_quic_config(|mut c| {
+                c.max_idle_timeout = u32::try_from(TUNED_QUIC_IDLE.as_millis()).unwrap_or(u32::MAX);
+                c.keep_alive_interval = TUNED_QUIC_KEEP_ALIVE;
+                c
+            })
+            .with_behaviour(behaviour)
+            .map_err(|e| e.to_string())?
+            .with_swarm_config(swarm_config)
+            .build()),
+    }
+}
+
+#[derive(NetworkBehaviour)]
+struct TunedPhone {
+    app: request_response::json::Behaviour<u64, u64>,
+    ping: ping::Behaviour,
+}
+
+/// The local address the kernel sends from to reach `addr`'s IP (a UDP
+/// socket's `connect` picks it; nothing is sent), as multidriver's
+/// `Behaviour` finds a route's interface; `None` when there is no route.
+fn source_ip(addr: &Multiaddr) -> Option<IpAddr> {
+    let ip: IpAddr = addr.iter().find_map(|p| match p {
+        Protocol::Ip4(ip) => Some(ip.into()),
+        Protocol::Ip6(ip) => Some(ip.into()),
+        _ => None,
+    })?;
+    let any: IpAddr = match ip {
+        IpAddr::V4(_) => std::net::Ipv4Addr::UNSPECIFIED.into(),
+        IpAddr::V6(_) => std::net::Ipv6Addr::UNSPECIFIED.into(),
+    };
+    // Port 9 (discard): irrelevant, nothing is sent.
+    let socket = std::net::UdpSocket::bind(SocketAddr::new(any, 0)).ok()?;
+    socket.connect(SocketAddr::new(ip, 9)).ok()?;
+    Some(socket.local_addr().ok()?.ip())
+}
+
+fn ip_of(cidr: &str) -> IpAddr {
+    cidr.split('/')
+        .next()
+        .and_then(|ip| ip.parse().ok())
+        .expect("a valid address")
+}
+
+/// The tuned app's view of its connections and dials; see [`Stack::Tuned`].
+struct TunedApp {
+    app: App,
+    target: Target,
+    /// The phone's Wi-Fi address: the app prefers Wi-Fi (unmetered), and
+    /// knows which address is Wi-Fi as an Android app does from the
+    /// network's `LinkProperties`.
+    wifi_ip: IpAddr,
+    /// The host's networks and the phone's address on each (hint case).
+    networks: [(NetworkId, IpAddr); 2],
+    /// Open connections: remote address and the local address they leave
+    /// from.
+    conns: HashMap<ConnectionId, (Multiaddr, Option<IpAddr>)>,
+    /// Dials in flight and the addresses they try.
+    dialing: HashMap<ConnectionId, Vec<Multiaddr>>,
+    /// Local addresses being left: their connections close once a
+    /// connection over another address is up.
+    leaving: HashSet<IpAddr>,
+}
+
+impl TunedApp {
+    fn note(&self, note: String) {
+        lock(&self.app.log).notes.push((Instant::now(), note));
+    }
+
+    /// The peer's addresses the kernel reaches from `from` (`Some`) or
+    /// from anywhere but `not` (`None` in `from`).
+    fn addresses(&self, from: Option<IpAddr>, not: Option<IpAddr>) -> Vec<Multiaddr> {
+        [&self.target.wifi, &self.target.cell]
+            .into_iter()
+            .filter(|a| {
+                let src = source_ip(a);
+                src.is_some() && (from.is_none() || src == from) && (not.is_none() || src != not)
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Dials the peer at `addresses` now, beside any connection it has.
+    fn dial(&mut self, swarm: &mut Swarm<TunedPhone>, addresses: Vec<Multiaddr>, why: &str) {
+        if addresses.is_empty() {
+            return;
+        }
+        let opts = DialOpts::peer_id(self.target.peer)
+            .condition(PeerCondition::Always)
+            .addresses(addresses.clone())
+            .build();
+        let id = opts.connection_id();
+        self.note(format!("{why}: dialing {addresses:?}"));
+        if swarm.dial(opts).is_ok() {
+            self.dialing.insert(id, addresses);
+        }
+    }
+
+    /// Whether a dial in flight tries an address reached from `from`.
+    fn dialing_from(&self, from: IpAddr) -> bool {
+        self.dialing
+            .values()
+            .flatten()
+            .any(|a| source_ip(a) == Some(from))
+    }
+
+    /// Closes the connections leaving from `ip`.
+    fn close_from(&mut self, swarm: &mut Swarm<TunedPhone>, ip: IpAddr) {
+        for (id, (_, local)) in &self.conns {
+            if *local == Some(ip) {
+                swarm.close_connection(*id);
+            }
+        }
+    }
+
+    /// The address `ip` went (interface down, address removed, host
+    /// "lost"): close what leaves from it and dial the other ways at once.
+    fn lost(&mut self, swarm: &mut Swarm<TunedPhone>, ip: IpAddr) {
+        let had = self.conns.values().any(|(_, l)| *l == Some(ip));
+        self.close_from(swarm, ip);
+        let over_other = self
+            .conns
+            .values()
+            .any(|(_, l)| l.is_some() && *l != Some(ip));
+        if had && !over_other {
+            let others = self.addresses(None, Some(ip));
+            self.dial(swarm, others, &format!("{ip} lost"));
+        }
+    }
+
+    /// The host says the network of `ip` is going: dial the other ways
+    /// first; the old connection closes once the new one is up.
+    fn leave(&mut self, swarm: &mut Swarm<TunedPhone>, ip: IpAddr) {
+        self.leaving.insert(ip);
+        let others = self.addresses(None, Some(ip));
+        self.dial(swarm, others, &format!("{ip} losing"));
+    }
+
+    /// Wi-Fi (`ip`) is usable again: dial over it unless already there; the
+    /// others close once it is up.
+    fn join(&mut self, swarm: &mut Swarm<TunedPhone>, ip: IpAddr) {
+        self.leaving.remove(&ip);
+        let there = self.conns.values().any(|(_, l)| *l == Some(ip));
+        if ip == self.wifi_ip && !there && !self.dialing_from(ip) {
+            let over = self.addresses(Some(ip), None);
+            self.dial(swarm, over, &format!("{ip} back"));
+        }
+    }
+
+    fn established(&mut self, swarm: &mut Swarm<TunedPhone>, id: ConnectionId, remote: &Multiaddr) {
+        self.dialing.remove(&id);
+        let local = source_ip(remote);
+        // The address dialed, without the peer id the swarm appends.
+        let remote: Multiaddr = remote
+            .iter()
+            .filter(|p| !matches!(p, Protocol::P2p(_)))
+            .collect();
+        let remote = &remote;
+        self.note(format!("connected over {remote} from {local:?}"));
+        self.app.paths.insert(id, Path::of(remote));
+        // Make-before-break: the new connection is up, so close those being
+        // left, and, when it is over Wi-Fi, every other.
+        let on_wifi = local == Some(self.wifi_ip);
+        for (old, (_, l)) in &self.conns {
+            let left = l.is_some_and(|l| self.leaving.contains(&l));
+            if left || (on_wifi && *l != Some(self.wifi_ip)) {
+                swarm.close_connection(*old);
+            }
+        }
+        self.conns.insert(id, (remote.clone(), local));
+        // The app's requests move to the new connection: what is
+        // unacknowledged is sent again (request-response spreads requests
+        // over a peer's open connections, and the old ones are closing).
+        self.app.resend_all(&mut swarm.behaviour_mut().app);
+    }
+
+    fn on_hint(&mut self, swarm: &mut Swarm<TunedPhone>, hint: ConnectivityHint) {
+        let ip_of_net = |n: NetworkId| {
+            self.networks
+                .iter()
+                .find(|(id, _)| *id == n)
+                .map(|(_, ip)| *ip)
+        };
+        self.note(format!("hint {hint:?}"));
+        match hint {
+            ConnectivityHint::Losing { network } => {
+                if let Some(ip) = ip_of_net(network) {
+                    self.leave(swarm, ip);
+                }
+            }
+            ConnectivityHint::Lost { network } => {
+                if let Some(ip) = ip_of_net(network) {
+                    self.lost(swarm, ip);
+                }
+            }
+            ConnectivityHint::Available { network, .. } => {
+                if let Some(ip) = ip_of_net(network) {
+                    self.join(swarm, ip);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_if_event(&mut self, swarm: &mut Swarm<TunedPhone>, event: if_watch::IfEvent) {
+        match event {
+            if_watch::IfEvent::Down(net) if !net.addr().is_loopback() => {
+                self.note(format!("address {net} gone"));
+                self.lost(swarm, net.addr());
+            }
+            if_watch::IfEvent::Up(net) if !net.addr().is_loopback() => {
+                self.note(format!("address {net} up"));
+                self.join(swarm, net.addr());
+            }
+            _ => {}
+        }
+    }
+}
+
+async fn tuned_phone(
+    transport: Transport,
+    target: Target,
+    hinted: bool,
+    mut hints: tokio::sync::mpsc::Receiver<ConnectivityHint>,
+    log: Shared,
+    sending: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+) {
+    let ping = ping::Config::new()
+        .with_interval(TUNED_PING_INTERVAL)
+        .with_timeout(TUNED_PING_TIMEOUT);
+    let mut swarm = tuned_swarm(Keypair::generate_ed25519(), transport, |_| TunedPhone {
+        app: app_behaviour(),
+        ping: ping::Behaviour::new(ping),
+    })
+    .expect("the stack builds");
+    swarm
+        .listen_on(listen_addr(transport))
+        .expect("a listen address");
+    swarm.add_peer_address(target.peer, target.wifi.clone());
+    swarm.add_peer_address(target.peer, target.cell.clone());
+    // Interface events, as multidriver gets them; in the hint case host
+    // hints only, as multidriver there.
+    let mut watcher = if hinted {
+        None
+    } else {
+        Some(if_watch::tokio::IfWatcher::new().expect("a netlink socket"))
+    };
+    let wifi_ip = ip_of(WIFI_PHONE);
+    let mut tuned = TunedApp {
+        app: App::new(target.peer, log),
+        wifi_ip,
+        networks: [(WIFI_NET, wifi_ip), (CELL_NET, ip_of(CELL_PHONE))],
+        target: target.clone(),
+        conns: HashMap::new(),
+        dialing: HashMap::new(),
+        leaving: HashSet::new(),
+    };
+    // It first connects over Wi-Fi.
+    tuned.dial(&mut swarm, vec![target.wifi.clone()], "start");
+
+    let mut tick = tokio::time::interval(MESSAGE_INTERVAL);
+    let mut redial_at: Option<tokio::time::Instant> = None;
+    while !stop.load(Ordering::SeqCst) {
+        let redial = async {
+            match redial_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        let if_event = async {
+            match watcher.as_mut() {
+                Some(w) => w.next().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tick.tick() => {
+                if !tuned.conns.is_empty() && sending.load(Ordering::SeqCst) {
+                    tuned.app.send_new(&mut swarm.behaviour_mut().app);
+                }
+            }
+            () = redial => {
+                redial_at = None;
+                if tuned.conns.is_empty() && tuned.dialing.is_empty() {
+                    let all = tuned.addresses(None, None);
+                    tuned.dial(&mut swarm, all, "no connection");
+                }
+            }
+            Some(hint) = hints.recv() => tuned.on_hint(&mut swarm, hint),
+            event = if_event => match event {
+                Some(Ok(event)) => tuned.on_if_event(&mut swarm, event),
+                // The watcher failed or ended: go on without it.
+                _ => watcher = None,
+            },
+            event = swarm.select_next_some() => match event {
+                SwarmEvent::ConnectionEstablished { connection_id, endpoint, .. } => {
+                    tuned.established(&mut swarm, connection_id, endpoint.get_remote_address());
+                }
+                SwarmEvent::ConnectionClosed { connection_id, cause, .. } => {
+                    tuned.note(format!("connection closed: {cause:?}"));
+                    tuned.conns.remove(&connection_id);
+                    if tuned.conns.is_empty() && tuned.dialing.is_empty() {
+                        // Dial again at once.
+                        let all = tuned.addresses(None, None);
+                        tuned.dial(&mut swarm, all, "no connection");
+                    }
+                }
+                SwarmEvent::OutgoingConnectionError { connection_id, error, .. } => {
+                    tuned.dialing.remove(&connection_id);
+                    tuned.note(format!("dial failed: {error}"));
+                    if tuned.conns.is_empty() && tuned.dialing.is_empty() {
+                        // Try again shortly rather than spin.
+                        redial_at = Some(tokio::time::Instant::now() + REDIAL_PAUSE);
+                    }
+                }
+                SwarmEvent::Behaviour(TunedPhoneEvent::Ping(ping::Event { connection, result: Err(e), .. })) => {
+                    // A reported failure (the second in a row; see
+                    // TUNED_PING_TIMEOUT): the connection is taken as dead,
+                    // closed, and the peer dialed at once over its other
+                    // addresses.
+                    tuned.note(format!("ping failed: {e}"));
+                    swarm.close_connection(connection);
+                    let failed = tuned.conns.remove(&connection);
+                    let others: Vec<Multiaddr> = tuned
+                        .addresses(None, None)
+                        .into_iter()
+                        .filter(|a| failed.as_ref().is_none_or(|(remote, _)| remote != a))
+                        .collect();
+                    let over_other = !tuned.conns.is_empty();
+                    if !over_other {
+                        let all = tuned.addresses(None, None);
+                        tuned.dial(&mut swarm, if others.is_empty() { all } else { others }, "ping failed");
+                    }
+                }
+                SwarmEvent::Behaviour(TunedPhoneEvent::App(e)) => {
+                    tuned.app.on_app_event(&e, &mut swarm.behaviour_mut().app);
                 }
                 _ => {}
             },

@@ -5,7 +5,7 @@
 //! Each node runs on a thread inside its namespace, so its sockets, its
 //! `if-watch` and its multicast stay there; nothing touches the machine's
 //! own interfaces. Skipped, with the reason printed, where namespaces
-//! cannot be made.
+//! cannot be made, and failing there under CI (`CI=true`).
 #![cfg(target_os = "linux")]
 
 mod common;
@@ -28,14 +28,9 @@ use multidriver_tests::netns::{self, Netns, VethPair};
 const PATIENCE: Duration = Duration::from_secs(30);
 const NS: &str = "multidriver-netns-test";
 
+/// Skipped where namespaces cannot be made; fails there under CI.
 fn skipped() -> bool {
-    match netns::available() {
-        Ok(()) => false,
-        Err(reason) => {
-            eprintln!("skipped: {reason}");
-            true
-        }
-    }
+    multidriver_tests::skipped(netns::available())
 }
 
 /// Runs a multidriver node inside `ns` until `stop` fires or `PATIENCE`

@@ -2,7 +2,7 @@
 //! multicast between threads that entered them, link changes and packet
 //! drops cut the path, and every namespace is gone after its handle drops,
 //! also after a panic. Each test is skipped, with the reason printed, where
-//! namespaces cannot be made.
+//! namespaces cannot be made, and fails there under CI (`CI=true`).
 #![cfg(target_os = "linux")]
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -10,6 +10,7 @@ use std::sync::mpsc::sync_channel;
 use std::time::Duration;
 
 use multidriver_tests::netns::{self, Netns, VethPair};
+use multidriver_tests::skipped;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::time::timeout;
@@ -18,16 +19,6 @@ use tokio::time::timeout;
 const PATIENCE: Duration = Duration::from_secs(10);
 const A_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 1, 1);
 const B_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 1, 2);
-
-fn skipped(check: Result<(), String>) -> bool {
-    match check {
-        Ok(()) => false,
-        Err(reason) => {
-            eprintln!("skipped: {reason}");
-            true
-        }
-    }
-}
 
 /// Two namespaces named `prefix-…` joined by `ve0` (10.77.1.1 in `a`) and
 /// `ve1` (10.77.1.2 in `b`).
