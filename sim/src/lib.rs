@@ -62,9 +62,9 @@
 //!   closes connections over a lost interface and redials at once, on
 //!   "losing" dials around the interface before it goes (make-before-break
 //!   with `PeerCondition::Always`), and when a LAN interface comes up dials
-//!   peers it lost and moves peers off cellular make-before-break. It
-//!   cannot bind a dial to an interface the OS does not route through, so a
-//!   Wi-Fi that silently stalls keeps its redials until the OS lets it go.
+//!   peers it lost and moves peers off cellular make-before-break. Nothing
+//!   tells it a Wi-Fi has silently stalled, so its redials go where the OS
+//!   routes them, into that Wi-Fi, until the OS lets it go.
 //! - `tinder`: Berty's always-on discovery: every driver and rendezvous
 //!   point, a union of addresses that never expires, rendezvous polled every
 //!   30 s, go-libp2p's ranking (fast-forward when nothing is in flight), no
@@ -139,12 +139,12 @@ pub struct RunOptions {
     pub policies: Option<Vec<String>>,
     /// Worker threads; policies run in parallel, results do not depend on it.
     pub threads: usize,
-    /// Check the simulator's invariants after every event (slower; for
-    /// tests): every message is delivered, lost or still queued; no
-    /// connection is opened over an interface that is down; and policies
-    /// that hear interface events keep no connection in use over an
-    /// interface the OS reported gone. A break stops the run with
-    /// [`Error::Invariant`].
+    /// Check the simulator's invariants as the run goes (slower; for
+    /// tests): at every sample interval and at the end, every message is
+    /// delivered, lost or still queued; after every interface loss and at
+    /// every sample interval, no policy that hears interface events uses a
+    /// connection over an interface that is down. A break stops the run
+    /// with [`Error::Invariant`].
     pub check_invariants: bool,
 }
 

@@ -30,7 +30,7 @@
 //! 5. stops sending and waits for every message to be acknowledged.
 //!
 //! The cellular relay meters the phone's cellular radio
-//! ([`RadioMeter`](crate::radio::RadioMeter), LTE's profile): wake-ups and
+//! ([`RadioMeter`], LTE's profile): wake-ups and
 //! modelled joules over the same window for every stack, from the fault
 //! (the losing hint, in that case) until the app stops sending, the last
 //! packet's tail counted whole ([`Outcome::radio`]).

@@ -112,7 +112,9 @@ pub(crate) struct ClassicAgent {
     flavor: Flavor,
     tinder: bool,
     peers: BTreeMap<u32, Peer>,
-    conn_peer: BTreeMap<u64, (u32, AddrKey)>,
+    /// Each connection or dial: the peer, the address, and the interface it
+    /// leaves through (the app's choice, or the OS's route when dialed).
+    conn_peer: BTreeMap<u64, (u32, AddrKey, Option<IfKind>)>,
     /// Each query's driver, and the peer it looks up.
     queries: BTreeMap<u64, (DriverRef, Option<u32>)>,
     /// Interfaces the host said are losing (`libp2p-tuned` dials around
@@ -218,7 +220,15 @@ impl ClassicAgent {
         let Some(p) = self.peers.get_mut(&peer) else {
             return;
         };
-        if p.lookups > 0 || p.looked_up.is_some_and(|t| now < t + APP_RETRY) {
+        if p.lookups > 0 {
+            return;
+        }
+        if let Some(t) = p.looked_up.filter(|t| now < *t + APP_RETRY) {
+            // Too soon: try again when the pause is over, so a peer with
+            // no address does not wait for the app's next message.
+            if p.conn.is_none() && p.retry_at.is_none_or(|r| r > t + APP_RETRY) {
+                p.retry_at = Some(t + APP_RETRY);
+            }
             return;
         }
         p.looked_up = Some(now);
@@ -305,10 +315,6 @@ impl ClassicAgent {
         }
         for a in starts {
             let conn = self.id();
-            self.conn_peer.insert(conn, (peer, a));
-            if let Some(p) = self.peers.get_mut(&peer) {
-                p.dials.push(conn);
-            }
             // The OS picks the interface (see `route_for`); the tuned app
             // steers around a losing interface.
             let via = if self.flavor == Flavor::Tuned {
@@ -316,6 +322,11 @@ impl ClassicAgent {
             } else {
                 None
             };
+            let leaves = via.or_else(|| route_for(world, self.me, a));
+            self.conn_peer.insert(conn, (peer, a, leaves));
+            if let Some(p) = self.peers.get_mut(&peer) {
+                p.dials.push(conn);
+            }
             self.out.push_back(Output::Dial {
                 conn,
                 peer,
@@ -368,7 +379,7 @@ impl ClassicAgent {
 
     /// Forgets a closed connection; the peer it served, if any.
     fn closed(&mut self, conn: u64) -> Option<u32> {
-        let (peer, _) = self.conn_peer.remove(&conn)?;
+        let (peer, _, _) = self.conn_peer.remove(&conn)?;
         if let Some(p) = self.peers.get_mut(&peer)
             && p.conn == Some(conn)
         {
@@ -588,13 +599,8 @@ impl Agent for ClassicAgent {
                 }
             }
             Input::DialSucceeded { conn } => {
-                let Some(&(peer, addr)) = self.conn_peer.get(&conn) else {
+                let Some(&(peer, _, via)) = self.conn_peer.get(&conn) else {
                     return;
-                };
-                let via = if self.flavor == Flavor::Tuned {
-                    via_for(world, self.me, addr, &self.losing)
-                } else {
-                    route_for(world, self.me, addr)
                 };
                 let mut cancel = Vec::new();
                 let mut replaced = None;
@@ -637,7 +643,7 @@ impl Agent for ClassicAgent {
                 }
             }
             Input::DialFailed { conn } => {
-                let Some((peer, addr)) = self.conn_peer.remove(&conn) else {
+                let Some((peer, addr, _)) = self.conn_peer.remove(&conn) else {
                     return;
                 };
                 if let Some(p) = self.peers.get_mut(&peer) {
@@ -832,6 +838,58 @@ mod tests {
             epoch,
             lan: false,
             quic,
+        }
+    }
+
+    /// libp2p-ping reports a dead connection at its second failure: at the
+    /// defaults 20 s timeout + 15 s interval + the second attempt's 10 s
+    /// stream negotiation; tuned, with lazy negotiation, 1 + 1 + 1 s. QUIC
+    /// idles out after 10 s at the defaults, 3 s tuned.
+    #[test]
+    fn ping_reports_the_second_failure() {
+        let lv = |flavor, quic| {
+            let agent = ClassicAgent {
+                flavor,
+                tinder: flavor == Flavor::Tinder,
+                ..blank()
+            };
+            agent.liveness(quic, Medium::Wifi)
+        };
+        let s = Duration::from_secs;
+        let stock = lv(Flavor::Stock, false);
+        assert_eq!(stock.ping_every, Some(s(15)));
+        assert_eq!(stock.ping_timeout, Some(s(45)));
+        assert_eq!(stock.quic_idle, None);
+        assert_eq!(lv(Flavor::Stock, true).quic_idle, Some(s(10)));
+        let tuned = lv(Flavor::Tuned, true);
+        assert_eq!(tuned.ping_every, Some(s(1)));
+        assert_eq!(tuned.ping_timeout, Some(s(3)));
+        assert_eq!(tuned.quic_idle, Some(s(3)));
+        assert!(tuned.quic_keepalive < tuned.quic_idle);
+        assert_eq!(tuned.idle_close, Some(SWARM_IDLE));
+        assert_eq!(lv(Flavor::Tinder, true).idle_close, None);
+    }
+
+    fn blank() -> ClassicAgent {
+        ClassicAgent {
+            me: 0,
+            flavor: Flavor::Stock,
+            tinder: false,
+            losing: Vec::new(),
+            peers: BTreeMap::new(),
+            conn_peer: BTreeMap::new(),
+            queries: BTreeMap::new(),
+            next_id: 0,
+            out: VecDeque::new(),
+            dht: false,
+            servers: 0,
+            ble: false,
+            mdns_next: None,
+            mdns_gap: MDNS_FIRST_PROBE,
+            bootstrap_next: None,
+            publish_next: None,
+            register_next: None,
+            poll_next: None,
         }
     }
 

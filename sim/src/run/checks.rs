@@ -1,5 +1,6 @@
-//! Invariant checks, run after every event when
-//! [`RunOptions::check_invariants`](crate::RunOptions) is set.
+//! Invariant checks, run as the simulation goes when
+//! [`RunOptions::check_invariants`](crate::RunOptions) is set: after every
+//! interface loss, at every sample interval, and at the end.
 
 use crate::Error;
 use crate::world::IfKind;
@@ -35,12 +36,31 @@ impl Sim<'_> {
         }
     }
 
+    /// Whether the policy hears interface events. libp2p-stock and tinder
+    /// ignore them: a dead connection stays until their keep-alives notice.
+    fn hears_interfaces(&self) -> bool {
+        !matches!(self.policy.as_str(), "libp2p-stock" | "tinder")
+    }
+
+    /// No node of a policy that hears interface events uses a connection
+    /// over an interface that is down.
+    pub(super) fn check_primaries(&mut self) {
+        if !self.hears_interfaces() {
+            return;
+        }
+        for node in 0..self.pairs.len() as u32 {
+            for kind in IfKind::IP {
+                if !self.world.nodes[node as usize].ifaces[kind as usize].up {
+                    self.check_after_down(node, kind);
+                }
+            }
+        }
+    }
+
     /// After a policy that hears interface events handled `kind` going
     /// down, none of `node`'s connections in use leaves through it.
     pub(super) fn check_after_down(&mut self, node: u32, kind: IfKind) {
-        if matches!(self.policy.as_str(), "libp2p-stock" | "tinder") {
-            // They ignore interface events: the dead connection stays
-            // until their keep-alives notice.
+        if !self.hears_interfaces() {
             return;
         }
         for (slot, p) in self.pairs[node as usize].iter().enumerate() {

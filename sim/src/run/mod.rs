@@ -435,7 +435,7 @@ struct Sim<'p> {
     /// Set when a node went over its event budget, or broke an invariant;
     /// the run stops with it.
     runaway: Option<Error>,
-    /// Check invariants after every event.
+    /// Check invariants as the run goes (see `checks.rs`).
     check: bool,
 }
 
@@ -630,6 +630,7 @@ impl<'p> Sim<'p> {
                     self.sample();
                     if self.check {
                         self.check_messages();
+                        self.check_primaries();
                     }
                 }
                 Ev::Progress => {
@@ -753,6 +754,10 @@ impl<'p> Sim<'p> {
                     return Ok(());
                 }
                 self.world.nodes[n].online = true;
+                // A warning the previous app heard is not this one's.
+                for i in &mut self.world.nodes[n].ifaces {
+                    i.losing = false;
+                }
                 self.online_since[n] = Some(self.now);
                 self.gens[n] += 1;
                 let agent = self.make_agent(node)?;
@@ -1159,10 +1164,6 @@ impl<'p> Sim<'p> {
             return;
         }
         let alive = ok && self.conn_path(c).is_some();
-        if self.check && alive && !self.world.nodes[node as usize].ifaces[c.via as usize].up {
-            let what = format!("connection {key} opened over {:?}, which is down", c.via);
-            self.broken(what);
-        }
         if alive {
             let now = self.now;
             let lv = {
