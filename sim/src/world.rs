@@ -54,6 +54,22 @@ pub(crate) struct Iface {
     pub(crate) attach: u32,
 }
 
+impl Iface {
+    /// An interface that is up and passing packets, on `lan` (Wi-Fi,
+    /// Ethernet) or none (cellular), with its address epoch and attachment
+    /// count.
+    pub(crate) fn attached(lan: Option<u16>, epoch: u16, attach: u32) -> Iface {
+        Iface {
+            up: true,
+            stalled: false,
+            losing: false,
+            lan,
+            epoch,
+            attach,
+        }
+    }
+}
+
 /// An address of a node, as the simulator encodes it into a multiaddr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct AddrKey {

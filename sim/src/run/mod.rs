@@ -88,34 +88,14 @@ impl Plan {
                 let dist = g.spread_m * r.f64().sqrt();
                 let mut ifaces = [Iface::default(); 4];
                 if let Some(l) = g.wifi {
-                    ifaces[IfKind::Wifi as usize] = Iface {
-                        up: true,
-                        stalled: false,
-                        losing: false,
-                        lan: Some(l as u16),
-                        epoch: l as u16,
-                        attach: 0,
-                    };
+                    ifaces[IfKind::Wifi as usize] = Iface::attached(Some(l as u16), l as u16, 0);
                 }
                 if let Some(l) = g.ethernet {
-                    ifaces[IfKind::Ethernet as usize] = Iface {
-                        up: true,
-                        stalled: false,
-                        losing: false,
-                        lan: Some(l as u16),
-                        epoch: l as u16,
-                        attach: 0,
-                    };
+                    ifaces[IfKind::Ethernet as usize] =
+                        Iface::attached(Some(l as u16), l as u16, 0);
                 }
                 if g.cellular.is_some() {
-                    ifaces[IfKind::Cellular as usize] = Iface {
-                        up: true,
-                        stalled: false,
-                        losing: false,
-                        lan: None,
-                        epoch: 0,
-                        attach: 0,
-                    };
+                    ifaces[IfKind::Cellular as usize] = Iface::attached(None, 0, 0);
                 }
                 ifaces[IfKind::Ble as usize].up = g.ble;
                 nodes.push(Node {
@@ -834,14 +814,7 @@ impl<'p> Sim<'p> {
                     IfKind::Ethernet
                 };
                 let i = &mut self.world.nodes[n].ifaces[kind as usize];
-                *i = Iface {
-                    up: true,
-                    stalled: false,
-                    losing: false,
-                    lan: Some(*lan as u16),
-                    epoch: *lan as u16,
-                    attach: i.attach.wrapping_add(1),
-                };
+                *i = Iface::attached(Some(*lan as u16), *lan as u16, i.attach.wrapping_add(1));
                 if online {
                     let up = up_input(&self.world.nodes[n], kind, &self.world);
                     self.input(node, up);
@@ -894,14 +867,7 @@ impl<'p> Sim<'p> {
                 let epoch = nd.next_cell_epoch;
                 nd.next_cell_epoch = nd.next_cell_epoch.wrapping_add(1);
                 let attach = nd.ifaces[IfKind::Cellular as usize].attach.wrapping_add(1);
-                nd.ifaces[IfKind::Cellular as usize] = Iface {
-                    up: true,
-                    stalled: false,
-                    losing: false,
-                    lan: None,
-                    epoch,
-                    attach,
-                };
+                nd.ifaces[IfKind::Cellular as usize] = Iface::attached(None, epoch, attach);
                 if online {
                     let up = up_input(&self.world.nodes[n], IfKind::Cellular, &self.world);
                     self.input(node, up);
