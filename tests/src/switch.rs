@@ -495,28 +495,8 @@ pub fn run(case: Case, progress: &mut dyn FnMut(&str)) -> Result<Outcome, Switch
     let log = lock(&log);
     let sent = log.messages.len() as u64;
     let lost = log.messages.values().filter(|a| !**a).count() as u64;
-    let mut return_gap = Duration::ZERO;
-    let mut last = returned_at;
-    for (t, _) in log
-        .acks
-        .iter()
-        .filter(|(t, _)| *t > returned_at && *t < stopped_at)
-    {
-        return_gap = return_gap.max(*t - last);
-        last = *t;
-    }
-    return_gap = return_gap.max(stopped_at.saturating_duration_since(last));
-    let mut fault_gap = Duration::ZERO;
-    let mut last = phase_start;
-    for (t, _) in log
-        .acks
-        .iter()
-        .filter(|(t, _)| *t > phase_start && *t < returned_at)
-    {
-        fault_gap = fault_gap.max(*t - last);
-        last = *t;
-    }
-    fault_gap = fault_gap.max(returned_at.saturating_duration_since(last));
+    let return_gap = longest_gap(&log.acks, returned_at, stopped_at);
+    let fault_gap = longest_gap(&log.acks, phase_start, returned_at);
     let final_path = log.acks.last().and_then(|(_, p)| *p);
     let from_fault = |t: Instant| {
         if t >= fault_at {
@@ -1417,4 +1397,16 @@ async fn tuned_phone(
             },
         }
     }
+}
+
+/// The longest time between `from`, the acknowledgements in between, and
+/// `to`.
+fn longest_gap(acks: &[(Instant, Option<Path>)], from: Instant, to: Instant) -> Duration {
+    let mut gap = Duration::ZERO;
+    let mut last = from;
+    for (t, _) in acks.iter().filter(|(t, _)| *t > from && *t < to) {
+        gap = gap.max(*t - last);
+        last = *t;
+    }
+    gap.max(to.saturating_duration_since(last))
 }
