@@ -1,0 +1,92 @@
+//! Unit tests of the classic stacks' models.
+use super::*;
+
+fn addr(node: u32, quic: bool, epoch: u16) -> AddrKey {
+    AddrKey {
+        node,
+        kind: IfKind::Wifi,
+        epoch,
+        lan: false,
+        quic,
+    }
+}
+
+/// libp2p-ping reports a dead connection at its second failure: at the
+/// defaults 20 s timeout + 15 s interval + the second attempt's 10 s
+/// stream negotiation; tuned, with lazy negotiation, 1 + 1 + 1 s. QUIC
+/// idles out after 10 s at the defaults, 3 s tuned.
+#[test]
+fn ping_reports_the_second_failure() {
+    let lv = |flavor, quic| {
+        let agent = ClassicAgent {
+            flavor,
+            tinder: flavor == Flavor::Tinder,
+            ..blank()
+        };
+        agent.liveness(quic, Medium::Wifi)
+    };
+    let s = Duration::from_secs;
+    let stock = lv(Flavor::Stock, false);
+    assert_eq!(stock.ping_every, Some(s(15)));
+    assert_eq!(stock.ping_timeout, Some(s(45)));
+    assert_eq!(stock.quic_idle, None);
+    assert_eq!(lv(Flavor::Stock, true).quic_idle, Some(s(10)));
+    let tuned = lv(Flavor::Tuned, true);
+    assert_eq!(tuned.ping_every, Some(s(1)));
+    assert_eq!(tuned.ping_timeout, Some(s(3)));
+    assert_eq!(tuned.quic_idle, Some(s(3)));
+    assert!(tuned.quic_keepalive < tuned.quic_idle);
+    assert_eq!(tuned.idle_close, Some(SWARM_IDLE));
+    assert_eq!(lv(Flavor::Tinder, true).idle_close, None);
+}
+
+fn blank() -> ClassicAgent {
+    ClassicAgent {
+        me: 0,
+        flavor: Flavor::Stock,
+        tinder: false,
+        losing: Vec::new(),
+        peers: BTreeMap::new(),
+        conn_peer: BTreeMap::new(),
+        queries: BTreeMap::new(),
+        next_id: 0,
+        out: VecDeque::new(),
+        dht: false,
+        servers: 0,
+        ble: false,
+        mdns_next: None,
+        mdns_gap: MDNS_FIRST_PROBE,
+        bootstrap_next: None,
+        publish_next: None,
+        register_next: None,
+        poll_next: None,
+    }
+}
+
+#[test]
+fn smart_dial_delays_follow_the_rust_libp2p_ranker() {
+    // libp2p-swarm `dial_ranker.rs` tests: three public QUIC addresses
+    // get 0, 250 ms, 250 ms; TCP starts 250 ms after the last QUIC one.
+    let ms = Duration::from_millis;
+    let sorted = [
+        addr(1, true, 1),
+        addr(1, true, 2),
+        addr(1, true, 3),
+        addr(1, false, 1),
+        addr(1, false, 2),
+    ];
+    let got: Vec<Duration> = smart_dial_delays(sorted.into_iter(), PUBLIC_DELAY)
+        .into_iter()
+        .map(|(d, _)| d)
+        .collect();
+    assert_eq!(got, [ms(0), ms(250), ms(250), ms(500), ms(750)]);
+    // Private addresses: the same shape at 30 ms.
+    let got: Vec<Duration> = smart_dial_delays(
+        [addr(1, true, 1), addr(1, false, 1)].into_iter(),
+        PRIVATE_DELAY,
+    )
+    .into_iter()
+    .map(|(d, _)| d)
+    .collect();
+    assert_eq!(got, [ms(0), ms(30)]);
+}
