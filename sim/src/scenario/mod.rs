@@ -8,10 +8,13 @@ use std::ops::Range;
 
 use multidriver_scoring::toml_support::{error_at, parse};
 use multidriver_scoring::{Lifecycle, Profile};
-use serde::Deserialize;
 use toml::Spanned;
 
 use crate::Error;
+
+mod raw;
+
+use raw::*;
 
 /// Most nodes a scenario may hold: addresses encode the node in 24 bits.
 pub const MAX_NODES: u32 = 1 << 20;
@@ -37,164 +40,6 @@ pub const ALL_POLICIES: &[&str] = &[
     "single-mdns",
     "oracle",
 ];
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawScenario {
-    name: String,
-    #[serde(default)]
-    description: String,
-    duration_s: Spanned<f64>,
-    #[serde(default)]
-    seed: u64,
-    #[serde(default)]
-    policies: Option<Vec<Spanned<String>>>,
-    #[serde(default)]
-    metrics: RawMetrics,
-    #[serde(default)]
-    traffic: RawTraffic,
-    #[serde(default)]
-    links: RawLinks,
-    #[serde(default)]
-    regions: Vec<RawRegion>,
-    #[serde(default)]
-    lans: Vec<RawLan>,
-    #[serde(default)]
-    dht: Option<RawDht>,
-    #[serde(default)]
-    rendezvous: Vec<RawRendezvous>,
-    groups: Vec<RawGroup>,
-    #[serde(default)]
-    events: Vec<RawEvent>,
-    #[serde(default)]
-    limits: RawLimits,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawLimits {
-    max_events_per_node_second: Option<Spanned<f64>>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawMetrics {
-    sample_interval_s: Option<Spanned<f64>>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawTraffic {
-    message_interval_s: Option<Spanned<f64>>,
-    message_bytes: Option<u32>,
-    queue_limit: Option<u32>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawLinks {
-    wifi_loss: Option<Spanned<f64>>,
-    cellular_loss: Option<Spanned<f64>>,
-    ble_range_m: Option<Spanned<f64>>,
-    cellular_access_rtt_ms: Option<Spanned<f64>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRegion {
-    name: String,
-    #[serde(default)]
-    core_rtt_ms: BTreeMap<String, Spanned<f64>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawLan {
-    name: String,
-    #[serde(default = "default_lan_medium")]
-    medium: Spanned<String>,
-    rtt_ms: Spanned<f64>,
-    #[serde(default = "yes")]
-    internet: bool,
-    region: Option<Spanned<String>>,
-}
-
-fn default_lan_medium() -> Spanned<String> {
-    Spanned::new(0..0, "wifi".to_owned())
-}
-
-fn yes() -> bool {
-    true
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawDht {
-    lookup_success: Option<Spanned<f64>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRendezvous {
-    name: String,
-    region: Option<Spanned<String>>,
-    #[serde(default)]
-    outages: Vec<Spanned<[f64; 2]>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawGroup {
-    name: String,
-    count: Spanned<u32>,
-    region: Option<Spanned<String>>,
-    wifi: Option<Spanned<String>>,
-    ethernet: Option<Spanned<String>>,
-    cellular: Option<Spanned<String>>,
-    #[serde(default)]
-    ble: bool,
-    #[serde(default)]
-    position: [f64; 2],
-    #[serde(default)]
-    spread_m: f64,
-    battery: Option<Spanned<f64>>,
-    #[serde(default)]
-    charging: bool,
-    drain_per_hour: Option<Spanned<f64>>,
-    lifecycle: Option<Spanned<String>>,
-    start_spread_s: Option<Spanned<f64>>,
-    #[serde(default)]
-    contacts: Vec<RawContacts>,
-    churn: Option<RawChurn>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawContacts {
-    group: Spanned<String>,
-    count: Spanned<u32>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawChurn {
-    online_s: Spanned<f64>,
-    offline_s: Spanned<f64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawEvent {
-    at_s: Spanned<f64>,
-    group: Option<Spanned<String>>,
-    spread_s: Option<Spanned<f64>>,
-    action: Spanned<String>,
-    lan: Option<Spanned<String>>,
-    state: Option<Spanned<String>>,
-    level: Option<Spanned<f64>>,
-    to: Option<[f64; 2]>,
-    server: Option<Spanned<String>>,
-}
 
 /// A validated scenario.
 #[derive(Debug, Clone)]
