@@ -535,6 +535,20 @@ fn listen_addr(transport: Transport) -> Multiaddr {
     .expect("a valid multiaddr")
 }
 
+/// A stock phone listens, and knows both of the peer's addresses (as from
+/// identify or a rendezvous point).
+fn listen_knowing_both<B: NetworkBehaviour>(
+    swarm: &mut Swarm<B>,
+    transport: Transport,
+    target: &Target,
+) {
+    swarm
+        .listen_on(listen_addr(transport))
+        .expect("a listen address");
+    swarm.add_peer_address(target.peer, target.wifi.clone());
+    swarm.add_peer_address(target.peer, target.cell.clone());
+}
+
 fn port_of(addr: &Multiaddr) -> Option<u16> {
     addr.iter().find_map(|p| match p {
         Protocol::Tcp(port) | Protocol::Udp(port) => Some(port),

@@ -1318,12 +1318,7 @@ impl<'p> Sim<'p> {
             let queued = std::mem::take(&mut p.queue);
             if !queued.is_empty() {
                 let k = key.expect("class implies a key");
-                let one_way = self
-                    .conns
-                    .get(&k)
-                    .and_then(|c| self.conn_path(c))
-                    .unwrap_or_default()
-                    / 2;
+                let one_way = self.one_way(k);
                 for sent in &queued {
                     let delay = now.saturating_duration_since(*sent) + one_way;
                     self.metrics.delivered += 1;
@@ -1332,6 +1327,15 @@ impl<'p> Sim<'p> {
                 self.message_energy(k, bytes * queued.len() as u64);
             }
         }
+    }
+
+    /// Half the round trip of a connection's path (zero if it is dead).
+    fn one_way(&self, key: u64) -> Duration {
+        self.conns
+            .get(&key)
+            .and_then(|c| self.conn_path(c))
+            .unwrap_or_default()
+            / 2
     }
 
     fn message_energy(&mut self, key: u64, bytes: u64) {
@@ -1368,12 +1372,7 @@ impl<'p> Sim<'p> {
         match self.pairs[node as usize][slot as usize].primary {
             Some(k) if self.conn_alive(k) => {
                 self.metrics.delivered += 1;
-                let one_way = self
-                    .conns
-                    .get(&k)
-                    .and_then(|c| self.conn_path(c))
-                    .unwrap_or_default()
-                    / 2;
+                let one_way = self.one_way(k);
                 self.metrics.delays.push(one_way.as_secs_f32());
                 self.message_energy(k, bytes);
             }

@@ -58,13 +58,9 @@ pub(super) async fn stock_phone(
         }
     })
     .expect("the stack builds");
-    swarm
-        .listen_on(listen_addr(transport))
-        .expect("a listen address");
     // It knows both addresses (as from identify or a rendezvous point) and
     // first connects over Wi-Fi.
-    swarm.add_peer_address(target.peer, target.wifi.clone());
-    swarm.add_peer_address(target.peer, target.cell.clone());
+    listen_knowing_both(&mut swarm, transport, &target);
     swarm
         .dial(
             DialOpts::peer_id(target.peer)

@@ -311,11 +311,7 @@ pub(super) async fn tuned_phone(
         ping: ping::Behaviour::new(ping),
     })
     .expect("the stack builds");
-    swarm
-        .listen_on(listen_addr(transport))
-        .expect("a listen address");
-    swarm.add_peer_address(target.peer, target.wifi.clone());
-    swarm.add_peer_address(target.peer, target.cell.clone());
+    listen_knowing_both(&mut swarm, transport, &target);
     // Interface events, as multidriver gets them; in the hint case host
     // hints only, as multidriver there.
     let mut watcher = if hinted {
