@@ -39,9 +39,9 @@
 //! ```
 
 pub mod behaviour;
-pub mod core;
 mod error;
 
 pub use error::Error;
+pub use multidriver_core as core;
 pub use multidriver_scoring as scoring;
 pub use multidriver_transports as transports;

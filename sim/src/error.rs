@@ -24,7 +24,7 @@ pub enum Error {
     /// The engine core refused a configuration the simulator built (a bug in
     /// the simulator, reported rather than hidden).
     #[error("engine configuration rejected: {0}")]
-    Engine(#[from] multidriver::core::Error),
+    Engine(#[from] multidriver_core::Error),
     /// A policy caused more events for one node in one simulated second
     /// than the scenario's `limits.max_events_per_node_second` allows: it
     /// loops or multiplies its own work, and the run was stopped rather than

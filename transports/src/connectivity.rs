@@ -13,14 +13,15 @@
 //!   and servers: an address appeared or disappeared. The medium is guessed
 //!   from the interface name when the caller knows it ([`classify`]).
 //!
-//! [`Watcher`] numbers each network or address with an interface number and
-//! reports [`Change`]s, which the `multidriver` engine takes as its
-//! `NetworkChange` input. It is sans-IO: feed it events, act on what it
+//! [`Watcher`] numbers each network or address with an [`InterfaceId`] and
+//! reports the engine core's own [`NetworkChange`]s, ready for its
+//! network-change input. It is sans-IO: feed it events, act on what it
 //! returns.
 //!
 //! ```
+//! use multidriver_core::NetworkChange as Change;
 //! use multidriver_transports::connectivity::{
-//!     Change, ConnectivityHint, HostTransport, NetworkId, NetworkState, Watcher, WatcherConfig,
+//!     ConnectivityHint, HostTransport, NetworkId, NetworkState, Watcher, WatcherConfig,
 //! };
 //!
 //! let mut watcher = Watcher::new(WatcherConfig::default());
@@ -37,6 +38,8 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+
+pub use multidriver_core::{InterfaceId, NetworkChange};
 
 use multidriver_scoring::{CellularGeneration, Medium, NetworkConditions};
 
@@ -158,44 +161,6 @@ pub enum InterfaceEvent {
     },
 }
 
-/// A change for the engine's network-change input, with the interface
-/// numbered by the watcher. It mirrors the engine's `NetworkChange` one to
-/// one (the engine converts it with `From`), so it is exhaustive: a new
-/// variant is a change to both.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Change {
-    /// An interface came up or attached to another network.
-    Up {
-        /// The interface number.
-        interface: u32,
-        /// Its medium.
-        medium: Medium,
-        /// Metered, expensive, constrained.
-        conditions: NetworkConditions,
-        /// Internet access confirmed.
-        validated: bool,
-    },
-    /// Same network, new conditions or validation.
-    Changed {
-        /// The interface number.
-        interface: u32,
-        /// Metered, expensive, constrained.
-        conditions: NetworkConditions,
-        /// Internet access confirmed.
-        validated: bool,
-    },
-    /// About to go.
-    Losing {
-        /// The interface number.
-        interface: u32,
-    },
-    /// Gone.
-    Down {
-        /// The interface number.
-        interface: u32,
-    },
-}
-
 /// Bounds of a [`Watcher`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WatcherConfig {
@@ -214,16 +179,16 @@ impl Default for WatcherConfig {
 
 #[derive(Debug, Clone, Copy)]
 struct Tracked {
-    interface: u32,
+    interface: InterfaceId,
     state: NetworkState,
 }
 
-/// Turns host hints and interface events into [`Change`]s.
+/// Turns host hints and interface events into [`NetworkChange`]s.
 #[derive(Debug, Clone)]
 pub struct Watcher {
     config: WatcherConfig,
     networks: BTreeMap<NetworkId, Tracked>,
-    addresses: BTreeMap<(IpAddr, u8), u32>,
+    addresses: BTreeMap<(IpAddr, u8), InterfaceId>,
     next: u32,
 }
 
@@ -248,14 +213,14 @@ impl Watcher {
         self.len() == 0
     }
 
-    fn allocate(&mut self) -> Result<u32, Error> {
+    fn allocate(&mut self) -> Result<InterfaceId, Error> {
         if self.len() >= self.config.max_interfaces {
             return Err(Error::TableFull {
                 table: "interfaces",
                 limit: self.config.max_interfaces,
             });
         }
-        let id = self.next;
+        let id = InterfaceId(self.next);
         // Numbers are never reused while the watcher lives, so a late
         // report about a gone interface cannot hit a new one.
         self.next = self.next.wrapping_add(1).max(1);
@@ -269,7 +234,7 @@ impl Watcher {
     /// # Errors
     /// [`Error::TableFull`] for a new network beyond
     /// [`WatcherConfig::max_interfaces`]; nothing is recorded.
-    pub fn handle_hint(&mut self, hint: ConnectivityHint) -> Result<Option<Change>, Error> {
+    pub fn handle_hint(&mut self, hint: ConnectivityHint) -> Result<Option<NetworkChange>, Error> {
         Ok(match hint {
             // Android may report capabilities before `onAvailable`: an
             // unknown network is treated as available either way.
@@ -280,7 +245,7 @@ impl Watcher {
                 // Another medium is another attachment as far as routes go.
                 Some(t) if t.state.transport == state.transport => {
                     t.state = state;
-                    Some(Change::Changed {
+                    Some(NetworkChange::Changed {
                         interface: t.interface,
                         conditions: state.conditions(),
                         validated: state.validated,
@@ -297,12 +262,12 @@ impl Watcher {
                 }
             },
             ConnectivityHint::Losing { network } => {
-                self.networks.get(&network).map(|t| Change::Losing {
+                self.networks.get(&network).map(|t| NetworkChange::Losing {
                     interface: t.interface,
                 })
             }
             ConnectivityHint::Lost { network } => {
-                self.networks.remove(&network).map(|t| Change::Down {
+                self.networks.remove(&network).map(|t| NetworkChange::Down {
                     interface: t.interface,
                 })
             }
@@ -321,7 +286,7 @@ impl Watcher {
         &mut self,
         event: InterfaceEvent,
         name: Option<&str>,
-    ) -> Result<Option<Change>, Error> {
+    ) -> Result<Option<NetworkChange>, Error> {
         Ok(match event {
             InterfaceEvent::Up { addr, prefix } => {
                 if self.addresses.contains_key(&(addr, prefix)) {
@@ -329,7 +294,7 @@ impl Watcher {
                 }
                 let interface = self.allocate()?;
                 self.addresses.insert((addr, prefix), interface);
-                Some(Change::Up {
+                Some(NetworkChange::Up {
                     interface,
                     medium: classify(addr, name),
                     conditions: NetworkConditions::default(),
@@ -339,13 +304,13 @@ impl Watcher {
             InterfaceEvent::Down { addr, prefix } => self
                 .addresses
                 .remove(&(addr, prefix))
-                .map(|interface| Change::Down { interface }),
+                .map(|interface| NetworkChange::Down { interface }),
         })
     }
 }
 
-fn up(interface: u32, state: NetworkState) -> Change {
-    Change::Up {
+fn up(interface: InterfaceId, state: NetworkState) -> NetworkChange {
+    NetworkChange::Up {
         interface,
         medium: state.transport.medium(),
         conditions: state.conditions(),
@@ -410,7 +375,7 @@ mod tests {
         let mut w = Watcher::new(WatcherConfig::default());
         let (wifi, lte) = (NetworkId(1), NetworkId(2));
         let g4 = HostTransport::Cellular(CellularGeneration::G4);
-        let Some(Change::Up {
+        let Some(NetworkChange::Up {
             interface: wi,
             medium,
             ..
@@ -428,7 +393,7 @@ mod tests {
             metered: true,
             ..state(g4)
         };
-        let Some(Change::Up {
+        let Some(NetworkChange::Up {
             interface: li,
             medium,
             conditions,
@@ -465,7 +430,7 @@ mod tests {
                 state: unvalidated
             })
             .unwrap(),
-            Some(Change::Changed {
+            Some(NetworkChange::Changed {
                 interface: wi,
                 conditions: NetworkConditions::default(),
                 validated: false
@@ -474,12 +439,12 @@ mod tests {
         assert_eq!(
             w.handle_hint(ConnectivityHint::Losing { network: wifi })
                 .unwrap(),
-            Some(Change::Losing { interface: wi })
+            Some(NetworkChange::Losing { interface: wi })
         );
         assert_eq!(
             w.handle_hint(ConnectivityHint::Lost { network: wifi })
                 .unwrap(),
-            Some(Change::Down { interface: wi })
+            Some(NetworkChange::Down { interface: wi })
         );
         // News of a network that is gone, or never came: nothing.
         assert_eq!(
@@ -495,7 +460,7 @@ mod tests {
             None
         );
         // Wi-Fi comes back: a new number, never the old one.
-        let Some(Change::Up {
+        let Some(NetworkChange::Up {
             interface: again, ..
         }) = w
             .handle_hint(ConnectivityHint::Available {
@@ -527,7 +492,7 @@ mod tests {
         assert!(
             matches!(
                 c,
-                Some(Change::Up {
+                Some(NetworkChange::Up {
                     medium: Medium::Wifi,
                     ..
                 })
@@ -585,7 +550,7 @@ mod tests {
     fn addresses_from_the_os() {
         let mut w = Watcher::new(WatcherConfig::default());
         let a: IpAddr = Ipv4Addr::new(10, 0, 0, 5).into();
-        let Some(Change::Up {
+        let Some(NetworkChange::Up {
             interface,
             medium,
             validated,
@@ -615,7 +580,7 @@ mod tests {
             None
         );
         let ll: IpAddr = "fe80::1".parse::<Ipv6Addr>().unwrap().into();
-        let Some(Change::Up { validated, .. }) = w
+        let Some(NetworkChange::Up { validated, .. }) = w
             .handle_interface(
                 InterfaceEvent::Up {
                     addr: ll,
@@ -637,7 +602,7 @@ mod tests {
                 None
             )
             .unwrap(),
-            Some(Change::Down { interface })
+            Some(NetworkChange::Down { interface })
         );
     }
 

@@ -19,13 +19,13 @@
 //! # Example
 //!
 //! ```
-//! use multidriver_transports::connectivity::{Change, InterfaceEvent, Watcher, WatcherConfig};
+//! use multidriver_transports::connectivity::{InterfaceEvent, NetworkChange, Watcher, WatcherConfig};
 //! use multidriver_transports::Medium;
 //!
 //! let mut watcher = Watcher::new(WatcherConfig::default());
 //! let event = InterfaceEvent::Up { addr: "192.168.1.20".parse()?, prefix: 24 };
 //! let change = watcher.handle_interface(event, Some("wlan0"))?;
-//! assert!(matches!(change, Some(Change::Up { medium: Medium::Wifi, .. })));
+//! assert!(matches!(change, Some(NetworkChange::Up { medium: Medium::Wifi, .. })));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 

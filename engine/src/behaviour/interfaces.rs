@@ -8,7 +8,7 @@ use libp2p::multiaddr::Protocol;
 use multiaddr::Multiaddr;
 use multidriver_scoring::{Medium, Scope};
 use multidriver_transports::connectivity::{
-    Change, ConnectivityHint, InterfaceEvent, NetworkId, Watcher, WatcherConfig,
+    ConnectivityHint, InterfaceEvent, NetworkId, Watcher, WatcherConfig,
 };
 
 use crate::core::{InterfaceId, NetworkChange};
@@ -127,7 +127,7 @@ impl Interfaces {
             let change = self
                 .watcher
                 .handle_interface(InterfaceEvent::Up { addr: ip, prefix }, name)?;
-            if let Some(Change::Up {
+            if let Some(NetworkChange::Up {
                 interface,
                 medium,
                 validated,
@@ -139,13 +139,13 @@ impl Interfaces {
                     Local {
                         prefix,
                         name: name.map(str::to_owned),
-                        interface: InterfaceId(interface),
+                        interface,
                         medium,
                         validated,
                     },
                 );
             }
-            Ok(change.map(NetworkChange::from))
+            Ok(change)
         } else {
             let Some(local) = self.addrs.remove(&ip) else {
                 return Ok(None);
@@ -157,7 +157,7 @@ impl Interfaces {
                 },
                 None,
             )?;
-            Ok(change.map(NetworkChange::from))
+            Ok(change)
         }
     }
 
@@ -179,35 +179,36 @@ impl Interfaces {
         self.lookups.clear();
         let change = self.watcher.handle_hint(hint)?;
         match change {
-            Some(Change::Up {
+            Some(NetworkChange::Up {
                 interface,
                 medium,
                 validated,
                 ..
             }) => {
-                self.losing.remove(&InterfaceId(interface));
-                self.hinted
-                    .insert(InterfaceId(interface), Hinted { medium, validated });
+                self.losing.remove(&interface);
+                self.hinted.insert(interface, Hinted { medium, validated });
             }
-            Some(Change::Changed {
+            Some(NetworkChange::Changed {
                 interface,
                 validated,
                 ..
             }) => {
-                if let Some(h) = self.hinted.get_mut(&InterfaceId(interface)) {
+                if let Some(h) = self.hinted.get_mut(&interface) {
                     h.validated = validated;
                 }
             }
-            Some(Change::Down { interface }) => {
-                self.hinted.remove(&InterfaceId(interface));
-                self.losing.remove(&InterfaceId(interface));
+            Some(NetworkChange::Down { interface }) => {
+                self.hinted.remove(&interface);
+                self.losing.remove(&interface);
             }
-            Some(Change::Losing { interface }) => {
-                self.losing.insert(InterfaceId(interface));
+            Some(NetworkChange::Losing { interface }) => {
+                self.losing.insert(interface);
             }
-            None => {}
+            // A kind of change this adapter does not know yet: nothing of
+            // its own to track, the engine still gets it.
+            Some(_) | None => {}
         }
-        Ok(change.map(NetworkChange::from))
+        Ok(change)
     }
 
     /// The interface a local address belongs to (the local end of an
@@ -296,10 +297,10 @@ impl Interfaces {
             })
             .ok()
             .flatten()?;
-        if let Change::Up { interface, .. } = change {
-            self.bluetooth = Some(InterfaceId(interface));
+        if let NetworkChange::Up { interface, .. } = change {
+            self.bluetooth = Some(interface);
         }
-        Some(NetworkChange::from(change))
+        Some(change)
     }
 
     fn source_for(&mut self, remote: IpAddr) -> Option<IpAddr> {

@@ -126,7 +126,7 @@ use interfaces::Interfaces;
 use crate::Error;
 use crate::core::{
     Command, ConnectionId, Discovered, DriverCaps, DriverId, Engine, Event, InterfaceId,
-    NetworkChange, QueryId, QueryOutcome, SwitchReason,
+    NetworkChange, QueryId, QueryOutcome,
 };
 
 /// Discovery drivers as one `NetworkBehaviour`, run inside [`Behaviour`].
@@ -957,6 +957,9 @@ impl<D: Drivers> Behaviour<D> {
                     });
                 }
             }
+            other => {
+                tracing::debug!(target: "multidriver", command = ?other, "a command this adapter does not know; ignored")
+            }
         }
     }
 
@@ -995,12 +998,7 @@ impl<D: Drivers> Behaviour<D> {
                 reason,
                 ..
             } => {
-                let label = match reason {
-                    SwitchReason::Better { .. } => "better",
-                    SwitchReason::InterfaceLost => "interface_lost",
-                    SwitchReason::InterfaceLosing => "interface_losing",
-                    SwitchReason::ConnectionClosed => "connection_closed",
-                };
+                let label = reason.label();
                 tracing::info!(target: "multidriver", %peer, %from, %to, reason = label, "route switched");
                 metrics::counter!("multidriver_route_switches_total", "reason" => label)
                     .increment(1);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use libp2p_identity::PeerId;
-use multidriver::core::{
+use multidriver_core::{
     Command, Config, ConnectionId, Discovered, DriverCaps, DriverId, EnergyClass, Engine, Event,
     InterfaceId, NetworkChange, QueryId, QueryOutcome, Reach,
 };
@@ -80,7 +80,7 @@ impl EngineAgent {
         ids: Arc<Identities>,
         world: &World,
         now: Timestamp,
-    ) -> Result<EngineAgent, multidriver::core::Error> {
+    ) -> Result<EngineAgent, multidriver_core::Error> {
         let mut config = Config::default().with_seed(seed);
         if let Some(p) = profile {
             config = config.with_profile(p).with_profile_map(None);

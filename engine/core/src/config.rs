@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use multidriver_scoring::{Lifecycle, PowerState, Profile, Source};
 
-use crate::core::{EnergyClass, Error};
+use crate::{EnergyClass, Error};
 
 /// Which drivers run in each lifecycle state.
 #[derive(Debug, Clone, PartialEq)]
@@ -129,7 +129,7 @@ impl ProfileMap {
     }
 }
 
-/// Configuration of an [`Engine`](crate::core::Engine).
+/// Configuration of an [`Engine`](crate::Engine).
 ///
 /// Every table and queue the engine keeps is bounded here; each field says
 /// what happens at its bound.
@@ -137,7 +137,7 @@ impl ProfileMap {
 pub struct Config {
     /// The scoring profile in force until [`Engine::set_profile`] changes it.
     ///
-    /// [`Engine::set_profile`]: crate::core::Engine::set_profile
+    /// [`Engine::set_profile`]: crate::Engine::set_profile
     pub profile: Profile,
     /// Most peers tracked. At the bound, a new peer evicts the peer that has
     /// no connection, no race and no app interest and was touched longest
@@ -166,8 +166,8 @@ pub struct Config {
     /// oldest event is dropped and counted; the next poll reports the count
     /// in [`Event::EventsDropped`] before the remaining events. Default 1024.
     ///
-    /// [`Engine::poll_event`]: crate::core::Engine::poll_event
-    /// [`Event::EventsDropped`]: crate::core::Event::EventsDropped
+    /// [`Engine::poll_event`]: crate::Engine::poll_event
+    /// [`Event::EventsDropped`]: crate::Event::EventsDropped
     pub max_pending_events: usize,
     /// An attempt without a result after this long is cancelled and counted
     /// as failed. Default 5 s, libp2p-quic's handshake timeout (libp2p-quic
@@ -188,7 +188,7 @@ pub struct Config {
     /// long is never trimmed. Default 60 s, go-libp2p's connection manager
     /// grace period (go-libp2p `p2p/net/connmgr`).
     ///
-    /// [`Engine::mark_used`]: crate::core::Engine::mark_used
+    /// [`Engine::mark_used`]: crate::Engine::mark_used
     pub recent_use: Duration,
     /// Which drivers run in which state.
     pub schedule: DriverSchedule,
@@ -196,8 +196,8 @@ pub struct Config {
     /// state; if not, the profile changes only by [`Engine::set_profile`].
     /// Default: the default [`ProfileMap`].
     ///
-    /// [`Engine::handle_power`]: crate::core::Engine::handle_power
-    /// [`Engine::set_profile`]: crate::core::Engine::set_profile
+    /// [`Engine::handle_power`]: crate::Engine::handle_power
+    /// [`Engine::set_profile`]: crate::Engine::set_profile
     pub profile_map: Option<ProfileMap>,
     /// Most drivers registered; more are refused with [`Error::TableFull`].
     /// Default 16.
@@ -268,11 +268,11 @@ pub struct Config {
 ///
 /// A connection whose RTT was sampled in the last half interval is skipped.
 ///
-/// [`Command::KeepAlive`]: crate::core::Command::KeepAlive
-/// [`Engine::handle_rtt_sample`]: crate::core::Engine::handle_rtt_sample
-/// [`Engine::handle_connection_lost`]: crate::core::Engine::handle_connection_lost
-/// [`Engine::mark_used`]: crate::core::Engine::mark_used
-/// [`CloseReason::Unresponsive`]: crate::core::CloseReason::Unresponsive
+/// [`Command::KeepAlive`]: crate::Command::KeepAlive
+/// [`Engine::handle_rtt_sample`]: crate::Engine::handle_rtt_sample
+/// [`Engine::handle_connection_lost`]: crate::Engine::handle_connection_lost
+/// [`Engine::mark_used`]: crate::Engine::mark_used
+/// [`CloseReason::Unresponsive`]: crate::CloseReason::Unresponsive
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Liveness {
     /// How often non-cellular connections are probed. Default 5 s, iroh's

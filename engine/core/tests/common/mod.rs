@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use libp2p_identity::{Keypair, PeerId};
 use multiaddr::Multiaddr;
-use multidriver::core::{
+use multidriver_core::{
     CloseReason, Command, Config, ConnectionId, Discovered, DriverCaps, DriverId, Engine, Event,
     InterfaceId, NetworkChange, QueryId, QueryOutcome, SwitchReason,
 };
-use multidriver::scoring::{CellularGeneration, Medium, NetworkConditions, Source, Timestamp};
+use multidriver_scoring::{CellularGeneration, Medium, NetworkConditions, Source, Timestamp};
 
 pub(crate) const WIFI: InterfaceId = InterfaceId(1);
 pub(crate) const CELL: InterfaceId = InterfaceId(2);

@@ -70,8 +70,8 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use multidriver::core::{Command, Config, Discovered, Engine, Event, InterfaceId, NetworkChange};
-//! use multidriver::scoring::{Medium, NetworkConditions, Source, Timestamp};
+//! use multidriver_core::{Command, Config, Discovered, Engine, Event, InterfaceId, NetworkChange};
+//! use multidriver_scoring::{Medium, NetworkConditions, Source, Timestamp};
 //!
 //! let mut engine = Engine::new(Config::default())?;
 //! let wifi = InterfaceId(1);
@@ -103,7 +103,7 @@
 //! assert!(matches!(engine.poll_event(), Some(Event::PeerDiscovered { .. })));
 //! assert!(matches!(engine.poll_event(), Some(Event::RouteSelected { .. })));
 //! // Next: a liveness probe of the new connection, one heartbeat later.
-//! let heartbeat = multidriver::core::Liveness::default().heartbeat;
+//! let heartbeat = multidriver_core::Liveness::default().heartbeat;
 //! assert_eq!(engine.poll_timeout(), Some(t0 + Duration::from_millis(12) + heartbeat));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -111,6 +111,7 @@
 mod budget;
 mod config;
 mod drivers;
+mod error;
 mod io;
 mod keepalive;
 
@@ -127,9 +128,9 @@ use multidriver_scoring::{
     SwitchDecision, SwitchGuard, Timestamp, TransportKind, rank,
 };
 
-pub use crate::error::Error;
 pub use config::{Config, DriverSchedule, Liveness, ProfileMap};
 pub use drivers::{MAX_NAMESPACE_LEN, MIN_ADVERT_TTL};
+pub use error::Error;
 pub use io::{
     CloseReason, Command, ConnectionId, Discovered, DriverCaps, DriverId, EnergyClass, Event,
     InterfaceId, NetworkChange, QueryId, QueryOutcome, Reach, SwitchReason,

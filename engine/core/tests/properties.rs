@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use libp2p_identity::{Keypair, PeerId};
 use multiaddr::Multiaddr;
-use multidriver::core::{
+use multidriver_core::{
     Command, Config, ConnectionId, Discovered, DriverCaps, DriverId, EnergyClass, Engine,
     InterfaceId, NetworkChange, QueryId, QueryOutcome, Reach,
 };
-use multidriver::scoring::{
+use multidriver_scoring::{
     CellularGeneration, Lifecycle, Medium, NetworkConditions, PowerState, Profile, Source,
     Timestamp,
 };

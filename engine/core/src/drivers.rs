@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use multidriver_scoring::{Medium, Timestamp};
 
-use crate::core::{
+use crate::{
     Command, DriverCaps, DriverId, EnergyClass, Engine, Error, Event, QueryId, QueryOutcome, Reach,
 };
 
@@ -115,7 +115,7 @@ impl Engine {
     /// advertises the app's namespaces through it where the schedule allows.
     ///
     /// # Errors
-    /// [`Error::TableFull`] beyond [`Config::max_drivers`](crate::core::Config::max_drivers).
+    /// [`Error::TableFull`] beyond [`Config::max_drivers`](crate::Config::max_drivers).
     pub fn register_driver(&mut self, caps: DriverCaps, now: Timestamp) -> Result<DriverId, Error> {
         self.last_now = self.last_now.max(now);
         if self.drivers.drivers.len() >= self.config.max_drivers {
@@ -154,7 +154,7 @@ impl Engine {
     /// # Errors
     /// [`Error::InvalidNamespace`] for an empty or over-long namespace;
     /// [`Error::TableFull`] beyond
-    /// [`Config::max_namespaces`](crate::core::Config::max_namespaces).
+    /// [`Config::max_namespaces`](crate::Config::max_namespaces).
     pub fn advertise(
         &mut self,
         namespace: &str,
@@ -217,13 +217,13 @@ impl Engine {
     }
 
     /// Keeps looking up `namespace`: now, then every
-    /// [`DriverSchedule::interval`](crate::core::DriverSchedule::interval) for
+    /// [`DriverSchedule::interval`](crate::DriverSchedule::interval) for
     /// the current lifecycle state (none while suspended), until
     /// [`unsubscribe`](Self::unsubscribe).
     ///
     /// # Errors
     /// [`Error::InvalidNamespace`], or [`Error::TableFull`] beyond
-    /// [`Config::max_namespaces`](crate::core::Config::max_namespaces)
+    /// [`Config::max_namespaces`](crate::Config::max_namespaces)
     /// subscriptions.
     pub fn subscribe(&mut self, namespace: &str, now: Timestamp) -> Result<(), Error> {
         self.last_now = self.last_now.max(now);

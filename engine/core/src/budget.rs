@@ -5,7 +5,7 @@
 use libp2p_identity::PeerId;
 use multidriver_scoring::Timestamp;
 
-use crate::core::{CloseReason, ConnectionId, Engine, SwitchReason};
+use crate::{CloseReason, ConnectionId, Engine, SwitchReason};
 
 /// How much a connection is worth keeping; lower is trimmed first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -42,8 +42,8 @@ impl Engine {
     }
 
     /// The app used `peer` (sent or received data): its connections are not
-    /// trimmed for [`Config::recent_use`](crate::core::Config::recent_use),
-    /// and, with [`Config::liveness`](crate::core::Config::liveness) set, its
+    /// trimmed for [`Config::recent_use`](crate::Config::recent_use),
+    /// and, with [`Config::liveness`](crate::Config::liveness) set, its
     /// primary connection is probed if it was not in the last heartbeat (the
     /// radio is up for the app's data anyway).
     ///
@@ -118,11 +118,10 @@ impl Engine {
             let Some(conn) = self.connections.remove(&id) else {
                 continue;
             };
-            self.commands
-                .push_back(crate::core::Command::CloseConnection {
-                    connection: id,
-                    reason: CloseReason::Trimmed,
-                });
+            self.commands.push_back(crate::Command::CloseConnection {
+                connection: id,
+                reason: CloseReason::Trimmed,
+            });
             self.lost_connection(
                 conn.peer,
                 id,

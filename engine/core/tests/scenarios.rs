@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use libp2p_identity::PeerId;
-use multidriver::core::{
+use multidriver_core::{
     CloseReason, Command, Config, ConnectionId, Discovered, Engine, Event, InterfaceId,
     NetworkChange, SwitchReason,
 };
-use multidriver::scoring::{Medium, NetworkConditions, Profile, Source, Timestamp};
+use multidriver_scoring::{Medium, NetworkConditions, Profile, Source, Timestamp};
 
 mod common;
 use common::*;
@@ -467,7 +467,7 @@ fn keep_alives(h: &Harness) -> Vec<(Timestamp, Vec<ConnectionId>)> {
 
 #[test]
 fn an_unanswered_probe_closes_the_connection_and_re_races_at_once() {
-    let liveness = multidriver::core::Liveness::default();
+    let liveness = multidriver_core::Liveness::default();
     let mut h = Harness::live(Config::default());
     let p = peer(1);
     h.up(WIFI, Medium::Wifi);
@@ -505,7 +505,7 @@ fn an_unanswered_probe_closes_the_connection_and_re_races_at_once() {
 
 #[test]
 fn a_peer_without_ping_is_never_probed_again_nor_closed_for_it() {
-    let liveness = multidriver::core::Liveness::default();
+    let liveness = multidriver_core::Liveness::default();
     let mut h = Harness::live(Config::default());
     let p = peer(1);
     h.up(WIFI, Medium::Wifi);
@@ -533,7 +533,7 @@ fn a_peer_without_ping_is_never_probed_again_nor_closed_for_it() {
 
 #[test]
 fn a_backup_that_died_with_its_primary_is_never_promoted() {
-    let liveness = multidriver::core::Liveness::default();
+    let liveness = multidriver_core::Liveness::default();
     let mut h = Harness::live(Config::default().with_profile(Profile::performance()));
     h.up(WIFI, Medium::Wifi);
     let p = peer(1);
@@ -575,8 +575,8 @@ fn no_heartbeat_while_suspended() {
     h.at(ms(10));
     let wifi = h.dial_to(LAN);
     h.succeed(wifi);
-    let mut power = multidriver::scoring::PowerState::MAINS;
-    power.lifecycle = multidriver::scoring::Lifecycle::Suspended;
+    let mut power = multidriver_scoring::PowerState::MAINS;
+    power.lifecycle = multidriver_scoring::Lifecycle::Suspended;
     h.engine.handle_power(power, h.now);
     h.drain();
     h.at(Duration::from_secs(120));
@@ -584,7 +584,7 @@ fn no_heartbeat_while_suspended() {
     assert_eq!(h.engine.primary(&p), Some(wifi));
     // Back in the foreground, the heartbeat resumes.
     h.engine
-        .handle_power(multidriver::scoring::PowerState::MAINS, h.now);
+        .handle_power(multidriver_scoring::PowerState::MAINS, h.now);
     h.drain();
     h.at(Duration::from_secs(130));
     assert!(!keep_alives(&h).is_empty());
@@ -605,7 +605,7 @@ fn live_over_cellular() -> (Harness, PeerId, ConnectionId) {
 
 #[test]
 fn app_traffic_carries_a_probe_at_most_once_per_active_heartbeat() {
-    let liveness = multidriver::core::Liveness::default();
+    let liveness = multidriver_core::Liveness::default();
     let (mut h, p, cell) = live_over_cellular();
     // Messages every 250 ms. The handshake proved the path at 0.1 s; a probe
     // rides on the first message an active heartbeat later, none on the
@@ -634,7 +634,7 @@ fn app_traffic_carries_a_probe_at_most_once_per_active_heartbeat() {
 
 #[test]
 fn an_unanswered_probe_on_app_traffic_closes_the_path_after_its_rto() {
-    let liveness = multidriver::core::Liveness::default();
+    let liveness = multidriver_core::Liveness::default();
     let (mut h, p, cell) = live_over_cellular();
     h.engine.handle_rtt_sample(cell, ms(90), h.now);
     // The app sends; the path has silently died, so the probe riding on its
@@ -655,54 +655,6 @@ fn an_unanswered_probe_on_app_traffic_closes_the_path_after_its_rto() {
     h.at(probed + liveness.active_probe_timeout);
     h.drain();
     assert_ne!(h.engine.primary(&p), Some(cell), "the dead path is dropped");
-}
-
-#[test]
-fn the_connectivity_watcher_drives_a_failover() {
-    use multidriver_transports::connectivity::{
-        ConnectivityHint, HostTransport, NetworkId, NetworkState, Watcher, WatcherConfig,
-    };
-    let mut h = Harness::new(Config::default());
-    let mut watcher = Watcher::new(WatcherConfig::default());
-    let mut hint = |h: &mut Harness, hint| {
-        let change = watcher.handle_hint(hint).unwrap().expect("a change");
-        h.change(change.into());
-    };
-    let validated = |transport| NetworkState {
-        transport,
-        validated: true,
-        ..NetworkState::default()
-    };
-    let (wifi, lte) = (NetworkId(10), NetworkId(11));
-    hint(
-        &mut h,
-        ConnectivityHint::Available {
-            network: wifi,
-            state: validated(HostTransport::Wifi),
-        },
-    );
-    hint(
-        &mut h,
-        ConnectivityHint::Available {
-            network: lte,
-            state: NetworkState {
-                metered: true,
-                ..validated(HostTransport::Cellular(
-                    multidriver::scoring::CellularGeneration::G4,
-                ))
-            },
-        },
-    );
-    // The watcher numbered Wi-Fi 1 and LTE 2, the harness's WIFI and CELL.
-    let p = peer(1);
-    h.discover(p, LAN, WIFI, Source::Mdns);
-    h.discover(p, PUBLIC_QUIC, CELL, Source::Rendezvous);
-    h.connect(p);
-    h.at(ms(10));
-    h.succeed(h.dial_to(LAN));
-    hint(&mut h, ConnectivityHint::Lost { network: wifi });
-    let (at, _, addr, interface) = h.dials().last().cloned().unwrap();
-    assert_eq!((at, addr.as_str(), interface), (h.now, PUBLIC_QUIC, CELL));
 }
 
 #[test]

@@ -7,7 +7,7 @@
 //! same instant, once per the profile's keep-alive interval, so one wake-up
 //! and one tail serve every connection.
 //!
-//! With [`Config::liveness`](crate::core::Config::liveness) set, the same
+//! With [`Config::liveness`](crate::Config::liveness) set, the same
 //! keep-alives are probes: other connections are probed every heartbeat (in
 //! the foreground; at the profile's keep-alive interval in the background;
 //! not while suspended), the primary connection of a peer the app uses at
@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use multidriver_scoring::{Lifecycle, Timestamp};
 
-use crate::core::{CloseReason, Command, ConnectionId, Engine, SwitchReason};
+use crate::{CloseReason, Command, ConnectionId, Engine, SwitchReason};
 
 /// The longest deadline of a probe riding on app traffic: 60 s, RFC 6298
 /// (2.5)'s lowest allowed cap on the RTO.
@@ -46,7 +46,7 @@ impl Engine {
     /// the background no more often than the profile's keep-alive interval;
     /// none while suspended (the OS grants only short wake-ups).
     ///
-    /// [`Liveness::heartbeat`]: crate::core::Liveness::heartbeat
+    /// [`Liveness::heartbeat`]: crate::Liveness::heartbeat
     fn heartbeat(&self) -> Option<Duration> {
         let l = self.config.liveness?;
         match self.power.lifecycle {
@@ -193,7 +193,7 @@ impl Engine {
 
     /// The app used the peer of `connection`: probe it if it was not probed
     /// or proven alive in the last active heartbeat, with a deadline from
-    /// its route's RTT (see [`Liveness`](crate::core::Liveness)).
+    /// its route's RTT (see [`Liveness`](crate::Liveness)).
     pub(crate) fn probe_with_traffic(&mut self, connection: ConnectionId, now: Timestamp) {
         let Some(l) = self.config.liveness else {
             return;

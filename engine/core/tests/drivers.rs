@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use multidriver::core::{
+use multidriver_core::{
     Command, Config, DriverCaps, DriverId, EnergyClass, Engine, Event, NetworkChange, QueryOutcome,
     Reach,
 };
-use multidriver::scoring::{
+use multidriver_scoring::{
     CellularGeneration, Lifecycle, Medium, PowerState, Profile, Source, Timestamp,
 };
 
@@ -379,7 +379,7 @@ fn subscriptions_are_looked_up_again_at_the_lifecycle_interval() {
     let step_to = |h: &mut Harness, t: Timestamp| {
         while let Some(due) = h.engine.poll_timeout().filter(|d| *d <= t) {
             h.run_until(due);
-            let open: Vec<multidriver::core::QueryId> =
+            let open: Vec<multidriver_core::QueryId> =
                 h.discovers_since(0).into_iter().map(|x| x.0).collect();
             for q in open {
                 h.engine.handle_query_outcome(q, OK, h.now);

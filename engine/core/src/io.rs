@@ -102,42 +102,6 @@ pub enum NetworkChange {
     },
 }
 
-impl From<multidriver_transports::connectivity::Change> for NetworkChange {
-    /// The connectivity watcher's changes are the engine's input; its
-    /// interface numbers are the engine's [`InterfaceId`]s.
-    fn from(change: multidriver_transports::connectivity::Change) -> Self {
-        use multidriver_transports::connectivity::Change;
-        match change {
-            Change::Up {
-                interface,
-                medium,
-                conditions,
-                validated,
-            } => NetworkChange::Up {
-                interface: InterfaceId(interface),
-                medium,
-                conditions,
-                validated,
-            },
-            Change::Changed {
-                interface,
-                conditions,
-                validated,
-            } => NetworkChange::Changed {
-                interface: InterfaceId(interface),
-                conditions,
-                validated,
-            },
-            Change::Losing { interface } => NetworkChange::Losing {
-                interface: InterfaceId(interface),
-            },
-            Change::Down { interface } => NetworkChange::Down {
-                interface: InterfaceId(interface),
-            },
-        }
-    }
-}
-
 /// What the engine asks its adapter to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -146,8 +110,8 @@ pub enum Command {
     /// [`Engine::handle_dial_succeeded`] or [`Engine::handle_dial_failed`]
     /// for `connection`.
     ///
-    /// [`Engine::handle_dial_succeeded`]: crate::core::Engine::handle_dial_succeeded
-    /// [`Engine::handle_dial_failed`]: crate::core::Engine::handle_dial_failed
+    /// [`Engine::handle_dial_succeeded`]: crate::Engine::handle_dial_succeeded
+    /// [`Engine::handle_dial_failed`]: crate::Engine::handle_dial_failed
     Dial {
         /// The id the outcome must echo.
         connection: ConnectionId,
@@ -167,7 +131,7 @@ pub enum Command {
     /// Register `namespace` with a driver for `ttl`; report with
     /// [`Engine::handle_query_outcome`].
     ///
-    /// [`Engine::handle_query_outcome`]: crate::core::Engine::handle_query_outcome
+    /// [`Engine::handle_query_outcome`]: crate::Engine::handle_query_outcome
     Advertise {
         /// The id the outcome must echo.
         query: QueryId,
@@ -190,8 +154,8 @@ pub enum Command {
     /// [`Engine::handle_discovered`], then the outcome with
     /// [`Engine::handle_query_outcome`].
     ///
-    /// [`Engine::handle_discovered`]: crate::core::Engine::handle_discovered
-    /// [`Engine::handle_query_outcome`]: crate::core::Engine::handle_query_outcome
+    /// [`Engine::handle_discovered`]: crate::Engine::handle_discovered
+    /// [`Engine::handle_query_outcome`]: crate::Engine::handle_query_outcome
     Discover {
         /// The id the outcome must echo.
         query: QueryId,
@@ -213,8 +177,8 @@ pub enum Command {
     /// should turn off its own per-connection keep-alive timers and rely on
     /// this command instead.
     ///
-    /// [`Engine::handle_rtt_sample`]: crate::core::Engine::handle_rtt_sample
-    /// [`Config::liveness`]: crate::core::Config::liveness
+    /// [`Engine::handle_rtt_sample`]: crate::Engine::handle_rtt_sample
+    /// [`Config::liveness`]: crate::Config::liveness
     KeepAlive {
         /// The connections.
         connections: Vec<ConnectionId>,
@@ -243,7 +207,7 @@ pub enum CloseReason {
     /// The connection manager trimmed it: above the high watermark, and of
     /// the lowest value.
     Trimmed,
-    /// A probe went unanswered ([`Liveness`](crate::core::Liveness)): the
+    /// A probe went unanswered ([`Liveness`](crate::Liveness)): the
     /// path is dead.
     Unresponsive,
 }
@@ -266,6 +230,19 @@ pub enum SwitchReason {
     InterfaceLosing,
     /// The old connection closed.
     ConnectionClosed,
+}
+
+impl SwitchReason {
+    /// A short name for logs and metric labels: `better`, `interface_lost`,
+    /// `interface_losing`, `connection_closed`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            SwitchReason::Better { .. } => "better",
+            SwitchReason::InterfaceLost => "interface_lost",
+            SwitchReason::InterfaceLosing => "interface_losing",
+            SwitchReason::ConnectionClosed => "connection_closed",
+        }
+    }
 }
 
 /// A fact for the app, in the past tense.
@@ -333,7 +310,7 @@ pub enum Event {
     /// Events were dropped because nobody polled them in time
     /// ([`Config::max_pending_events`]).
     ///
-    /// [`Config::max_pending_events`]: crate::core::Config::max_pending_events
+    /// [`Config::max_pending_events`]: crate::Config::max_pending_events
     EventsDropped {
         /// How many.
         count: u64,
@@ -424,7 +401,7 @@ pub enum QueryOutcome {
     /// It worked. For a discovery, `found` routes were reported (with
     /// [`Engine::handle_discovered`]) before this outcome.
     ///
-    /// [`Engine::handle_discovered`]: crate::core::Engine::handle_discovered
+    /// [`Engine::handle_discovered`]: crate::Engine::handle_discovered
     Succeeded {
         /// Routes found (0 for an advertisement).
         found: usize,

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use multidriver::core::{CloseReason, Command, Config, ConnectionId, Engine};
-use multidriver::scoring::{Medium, Timestamp};
+use multidriver_core::{CloseReason, Command, Config, ConnectionId, Engine};
+use multidriver_scoring::{Medium, Timestamp};
 
 mod common;
 use common::{Harness, WIFI, peer};
