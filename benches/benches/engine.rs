@@ -8,7 +8,7 @@ use std::time::Duration;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use libp2p_identity::{Keypair, PeerId};
 use multidriver::core::{
-    Command, Config, ConnectionId, Discovered, Engine, InterfaceId, NetworkChange,
+    Command, Config, ConnectionHandle, Discovered, Engine, InterfaceId, NetworkChange,
 };
 use multidriver_scoring::{CellularGeneration, Medium, NetworkConditions, Source, Timestamp};
 
@@ -16,7 +16,7 @@ const PEERS: usize = 1_000;
 const WIFI: InterfaceId = InterfaceId(1);
 const CELL: InterfaceId = InterfaceId(2);
 
-fn drain(engine: &mut Engine) -> Vec<ConnectionId> {
+fn drain(engine: &mut Engine) -> Vec<ConnectionHandle> {
     let mut dials = Vec::new();
     while let Some(c) = engine.poll_command() {
         if let Command::Dial { connection, .. } = c {
@@ -49,7 +49,7 @@ fn up(engine: &mut Engine, interface: InterfaceId, medium: Medium, now: Timestam
 
 /// 1,000 peers, each with a LAN route over Wi-Fi and two public routes over
 /// 4G, all connected over Wi-Fi.
-fn connected_engine() -> (Engine, Vec<(PeerId, ConnectionId)>, Timestamp) {
+fn connected_engine() -> (Engine, Vec<(PeerId, ConnectionHandle)>, Timestamp) {
     let config = Config::default()
         .with_max_peers(PEERS)
         .with_max_connections(4 * PEERS)

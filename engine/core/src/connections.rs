@@ -10,14 +10,14 @@ use multidriver_scoring::rank::Components;
 
 use crate::peers::host_of;
 use crate::{
-    CloseReason, Command, Conn, ConnectionId, Engine, Error, Event, InterfaceId, Purpose,
+    CloseReason, Command, Conn, ConnectionHandle, Engine, Error, Event, InterfaceId, Purpose,
     SwitchReason,
 };
 
 impl Engine {
     /// A dial succeeded `now`; the time since the dial command gives an RTT
     /// sample (elapsed ÷ the transport's handshake round trips).
-    pub fn handle_dial_succeeded(&mut self, connection: ConnectionId, now: Timestamp) {
+    pub fn handle_dial_succeeded(&mut self, connection: ConnectionHandle, now: Timestamp) {
         self.last_now = self.last_now.max(now);
         let Some(attempt) = self.attempts.remove(&connection) else {
             // A dial we cancelled or timed out still connected: the adapter
@@ -124,7 +124,7 @@ impl Engine {
 
     /// A dial failed: the route is penalised and the race moves on at once
     /// (fast-forward).
-    pub fn handle_dial_failed(&mut self, connection: ConnectionId, now: Timestamp) {
+    pub fn handle_dial_failed(&mut self, connection: ConnectionHandle, now: Timestamp) {
         self.last_now = self.last_now.max(now);
         let Some(attempt) = self.attempts.remove(&connection) else {
             return;
@@ -137,7 +137,7 @@ impl Engine {
     /// probe is sent on it any more and an unanswered one is forgiven, so
     /// liveness does not close a healthy connection to a peer without
     /// ping. Its failure is then noticed by the transport alone.
-    pub fn handle_probe_unsupported(&mut self, connection: ConnectionId, now: Timestamp) {
+    pub fn handle_probe_unsupported(&mut self, connection: ConnectionHandle, now: Timestamp) {
         self.last_now = self.last_now.max(now);
         if let Some(c) = self.connections.get_mut(&connection) {
             c.unprobeable = true;
@@ -148,7 +148,12 @@ impl Engine {
 
     /// An RTT measurement on an open connection (a ping, a QUIC RTT
     /// estimate); it may trigger an upgrade to a better route.
-    pub fn handle_rtt_sample(&mut self, connection: ConnectionId, rtt: Duration, now: Timestamp) {
+    pub fn handle_rtt_sample(
+        &mut self,
+        connection: ConnectionHandle,
+        rtt: Duration,
+        now: Timestamp,
+    ) {
         self.last_now = self.last_now.max(now);
         let Some(conn) = self.connections.get_mut(&connection) else {
             return;
@@ -173,14 +178,14 @@ impl Engine {
     /// first instead of waiting for dials to a host that just went dark to
     /// time out. Routes over other interfaces are left alone: when the local
     /// link is what died, they are the way out.
-    pub fn handle_connection_lost(&mut self, connection: ConnectionId, now: Timestamp) {
+    pub fn handle_connection_lost(&mut self, connection: ConnectionHandle, now: Timestamp) {
         self.penalise_host(connection, now);
         self.handle_connection_closed(connection, now);
     }
 
     /// Counts a failure on every route to `connection`'s host over its
     /// interface (see [`handle_connection_lost`](Self::handle_connection_lost)).
-    pub(crate) fn penalise_host(&mut self, connection: ConnectionId, now: Timestamp) {
+    pub(crate) fn penalise_host(&mut self, connection: ConnectionHandle, now: Timestamp) {
         if let Some(peer) = self.connections.get(&connection).map(|c| c.peer) {
             self.schedule_recheck(peer, now);
         }
@@ -202,7 +207,7 @@ impl Engine {
     }
 
     /// A connection closed (by the remote, an error, or the adapter).
-    pub fn handle_connection_closed(&mut self, connection: ConnectionId, now: Timestamp) {
+    pub fn handle_connection_closed(&mut self, connection: ConnectionHandle, now: Timestamp) {
         self.last_now = self.last_now.max(now);
         self.closing.remove(&connection);
         let Some(conn) = self.connections.remove(&connection) else {
@@ -231,7 +236,7 @@ impl Engine {
         addr: Multiaddr,
         interface: InterfaceId,
         now: Timestamp,
-    ) -> Result<ConnectionId, Error> {
+    ) -> Result<ConnectionHandle, Error> {
         self.last_now = self.last_now.max(now);
         if !self.interfaces.contains_key(&interface) {
             return Err(Error::UnknownInterface(interface));
@@ -268,7 +273,7 @@ impl Engine {
     pub(crate) fn lost_connection(
         &mut self,
         peer_id: PeerId,
-        connection: ConnectionId,
+        connection: ConnectionHandle,
         addr: Multiaddr,
         reason: SwitchReason,
         now: Timestamp,
@@ -331,7 +336,7 @@ impl Engine {
     pub(crate) fn announce_primary(
         &mut self,
         peer: PeerId,
-        connection: ConnectionId,
+        connection: ConnectionHandle,
         addr: Multiaddr,
         interface: InterfaceId,
         reason: Components,
@@ -356,7 +361,7 @@ impl Engine {
         });
     }
 
-    pub(crate) fn close(&mut self, connection: ConnectionId, reason: CloseReason) {
+    pub(crate) fn close(&mut self, connection: ConnectionHandle, reason: CloseReason) {
         self.closing.remove(&connection);
         if self.connections.remove(&connection).is_some() {
             self.commands

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use multidriver_scoring::{Lifecycle, Timestamp};
 
-use crate::{CloseReason, Command, ConnectionId, Engine, SwitchReason};
+use crate::{CloseReason, Command, ConnectionHandle, Engine, SwitchReason};
 
 /// The longest deadline of a probe riding on app traffic: 60 s, RFC 6298
 /// (2.5)'s lowest allowed cap on the RTO.
@@ -29,7 +29,7 @@ const MAX_RTO: Duration = Duration::from_secs(60);
 impl Engine {
     /// Open connections over cellular (`true`) or other interfaces, except
     /// those already closing after a switch.
-    fn connections_on(&self, cellular: bool) -> impl Iterator<Item = ConnectionId> + '_ {
+    fn connections_on(&self, cellular: bool) -> impl Iterator<Item = ConnectionHandle> + '_ {
         self.connections
             .iter()
             .filter(move |(id, c)| {
@@ -110,7 +110,7 @@ impl Engine {
     /// peer is re-raced, so a backup that died with its primary is never
     /// promoted (as when an interface goes down).
     fn probe_deadlines(&mut self, now: Timestamp) {
-        let dead: Vec<ConnectionId> = self
+        let dead: Vec<ConnectionHandle> = self
             .connections
             .iter()
             .filter(|(_, c)| c.probe_due.is_some_and(|d| d <= now))
@@ -145,11 +145,11 @@ impl Engine {
     /// proven alive in the last half `interval`. Returns whether any
     /// connection of the kind is left (the schedule goes on).
     fn batch(&mut self, cellular: bool, interval: Duration, now: Timestamp) -> bool {
-        let all: Vec<ConnectionId> = self.connections_on(cellular).collect();
+        let all: Vec<ConnectionHandle> = self.connections_on(cellular).collect();
         if all.is_empty() {
             return false;
         }
-        let quiet: Vec<ConnectionId> = all
+        let quiet: Vec<ConnectionHandle> = all
             .into_iter()
             .filter(|id| {
                 self.connections
@@ -163,7 +163,7 @@ impl Engine {
 
     /// Asks a keep-alive on `connections` and, with liveness on, starts their
     /// probe deadlines.
-    fn probe(&mut self, connections: Vec<ConnectionId>, now: Timestamp) {
+    fn probe(&mut self, connections: Vec<ConnectionHandle>, now: Timestamp) {
         let timeout = self.config.liveness.map(|l| l.probe_timeout);
         self.probe_within(connections, timeout, now);
     }
@@ -171,7 +171,7 @@ impl Engine {
     /// [`probe`](Self::probe) with the deadline `timeout` (`None`: none).
     fn probe_within(
         &mut self,
-        mut connections: Vec<ConnectionId>,
+        mut connections: Vec<ConnectionHandle>,
         timeout: Option<Duration>,
         now: Timestamp,
     ) {
@@ -194,7 +194,7 @@ impl Engine {
     /// The app used the peer of `connection`: probe it if it was not probed
     /// or proven alive in the last active heartbeat, with a deadline from
     /// its route's RTT (see [`Liveness`](crate::Liveness)).
-    pub(crate) fn probe_with_traffic(&mut self, connection: ConnectionId, now: Timestamp) {
+    pub(crate) fn probe_with_traffic(&mut self, connection: ConnectionHandle, now: Timestamp) {
         let Some(l) = self.config.liveness else {
             return;
         };

@@ -6,7 +6,7 @@
 //! from the app); outputs are drained with [`Engine::poll_command`] and
 //! [`Engine::poll_event`]; [`Engine::poll_timeout`] says when to call
 //! [`Engine::handle_timeout`] next. Every [`Command::Dial`] carries a
-//! [`ConnectionId`] that its outcome echoes. The libp2p `Behaviour` and the
+//! [`ConnectionHandle`] that its outcome echoes. The libp2p `Behaviour` and the
 //! simulator are thin adapters that turn these into real or simulated dials.
 //!
 //! # What it does today
@@ -108,13 +108,13 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-mod budget;
 mod config;
+mod conn_manager;
 mod connections;
-mod drivers;
+mod discovery;
 mod error;
-mod io;
 mod keepalive;
+mod messages;
 mod network;
 mod peers;
 mod race;
@@ -131,10 +131,10 @@ use multidriver_scoring::{
 };
 
 pub use config::{Config, DriverSchedule, Liveness, ProfileMap};
-pub use drivers::{MAX_NAMESPACE_LEN, MIN_ADVERT_TTL};
+pub use discovery::{MAX_NAMESPACE_LEN, MIN_ADVERT_TTL};
 pub use error::Error;
-pub use io::{
-    CloseReason, Command, ConnectionId, Discovered, DriverCaps, DriverId, EnergyClass, Event,
+pub use messages::{
+    CloseReason, Command, ConnectionHandle, Discovered, DriverCaps, DriverId, EnergyClass, Event,
     InterfaceId, NetworkChange, QueryId, QueryOutcome, Reach, SwitchReason,
 };
 
@@ -175,7 +175,7 @@ enum Purpose {
 struct Race {
     purpose: Purpose,
     tried: Vec<RouteNo>,
-    in_flight: Vec<ConnectionId>,
+    in_flight: Vec<ConnectionHandle>,
     /// When the next attempt may start.
     next_due: Timestamp,
     /// When the race wants to be woken (`None` while it waits for an
@@ -189,8 +189,8 @@ struct Peer {
     meta: Vec<RouteMeta>,
     next_route_no: RouteNo,
     wanted: bool,
-    primary: Option<ConnectionId>,
-    backup: Option<ConnectionId>,
+    primary: Option<ConnectionHandle>,
+    backup: Option<ConnectionHandle>,
     race: Option<Race>,
     guard: SwitchGuard<RouteNo>,
     guard_until: Option<Timestamp>,
@@ -302,16 +302,16 @@ pub struct Engine {
     wakes: BTreeSet<(Timestamp, PeerId)>,
     /// Peers whose race waits for capacity.
     blocked: BTreeSet<PeerId>,
-    attempts: BTreeMap<ConnectionId, Attempt>,
-    connections: BTreeMap<ConnectionId, Conn>,
+    attempts: BTreeMap<ConnectionHandle, Attempt>,
+    connections: BTreeMap<ConnectionHandle, Conn>,
     /// Replaced connections closing after the grace period.
-    closing: BTreeMap<ConnectionId, Timestamp>,
+    closing: BTreeMap<ConnectionHandle, Timestamp>,
     commands: VecDeque<Command>,
     events: VecDeque<Event>,
     dropped_events: u64,
     next_id: u64,
     touch: u64,
-    drivers: drivers::Drivers,
+    drivers: discovery::DriverRegistry,
     /// The latest `now` of any input, to tell passed deadlines from future
     /// ones in `poll_timeout`.
     last_now: Timestamp,
@@ -347,7 +347,7 @@ impl Engine {
             dropped_events: 0,
             next_id: 0,
             touch: 0,
-            drivers: drivers::Drivers::new(config_seed),
+            drivers: discovery::DriverRegistry::new(config_seed),
             last_now: Timestamp::ZERO,
             next_keepalive: None,
             next_heartbeat: None,
@@ -386,13 +386,13 @@ impl Engine {
         let closing = self.closing.values().copied().min();
         let peers = self.wakes.first().map(|(t, _)| *t);
         let drivers = self.drivers_next_timeout();
-        let budget = self.budget_next_timeout();
+        let conn_manager = self.conn_manager_next_timeout();
         [
             attempts,
             closing,
             peers,
             drivers,
-            budget,
+            conn_manager,
             self.next_keepalive,
             self.liveness_next_timeout(),
         ]
@@ -445,7 +445,7 @@ impl Engine {
         self.last_now = self.last_now.max(now);
         self.drivers_timeout(now);
         self.keepalive_timeout(now);
-        let timed_out: Vec<ConnectionId> = self
+        let timed_out: Vec<ConnectionHandle> = self
             .attempts
             .iter()
             .filter(|(_, a)| a.started + self.config.dial_timeout <= now)
@@ -458,7 +458,7 @@ impl Engine {
                 self.record_failure(&attempt, id, now);
             }
         }
-        let due: Vec<ConnectionId> = self
+        let due: Vec<ConnectionHandle> = self
             .closing
             .iter()
             .filter(|(_, t)| **t <= now)
@@ -498,7 +498,7 @@ impl Engine {
     // ------------------------------------------------------------------
 
     /// The peer's primary connection, if it is connected.
-    pub fn primary(&self, peer: &PeerId) -> Option<ConnectionId> {
+    pub fn primary(&self, peer: &PeerId) -> Option<ConnectionHandle> {
         self.peers.get(peer).and_then(|p| p.primary)
     }
 
@@ -533,12 +533,12 @@ impl Engine {
     }
 
     /// The open connections the engine tracks, in id order.
-    pub fn connections(&self) -> impl Iterator<Item = ConnectionId> + '_ {
+    pub fn connections(&self) -> impl Iterator<Item = ConnectionHandle> + '_ {
         self.connections.keys().copied()
     }
 
     /// The address and interface of a connection.
-    pub fn connection(&self, connection: ConnectionId) -> Option<(&Multiaddr, InterfaceId)> {
+    pub fn connection(&self, connection: ConnectionHandle) -> Option<(&Multiaddr, InterfaceId)> {
         self.connections
             .get(&connection)
             .map(|c| (&c.addr, c.interface))
@@ -574,9 +574,9 @@ impl Engine {
     // Internals
     // ------------------------------------------------------------------
 
-    pub(crate) fn new_id(&mut self) -> ConnectionId {
+    pub(crate) fn new_id(&mut self) -> ConnectionHandle {
         self.next_id += 1;
-        ConnectionId(self.next_id)
+        ConnectionHandle(self.next_id)
     }
 
     pub(crate) fn interface_mut(&mut self, id: InterfaceId) -> Result<&mut Interface, Error> {

@@ -6,8 +6,8 @@ use multidriver_scoring::Timestamp;
 
 use crate::peers::route_medium;
 use crate::{
-    CloseReason, Command, Conn, ConnectionId, Engine, Error, Interface, InterfaceId, NetworkChange,
-    Purpose, SwitchReason,
+    CloseReason, Command, Conn, ConnectionHandle, Engine, Error, Interface, InterfaceId,
+    NetworkChange, Purpose, SwitchReason,
 };
 
 impl Engine {
@@ -129,7 +129,7 @@ impl Engine {
 
     pub(crate) fn interface_down(&mut self, interface: InterfaceId, now: Timestamp) {
         self.cancel_attempts_on(interface, now);
-        let conns: Vec<(ConnectionId, Conn)> = self
+        let conns: Vec<(ConnectionHandle, Conn)> = self
             .connections
             .iter()
             .filter(|(_, c)| c.interface == interface)
@@ -174,7 +174,7 @@ impl Engine {
 
     /// Cancels every dial attempt through `interface`; their races move on.
     pub(crate) fn cancel_attempts_on(&mut self, interface: InterfaceId, now: Timestamp) {
-        let attempts: Vec<(ConnectionId, PeerId)> = self
+        let attempts: Vec<(ConnectionHandle, PeerId)> = self
             .attempts
             .iter()
             .filter(|(_, a)| {

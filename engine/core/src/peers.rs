@@ -7,7 +7,7 @@ use multidriver_scoring::rank::Components;
 use multidriver_scoring::{Medium, Route, RouteId, Scope, Timestamp, TransportKind, rank};
 
 use crate::{
-    CloseReason, ConnectionId, Discovered, Engine, Error, Event, Peer, RouteMeta, RouteNo,
+    CloseReason, ConnectionHandle, Discovered, Engine, Error, Event, Peer, RouteMeta, RouteNo,
 };
 
 impl Engine {
@@ -133,7 +133,7 @@ impl Engine {
         p.backup = None;
         p.lost = None;
         self.cancel_race(peer);
-        let conns: Vec<ConnectionId> = self
+        let conns: Vec<ConnectionHandle> = self
             .connections
             .iter()
             .filter(|(_, c)| c.peer == peer)

@@ -6,7 +6,7 @@ use libp2p_identity::PeerId;
 use multidriver_scoring::Timestamp;
 use multidriver_scoring::race::stagger;
 
-use crate::{Attempt, Command, ConnectionId, Engine, Event, Purpose, Race};
+use crate::{Attempt, Command, ConnectionHandle, Engine, Event, Purpose, Race};
 
 impl Engine {
     /// Moves a peer forward: continue its race, start one if it is wanted
@@ -153,8 +153,8 @@ impl Engine {
     }
 
     /// Cancels every attempt of the peer's race but `keep`, and ends it.
-    pub(crate) fn cancel_race_attempts(&mut self, peer_id: PeerId, keep: Option<ConnectionId>) {
-        let ids: Vec<ConnectionId> = self
+    pub(crate) fn cancel_race_attempts(&mut self, peer_id: PeerId, keep: Option<ConnectionHandle>) {
+        let ids: Vec<ConnectionHandle> = self
             .attempts
             .iter()
             .filter(|(id, a)| a.peer == peer_id && Some(**id) != keep)
@@ -178,7 +178,7 @@ impl Engine {
     pub(crate) fn record_failure(
         &mut self,
         attempt: &Attempt,
-        connection: ConnectionId,
+        connection: ConnectionHandle,
         now: Timestamp,
     ) {
         let peer_id = attempt.peer;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use libp2p_identity::{Keypair, PeerId};
 use multiaddr::Multiaddr;
 use multidriver_core::{
-    Command, Config, ConnectionId, Discovered, DriverCaps, DriverId, EnergyClass, Engine,
+    Command, Config, ConnectionHandle, Discovered, DriverCaps, DriverId, EnergyClass, Engine,
     InterfaceId, NetworkChange, QueryId, QueryOutcome, Reach,
 };
 use multidriver_scoring::{
@@ -175,9 +175,9 @@ struct World {
     /// Latest expiry of each route as reported.
     expiry: BTreeMap<(PeerId, Multiaddr, InterfaceId), Timestamp>,
     /// Dials the engine asked for and nobody resolved or cancelled yet.
-    open_dials: BTreeMap<ConnectionId, PeerId>,
+    open_dials: BTreeMap<ConnectionHandle, PeerId>,
     /// Connections open on the adapter's side.
-    open_conns: BTreeMap<ConnectionId, PeerId>,
+    open_conns: BTreeMap<ConnectionHandle, PeerId>,
     /// Driver operations asked for and not yet answered or cancelled, with
     /// when they were asked.
     open_queries: BTreeMap<QueryId, Timestamp>,
@@ -285,7 +285,7 @@ impl World {
         prop_assert_eq!(self.engine.queries_in_flight(), self.open_queries.len());
         // The engine tracks only connections that are open on the adapter's
         // side, and every primary is one of them.
-        let tracked: Vec<ConnectionId> = self.engine.connections().collect();
+        let tracked: Vec<ConnectionHandle> = self.engine.connections().collect();
         for c in &tracked {
             prop_assert!(self.open_conns.contains_key(c), "{c} tracked but closed");
         }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use libp2p_identity::PeerId;
 use multidriver_core::{
-    CloseReason, Command, Config, ConnectionId, Discovered, Engine, Event, InterfaceId,
+    CloseReason, Command, Config, ConnectionHandle, Discovered, Engine, Event, InterfaceId,
     NetworkChange, SwitchReason,
 };
 use multidriver_scoring::{Medium, NetworkConditions, Profile, Source, Timestamp};
@@ -165,7 +165,7 @@ fn an_unanswered_dial_times_out_and_the_race_goes_on() {
 }
 
 /// Connected over Wi-Fi with a 4G route known; returns the Wi-Fi connection.
-fn connected_over_wifi(h: &mut Harness, p: PeerId) -> ConnectionId {
+fn connected_over_wifi(h: &mut Harness, p: PeerId) -> ConnectionHandle {
     h.up(WIFI, Medium::Wifi);
     h.up(CELL, LTE);
     h.discover(p, LAN, WIFI, Source::Mdns);
@@ -436,7 +436,7 @@ fn recent_traffic_spares_a_cellular_connection_its_keep_alive() {
     h.engine.handle_rtt_sample(c2, ms(80), h.now);
     h.drain();
     h.at(ms(100) + interval * 2);
-    let batches: Vec<Vec<ConnectionId>> = h
+    let batches: Vec<Vec<ConnectionHandle>> = h
         .commands
         .iter()
         .filter_map(|(_, c)| match c {
@@ -455,7 +455,7 @@ fn recent_traffic_spares_a_cellular_connection_its_keep_alive() {
     assert_eq!(n, 2);
 }
 
-fn keep_alives(h: &Harness) -> Vec<(Timestamp, Vec<ConnectionId>)> {
+fn keep_alives(h: &Harness) -> Vec<(Timestamp, Vec<ConnectionHandle>)> {
     h.commands
         .iter()
         .filter_map(|(t, c)| match c {
@@ -550,7 +550,7 @@ fn a_backup_that_died_with_its_primary_is_never_promoted() {
     // same deadline; the dead backup is never announced as the new route.
     let switches = h.switches().len();
     h.at(ms(180) + liveness.heartbeat * 2);
-    let unresponsive: Vec<ConnectionId> = h
+    let unresponsive: Vec<ConnectionHandle> = h
         .closes()
         .iter()
         .filter(|c| c.2 == CloseReason::Unresponsive)
@@ -591,7 +591,7 @@ fn no_heartbeat_while_suspended() {
 }
 
 /// A live engine with one peer connected over 4G at 0.1 s.
-fn live_over_cellular() -> (Harness, PeerId, ConnectionId) {
+fn live_over_cellular() -> (Harness, PeerId, ConnectionHandle) {
     let mut h = Harness::live(Config::default());
     let p = peer(1);
     h.up(CELL, LTE);
@@ -875,13 +875,14 @@ fn cellular_keep_alives_share_one_radio_wake_up() {
     for d in &dials[1..] {
         h.succeed(d.1);
     }
-    let cellular: Vec<ConnectionId> = dials.iter().filter(|d| d.3 == CELL).map(|d| d.1).collect();
+    let cellular: Vec<ConnectionHandle> =
+        dials.iter().filter(|d| d.3 == CELL).map(|d| d.1).collect();
     assert_eq!(cellular.len(), 2);
     // One batch per keep-alive interval, with both cellular connections and
     // not the Wi-Fi one, counted from the first cellular connection.
     let interval = Profile::balanced().usage.keepalive_interval();
     h.at(ms(100) + interval * 3);
-    let batches: Vec<(Timestamp, Vec<ConnectionId>)> = h
+    let batches: Vec<(Timestamp, Vec<ConnectionHandle>)> = h
         .commands
         .iter()
         .filter_map(|(t, c)| match c {
@@ -902,7 +903,7 @@ fn cellular_keep_alives_share_one_radio_wake_up() {
 
 /// Answers every dial made since `seen`: the LAN route as `lan_works` says,
 /// any other route with success; returns the LAN connections made.
-fn answer_dials(h: &mut Harness, seen: &mut usize, lan_works: bool) -> Vec<ConnectionId> {
+fn answer_dials(h: &mut Harness, seen: &mut usize, lan_works: bool) -> Vec<ConnectionHandle> {
     let mut made = Vec::new();
     loop {
         let dials = h.dials();
@@ -974,7 +975,7 @@ fn a_better_route_that_failed_is_tried_again_and_won_back() {
 fn a_route_that_keeps_failing_soon_after_a_try_is_tried_ever_less_often() {
     let (mut h, _, mut seen) = wifi_lost_at_one_second();
     // Every LAN connection dies 1 s after it is made.
-    let mut alive: Vec<(Timestamp, ConnectionId)> = Vec::new();
+    let mut alive: Vec<(Timestamp, ConnectionHandle)> = Vec::new();
     for k in 11..=3000 {
         h.at(ms(100 * k));
         let now = h.now;

@@ -6,7 +6,7 @@
 //! - the core's [`Command::Dial`]s become `ToSwarm::Dial` with one address
 //!   each and `PeerCondition::Always` (the core races several routes to one
 //!   peer, and dials a better route while the peer is connected), and their
-//!   `ConnectionId`s are tracked so outcomes reach the core;
+//!   `ConnectionHandle`s are tracked so outcomes reach the core;
 //! - a dial the core did not order (the app's `swarm.dial(peer_id)`, a
 //!   driver's) is answered in `handle_pending_outbound_connection` with the
 //!   core's ranked addresses for the peer, best first;
@@ -125,7 +125,7 @@ use interfaces::Interfaces;
 
 use crate::Error;
 use crate::core::{
-    Command, ConnectionId, Discovered, DriverCaps, DriverId, Engine, Event, InterfaceId,
+    Command, ConnectionHandle, Discovered, DriverCaps, DriverId, Engine, Event, InterfaceId,
     NetworkChange, QueryId, QueryOutcome,
 };
 
@@ -244,7 +244,7 @@ type Action<D> = ToSwarm<Event, THandlerInEvent<Behaviour<D>>>;
 
 #[derive(Debug, Clone, Copy)]
 struct Dial {
-    engine: ConnectionId,
+    engine: ConnectionHandle,
     medium: Medium,
     started: Instant,
 }
@@ -269,7 +269,7 @@ struct Untracked {
 
 #[derive(Debug, Clone, Copy)]
 struct Open {
-    engine: ConnectionId,
+    engine: ConnectionHandle,
     peer: PeerId,
 }
 
@@ -295,7 +295,7 @@ pub struct Behaviour<D: Drivers> {
     dials: HashMap<SwarmConnectionId, Dial>,
     /// Open connections the engine tracks, by swarm id.
     open: HashMap<SwarmConnectionId, Open>,
-    by_engine: HashMap<ConnectionId, (SwarmConnectionId, PeerId)>,
+    by_engine: HashMap<ConnectionHandle, (SwarmConnectionId, PeerId)>,
     /// Connections the engine closed; their close is not a loss.
     closing: HashSet<SwarmConnectionId>,
     /// Driver operations in flight: when sent, routes reported.
@@ -468,13 +468,13 @@ impl<D: Drivers> Behaviour<D> {
     }
 
     /// The engine's id of a swarm connection, if the engine tracks it.
-    pub fn engine_connection(&self, connection: SwarmConnectionId) -> Option<ConnectionId> {
+    pub fn engine_connection(&self, connection: SwarmConnectionId) -> Option<ConnectionHandle> {
         self.open.get(&connection).map(|o| o.engine)
     }
 
     /// The swarm's id of one of the engine's connections (from an
     /// [`Event`]).
-    pub fn swarm_connection(&self, connection: ConnectionId) -> Option<SwarmConnectionId> {
+    pub fn swarm_connection(&self, connection: ConnectionHandle) -> Option<SwarmConnectionId> {
         self.by_engine.get(&connection).map(|(c, _)| *c)
     }
 
@@ -1367,7 +1367,7 @@ impl<D: Drivers> NetworkBehaviour for Behaviour<D> {
 }
 
 impl<D: Drivers> Behaviour<D> {
-    fn track(&mut self, swarm: SwarmConnectionId, engine: ConnectionId, peer: PeerId) {
+    fn track(&mut self, swarm: SwarmConnectionId, engine: ConnectionHandle, peer: PeerId) {
         self.open.insert(swarm, Open { engine, peer });
         self.by_engine.insert(engine, (swarm, peer));
     }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use libp2p_identity::PeerId;
 use multidriver_core::{
-    Command, Config, ConnectionId, Discovered, DriverCaps, DriverId, EnergyClass, Engine, Event,
-    InterfaceId, NetworkChange, QueryId, QueryOutcome, Reach,
+    Command, Config, ConnectionHandle, Discovered, DriverCaps, DriverId, EnergyClass, Engine,
+    Event, InterfaceId, NetworkChange, QueryId, QueryOutcome, Reach,
 };
 use multidriver_scoring::{Medium, Profile, Source, Timestamp};
 
@@ -46,7 +46,7 @@ pub(crate) struct EngineAgent {
     /// Sim query id → engine query id, and back.
     queries: BTreeMap<u64, QueryId>,
     next_query: u64,
-    conns: BTreeMap<u64, ConnectionId>,
+    conns: BTreeMap<u64, ConnectionHandle>,
     primary: BTreeMap<u32, u64>,
     book: BTreeMap<u32, Vec<(AddrKey, Source, bool, Timestamp)>>,
     up: [bool; 4],

@@ -7,8 +7,8 @@ use std::time::Duration;
 use libp2p_identity::{Keypair, PeerId};
 use multiaddr::Multiaddr;
 use multidriver_core::{
-    CloseReason, Command, Config, ConnectionId, Discovered, DriverCaps, DriverId, Engine, Event,
-    InterfaceId, NetworkChange, QueryId, QueryOutcome, SwitchReason,
+    CloseReason, Command, Config, ConnectionHandle, Discovered, DriverCaps, DriverId, Engine,
+    Event, InterfaceId, NetworkChange, QueryId, QueryOutcome, SwitchReason,
 };
 use multidriver_scoring::{CellularGeneration, Medium, NetworkConditions, Source, Timestamp};
 
@@ -139,18 +139,18 @@ impl Harness {
         self.drain();
     }
 
-    pub(crate) fn succeed(&mut self, c: ConnectionId) {
+    pub(crate) fn succeed(&mut self, c: ConnectionHandle) {
         self.engine.handle_dial_succeeded(c, self.now);
         self.drain();
     }
 
-    pub(crate) fn fail(&mut self, c: ConnectionId) {
+    pub(crate) fn fail(&mut self, c: ConnectionHandle) {
         self.engine.handle_dial_failed(c, self.now);
         self.drain();
     }
 
     /// Every dial so far: (when, connection, address, interface).
-    pub(crate) fn dials(&self) -> Vec<(Timestamp, ConnectionId, String, InterfaceId)> {
+    pub(crate) fn dials(&self) -> Vec<(Timestamp, ConnectionHandle, String, InterfaceId)> {
         self.commands
             .iter()
             .filter_map(|(t, c)| match c {
@@ -165,7 +165,7 @@ impl Harness {
             .collect()
     }
 
-    pub(crate) fn dial_to(&self, a: &str) -> ConnectionId {
+    pub(crate) fn dial_to(&self, a: &str) -> ConnectionHandle {
         self.dials()
             .into_iter()
             .rev()
@@ -174,7 +174,7 @@ impl Harness {
             .1
     }
 
-    pub(crate) fn closes(&self) -> Vec<(Timestamp, ConnectionId, CloseReason)> {
+    pub(crate) fn closes(&self) -> Vec<(Timestamp, ConnectionHandle, CloseReason)> {
         self.commands
             .iter()
             .filter_map(|(t, c)| match c {
@@ -184,7 +184,7 @@ impl Harness {
             .collect()
     }
 
-    pub(crate) fn cancels(&self) -> Vec<ConnectionId> {
+    pub(crate) fn cancels(&self) -> Vec<ConnectionHandle> {
         self.commands
             .iter()
             .filter_map(|(_, c)| match c {

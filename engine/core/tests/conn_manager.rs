@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use multidriver_core::{CloseReason, Command, Config, ConnectionId, Engine};
+use multidriver_core::{CloseReason, Command, Config, ConnectionHandle, Engine};
 use multidriver_scoring::{Medium, Timestamp};
 
 mod common;
@@ -15,7 +15,7 @@ fn harness(low: usize, high: usize) -> Harness {
     h
 }
 
-fn inbound(h: &mut Harness, n: u8, at: Timestamp) -> ConnectionId {
+fn inbound(h: &mut Harness, n: u8, at: Timestamp) -> ConnectionHandle {
     h.run_until(at);
     let addr = format!("/ip4/192.168.1.{n}/tcp/4001").parse().unwrap();
     let c = h.engine.handle_inbound(peer(n), addr, WIFI, at).unwrap();
@@ -24,7 +24,7 @@ fn inbound(h: &mut Harness, n: u8, at: Timestamp) -> ConnectionId {
 }
 
 /// Connections trimmed so far, in order.
-fn trimmed(h: &Harness) -> Vec<ConnectionId> {
+fn trimmed(h: &Harness) -> Vec<ConnectionHandle> {
     h.commands
         .iter()
         .filter_map(|(_, c)| match c {

@@ -22,18 +22,18 @@ impl fmt::Display for InterfaceId {
 /// A connection or dial attempt, numbered by the engine. A dial command
 /// carries the id of the connection it opens; results and later commands
 /// about that connection echo it. Adapters map it to their own handles
-/// (e.g. a libp2p `ConnectionId`).
+/// (e.g. a libp2p `ConnectionHandle`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ConnectionId(pub(crate) u64);
+pub struct ConnectionHandle(pub(crate) u64);
 
-impl ConnectionId {
+impl ConnectionHandle {
     /// The number behind the id, for logs and maps.
     pub fn get(self) -> u64 {
         self.0
     }
 }
 
-impl fmt::Display for ConnectionId {
+impl fmt::Display for ConnectionHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "c{}", self.0)
     }
@@ -114,7 +114,7 @@ pub enum Command {
     /// [`Engine::handle_dial_failed`]: crate::Engine::handle_dial_failed
     Dial {
         /// The id the outcome must echo.
-        connection: ConnectionId,
+        connection: ConnectionHandle,
         /// The peer.
         peer: PeerId,
         /// The address.
@@ -126,7 +126,7 @@ pub enum Command {
     /// expected any more (one that still arrives is ignored).
     CancelDial {
         /// The dial's id.
-        connection: ConnectionId,
+        connection: ConnectionHandle,
     },
     /// Register `namespace` with a driver for `ttl`; report with
     /// [`Engine::handle_query_outcome`].
@@ -181,12 +181,12 @@ pub enum Command {
     /// [`Config::liveness`]: crate::Config::liveness
     KeepAlive {
         /// The connections.
-        connections: Vec<ConnectionId>,
+        connections: Vec<ConnectionHandle>,
     },
     /// Close an open connection; the engine already forgot it.
     CloseConnection {
         /// The connection.
-        connection: ConnectionId,
+        connection: ConnectionHandle,
         /// Why.
         reason: CloseReason,
     },
@@ -261,7 +261,7 @@ pub enum Event {
         /// The peer.
         peer: PeerId,
         /// The connection.
-        connection: ConnectionId,
+        connection: ConnectionHandle,
         /// The route's address.
         addr: Multiaddr,
         /// The interface it leaves through.
@@ -278,7 +278,7 @@ pub enum Event {
         /// The new route's address.
         to: Multiaddr,
         /// The new connection.
-        connection: ConnectionId,
+        connection: ConnectionHandle,
         /// The new route's interface.
         interface: InterfaceId,
         /// Why.

@@ -5,7 +5,7 @@
 use libp2p_identity::PeerId;
 use multidriver_scoring::Timestamp;
 
-use crate::{CloseReason, ConnectionId, Engine, SwitchReason};
+use crate::{CloseReason, ConnectionHandle, Engine, SwitchReason};
 
 /// How much a connection is worth keeping; lower is trimmed first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -72,7 +72,7 @@ impl Engine {
     }
 
     /// The value of a connection, or `None` if it may not be trimmed now.
-    fn trim_value(&self, id: ConnectionId, now: Timestamp) -> Option<(Value, Timestamp)> {
+    fn trim_value(&self, id: ConnectionHandle, now: Timestamp) -> Option<(Value, Timestamp)> {
         if self.closing.contains_key(&id) {
             return None;
         }
@@ -105,7 +105,7 @@ impl Engine {
         if self.counted_connections() <= self.config.conn_high_watermark {
             return;
         }
-        let mut candidates: Vec<(Value, Timestamp, ConnectionId)> = self
+        let mut candidates: Vec<(Value, Timestamp, ConnectionHandle)> = self
             .connections
             .keys()
             .filter_map(|id| self.trim_value(*id, now).map(|(v, t)| (v, t, *id)))
@@ -135,7 +135,7 @@ impl Engine {
 
     /// While above the high watermark, when the next connection leaves its
     /// grace period.
-    pub(crate) fn budget_next_timeout(&self) -> Option<Timestamp> {
+    pub(crate) fn conn_manager_next_timeout(&self) -> Option<Timestamp> {
         if self.counted_connections() <= self.config.conn_high_watermark {
             return None;
         }

@@ -64,7 +64,7 @@ pub(crate) struct Query {
 
 /// The driver-side state of an [`Engine`].
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Drivers {
+pub(crate) struct DriverRegistry {
     drivers: BTreeMap<DriverId, Driver>,
     adverts: BTreeMap<String, Advert>,
     /// Namespaces looked up again periodically, with the next lookup time.
@@ -74,12 +74,12 @@ pub(crate) struct Drivers {
     rng: u64,
 }
 
-impl Drivers {
+impl DriverRegistry {
     pub(crate) fn new(seed: u64) -> Self {
-        Drivers {
+        DriverRegistry {
             // xorshift needs a non-zero state.
             rng: seed ^ 0x9E37_79B9_7F4A_7C15,
-            ..Drivers::default()
+            ..DriverRegistry::default()
         }
     }
 
