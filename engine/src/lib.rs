@@ -5,17 +5,63 @@
 //! battery cost, dials through the best one, and reacts live when a phone moves
 //! between Wi-Fi and 4G, all as one `NetworkBehaviour` in your swarm.
 //!
-//! # Status
+//! This is the crate an app adds. Its root has what a swarm needs:
+//! [`Behaviour`] and its [`Config`] and [`Event`]s, the discovery drivers
+//! ([`Discovery`], [`DiscoveryConfig`]) and the transport stack
+//! ([`build_swarm`], [`StackConfig`]).
 //!
-//! - [`scoring`] (re-exported): route ranking by latency and battery cost.
-//! - [`core`]: the sans-IO engine core: routes per peer, the racing dialer,
-//!   make-before-break upgrades, network changes, discovery driver
-//!   orchestration with health and backoff, profiles by power state, and a
-//!   connection manager. See its docs for an example of driving it by hand.
-//! - [`behaviour`]: the libp2p adapter, [`behaviour::Behaviour`], one
-//!   `NetworkBehaviour` that runs the core over a real swarm.
+//! # Crates and layers
 //!
-//! # Example
+//! - [`core`] (`multidriver-core`): the sans-IO engine. One deterministic
+//!   state machine; time is passed in, it opens no socket and spawns no
+//!   task. Depends only on scoring, `libp2p-identity` and `multiaddr`; the
+//!   simulator runs it without any of libp2p's networking.
+//! - [`scoring`] (`multidriver-scoring`): route ranking by latency and
+//!   battery cost, profiles, the energy model.
+//! - [`behaviour`]: the libp2p adapter over the core.
+//! - [`routing`] (`multidriver-routing`): the discovery drivers and the
+//!   [`DriverSet`] contract; [`transports`] (`multidriver-transports`): the
+//!   transport stack and the connectivity watcher.
+//!
+//! # Features
+//!
+//! | feature | default | what |
+//! |---|---|---|
+//! | `kad` | on | the Kademlia DHT driver |
+//! | `mdns` | on | the mDNS driver |
+//! | `rendezvous` | on | rendezvous point drivers |
+//! | `proximity` | on | the BLE-style proximity driver and transport |
+//! | `quic` | on | QUIC in [`build_swarm`] |
+//! | `webrtc` | off | WebRTC-direct in [`build_swarm`] (libp2p-webrtc, alpha) |
+//! | `serde` | off | load scoring profiles from TOML |
+//!
+//! # Example: multidriver in a swarm
+//!
+//! ```no_run
+//! use libp2p::{futures::StreamExt, identity::Keypair, swarm::SwarmEvent};
+//! use multidriver::{Behaviour, Config, Discovery, DiscoveryConfig, Event, StackConfig, build_swarm};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let key = Keypair::generate_ed25519();
+//! let drivers = Discovery::new(&key, DiscoveryConfig::default().with_mdns())?;
+//! let behaviour = Behaviour::new(key.public().to_peer_id(), Config::default(), drivers)?;
+//! let mut swarm = build_swarm(key, &StackConfig::default(), |_| behaviour)?;
+//! swarm.listen_on("/ip4/0.0.0.0/udp/0/quic-v1".parse()?)?;
+//! swarm.behaviour_mut().advertise("my-app")?;
+//! swarm.behaviour_mut().subscribe("my-app")?;
+//! loop {
+//!     match swarm.select_next_some().await {
+//!         SwarmEvent::Behaviour(Event::PeerDiscovered { peer, .. }) => {
+//!             swarm.behaviour_mut().connect(peer)?;
+//!         }
+//!         SwarmEvent::Behaviour(event) => println!("{event:?}"),
+//!         _ => {}
+//!     }
+//! }
+//! # }
+//! ```
+//!
+//! # Example: ranking routes
 //!
 //! ```
 //! use multidriver::scoring::{Context, LinkConditions, Medium, PowerState, Profile, Route, Timestamp, rank};
@@ -41,7 +87,12 @@
 pub mod behaviour;
 mod error;
 
+pub use behaviour::{Behaviour, Config};
 pub use error::Error;
 pub use multidriver_core as core;
+pub use multidriver_core::Event;
+pub use multidriver_routing as routing;
+pub use multidriver_routing::{Discovery, DiscoveryConfig, DriverEvent, DriverSet};
 pub use multidriver_scoring as scoring;
 pub use multidriver_transports as transports;
+pub use multidriver_transports::stack::{StackConfig, build_swarm};

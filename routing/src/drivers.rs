@@ -1,6 +1,5 @@
 //! The discovery drivers over real libp2p protocols, as one
-//! [`Drivers`] behaviour for
-//! [`multidriver::behaviour::Behaviour`].
+//! [`DriverSet`](crate::DriverSet) for the engine's `Behaviour`.
 //!
 //! - **DHT**: libp2p-kad provider records. A namespace's key is
 //!   SHA-256(`"/multidriver/ns/"` + namespace), so no one else's record
@@ -29,6 +28,7 @@ use std::collections::{HashMap, VecDeque};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::{DriverEvent, DriverSet};
 use libp2p::core::Endpoint;
 use libp2p::core::transport::PortUse;
 use libp2p::swarm::{
@@ -36,9 +36,8 @@ use libp2p::swarm::{
     THandlerOutEvent, ToSwarm,
 };
 use libp2p::{Multiaddr, PeerId, StreamProtocol, identity::Keypair, kad, mdns, rendezvous};
-use multidriver::behaviour::{DriverEvent, Drivers};
-use multidriver::core::{DriverCaps, EnergyClass, QueryId, Reach};
-use multidriver::scoring::Source;
+use multidriver_core::{DriverCaps, EnergyClass, QueryId, Reach};
+use multidriver_scoring::Source;
 use sha2::{Digest, Sha256};
 
 use crate::Error;
@@ -545,7 +544,7 @@ impl Discovery {
     }
 }
 
-impl Drivers for Discovery {
+impl DriverSet for Discovery {
     fn capabilities(&self) -> Vec<DriverCaps> {
         self.slots
             .iter()

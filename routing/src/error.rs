@@ -64,7 +64,4 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
-    /// The engine refused the configuration.
-    #[error(transparent)]
-    Engine(#[from] multidriver::Error),
 }

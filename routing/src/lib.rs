@@ -1,7 +1,10 @@
 //! Discovery drivers for multidriver.
 //!
+//! - [`DriverSet`]: the contract between discovery drivers and the engine's
+//!   libp2p `Behaviour` (in the `multidriver` crate), which runs them and
+//!   orders their operations.
 //! - [`drivers`]: the drivers over real libp2p protocols, as one
-//!   [`Discovery`] behaviour that [`multidriver::behaviour::Behaviour`] runs:
+//!   [`Discovery`] driver set:
 //!   a Kademlia DHT (provider records keyed by a hash of the namespace),
 //!   rendezvous points (the libp2p-rendezvous client, signed peer records,
 //!   one driver per point), and mDNS. Each declares its capabilities.
@@ -18,36 +21,8 @@
 //!
 //! The proximity driver turns sightings into routes over the BLE-style
 //! transport; the rendezvous point server behind `multidriver rendezvous`
-//! is the `multidriver-rendezvous` crate.
-//!
-//! # Example: multidriver in a swarm
-//!
-//! ```no_run
-//! use std::time::Duration;
-//! use libp2p::{futures::StreamExt, identity::Keypair, swarm::SwarmEvent};
-//! use multidriver::behaviour::{Behaviour, Config};
-//! use multidriver_routing::{Discovery, DiscoveryConfig};
-//! use multidriver_transports::stack::{StackConfig, build_swarm};
-//!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let key = Keypair::generate_ed25519();
-//! let drivers = Discovery::new(&key, DiscoveryConfig::default().with_mdns())?;
-//! let behaviour = Behaviour::new(key.public().to_peer_id(), Config::default(), drivers)?;
-//! let mut swarm = build_swarm(key, &StackConfig::default(), |_| behaviour)?;
-//! swarm.listen_on("/ip4/0.0.0.0/udp/0/quic-v1".parse()?)?;
-//! swarm.behaviour_mut().advertise("my-app")?;
-//! swarm.behaviour_mut().subscribe("my-app")?;
-//! loop {
-//!     match swarm.select_next_some().await {
-//!         SwarmEvent::Behaviour(multidriver::core::Event::PeerDiscovered { peer, .. }) => {
-//!             swarm.behaviour_mut().connect(peer)?;
-//!         }
-//!         SwarmEvent::Behaviour(event) => println!("{event:?}"),
-//!         _ => {}
-//!     }
-//! }
-//! # }
-//! ```
+//! is the `multidriver-rendezvous` crate. Apps add the `multidriver` crate,
+//! which re-exports [`Discovery`] and has the full example of a swarm.
 //!
 //! # Example: the proximity radio
 //!
@@ -66,9 +41,11 @@
 //! ```
 
 pub mod ble;
+mod driver_set;
 pub mod drivers;
 mod error;
 pub mod proximity;
 
+pub use driver_set::{DriverEvent, DriverSet};
 pub use drivers::{Discovery, DiscoveryConfig};
 pub use error::Error;

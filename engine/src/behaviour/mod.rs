@@ -14,7 +14,7 @@
 //!   when the core asks ([`Command::KeepAlive`]), and its RTT feeds the core;
 //!   connections the core holds are kept alive, its losers closed with
 //!   `ToSwarm::CloseConnection`;
-//! - the discovery [`Drivers`] (a Kademlia DHT, rendezvous points, mDNS:
+//! - the discovery [`DriverSet`] (a Kademlia DHT, rendezvous points, mDNS:
 //!   `multidriver-routing` has them) run inside it and answer the core's
 //!   advertise and discover commands;
 //! - local addresses from `if-watch`, link states from netlink on Linux (a
@@ -52,9 +52,9 @@
 //!
 //! ```
 //! use libp2p::PeerId;
-//! use multidriver::behaviour::{Behaviour, Config, Drivers};
+//! use multidriver::behaviour::{Behaviour, Config, DriverSet};
 //!
-//! fn start<D: Drivers>(local: PeerId, drivers: D) -> Result<Behaviour<D>, multidriver::Error> {
+//! fn start<D: DriverSet>(local: PeerId, drivers: D) -> Result<Behaviour<D>, multidriver::Error> {
 //!     let mut multidriver = Behaviour::new(local, Config::default(), drivers)?;
 //!     multidriver.advertise("my-app")?; // register where the drivers can
 //!     multidriver.subscribe("my-app")?; // and keep looking up others
@@ -125,60 +125,10 @@ use interfaces::Interfaces;
 
 use crate::Error;
 use crate::core::{
-    Command, ConnectionHandle, Discovered, DriverCaps, DriverId, Engine, Event, InterfaceId,
-    NetworkChange, QueryId, QueryOutcome,
+    Command, ConnectionHandle, Discovered, DriverId, Engine, Event, InterfaceId, NetworkChange,
+    QueryId, QueryOutcome,
 };
-
-/// Discovery drivers as one `NetworkBehaviour`, run inside [`Behaviour`].
-///
-/// `multidriver-routing` implements it for Kademlia, rendezvous and mDNS.
-/// Drivers are numbered by their position in [`Drivers::capabilities`]; every
-/// operation names its driver by that index and echoes the engine's
-/// [`QueryId`] in its [`DriverEvent`]s.
-pub trait Drivers: NetworkBehaviour<ToSwarm = DriverEvent> {
-    /// Each driver instance's declared capabilities, registered with the
-    /// engine once, in this order, when the [`Behaviour`] is built.
-    fn capabilities(&self) -> Vec<DriverCaps>;
-    /// Register the local peer under `namespace` for `ttl` with driver
-    /// `driver`; answer with [`DriverEvent::Finished`] for `query`.
-    fn advertise(&mut self, driver: usize, query: QueryId, namespace: &str, ttl: Duration);
-    /// Withdraw the registration. No answer.
-    fn stop_advertising(&mut self, driver: usize, namespace: &str);
-    /// Look peers up: [`DriverEvent::Discovered`] for each, then
-    /// [`DriverEvent::Finished`].
-    fn discover(&mut self, driver: usize, query: QueryId, namespace: &str);
-    /// Abandon an operation; later events about it are ignored.
-    fn cancel(&mut self, query: QueryId);
-}
-
-/// What drivers report.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum DriverEvent {
-    /// A peer and its addresses; `query` is `None` for unsolicited finds
-    /// (an mDNS announcement).
-    Discovered {
-        /// The lookup it answers.
-        query: Option<QueryId>,
-        /// The driver kind.
-        source: Source,
-        /// The peer.
-        peer: PeerId,
-        /// Its addresses.
-        addrs: Vec<Multiaddr>,
-        /// Whether they came in a signed peer record.
-        signed: bool,
-        /// How long they stay valid.
-        ttl: Duration,
-    },
-    /// An operation ended; the error says why it failed.
-    Finished {
-        /// The operation.
-        query: QueryId,
-        /// `Err` with the reason when it failed.
-        result: Result<(), String>,
-    },
-}
+pub use multidriver_routing::{DriverEvent, DriverSet};
 
 /// How the [`Behaviour`] runs.
 #[derive(Debug, Clone)]
@@ -274,7 +224,7 @@ struct Open {
 }
 
 /// multidriver as one `NetworkBehaviour`; see the [module docs](self).
-pub struct Behaviour<D: Drivers> {
+pub struct Behaviour<D: DriverSet> {
     engine: Engine,
     drivers: D,
     driver_ids: Vec<DriverId>,
@@ -311,7 +261,7 @@ pub struct Behaviour<D: Drivers> {
     actions: VecDeque<Action<D>>,
 }
 
-impl<D: Drivers> std::fmt::Debug for Behaviour<D> {
+impl<D: DriverSet> std::fmt::Debug for Behaviour<D> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Behaviour")
             .field("local_peer", &self.local_peer)
@@ -388,7 +338,7 @@ fn record_energy(medium: Medium, activity: &'static str, joules: f64) {
     .increment(mj);
 }
 
-impl<D: Drivers> Behaviour<D> {
+impl<D: DriverSet> Behaviour<D> {
     /// A behaviour for the swarm of `local_peer`, running `drivers`.
     ///
     /// # Errors
@@ -842,6 +792,9 @@ impl<D: Drivers> Behaviour<D> {
                 };
                 self.engine.handle_query_outcome(query, outcome, now);
             }
+            other => {
+                tracing::debug!(target: "multidriver", event = ?other, "a driver event this adapter does not know; ignored")
+            }
         }
     }
 
@@ -963,7 +916,7 @@ impl<D: Drivers> Behaviour<D> {
         }
     }
 
-    /// The position in [`Drivers::capabilities`] of one of the engine's
+    /// The position in [`DriverSet::capabilities`] of one of the engine's
     /// drivers (as an [`Event::DriverHealthChanged`] names it), e.g. to say
     /// which rendezvous point failed.
     pub fn driver_index(&self, driver: DriverId) -> Option<usize> {
@@ -1055,7 +1008,7 @@ impl<D: Drivers> Behaviour<D> {
 }
 
 #[cfg(target_os = "linux")]
-impl<D: Drivers> Behaviour<D> {
+impl<D: DriverSet> Behaviour<D> {
     /// A link taken down keeps its addresses (no `if-watch` event) but
     /// carries nothing: its addresses are reported gone at once, and back
     /// when the link returns.
@@ -1104,7 +1057,7 @@ impl<D: Drivers> Behaviour<D> {
     }
 }
 
-impl<D: Drivers> NetworkBehaviour for Behaviour<D> {
+impl<D: DriverSet> NetworkBehaviour for Behaviour<D> {
     type ConnectionHandler = Handler<D>;
     type ToSwarm = Event;
 
@@ -1366,7 +1319,7 @@ impl<D: Drivers> NetworkBehaviour for Behaviour<D> {
     }
 }
 
-impl<D: Drivers> Behaviour<D> {
+impl<D: DriverSet> Behaviour<D> {
     fn track(&mut self, swarm: SwarmConnectionId, engine: ConnectionHandle, peer: PeerId) {
         self.open.insert(swarm, Open { engine, peer });
         self.by_engine.insert(engine, (swarm, peer));

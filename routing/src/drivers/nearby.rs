@@ -16,14 +16,14 @@ use std::collections::{HashMap, VecDeque};
 use std::task::Context;
 use std::time::{Duration, Instant};
 
+use crate::DriverEvent;
 use futures_timer::Delay;
 use libp2p::futures::FutureExt;
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{CloseConnection, ConnectionId, FromSwarm, ToSwarm};
 use libp2p::{Multiaddr, PeerId};
-use multidriver::behaviour::DriverEvent;
-use multidriver::core::{DriverCaps, EnergyClass, QueryId, Reach};
-use multidriver::scoring::Source;
+use multidriver_core::{DriverCaps, EnergyClass, QueryId, Reach};
+use multidriver_scoring::Source;
 use sha2::{Digest, Sha256};
 
 use crate::proximity::{ProximityRadio, TOKEN_LEN, Token};

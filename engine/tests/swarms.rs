@@ -91,7 +91,7 @@ async fn run_until(
                     .iter_mut()
                     .enumerate()
                     .map(|(i, n)| Box::pin(async move { (i, n.select_next_some().await) }));
-                libp2p::futures::future::select_all(futs).await.0
+                futures::future::select_all(futs).await.0
             };
             if let SwarmEvent::Behaviour(e) = event {
                 match &e {
@@ -124,7 +124,7 @@ async fn run_for(nodes: &mut [Node], period: Duration) {
             let futs = nodes
                 .iter_mut()
                 .map(|n| Box::pin(async move { n.select_next_some().await }));
-            libp2p::futures::future::select_all(futs).await;
+            futures::future::select_all(futs).await;
         }
     })
     .await;
