@@ -13,7 +13,7 @@ use multidriver::behaviour::{Behaviour, Config};
 use multidriver::core::Event;
 use multidriver::scoring::{Medium, Source, Timestamp};
 use multidriver_routing::proximity::{Ether, EtherConfig, InProcessRadio};
-use multidriver_routing::{Discovery, DiscoveryConfig, ble, drivers::ProximityConfig};
+use multidriver_routing::{Discovery, DiscoveryConfig, ProximityConfig, ble};
 use tokio::time::timeout;
 
 const NS: &str = "multidriver-proximity-test";

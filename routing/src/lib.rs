@@ -3,8 +3,9 @@
 //! - [`DriverSet`]: the contract between discovery drivers and the engine's
 //!   libp2p `Behaviour` (in the `multidriver` crate), which runs them and
 //!   orders their operations.
-//! - [`drivers`]: the drivers over real libp2p protocols, as one
-//!   [`Discovery`] driver set:
+//! - [`Discovery`]: the drivers over real libp2p protocols, as one driver
+//!   set, one module each ([`kad`], [`rendezvous`], [`mdns`], and the
+//!   proximity driver):
 //!   a Kademlia DHT (provider records keyed by a hash of the namespace),
 //!   rendezvous points (the libp2p-rendezvous client, signed peer records,
 //!   one driver per point), and mDNS. Each declares its capabilities.
@@ -40,12 +41,26 @@
 //! # Ok::<(), multidriver_routing::Error>(())
 //! ```
 
+#[cfg(feature = "proximity")]
 pub mod ble;
+pub mod discovery;
 mod driver_set;
-pub mod drivers;
 mod error;
+#[cfg(feature = "kad")]
+pub mod kad;
+#[cfg(feature = "mdns")]
+pub mod mdns;
+#[cfg(feature = "proximity")]
+mod nearby;
+#[cfg(feature = "proximity")]
 pub mod proximity;
+#[cfg(feature = "rendezvous")]
+pub mod rendezvous;
 
+pub use discovery::{Discovery, DiscoveryConfig};
 pub use driver_set::{DriverEvent, DriverSet};
-pub use drivers::{Discovery, DiscoveryConfig};
 pub use error::Error;
+#[cfg(feature = "proximity")]
+pub use nearby::{
+    PROXIMITY_CAPS, PROXIMITY_ROUTE_TTL, ProximityConfig, SCAN_WINDOW, namespace_token,
+};

@@ -1,10 +1,11 @@
 //! The libp2p 0.57 transport stack multidriver routes over.
 //!
 //! [`build_swarm`] assembles it with `SwarmBuilder`: TCP + Noise + yamux,
-//! QUIC (quinn), WebRTC-direct (libp2p-webrtc, feature `webrtc`, on by
-//! default; `/udp/…/webrtc-direct/certhash/…` addresses; a node dials
-//! WebRTC-direct only after listening on a `webrtc-direct` address, since
-//! libp2p-webrtc dials through its listener's UDP socket), and DNS through hickory-resolver with an **explicit**
+//! QUIC (quinn, feature `quic`, on by default), WebRTC-direct
+//! (libp2p-webrtc, feature `webrtc`, off by default;
+//! `/udp/…/webrtc-direct/certhash/…` addresses; a node dials WebRTC-direct
+//! only after listening on a `webrtc-direct` address, since libp2p-webrtc
+//! dials through its listener's UDP socket), and DNS through hickory-resolver with an **explicit**
 //! resolver configuration. The system configuration (`/etc/resolv.conf`)
 //! cannot be read on Android and iOS, where `with_dns()` fails; choose a
 //! public resolver or pass your own ([`Dns`]).
@@ -13,8 +14,17 @@
 //! the engine's way: the engine probes connections itself
 //! (`Config::liveness` in the `multidriver` crate, and batched cellular
 //! keep-alives that would be defeated by a 5 s QUIC keep-alive). The swarm's
-//! idle-connection timeout is raised for the same reason: the engine decides
-//! which connections to keep.
+//! idle-connection timeout stays short (libp2p's 10 s): the engine's
+//! `Behaviour` keeps the connections it holds open whatever the timeout,
+//! and every other connection (a DHT lookup's, say) closes when idle.
+//!
+//! **rustls**: `build_swarm` never installs a process-wide rustls
+//! `CryptoProvider`. With the `webrtc` feature the build has two crypto
+//! back-ends (ring for WebRTC's DTLS, aws-lc-rs for quinn) and rustls cannot
+//! pick a default on its own, so the app installs one before building the
+//! swarm, e.g. `rustls::crypto::ring::default_provider().install_default()`;
+//! without one `build_swarm` fails with [`Error::Stack`] naming
+//! `webrtc-direct`.
 //!
 //! ```no_run
 //! use multidriver_transports::stack::{StackConfig, build_swarm};
@@ -66,8 +76,9 @@ pub struct StackConfig {
     /// keep-alive (libp2p-quic's default) would hold a cellular radio up.
     pub quic_keep_alive: Duration,
     /// How long the swarm keeps a connection without streams. Default
-    /// 300 s (libp2p-swarm's default is 10 s, which would close connections
-    /// the engine keeps warm between app messages).
+    /// 10 s, libp2p-swarm's own default (`Config::with_idle_connection_timeout`):
+    /// the engine keeps the connections it holds alive regardless, so this
+    /// closes only the others (a DHT lookup's, a discovery dial's).
     pub idle_connection_timeout: Duration,
 }
 
@@ -77,7 +88,7 @@ impl Default for StackConfig {
             dns: Dns::default(),
             quic_max_idle: Duration::from_secs(300),
             quic_keep_alive: Duration::from_secs(300),
-            idle_connection_timeout: Duration::from_secs(300),
+            idle_connection_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -86,8 +97,8 @@ fn public(group: &hickory_resolver::config::ServerGroup<'_>) -> libp2p::dns::Res
     libp2p::dns::ResolverConfig::udp_and_tcp(group)
 }
 
-/// Builds a tokio swarm with TCP + Noise + yamux, QUIC and DNS, running
-/// `behaviour`.
+/// Builds a tokio swarm with TCP + Noise + yamux, QUIC (feature `quic`),
+/// WebRTC-direct (feature `webrtc`) and DNS, running `behaviour`.
 ///
 /// # Errors
 /// [`Error::Stack`] if a part of the stack cannot be built (e.g. the Noise
@@ -113,18 +124,24 @@ pub fn build_swarm<B: NetworkBehaviour>(
             noise::Config::new,
             yamux::Config::default,
         )
-        .map_err(|e| stack("tcp + noise + yamux")(&e))?
-        .with_quic_config(|mut c| {
-            c.max_idle_timeout = idle_ms;
-            c.keep_alive_interval = keep_alive;
-            c
-        });
-    // With WebRTC in the build, rustls has two crypto back-ends compiled in
-    // (ring for WebRTC's DTLS, aws-lc-rs for quinn) and cannot pick a
-    // process default on its own; WebRTC needs one. Install ring's unless
-    // the app installed one already (then this does nothing).
+        .map_err(|e| stack("tcp + noise + yamux")(&e))?;
+    #[cfg(feature = "quic")]
+    let builder = builder.with_quic_config(|mut c| {
+        c.max_idle_timeout = idle_ms;
+        c.keep_alive_interval = keep_alive;
+        c
+    });
+    #[cfg(not(feature = "quic"))]
+    let _ = (idle_ms, keep_alive);
+    // WebRTC's DTLS needs rustls's process-wide provider, which is the
+    // app's to choose (see the module docs).
     #[cfg(feature = "webrtc")]
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        return Err(stack("webrtc-direct")(
+            &"rustls has no process-wide CryptoProvider: install one before building the \
+              swarm, e.g. rustls::crypto::ring::default_provider().install_default()",
+        ));
+    }
     #[cfg(feature = "webrtc")]
     let builder = builder
         .with_other_transport(|key| {

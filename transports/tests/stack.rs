@@ -10,6 +10,10 @@ use libp2p::{Multiaddr, Swarm, ping};
 use multidriver_transports::stack::{Dns, StackConfig, build_swarm};
 
 fn swarm(dns: Dns) -> Swarm<ping::Behaviour> {
+    // With WebRTC in the build the app installs rustls's provider
+    // (build_swarm installs none).
+    #[cfg(feature = "webrtc")]
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let config = StackConfig {
         dns,
         ..StackConfig::default()
