@@ -87,10 +87,9 @@
 pub mod behaviour;
 mod error;
 
-pub use behaviour::{Behaviour, Config};
+pub use behaviour::{Behaviour, Config, Event};
 pub use error::Error;
 pub use multidriver_core as core;
-pub use multidriver_core::Event;
 pub use multidriver_routing as routing;
 pub use multidriver_routing::{Discovery, DiscoveryConfig, DriverEvent, DriverSet};
 pub use multidriver_scoring as scoring;

@@ -8,8 +8,8 @@ use libp2p::futures::StreamExt;
 use libp2p::identity::Keypair;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm, rendezvous};
+use multidriver::Event;
 use multidriver::behaviour::{Behaviour, Config};
-use multidriver::core::Event;
 use multidriver::scoring::Source;
 use multidriver_routing::{Discovery, DiscoveryConfig};
 use multidriver_transports::stack::{Dns, StackConfig, build_swarm};
@@ -20,10 +20,7 @@ type Node = Swarm<Behaviour<Discovery>>;
 const NS: &str = "multidriver-test";
 
 fn stack() -> StackConfig {
-    StackConfig {
-        dns: Dns::Disabled,
-        ..StackConfig::default()
-    }
+    StackConfig::default().with_dns(Dns::Disabled)
 }
 
 fn node(drivers: DiscoveryConfig) -> Node {

@@ -51,8 +51,8 @@ use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder, noise, ping, tcp, yamux};
+use multidriver::Event as MdEvent;
 use multidriver::behaviour::{Behaviour as Multidriver, Config as MdConfig};
-use multidriver::core::Event as MdEvent;
 use multidriver::scoring::CellularGeneration;
 use multidriver::transports::connectivity::{
     ConnectivityHint, HostTransport, NetworkId, NetworkState,

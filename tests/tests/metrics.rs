@@ -17,7 +17,7 @@ use metrics::{
     Counter, CounterFn, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder,
     SharedString, Unit,
 };
-use multidriver::core::Event;
+use multidriver::Event;
 use multidriver_routing::DiscoveryConfig;
 
 /// Counters and histogram sample counts by name and sorted labels.

@@ -63,23 +63,67 @@ pub enum Dns {
 }
 
 /// How the stack is built.
+#[non_exhaustive]
 #[derive(Debug, Clone)]
 pub struct StackConfig {
+    pub(crate) dns: Dns,
+    pub(crate) quic_max_idle: Duration,
+    pub(crate) quic_keep_alive: Duration,
+    pub(crate) idle_connection_timeout: Duration,
+}
+
+/// Read access to every setting; each says what happens at its bound.
+impl StackConfig {
     /// The DNS resolver. Default: Cloudflare.
-    pub dns: Dns,
+    pub fn dns(&self) -> &Dns {
+        &self.dns
+    }
+
+    /// Builder: sets [`dns`](Self::dns).
+    pub fn with_dns(mut self, dns: Dns) -> Self {
+        self.dns = dns;
+        self
+    }
+
     /// QUIC's idle timeout. Default 300 s (our choice: above the longest
     /// keep-alive interval of the preset profiles, 120 s, with room for a
     /// probe; libp2p-quic's own default is 10 s).
-    pub quic_max_idle: Duration,
+    pub fn quic_max_idle(&self) -> Duration {
+        self.quic_max_idle
+    }
+
+    /// Builder: sets [`quic_max_idle`](Self::quic_max_idle).
+    pub fn with_quic_max_idle(mut self, quic_max_idle: Duration) -> Self {
+        self.quic_max_idle = quic_max_idle;
+        self
+    }
+
     /// QUIC's own keep-alive interval. Default 300 s, i.e. effectively off:
     /// the engine's probes keep wanted connections busy, and a 5 s QUIC
     /// keep-alive (libp2p-quic's default) would hold a cellular radio up.
-    pub quic_keep_alive: Duration,
+    pub fn quic_keep_alive(&self) -> Duration {
+        self.quic_keep_alive
+    }
+
+    /// Builder: sets [`quic_keep_alive`](Self::quic_keep_alive).
+    pub fn with_quic_keep_alive(mut self, quic_keep_alive: Duration) -> Self {
+        self.quic_keep_alive = quic_keep_alive;
+        self
+    }
+
     /// How long the swarm keeps a connection without streams. Default
     /// 10 s, libp2p-swarm's own default (`Config::with_idle_connection_timeout`):
     /// the engine keeps the connections it holds alive regardless, so this
     /// closes only the others (a DHT lookup's, a discovery dial's).
-    pub idle_connection_timeout: Duration,
+    pub fn idle_connection_timeout(&self) -> Duration {
+        self.idle_connection_timeout
+    }
+
+    /// Builder: sets [`idle_connection_timeout`](Self::idle_connection_timeout).
+    pub fn with_idle_connection_timeout(mut self, idle_connection_timeout: Duration) -> Self {
+        self.idle_connection_timeout = idle_connection_timeout;
+        self
+    }
 }
 
 impl Default for StackConfig {

@@ -9,9 +9,6 @@ use multidriver_scoring::Source;
 mod common;
 use common::*;
 
-const LAN: &str = "/ip4/192.168.1.20/udp/4001/quic-v1";
-const PUBLIC_QUIC: &str = "/ip4/203.0.113.45/udp/4001/quic-v1";
-
 #[test]
 fn the_connectivity_watcher_drives_a_failover() {
     use multidriver_transports::connectivity::{

@@ -11,10 +11,7 @@ use multidriver_transports::stack::{Dns, StackConfig, build_swarm};
 
 #[tokio::test]
 async fn without_a_provider_the_stack_refuses_and_names_the_fix() {
-    let config = StackConfig {
-        dns: Dns::Disabled,
-        ..StackConfig::default()
-    };
+    let config = StackConfig::default().with_dns(Dns::Disabled);
     assert!(rustls::crypto::CryptoProvider::get_default().is_none());
     let err = build_swarm(Keypair::generate_ed25519(), &config, |_| dummy::Behaviour)
         .err()

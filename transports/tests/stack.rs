@@ -14,10 +14,7 @@ fn swarm(dns: Dns) -> Swarm<ping::Behaviour> {
     // (build_swarm installs none).
     #[cfg(feature = "webrtc")]
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let config = StackConfig {
-        dns,
-        ..StackConfig::default()
-    };
+    let config = StackConfig::default().with_dns(dns);
     build_swarm(Keypair::generate_ed25519(), &config, |_| {
         ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_millis(200)))
     })

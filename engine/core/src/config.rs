@@ -129,107 +129,259 @@ impl ProfileMap {
     }
 }
 
-/// Configuration of an [`Engine`](crate::Engine).
+/// Configuration of an [`Engine`](crate::Engine): start from
+/// [`Config::default`] and change it with the `with_*` builders.
 ///
-/// Every table and queue the engine keeps is bounded here; each field says
-/// what happens at its bound.
+/// Every table and queue the engine keeps is bounded here; each setting's
+/// reader (e.g. [`Config::max_peers`]) says what happens at its bound.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
+    pub(crate) profile: Profile,
+    pub(crate) max_peers: usize,
+    pub(crate) max_routes_per_peer: usize,
+    pub(crate) max_attempts_per_peer: usize,
+    pub(crate) max_attempts_total: usize,
+    pub(crate) max_connections: usize,
+    pub(crate) max_interfaces: usize,
+    pub(crate) max_pending_events: usize,
+    pub(crate) dial_timeout: Duration,
+    pub(crate) conn_low_watermark: usize,
+    pub(crate) conn_high_watermark: usize,
+    pub(crate) conn_grace: Duration,
+    pub(crate) recent_use: Duration,
+    pub(crate) schedule: DriverSchedule,
+    pub(crate) profile_map: Option<ProfileMap>,
+    pub(crate) max_drivers: usize,
+    pub(crate) max_namespaces: usize,
+    pub(crate) max_queries: usize,
+    pub(crate) query_timeout: Duration,
+    pub(crate) backoff_base: Duration,
+    pub(crate) backoff_max: Duration,
+    pub(crate) seed: u64,
+    pub(crate) close_grace: Duration,
+    pub(crate) liveness: Option<Liveness>,
+    pub(crate) recheck: Option<Duration>,
+    pub(crate) max_recheck: Duration,
+}
+
+/// Read access to every setting; each says what happens at its bound.
+impl Config {
     /// The scoring profile in force until [`Engine::set_profile`] changes it.
     ///
     /// [`Engine::set_profile`]: crate::Engine::set_profile
-    pub profile: Profile,
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
     /// Most peers tracked. At the bound, a new peer evicts the peer that has
     /// no connection, no race and no app interest and was touched longest
     /// ago; if every peer is in use, the new peer's route is refused with
     /// [`Error::TableFull`]. Default 1024.
-    pub max_peers: usize,
+    pub fn max_peers(&self) -> usize {
+        self.max_peers
+    }
+
     /// Most routes kept per peer. At the bound, a new route replaces the
     /// route that carries no connection or dial and expires soonest; if every
     /// route is in use, the new one is refused with [`Error::TableFull`].
     /// Default 16.
-    pub max_routes_per_peer: usize,
+    pub fn max_routes_per_peer(&self) -> usize {
+        self.max_routes_per_peer
+    }
+
     /// Most dial attempts in flight at once for one peer, whatever the
     /// profile asks. Default 4.
-    pub max_attempts_per_peer: usize,
+    pub fn max_attempts_per_peer(&self) -> usize {
+        self.max_attempts_per_peer
+    }
+
     /// Most dial attempts in flight in total. At the bound, races wait and
     /// continue as attempts resolve. Default 64.
-    pub max_attempts_total: usize,
+    pub fn max_attempts_total(&self) -> usize {
+        self.max_attempts_total
+    }
+
     /// Most open connections tracked. At the bound no new dial starts until
     /// one closes, and inbound connections are refused with
     /// [`Error::TableFull`] (the adapter should close them). Default 512.
-    pub max_connections: usize,
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
+    }
+
     /// Most interfaces tracked. At the bound, a new interface is refused with
     /// [`Error::TableFull`]. Default 16.
-    pub max_interfaces: usize,
+    pub fn max_interfaces(&self) -> usize {
+        self.max_interfaces
+    }
+
+    /// Builder: sets [`max_interfaces`](Self::max_interfaces).
+    pub fn with_max_interfaces(mut self, max_interfaces: usize) -> Self {
+        self.max_interfaces = max_interfaces;
+        self
+    }
+
     /// Most events waiting for [`Engine::poll_event`]. At the bound the
     /// oldest event is dropped and counted; the next poll reports the count
     /// in [`Event::EventsDropped`] before the remaining events. Default 1024.
     ///
     /// [`Engine::poll_event`]: crate::Engine::poll_event
     /// [`Event::EventsDropped`]: crate::Event::EventsDropped
-    pub max_pending_events: usize,
+    pub fn max_pending_events(&self) -> usize {
+        self.max_pending_events
+    }
+
     /// An attempt without a result after this long is cancelled and counted
     /// as failed. Default 5 s, libp2p-quic's handshake timeout (libp2p-quic
     /// 0.14 `config.rs`).
-    pub dial_timeout: Duration,
+    pub fn dial_timeout(&self) -> Duration {
+        self.dial_timeout
+    }
+
     /// The connection manager trims open connections down to this many once
     /// there are more than [`conn_high_watermark`](Self::conn_high_watermark).
     /// Default 150, Berty's mobile setting (berty/weshnet
     /// `pkg/ipfsutil/repo.go`).
-    pub conn_low_watermark: usize,
+    pub fn conn_low_watermark(&self) -> usize {
+        self.conn_low_watermark
+    }
+
     /// Trimming starts above this many open connections. Default 200, Berty's
     /// mobile setting (same source).
-    pub conn_high_watermark: usize,
+    pub fn conn_high_watermark(&self) -> usize {
+        self.conn_high_watermark
+    }
+
     /// A connection younger than this is never trimmed. Default 20 s, Berty's
     /// mobile setting (same source).
-    pub conn_grace: Duration,
+    pub fn conn_grace(&self) -> Duration {
+        self.conn_grace
+    }
+
     /// A peer the app reported using ([`Engine::mark_used`]) within this
     /// long is never trimmed. Default 60 s, go-libp2p's connection manager
     /// grace period (go-libp2p `p2p/net/connmgr`).
     ///
     /// [`Engine::mark_used`]: crate::Engine::mark_used
-    pub recent_use: Duration,
+    pub fn recent_use(&self) -> Duration {
+        self.recent_use
+    }
+
+    /// Builder: sets [`recent_use`](Self::recent_use).
+    pub fn with_recent_use(mut self, recent_use: Duration) -> Self {
+        self.recent_use = recent_use;
+        self
+    }
+
     /// Which drivers run in which state.
-    pub schedule: DriverSchedule,
+    pub fn schedule(&self) -> &DriverSchedule {
+        &self.schedule
+    }
+
     /// If set, [`Engine::handle_power`] selects the profile from the power
     /// state; if not, the profile changes only by [`Engine::set_profile`].
     /// Default: the default [`ProfileMap`].
     ///
     /// [`Engine::handle_power`]: crate::Engine::handle_power
     /// [`Engine::set_profile`]: crate::Engine::set_profile
-    pub profile_map: Option<ProfileMap>,
+    pub fn profile_map(&self) -> &Option<ProfileMap> {
+        &self.profile_map
+    }
+
     /// Most drivers registered; more are refused with [`Error::TableFull`].
     /// Default 16.
-    pub max_drivers: usize,
+    pub fn max_drivers(&self) -> usize {
+        self.max_drivers
+    }
+
+    /// Builder: sets [`max_drivers`](Self::max_drivers).
+    pub fn with_max_drivers(mut self, max_drivers: usize) -> Self {
+        self.max_drivers = max_drivers;
+        self
+    }
+
     /// Most namespaces advertised at once; more are refused with
     /// [`Error::TableFull`]. Default 32.
-    pub max_namespaces: usize,
+    pub fn max_namespaces(&self) -> usize {
+        self.max_namespaces
+    }
+
+    /// Builder: sets [`max_namespaces`](Self::max_namespaces).
+    pub fn with_max_namespaces(mut self, max_namespaces: usize) -> Self {
+        self.max_namespaces = max_namespaces;
+        self
+    }
+
     /// Most driver operations in flight. At the bound, advertisements wait
     /// for their next refresh and discoveries skip the drivers beyond it.
     /// Default 64.
-    pub max_queries: usize,
+    pub fn max_queries(&self) -> usize {
+        self.max_queries
+    }
+
+    /// Builder: sets [`max_queries`](Self::max_queries).
+    pub fn with_max_queries(mut self, max_queries: usize) -> Self {
+        self.max_queries = max_queries;
+        self
+    }
+
     /// A driver operation without an outcome after this long counts as
     /// failed. Default 60 s, libp2p-kad's query timeout (libp2p-kad
     /// `behaviour.rs`).
-    pub query_timeout: Duration,
+    pub fn query_timeout(&self) -> Duration {
+        self.query_timeout
+    }
+
+    /// Builder: sets [`query_timeout`](Self::query_timeout).
+    pub fn with_query_timeout(mut self, query_timeout: Duration) -> Self {
+        self.query_timeout = query_timeout;
+        self
+    }
+
     /// First backoff after a driver fails; doubles with each failure in a
     /// row, ±20 % jitter. Default 1 s (our choice).
-    pub backoff_base: Duration,
+    pub fn backoff_base(&self) -> Duration {
+        self.backoff_base
+    }
+
+    /// Builder: sets [`backoff_base`](Self::backoff_base).
+    pub fn with_backoff_base(mut self, backoff_base: Duration) -> Self {
+        self.backoff_base = backoff_base;
+        self
+    }
+
     /// Longest backoff. Default 5 min (our choice: libp2p-kad bootstraps
     /// every 5 min, libp2p-kad `behaviour.rs`).
-    pub backoff_max: Duration,
+    pub fn backoff_max(&self) -> Duration {
+        self.backoff_max
+    }
+
+    /// Builder: sets [`backoff_max`](Self::backoff_max).
+    pub fn with_backoff_max(mut self, backoff_max: Duration) -> Self {
+        self.backoff_max = backoff_max;
+        self
+    }
+
     /// Seed of the jitter: the same seed and inputs give the same outputs.
     /// Default 0.
-    pub seed: u64,
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
     /// How long the old connection stays open after a better one took over
     /// (make-before-break), so that streams on it can finish. Default 2 s (our
     /// choice: several round trips on any medium we model).
-    pub close_grace: Duration,
+    pub fn close_grace(&self) -> Duration {
+        self.close_grace
+    }
+
     /// How the engine checks that open connections still carry packets;
     /// `None` leaves it to the adapter (keep-alives are then only asked on
     /// cellular links, and never timed). Default: [`Liveness::default`].
-    pub liveness: Option<Liveness>,
+    pub fn liveness(&self) -> Option<Liveness> {
+        self.liveness
+    }
+
     /// How long a connected peer waits before trying again a better route
     /// that failed (with nothing else to say it works again, such as a
     /// network event). While tries keep failing, or keep finding a path
@@ -240,10 +392,27 @@ pub struct Config {
     /// route is tried again only once its failure penalty has decayed.
     /// Default 5 s (iroh's path heartbeat, n0-computer/iroh `socket.rs`,
     /// PARAMETERS.md).
-    pub recheck: Option<Duration>,
+    pub fn recheck(&self) -> Option<Duration> {
+        self.recheck
+    }
+
+    /// Builder: sets [`recheck`](Self::recheck).
+    pub fn with_recheck(mut self, recheck: Option<Duration>) -> Self {
+        self.recheck = recheck;
+        self
+    }
+
     /// Longest wait between such tries. Default 60 s (our choice: a broken
     /// Wi-Fi costs one dial a minute).
-    pub max_recheck: Duration,
+    pub fn max_recheck(&self) -> Duration {
+        self.max_recheck
+    }
+
+    /// Builder: sets [`max_recheck`](Self::max_recheck).
+    pub fn with_max_recheck(mut self, max_recheck: Duration) -> Self {
+        self.max_recheck = max_recheck;
+        self
+    }
 }
 
 /// How the engine probes open connections and decides one is dead.

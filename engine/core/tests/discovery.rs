@@ -104,7 +104,7 @@ fn rendezvous_a_fails_and_b_carries_on_until_a_is_back() {
 #[test]
 fn backoff_doubles_with_jitter_up_to_the_cap() {
     let config = Config::default();
-    let (base, max) = (config.backoff_base, config.backoff_max);
+    let (base, max) = (config.backoff_base(), config.backoff_max());
     let mut h = Harness::new(config);
     h.up(WIFI, Medium::Wifi);
     let a = h.register(caps(Source::Rendezvous));
@@ -260,7 +260,7 @@ fn background_on_low_battery_stops_the_dht_and_stretches_keep_alives() {
 #[test]
 fn unanswered_queries_time_out_as_failures() {
     let config = Config::default();
-    let timeout = config.query_timeout;
+    let timeout = config.query_timeout();
     let mut h = Harness::new(config);
     h.up(WIFI, Medium::Wifi);
     let a = h.register(caps(Source::Rendezvous));
@@ -322,10 +322,7 @@ fn bad_namespaces_and_full_tables_are_errors() {
     let long = "x".repeat(256);
     let err = engine.discover(&long, Timestamp::ZERO).unwrap_err();
     assert!(err.to_string().contains("255"), "{err}");
-    let config = Config {
-        max_drivers: 1,
-        ..Config::default()
-    };
+    let config = Config::default().with_max_drivers(1);
     let mut engine = Engine::new(config).unwrap();
     engine
         .register_driver(caps(Source::Mdns), Timestamp::ZERO)
@@ -359,8 +356,8 @@ fn the_dht_does_not_run_over_metered_links_only() {
 fn subscriptions_are_looked_up_again_at_the_lifecycle_interval() {
     let config = Config::default();
     let (fg, bg) = (
-        config.schedule.foreground_interval,
-        config.schedule.background_interval,
+        config.schedule().foreground_interval,
+        config.schedule().background_interval,
     );
     let mut h = Harness::new(config);
     h.up(WIFI, Medium::Wifi);

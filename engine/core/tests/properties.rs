@@ -271,17 +271,17 @@ impl World {
         }
         // Every dial the engine still waits for is one we know of.
         prop_assert_eq!(self.engine.attempts_in_flight(), self.open_dials.len());
-        prop_assert!(self.engine.attempts_in_flight() <= self.config.max_attempts_total);
+        prop_assert!(self.engine.attempts_in_flight() <= self.config.max_attempts_total());
         for p in 0..PEERS {
             let p = peer(p);
             prop_assert!(
-                self.engine.attempts_in_flight_for(&p) <= self.config.max_attempts_per_peer
+                self.engine.attempts_in_flight_for(&p) <= self.config.max_attempts_per_peer()
             );
-            prop_assert!(self.engine.route_count(&p) <= self.config.max_routes_per_peer);
+            prop_assert!(self.engine.route_count(&p) <= self.config.max_routes_per_peer());
         }
-        prop_assert!(self.engine.peer_count() <= self.config.max_peers);
-        prop_assert!(self.engine.connection_count() <= self.config.max_connections);
-        prop_assert!(self.engine.pending_events() <= self.config.max_pending_events);
+        prop_assert!(self.engine.peer_count() <= self.config.max_peers());
+        prop_assert!(self.engine.connection_count() <= self.config.max_connections());
+        prop_assert!(self.engine.pending_events() <= self.config.max_pending_events());
         prop_assert_eq!(self.engine.queries_in_flight(), self.open_queries.len());
         // The engine tracks only connections that are open on the adapter's
         // side, and every primary is one of them.
@@ -294,7 +294,7 @@ impl World {
                 prop_assert!(tracked.contains(&primary), "primary {primary} is not open");
             }
         }
-        prop_assert!(self.engine.queries_in_flight() <= self.config.max_queries);
+        prop_assert!(self.engine.queries_in_flight() <= self.config.max_queries());
         Ok(())
     }
 
@@ -569,7 +569,7 @@ fn run(ops: &[Op], config: &Config) -> Result<Vec<String>, TestCaseError> {
     // timeout unanswered.
     for (q, asked) in &w.open_queries {
         prop_assert!(
-            w.now.saturating_duration_since(*asked) < config.query_timeout,
+            w.now.saturating_duration_since(*asked) < config.query_timeout(),
             "{q} open since {asked}"
         );
     }

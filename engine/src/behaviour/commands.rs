@@ -14,6 +14,30 @@ use super::{Behaviour, Dial, DriverEvent, DriverSet, handler};
 use crate::core::{Command, Event, QueryOutcome};
 
 impl<D: DriverSet> Behaviour<D> {
+    /// Feeds the engine what a discovery behaviour of the app's own found:
+    /// bring your own Kademlia, mDNS or rendezvous client instead of a
+    /// second instance inside [`Discovery`](crate::Discovery) (two routing
+    /// tables on `/ipfs/kad/1.0.0`, double multicast).
+    /// `multidriver_routing::{kad, mdns, rendezvous}::discovered` turn those
+    /// behaviours' events into [`DriverEvent::Discovered`]s:
+    ///
+    /// ```ignore
+    /// SwarmEvent::Behaviour(MyEvent::Kad(e)) => {
+    ///     for found in multidriver::routing::kad::discovered(&e) {
+    ///         swarm.behaviour_mut().multidriver.handle_driver_event(found);
+    ///     }
+    /// }
+    /// ```
+    ///
+    /// Routes are taken as from any driver (unsolicited, `query: None`): a
+    /// peer the app wants is dialled through the best of them. A
+    /// [`DriverEvent::Finished`] for a query the engine did not order is
+    /// ignored.
+    pub fn handle_driver_event(&mut self, event: DriverEvent) {
+        self.on_driver_event(event);
+        self.wake();
+    }
+
     pub(crate) fn on_driver_event(&mut self, event: DriverEvent) {
         let now = self.now();
         match event {

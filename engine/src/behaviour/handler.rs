@@ -2,12 +2,21 @@
 //! on the engine's request, answers the remote's probes, and keeps the
 //! connection open while the engine holds it.
 //!
-//! Probes speak `/ipfs/ping/1.0.0` (the libp2p ping spec: the dialer sends
-//! 32 random bytes and the listener echoes them on the same stream), so a
-//! multidriver node measures RTT to any libp2p peer that runs ping, and
-//! answers theirs. Unlike libp2p-ping's handler it never probes on its own
-//! timer: the engine batches cellular keep-alives and runs the liveness
-//! heartbeat, and sends [`In::Probe`] when a probe is due.
+//! Probes are the libp2p ping exchange (the ping spec: the dialer sends 32
+//! random bytes and the listener echoes them on the same stream) under our
+//! own name, [`PROBE_PROTOCOL`]. An outbound probe offers ours first and
+//! falls back to `/ipfs/ping/1.0.0` ([`PING_PROTOCOL`]), so a multidriver
+//! node measures RTT to any libp2p peer that runs ping. Inbound it answers
+//! ours, and ping's unless the app's own `ping::Behaviour` does
+//! ([`ProbeListen`]); a stock ping answered here holds nothing open. Unlike
+//! libp2p-ping's handler it never probes on its own timer: the engine
+//! batches cellular keep-alives and runs the liveness heartbeat, and sends
+//! [`In::Probe`] when a probe is due.
+//!
+//! Keep-alive: a connection is held open only while our engine holds it
+//! ([`In::KeepAlive`]) or while a remote *engine* probes it on our protocol
+//! (it holds it; closing it on our idle timeout would break the remote's
+//! chosen route). Every other connection follows the swarm's idle timeout.
 
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, RandomState};
@@ -18,7 +27,8 @@ use std::time::{Duration, Instant};
 use futures::future::{BoxFuture, Either};
 use futures::{AsyncReadExt, AsyncWriteExt, FutureExt};
 use futures_timer::Delay;
-use libp2p::core::upgrade::ReadyUpgrade;
+use libp2p::core::UpgradeInfo;
+use libp2p::core::upgrade::{InboundUpgrade, OutboundUpgrade};
 use libp2p::swarm::handler::{
     ConnectionEvent, DialUpgradeError, FullyNegotiatedInbound, FullyNegotiatedOutbound,
 };
@@ -27,13 +37,76 @@ use libp2p::swarm::{
     SubstreamProtocol,
 };
 
-/// The libp2p ping protocol (specs `ping/ping.md`).
-pub const PROBE_PROTOCOL: StreamProtocol = StreamProtocol::new("/ipfs/ping/1.0.0");
+/// Our probe protocol: the libp2p ping exchange (specs `ping/ping.md`)
+/// under our own name, so that answering it never collides with a stock
+/// `ping::Behaviour` in the same swarm, and a probe on it says "the
+/// remote's engine holds this connection".
+pub const PROBE_PROTOCOL: StreamProtocol = StreamProtocol::new("/multidriver/probe/1.0.0");
+
+/// The libp2p ping protocol (specs `ping/ping.md`): what outbound probes
+/// fall back to for a peer that does not speak [`PROBE_PROTOCOL`].
+pub const PING_PROTOCOL: StreamProtocol = StreamProtocol::new("/ipfs/ping/1.0.0");
+
+/// An outbound probe stream: ours if the remote speaks it, else ping's
+/// (multistream-select proposes them in this order).
+#[derive(Debug, Clone, Copy)]
+pub struct ProbeUpgrade;
+
+impl UpgradeInfo for ProbeUpgrade {
+    type Info = StreamProtocol;
+    type InfoIter = [StreamProtocol; 2];
+
+    fn protocol_info(&self) -> Self::InfoIter {
+        [PROBE_PROTOCOL, PING_PROTOCOL]
+    }
+}
+
+/// What the handler answers: our probes, and `/ipfs/ping/1.0.0` too unless
+/// the app's own `ping::Behaviour` answers it (see
+/// [`Config::with_ping_answers`](super::Config::with_ping_answers)).
+/// The negotiated protocol comes with the stream: only ours holds the
+/// connection open.
+#[derive(Debug, Clone, Copy)]
+pub struct ProbeListen {
+    /// Answer `/ipfs/ping/1.0.0` as well.
+    pub ping: bool,
+}
+
+impl UpgradeInfo for ProbeListen {
+    type Info = StreamProtocol;
+    type InfoIter = std::iter::Take<std::array::IntoIter<StreamProtocol, 2>>;
+
+    fn protocol_info(&self) -> Self::InfoIter {
+        [PROBE_PROTOCOL, PING_PROTOCOL]
+            .into_iter()
+            .take(if self.ping { 2 } else { 1 })
+    }
+}
+
+impl InboundUpgrade<Stream> for ProbeListen {
+    type Output = (Stream, StreamProtocol);
+    type Error = std::convert::Infallible;
+    type Future = futures::future::Ready<Result<Self::Output, Self::Error>>;
+
+    fn upgrade_inbound(self, stream: Stream, protocol: StreamProtocol) -> Self::Future {
+        futures::future::ready(Ok((stream, protocol)))
+    }
+}
+
+impl OutboundUpgrade<Stream> for ProbeUpgrade {
+    type Output = Stream;
+    type Error = std::convert::Infallible;
+    type Future = futures::future::Ready<Result<Stream, Self::Error>>;
+
+    fn upgrade_outbound(self, stream: Stream, _: StreamProtocol) -> Self::Future {
+        futures::future::ready(Ok(stream))
+    }
+}
 
 /// Payload size of one ping, from the libp2p ping spec.
 const PAYLOAD: usize = 32;
 
-/// How long a remote's probe keeps the connection open on our side: the
+/// How long a remote engine's probe keeps the connection open on our side: the
 /// longest probe interval of the preset profiles (120 s in the background)
 /// with room for one missed probe. Our choice.
 const REMOTE_HOLD: Duration = Duration::from_secs(300);
@@ -49,8 +122,9 @@ pub enum In {
     /// Send one probe now (while one is in flight, one more follows it).
     Probe,
     /// Whether the engine holds this connection: if so it stays open even
-    /// when idle; if not, the swarm's idle timeout and the other protocols
-    /// decide.
+    /// when idle (and, on becoming held, it is probed once at once so the
+    /// remote's handler holds it too); if not, the swarm's idle timeout and
+    /// the other protocols decide.
     KeepAlive(bool),
 }
 
@@ -59,7 +133,8 @@ pub enum In {
 pub enum Out {
     /// A probe was answered after this round trip.
     Rtt(Duration),
-    /// The remote does not speak the ping protocol; no RTT will come.
+    /// The remote speaks neither our probe protocol nor ping; no RTT will
+    /// come.
     Unsupported,
     /// A probe failed (stream error, wrong echo, or no answer within the
     /// handler's timeout).
@@ -88,7 +163,11 @@ pub struct Handler {
     probe_wanted: bool,
     unsupported: bool,
     outbound: Outbound,
-    inbound: Option<BoxFuture<'static, io::Result<Stream>>>,
+    /// The remote's probe or ping being answered; `true` when it came on
+    /// our protocol (the remote's engine holds the connection).
+    inbound: Option<(BoxFuture<'static, io::Result<Stream>>, bool)>,
+    /// Whether `/ipfs/ping/1.0.0` is answered here.
+    answer_ping: bool,
     /// Until when the remote is taken to hold the connection: it answered
     /// with a probe of its own recently.
     remote_holds_until: Option<Instant>,
@@ -106,14 +185,17 @@ impl std::fmt::Debug for Handler {
 }
 
 impl Handler {
-    pub(crate) fn new(keep_alive: bool, timeout: Duration) -> Self {
+    pub(crate) fn new(keep_alive: bool, timeout: Duration, answer_ping: bool) -> Self {
         Handler {
             keep_alive,
             timeout,
-            probe_wanted: false,
+            // A connection our engine dialled is held from the start: one
+            // probe at once tells the remote (see `In::KeepAlive`).
+            probe_wanted: keep_alive,
             unsupported: false,
             outbound: Outbound::None,
             inbound: None,
+            answer_ping,
             remote_holds_until: None,
             pending: VecDeque::new(),
         }
@@ -172,25 +254,39 @@ async fn answer(mut stream: Stream) -> io::Result<Stream> {
 impl ConnectionHandler for Handler {
     type FromBehaviour = In;
     type ToBehaviour = Out;
-    type InboundProtocol = ReadyUpgrade<StreamProtocol>;
-    type OutboundProtocol = ReadyUpgrade<StreamProtocol>;
+    type InboundProtocol = ProbeListen;
+    type OutboundProtocol = ProbeUpgrade;
     type InboundOpenInfo = ();
     type OutboundOpenInfo = ();
 
     fn listen_protocol(&self) -> SubstreamProtocol<Self::InboundProtocol> {
-        SubstreamProtocol::new(ReadyUpgrade::new(PROBE_PROTOCOL), ())
+        SubstreamProtocol::new(
+            ProbeListen {
+                ping: self.answer_ping,
+            },
+            (),
+        )
     }
 
     fn connection_keep_alive(&self) -> bool {
-        // Ours, or the remote's engine holds it (it probes it): closing it
-        // on our idle timeout would break the remote's chosen route.
+        // Ours, or the remote's engine holds it (it probes it on our
+        // protocol): closing it on our idle timeout would break the
+        // remote's chosen route. Stock pings cannot reach this handler.
         self.keep_alive || self.remote_holds_until.is_some_and(|t| Instant::now() < t)
     }
 
     fn on_behaviour_event(&mut self, event: In) {
         match event {
             In::Probe => self.probe_wanted = !self.unsupported,
-            In::KeepAlive(keep) => self.keep_alive = keep,
+            In::KeepAlive(keep) => {
+                // Newly held: one probe at once tells the remote's handler
+                // that our engine holds the connection, before the remote's
+                // idle timeout can close it (and measures the path).
+                if keep && !self.keep_alive && !self.unsupported {
+                    self.probe_wanted = true;
+                }
+                self.keep_alive = keep;
+            }
         }
     }
 
@@ -201,12 +297,17 @@ impl ConnectionHandler for Handler {
         // Answer pings until the stream has nothing more: a re-armed answer
         // is polled at once, so that its stream's waker is registered (QUIC
         // wakes only the stream, not the connection).
-        while let Some(fut) = self.inbound.as_mut() {
+        while let Some((fut, ours)) = self.inbound.as_mut() {
+            let ours = *ours;
             match fut.poll_unpin(cx) {
                 Poll::Pending => break,
                 Poll::Ready(Ok(stream)) => {
-                    self.remote_holds_until = Some(Instant::now() + REMOTE_HOLD);
-                    self.inbound = Some(answer(stream).boxed());
+                    // Only the remote's engine holds a connection; a stock
+                    // ping answered here keeps nothing alive.
+                    if ours {
+                        self.remote_holds_until = Some(Instant::now() + REMOTE_HOLD);
+                    }
+                    self.inbound = Some((answer(stream).boxed(), ours));
                 }
                 Poll::Ready(Err(e)) => {
                     tracing::trace!(error = %e, "inbound probe stream ended");
@@ -243,7 +344,7 @@ impl ConnectionHandler for Handler {
                 Outbound::None if self.probe_wanted => {
                     self.outbound = Outbound::Opening;
                     return Poll::Ready(ConnectionHandlerEvent::OutboundSubstreamRequest {
-                        protocol: SubstreamProtocol::new(ReadyUpgrade::new(PROBE_PROTOCOL), ()),
+                        protocol: SubstreamProtocol::new(ProbeUpgrade, ()),
                     });
                 }
                 other => {
@@ -260,12 +361,13 @@ impl ConnectionHandler for Handler {
     ) {
         match event {
             ConnectionEvent::FullyNegotiatedInbound(FullyNegotiatedInbound {
-                protocol: mut stream,
+                protocol: (mut stream, protocol),
                 ..
             }) => {
-                // Probes alone never hold a connection open.
+                // The stream itself never holds the connection open; an
+                // answered probe of ours does, for REMOTE_HOLD.
                 stream.ignore_for_keep_alive();
-                self.inbound = Some(answer(stream).boxed());
+                self.inbound = Some((answer(stream).boxed(), protocol == PROBE_PROTOCOL));
             }
             ConnectionEvent::FullyNegotiatedOutbound(FullyNegotiatedOutbound {
                 protocol: mut stream,

@@ -10,33 +10,44 @@
 //! - a dial the core did not order (the app's `swarm.dial(peer_id)`, a
 //!   driver's) is answered in `handle_pending_outbound_connection` with the
 //!   core's ranked addresses for the peer, best first;
-//! - each connection's handler answers and sends `/ipfs/ping/1.0.0` probes
-//!   when the core asks ([`Command::KeepAlive`]), and its RTT feeds the core;
-//!   connections the core holds are kept alive, its losers closed with
-//!   `ToSwarm::CloseConnection`;
+//! - each connection's handler sends probes when the core asks
+//!   ([`Command::KeepAlive`](crate::core::Command::KeepAlive)) on our own
+//!   protocol, [`PROBE_PROTOCOL`] (falling back to `/ipfs/ping/1.0.0` for a
+//!   peer that does not speak it), answers the remote's, and its RTT
+//!   feeds the core; connections the core holds are kept alive, its losers
+//!   closed with `ToSwarm::CloseConnection`;
 //! - the discovery [`DriverSet`] (a Kademlia DHT, rendezvous points, mDNS:
-//!   `multidriver-routing` has them) run inside it and answer the core's
-//!   advertise and discover commands;
+//!   `multidriver-routing` has them) runs inside it and answers the core's
+//!   advertise and discover commands; routes from an app's own discovery
+//!   behaviours come in through [`Behaviour::handle_driver_event`];
 //! - local addresses from `if-watch`, link states from netlink on Linux (a
 //!   link taken down keeps its IPv4 addresses, so only its state tells),
 //!   and the host's [`ConnectivityHint`]s are the core's network-change
-//!   input; the
-//!   interface of a route is the one the kernel's routing table picks for its
-//!   address;
-//! - the core's [`Event`]s are the behaviour's events.
+//!   input; the interface of a route is the one the kernel's routing table
+//!   picks for its address;
+//! - the core's events are the behaviour's [`Event`]s, with the swarm's own
+//!   `ConnectionId`s.
 //!
 //! # With the rest of the swarm
 //!
+//! - **Ping**: the handler answers `/ipfs/ping/1.0.0` unless the app runs
+//!   its own `ping::Behaviour` and says so with
+//!   [`Config::with_ping_answers`]`(false)` (one handler per protocol).
+//!   Pings keep nothing alive; a connection is held open while the core
+//!   holds it or while the remote's engine probes it on our protocol.
+//! - **Idle connection timeout**: every connection the core does not hold
+//!   follows it (the transport stack uses libp2p's 10 s).
 //! - **Smart dialing** (`SwarmBuilder::with_smart_dial`, libp2p's ranking of
 //!   a dial's addresses by IP family and transport): turn it **off**. The
 //!   core already dials one address at a time in its own ranked, staggered
 //!   race; smart dialing would re-sort the addresses of a dial the core did
 //!   not order and put its QUIC-before-TCP delays in front of the route the
 //!   core measured as fastest.
-//! - **Idle connection timeout**: the handler keeps the connections the core
-//!   holds alive whatever the timeout; the others (losers already closed,
-//!   connections other behaviours opened) follow it. A long timeout (the
-//!   `multidriver-transports` stack uses 300 s) is safe.
+//! - **Connection choice**: other behaviours pick their own connection to
+//!   a peer (request-response: request id modulo the peer's open
+//!   connections; gossipsub: the oldest). They use the core's choice once it
+//!   is the only connection; during a make-before-break switch both are open
+//!   for the core's grace period.
 //! - **Kademlia's address pruning**: kad drops a peer's address after a
 //!   failed dial to it. During a network switch the dials over the lost
 //!   interface fail, and kad would forget addresses that work again a moment
@@ -63,8 +74,8 @@
 //! // Then, on `Event::PeerDiscovered { peer, .. }`: `multidriver.connect(peer)?`.
 //! ```
 //!
-//! `multidriver-routing` builds the drivers and has a full example;
-//! `examples/chat` is a complete app.
+//! The crate root has a full example with the drivers and the transport
+//! stack; `examples/chat` is a complete app.
 //!
 //! # Bounds
 //!
@@ -96,6 +107,7 @@
 mod commands;
 mod config;
 mod counters;
+mod event;
 mod handler;
 mod interfaces;
 #[cfg(target_os = "linux")]
@@ -115,11 +127,15 @@ use libp2p::{Multiaddr, PeerId};
 use multidriver_scoring::{Medium, Source, Timestamp};
 
 pub use config::Config;
-pub use handler::{Handler as ProbeHandler, In as ProbeIn, Out as ProbeOut, PROBE_PROTOCOL};
+pub use event::Event;
+pub use handler::{
+    Handler as ProbeHandler, In as ProbeIn, Out as ProbeOut, PING_PROTOCOL, PROBE_PROTOCOL,
+    ProbeListen, ProbeUpgrade,
+};
 use interfaces::Interfaces;
 
 use crate::Error;
-use crate::core::{ConnectionHandle, DriverId, Engine, Event, InterfaceId, QueryId};
+use crate::core::{ConnectionHandle, DriverId, Engine, InterfaceId, QueryId};
 pub use multidriver_routing::{DriverEvent, DriverSet};
 
 type Handler<D> = ConnectionHandlerSelect<handler::Handler, THandler<D>>;
@@ -220,7 +236,7 @@ impl<D: DriverSet> Behaviour<D> {
             driver_kinds.push(caps.kind);
         }
         let mut behaviour = Behaviour {
-            interfaces: Interfaces::new(config.engine.max_interfaces, config.max_route_lookups),
+            interfaces: Interfaces::new(config.engine.max_interfaces(), config.max_route_lookups),
             driver_ids,
             driver_kinds,
             local_peer,
@@ -366,7 +382,7 @@ impl<D: DriverSet> Behaviour<D> {
     pub fn connect(&mut self, peer: PeerId) -> Result<(), Error> {
         let now = self.now();
         self.engine.connect(peer, now)?;
-        if self.wanted_since.len() < self.config.engine.max_peers {
+        if self.wanted_since.len() < self.config.engine.max_peers() {
             self.wanted_since.entry(peer).or_insert_with(Instant::now);
         }
         self.adopt(peer, now);

@@ -14,8 +14,7 @@ use libp2p::swarm::{
 use libp2p::{Multiaddr, PeerId};
 
 use super::counters::medium_label;
-use super::{Action, Behaviour, DriverSet, Handler, Untracked, handler};
-use crate::core::Event;
+use super::{Action, Behaviour, DriverSet, Event, Handler, Untracked, handler};
 
 /// Whether a connection's end says its path failed (a timeout, a reset, an
 /// unreachable network) rather than that someone closed it: only a failure
@@ -88,7 +87,10 @@ impl<D: DriverSet> NetworkBehaviour for Behaviour<D> {
             local_addr,
             remote_addr,
         )?;
-        Ok(handler::Handler::new(false, self.config.probe_timeout).select(inner))
+        Ok(
+            handler::Handler::new(false, self.config.probe_timeout, self.config.answer_ping)
+                .select(inner),
+        )
     }
 
     fn handle_pending_outbound_connection(
@@ -141,7 +143,10 @@ impl<D: DriverSet> NetworkBehaviour for Behaviour<D> {
             port_use,
         )?;
         let ours = self.dials.contains_key(&connection_id);
-        Ok(handler::Handler::new(ours, self.config.probe_timeout).select(inner))
+        Ok(
+            handler::Handler::new(ours, self.config.probe_timeout, self.config.answer_ping)
+                .select(inner),
+        )
     }
 
     fn on_swarm_event(&mut self, event: FromSwarm<'_>) {
@@ -173,7 +178,7 @@ impl<D: DriverSet> NetworkBehaviour for Behaviour<D> {
                             send_back_addr.clone(),
                             now,
                         );
-                    } else if self.untracked.len() < self.config.engine.max_connections {
+                    } else if self.untracked.len() < self.config.engine.max_connections() {
                         self.untracked.insert(
                             e.connection_id,
                             Untracked {
@@ -270,7 +275,13 @@ impl<D: DriverSet> NetworkBehaviour for Behaviour<D> {
             }
             if let Some(event) = self.engine.poll_event() {
                 self.on_event(&event);
-                return Poll::Ready(ToSwarm::GenerateEvent(event));
+                let by_engine = &self.by_engine;
+                match Event::from_core(event, |h| by_engine.get(&h).map(|(c, _)| *c)) {
+                    Some(event) => return Poll::Ready(ToSwarm::GenerateEvent(event)),
+                    // Its connection closed in between; the engine's next
+                    // event about the peer says what became of it.
+                    None => continue,
+                }
             }
             match self.drivers.poll(cx) {
                 Poll::Ready(ToSwarm::GenerateEvent(e)) => {

@@ -20,10 +20,7 @@ pub fn node_with(key: Keypair, drivers: DiscoveryConfig, config: Config) -> Node
     let discovery = Discovery::new(&key, drivers).expect("drivers start");
     let behaviour =
         Behaviour::new(key.public().to_peer_id(), config, discovery).expect("engine builds");
-    let stack = StackConfig {
-        dns: Dns::Disabled,
-        ..StackConfig::default()
-    };
+    let stack = StackConfig::default().with_dns(Dns::Disabled);
     build_swarm(key, &stack, |_| behaviour).expect("stack builds")
 }
 

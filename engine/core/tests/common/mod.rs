@@ -16,6 +16,12 @@ pub(crate) const WIFI: InterfaceId = InterfaceId(1);
 pub(crate) const CELL: InterfaceId = InterfaceId(2);
 pub(crate) const LTE: Medium = Medium::Cellular(CellularGeneration::G4);
 
+/// A peer's LAN route, over Wi-Fi.
+pub(crate) const LAN: &str = "/ip4/192.168.1.20/udp/4001/quic-v1";
+/// The same peer's public QUIC and TCP routes.
+pub(crate) const PUBLIC_QUIC: &str = "/ip4/203.0.113.45/udp/4001/quic-v1";
+pub(crate) const PUBLIC_TCP: &str = "/ip4/203.0.113.45/tcp/4001";
+
 pub(crate) fn peer(n: u8) -> PeerId {
     PeerId::from_public_key(&Keypair::ed25519_from_bytes([n; 32]).unwrap().public())
 }
@@ -240,5 +246,32 @@ impl Harness {
     pub(crate) fn outcome(&mut self, query: QueryId, outcome: QueryOutcome) {
         self.engine.handle_query_outcome(query, outcome, self.now);
         self.drain();
+    }
+}
+
+/// Connected over Wi-Fi with a 4G route known; returns the Wi-Fi connection.
+pub(crate) fn connected_over_wifi(h: &mut Harness, p: PeerId) -> ConnectionHandle {
+    h.up(WIFI, Medium::Wifi);
+    h.up(CELL, LTE);
+    h.discover(p, LAN, WIFI, Source::Mdns);
+    h.discover(p, PUBLIC_QUIC, CELL, Source::Rendezvous);
+    h.connect(p);
+    h.at(ms(10));
+    let wifi = h.dial_to(LAN);
+    h.succeed(wifi);
+    h.engine.handle_rtt_sample(wifi, ms(5), h.now);
+    h.drain();
+    assert_eq!(h.engine.primary(&p), Some(wifi));
+    assert_eq!(h.dials().len(), 1);
+    wifi
+}
+
+impl Harness {
+    /// The app lets the peer go: nothing is left in flight or open.
+    pub(crate) fn disconnect_all(&mut self, p: PeerId) {
+        self.engine.disconnect(p, self.now);
+        self.drain();
+        assert_eq!(self.engine.attempts_in_flight(), 0);
+        assert_eq!(self.engine.connection_count(), 0);
     }
 }
