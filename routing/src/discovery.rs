@@ -1,10 +1,10 @@
 //! [`Discovery`]: the drivers over real libp2p protocols as one
-//! [`DriverSet`](crate::DriverSet), for the engine's `Behaviour`.
+//! [`DriverSet`], for the engine's `Behaviour`.
 //!
 //! Each protocol's driver is its own module: [`kad`](crate::kad) (a DHT of
 //! provider records), [`rendezvous`](crate::rendezvous) (one driver per
 //! rendezvous point), [`mdns`](crate::mdns), and the BLE-style proximity
-//! driver ([`ProximityConfig`](crate::ProximityConfig)). This file owns the
+//! driver ([`ProximityConfig`]). This file owns the
 //! libp2p behaviours they drive, numbers the driver instances, and routes
 //! the engine's operations to them.
 //!

@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 use crate::proximity::{ProximityRadio, TOKEN_LEN, Token};
 
 /// One scan window: a balanced-mode scan period, 730 ms (AOSP
-/// `ScanManager.java`, PARAMETERS.md).
+/// `ScanManager.java`, docs/PARAMETERS.md).
 pub const SCAN_WINDOW: Duration = Duration::from_millis(730);
 
 /// How often sightings are drained while scanning or resolving: our

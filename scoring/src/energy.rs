@@ -10,7 +10,7 @@
 //! models both cases.
 //!
 //! All figures are in joules, watts and seconds; sources are in
-//! `PARAMETERS.md` and next to each constant.
+//! `docs/PARAMETERS.md` and next to each constant.
 
 use std::time::Duration;
 
@@ -70,7 +70,7 @@ pub const LTE: RadioProfile = RadioProfile {
 /// UMTS (3G), also used for 2G. Source: AT&T Video Optimizer `imap.conf`
 /// (DCH 1.02 W for 4 s, FACH 0.40 W for 10 s, promotion 2.0 s); the promotion
 /// power 0.53 W is Video Optimizer's default `POWER_IDLE_DCH`. Per-bit costs
-/// are LTE's (no 3G figure in PARAMETERS.md).
+/// are LTE's (no 3G figure in docs/PARAMETERS.md).
 pub const UMTS: RadioProfile = RadioProfile {
     promotion: Duration::from_secs(2),
     promotion_power_w: 0.53,
@@ -88,7 +88,7 @@ pub const UMTS: RadioProfile = RadioProfile {
     joules_per_bit_down: LTE.joules_per_bit_down,
 };
 
-/// Ratio of LTE's to Wi-Fi's energy per bit. An assumption: PARAMETERS.md has
+/// Ratio of LTE's to Wi-Fi's energy per bit. An assumption: docs/PARAMETERS.md has
 /// no Wi-Fi per-throughput figure, so we borrow Huang et al.'s whole-device
 /// ratio ("LTE up to 23× less power-efficient than Wi-Fi", MobiSys 2012),
 /// which is driven mostly by LTE's tail, not its per-bit cost. Per-bit energy
@@ -115,7 +115,7 @@ pub const WIFI: RadioProfile = RadioProfile {
 };
 
 /// Wired Ethernet: no radio, hence no promotion and no tail; per-bit costs
-/// taken as Wi-Fi's, an upper bound (no Ethernet figure in PARAMETERS.md).
+/// taken as Wi-Fi's, an upper bound (no Ethernet figure in docs/PARAMETERS.md).
 pub const ETHERNET: RadioProfile = RadioProfile {
     promotion: Duration::ZERO,
     promotion_power_w: 0.0,
@@ -149,7 +149,7 @@ pub const LOOPBACK: RadioProfile = RadioProfile {
 
 impl RadioProfile {
     /// The radio a medium uses. 5G and cellular of unknown generation use
-    /// LTE's figures (5G non-standalone anchors on LTE; PARAMETERS.md has no
+    /// LTE's figures (5G non-standalone anchors on LTE; docs/PARAMETERS.md has no
     /// 5G figure); 2G uses UMTS's. Relay and unknown media are charged as LTE,
     /// the most expensive common case, so an unclassified route never looks
     /// cheaper than it may be.
@@ -301,7 +301,7 @@ mod tests {
 
     #[test]
     fn lte_isolated_wakeup_is_about_11_joules() {
-        // PARAMETERS.md: ≈ 0.31 J promotion + ≈ 10.7 J tail ≈ 11 J.
+        // docs/PARAMETERS.md: ≈ 0.31 J promotion + ≈ 10.7 J tail ≈ 11 J.
         assert!(
             close(LTE.promotion_energy(), 0.31, 0.01),
             "{}",
@@ -317,7 +317,7 @@ mod tests {
 
     #[test]
     fn wifi_tail_is_about_a_tenth_of_a_joule() {
-        // PARAMETERS.md: 0.25 s at 0.403 W ≈ 0.1 J.
+        // docs/PARAMETERS.md: 0.25 s at 0.403 W ≈ 0.1 J.
         assert!(
             close(WIFI.tail_energy(), 0.1, 0.001),
             "{}",
@@ -328,7 +328,7 @@ mod tests {
 
     #[test]
     fn umts_tail_is_about_8_joules() {
-        // PARAMETERS.md: DCH 4 s at 1.02 W + FACH 10 s at 0.40 W ≈ 8.1 J.
+        // docs/PARAMETERS.md: DCH 4 s at 1.02 W + FACH 10 s at 0.40 W ≈ 8.1 J.
         assert!(
             close(UMTS.tail_energy(), 8.08, 0.001),
             "{}",
@@ -338,7 +338,7 @@ mod tests {
 
     #[test]
     fn lte_per_bit_costs_match_parameters() {
-        // PARAMETERS.md: ≈ 0.44 µJ/bit up, 0.05 µJ/bit down.
+        // docs/PARAMETERS.md: ≈ 0.44 µJ/bit up, 0.05 µJ/bit down.
         assert!(close(LTE.joules_per_bit_up * 1e6, 0.44, 0.005));
         assert!(close(LTE.joules_per_bit_down * 1e6, 0.05, 0.005));
         // One megabyte up over an active LTE radio ≈ 3.5 J.
@@ -347,7 +347,7 @@ mod tests {
 
     #[test]
     fn ble_connect_is_two_link_layer_events_of_about_17_microjoules() {
-        // PARAMETERS.md: an event is ≈ 1.2 ms at 4.8 mA, at 3 V ≈ 17 µJ; the
+        // docs/PARAMETERS.md: an event is ≈ 1.2 ms at 4.8 mA, at 3 V ≈ 17 µJ; the
         // model's connect is one advertising and one connection event.
         let micro = BLE.promotion_energy() * 1e6;
         assert!(close(micro, 2.0 * 17.3, 0.2), "{micro}");

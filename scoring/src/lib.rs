@@ -10,7 +10,7 @@
 //! - [`rtt`]: an SRTT/RTTVAR estimator ([`RttEstimator`]) with per-medium
 //!   priors and a decaying failure penalty.
 //! - [`energy`]: radio promotion, tail, per-byte and keep-alive energy per
-//!   medium, from the figures in the project's `PARAMETERS.md`.
+//!   medium, from the figures in the project's `docs/PARAMETERS.md`.
 //! - [`profile`]: the presets `performance`, `balanced`, `battery-saver` and
 //!   `background`, and user profiles from TOML (feature `serde`).
 //! - [`rank()`]: rank a peer's routes with a per-component [`Breakdown`];

@@ -183,11 +183,11 @@ impl TransportKind {
             // QUIC: 1 RTT. Source: libp2p specs `quic/README.md`.
             TransportKind::Quic => 1,
             // TCP + multistream-select + Noise XX + yamux ≈ 4 RTT (3 with early
-            // muxer negotiation). Source: libp2p specs and docs, PARAMETERS.md.
+            // muxer negotiation). Source: libp2p specs and docs, docs/PARAMETERS.md.
             TransportKind::Tcp => 4,
             // WebRTC-direct: STUN binding (1) + DTLS (2) + Noise over a data
             // channel (1). Derived from libp2p specs `webrtc/webrtc-direct.md`;
-            // no measurement in PARAMETERS.md.
+            // no measurement in docs/PARAMETERS.md.
             TransportKind::WebRtc => 4,
             // BLE-style stream: link-layer connect (1) + Noise XX (2). An
             // estimate from the message flow of our own transport; no

@@ -41,17 +41,17 @@ pub fn access_hop(medium: Medium) -> Duration {
         Medium::Loopback => Duration::from_micros(100),
         // LTE core network 30–100 ms: midpoint 65 ms. Source: High Performance
         // Browser Networking (HPBN), "Mobile Networks". 5G and unknown
-        // generations use the LTE figure (no 5G measurement in PARAMETERS.md).
+        // generations use the LTE figure (no 5G measurement in docs/PARAMETERS.md).
         Medium::Cellular(
             CellularGeneration::G4 | CellularGeneration::G5 | CellularGeneration::Unknown,
         ) => Duration::from_millis(65),
         // HPBN, "Mobile Networks": 3G 100–500 ms, 2G 300–1000 ms; we take
-        // 200 ms and 500 ms. Not in PARAMETERS.md.
+        // 200 ms and 500 ms. Not in docs/PARAMETERS.md.
         Medium::Cellular(CellularGeneration::G3) => Duration::from_millis(200),
         Medium::Cellular(CellularGeneration::G2) => Duration::from_millis(500),
         // BLE connection interval 7.5 ms – 4 s (Bluetooth Core spec); Android's
         // `BluetoothGatt.CONNECTION_PRIORITY_BALANCED` asks 30–50 ms (Android
-        // API docs, not in PARAMETERS.md); a round trip spans about two
+        // API docs, not in docs/PARAMETERS.md); a round trip spans about two
         // intervals: 100 ms.
         Medium::Bluetooth => Duration::from_millis(100),
         // A relayed route first crosses the internet to the relay; the leg

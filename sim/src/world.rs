@@ -336,7 +336,7 @@ pub(crate) struct World {
 
 /// DHT lookup latency quantiles, seconds: p50 0.557, p90 1.10, p99 1.50
 /// (probe-lab, `plots/2023/05/11/dht-lookup-performance-quartiles.json`,
-/// PARAMETERS.md). The 0th percentile (0.2 s) and the maximum (3 s) close the
+/// docs/PARAMETERS.md). The 0th percentile (0.2 s) and the maximum (3 s) close the
 /// curve; they are our assumption.
 pub(crate) const DHT_LOOKUP: [(f64, f64); 5] = [
     (0.0, 0.2),
@@ -365,14 +365,14 @@ pub(crate) const RENDEZVOUS_OP_BYTES: u64 = 1_500;
 /// An mDNS query and one response: a few hundred bytes.
 pub(crate) const MDNS_OP_BYTES: u64 = 400;
 /// The first mDNS probe goes out 500 ms after an interface comes up
-/// (libp2p-mdns `behaviour/iface.rs`, PARAMETERS.md).
+/// (libp2p-mdns `behaviour/iface.rs`, docs/PARAMETERS.md).
 pub(crate) const MDNS_FIRST_PROBE: Duration = Duration::from_millis(500);
 /// libp2p-mdns' query interval after the doubling: 5 min.
 pub(crate) const MDNS_QUERY_INTERVAL: Duration = Duration::from_secs(300);
 /// libp2p-mdns record TTL: 6 min.
 pub(crate) const MDNS_TTL: Duration = Duration::from_secs(360);
 /// A BLE scan that finds an advertiser in range: one balanced-mode scan
-/// period, 730 ms (AOSP `ScanManager.java`, PARAMETERS.md).
+/// period, 730 ms (AOSP `ScanManager.java`, docs/PARAMETERS.md).
 pub(crate) const BLE_SCAN: Duration = Duration::from_millis(730);
 /// A server that does not answer is given up after 5 s, libp2p-quic's
 /// handshake timeout (libp2p-quic 0.14 `config.rs`).
@@ -580,7 +580,7 @@ pub(crate) fn power_of(group: &crate::scenario::Group) -> PowerState {
 
 /// Radios of a node, by interface kind.
 pub(crate) fn radios(cellular: Option<CellularKind>) -> [Radio; 4] {
-    let _ = cellular; // 4G and 5G share the LTE profile (no 5G figures in PARAMETERS.md).
+    let _ = cellular; // 4G and 5G share the LTE profile (no 5G figures in docs/PARAMETERS.md).
     [
         Radio::new(energy::WIFI),
         Radio::new(energy::ETHERNET),

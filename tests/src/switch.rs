@@ -77,7 +77,7 @@ pub use tuned::{
 pub const MESSAGE_INTERVAL: Duration = Duration::from_millis(50);
 /// One-way delay added on the cellular path: 25 ms, a 50 ms round trip,
 /// the low end of the LTE core network's 30–100 ms (High Performance
-/// Browser Networking, "Mobile Networks"; PARAMETERS.md).
+/// Browser Networking, "Mobile Networks"; docs/PARAMETERS.md).
 pub const CELL_ONE_WAY: Duration = Duration::from_millis(25);
 /// How long messages flow over cellular before Wi-Fi returns, and over
 /// Wi-Fi at the end.
@@ -92,7 +92,7 @@ const WARM_UP: Duration = Duration::from_secs(6);
 const WARM_UP_JITTER: Duration = Duration::from_secs(1);
 /// The longest a stack is given to recover from the fault: above stock
 /// libp2p's worst case at its defaults over TCP, measured here at about
-/// 54 s: ping every 15 s with a 20 s timeout (PARAMETERS.md); the fault
+/// 54 s: ping every 15 s with a 20 s timeout (docs/PARAMETERS.md); the fault
 /// comes about 7 s after the connection's first ping, so the next ping
 /// times out 8 + 20 s after the fault, silently (the first failure is not
 /// reported, see [`TUNED_PING_TIMEOUT`]); 15 s later a new ping stream's

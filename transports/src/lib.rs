@@ -1,6 +1,6 @@
 //! Transport and connectivity helpers for multidriver.
 //!
-//! What exists today:
+//! What it has:
 //!
 //! - [`connectivity`]: the connectivity watcher's core. Host hints that
 //!   mirror Android's `NetworkCallback` and iOS's `NWPath` (medium, metered,

@@ -21,7 +21,7 @@ pub struct DriverSchedule {
     /// Run drivers of [`EnergyClass::High`] even when every validated
     /// interface is metered, expensive or constrained. Default false: a DHT's
     /// background traffic (> 2 GB/h idle with many peers, kubo #2917 in
-    /// PARAMETERS.md) does not belong on a data plan.
+    /// docs/PARAMETERS.md) does not belong on a data plan.
     pub high_energy_on_costly_links: bool,
     /// How often subscribed namespaces are looked up again in the
     /// foreground. Default 30 s, Berty's rendezvous poll (berty/weshnet
@@ -34,9 +34,9 @@ pub struct DriverSchedule {
 }
 
 impl Default for DriverSchedule {
-    /// Everything in the foreground; no DHT in the background (DESIGN.md:
+    /// Everything in the foreground; no DHT in the background (docs/DESIGN.md:
     /// "no DHT server mode and longer intervals in background"; kubo
-    /// measured > 2 GB/h of DHT traffic with many peers, PARAMETERS.md);
+    /// measured > 2 GB/h of DHT traffic with many peers, docs/PARAMETERS.md);
     /// only rendezvous while suspended; no DHT under 20 % battery.
     fn default() -> Self {
         DriverSchedule {
@@ -391,7 +391,7 @@ impl Config {
     /// that route. `None`: never, a failed
     /// route is tried again only once its failure penalty has decayed.
     /// Default 5 s (iroh's path heartbeat, n0-computer/iroh `socket.rs`,
-    /// PARAMETERS.md).
+    /// docs/PARAMETERS.md).
     pub fn recheck(&self) -> Option<Duration> {
         self.recheck
     }
@@ -445,7 +445,7 @@ impl Config {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Liveness {
     /// How often non-cellular connections are probed. Default 5 s, iroh's
-    /// path heartbeat (n0-computer/iroh `socket.rs`, PARAMETERS.md).
+    /// path heartbeat (n0-computer/iroh `socket.rs`, docs/PARAMETERS.md).
     pub heartbeat: Duration,
     /// How long a probe may go unanswered. Default 2 s (our choice: twice
     /// RFC 6298's 1 s minimum RTO, above any RTT the profiles expect, below

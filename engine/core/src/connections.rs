@@ -225,7 +225,7 @@ impl Engine {
 
     /// A peer connected to us. It becomes the peer's primary connection if
     /// it has none. Open connections plus dials in flight never exceed
-    /// [`Config::max_connections`].
+    /// [`Config::max_connections`](crate::Config::max_connections).
     ///
     /// # Errors
     /// [`Error::UnknownInterface`], or [`Error::TableFull`] when the peer or

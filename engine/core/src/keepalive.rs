@@ -1,7 +1,7 @@
 //! Keep-alives and liveness probes.
 //!
 //! A cellular radio pays a promotion and a ≈ 10 s tail (≈ 11 J on LTE,
-//! PARAMETERS.md) for every wake-up. If each connection sent its own
+//! docs/PARAMETERS.md) for every wake-up. If each connection sent its own
 //! keep-alive on its own schedule, N connections would wake the radio N times
 //! per interval. The engine instead asks for all cellular keep-alives at the
 //! same instant, once per the profile's keep-alive interval, so one wake-up

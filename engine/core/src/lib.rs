@@ -9,7 +9,7 @@
 //! [`ConnectionHandle`] that its outcome echoes. The libp2p `Behaviour` and the
 //! simulator are thin adapters that turn these into real or simulated dials.
 //!
-//! # What it does today
+//! # What it does
 //!
 //! - Routes per peer from any driver, with provenance, TTL expiry and a cap
 //!   per peer; peers capped in total.

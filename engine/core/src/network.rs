@@ -16,7 +16,7 @@ impl Engine {
     /// # Errors
     /// [`Error::UnknownInterface`] for a change of an interface never
     /// reported [`Up`](NetworkChange::Up); [`Error::TableFull`] for a new
-    /// interface beyond [`Config::max_interfaces`].
+    /// interface beyond [`Config::max_interfaces`](crate::Config::max_interfaces).
     pub fn handle_network_change(
         &mut self,
         change: NetworkChange,

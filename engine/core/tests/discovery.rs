@@ -16,7 +16,7 @@ const TTL: Duration = Duration::from_secs(7_200);
 
 fn caps(kind: Source) -> DriverCaps {
     let (reach, energy, latency) = match kind {
-        // IPFS DHT lookup p50 0.557 s (PARAMETERS.md).
+        // IPFS DHT lookup p50 0.557 s (docs/PARAMETERS.md).
         Source::Dht => (
             Reach::Internet,
             EnergyClass::High,

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-/// How the [`Behaviour`] runs.
+/// How the [`Behaviour`](super::Behaviour) runs.
 #[non_exhaustive]
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -40,7 +40,7 @@ impl Config {
 
     /// Watch the OS's addresses with `if-watch` (default). Turn off on
     /// mobile when the app reports networks with
-    /// [`Behaviour::handle_hint`] instead; routes then leave through the
+    /// [`Behaviour::handle_hint`](super::Behaviour::handle_hint) instead; routes then leave through the
     /// hinted default network.
     pub fn watch_interfaces(&self) -> bool {
         self.watch_interfaces

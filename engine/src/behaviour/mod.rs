@@ -3,7 +3,7 @@
 //!
 //! It is a thin layer over [`crate::core::Engine`]:
 //!
-//! - the core's [`Command::Dial`]s become `ToSwarm::Dial` with one address
+//! - the core's [`Command::Dial`](crate::core::Command::Dial)s become `ToSwarm::Dial` with one address
 //!   each and `PeerCondition::Always` (the core races several routes to one
 //!   peer, and dials a better route while the peer is connected), and their
 //!   `ConnectionHandle`s are tracked so outcomes reach the core;
@@ -22,7 +22,7 @@
 //!   behaviours come in through [`Behaviour::handle_driver_event`];
 //! - local addresses from `if-watch`, link states from netlink on Linux (a
 //!   link taken down keeps its IPv4 addresses, so only its state tells),
-//!   and the host's [`ConnectivityHint`]s are the core's network-change
+//!   and the host's [`ConnectivityHint`](crate::transports::connectivity::ConnectivityHint)s are the core's network-change
 //!   input; the interface of a route is the one the kernel's routing table
 //!   picks for its address;
 //! - the core's events are the behaviour's [`Event`]s, with the swarm's own
@@ -224,9 +224,9 @@ impl<D: DriverSet> Behaviour<D> {
     /// A behaviour for the swarm of `local_peer`, running `drivers`.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] for an engine configuration that does not
-    /// validate, [`Error::TableFull`] for more drivers than
-    /// `max_drivers`.
+    /// [`Error::Core`] with the core's `InvalidConfig` for an engine
+    /// configuration that does not validate, or its `TableFull` for more
+    /// drivers than `max_drivers`.
     pub fn new(local_peer: PeerId, config: Config, drivers: D) -> Result<Self, Error> {
         let mut engine = Engine::new(config.engine.clone())?;
         let mut driver_ids = Vec::new();

@@ -17,8 +17,9 @@ impl<D: DriverSet> Behaviour<D> {
     /// protocol); it lasts `ttl`.
     ///
     /// # Errors
-    /// [`Error::UnknownInterface`] when no local interface reaches the
-    /// address, or as [`Engine::handle_discovered`].
+    /// [`Error::NoInterfaceFor`] when no local interface reaches the
+    /// address (it is remembered, and given to the engine once one does), or
+    /// as [`Engine::handle_discovered`](crate::core::Engine::handle_discovered).
     pub fn add_route(&mut self, peer: PeerId, addr: Multiaddr, ttl: Duration) -> Result<(), Error> {
         let now = self.now();
         self.feed(peer, addr, Source::Manual, false, ttl, now)?;

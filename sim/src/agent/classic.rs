@@ -16,7 +16,7 @@ use super::{
 };
 use crate::world::{AddrKey, IfKind, MDNS_FIRST_PROBE, MDNS_QUERY_INTERVAL, MDNS_TTL, World};
 
-/// Smart dial (libp2p-swarm 0.48 `dial_ranker.rs`, PARAMETERS.md): 30 ms
+/// Smart dial (libp2p-swarm 0.48 `dial_ranker.rs`, docs/PARAMETERS.md): 30 ms
 /// between private addresses, 250 ms between public ones (see
 /// [`smart_dial_delays`]). Smart dial is opt-in in rust-libp2p; the baseline
 /// turns it on, as the project's real-network baseline does.

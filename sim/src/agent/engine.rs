@@ -16,7 +16,7 @@ use super::{Agent, DriverRef, Found, Input, Liveness, Output};
 use crate::world::{AddrKey, IfKind, World};
 
 /// How long a registration lasts: libp2p-rendezvous' default TTL, 2 h
-/// (libp2p-rendezvous `lib.rs`, PARAMETERS.md).
+/// (libp2p-rendezvous `lib.rs`, docs/PARAMETERS.md).
 pub(crate) const ADVERT_TTL: Duration = Duration::from_secs(7200);
 /// The app's extra lookups of an unreachable peer are at least this far
 /// apart (our choice: the dial timeout, so a lookup's answers get raced
@@ -93,7 +93,7 @@ impl EngineAgent {
                 kind: Source::Dht,
                 reach: Reach::Internet,
                 energy: EnergyClass::High,
-                // The IPFS lookup median (probe-lab 2023, PARAMETERS.md).
+                // The IPFS lookup median (probe-lab 2023, docs/PARAMETERS.md).
                 typical_latency: Duration::from_millis(557),
                 signed_records: false,
             };

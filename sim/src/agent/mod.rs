@@ -163,12 +163,12 @@ pub(crate) struct Liveness {
 }
 
 /// libp2p-ping: every 15 s, 20 s timeout (libp2p-ping `handler.rs`,
-/// PARAMETERS.md).
+/// docs/PARAMETERS.md).
 pub(crate) const PING_INTERVAL: Duration = Duration::from_secs(15);
 /// See [`PING_INTERVAL`].
 pub(crate) const PING_TIMEOUT: Duration = Duration::from_secs(20);
 /// libp2p-quic: keep-alive 5 s, max idle 10 s (libp2p-quic 0.14
-/// `config.rs`, PARAMETERS.md).
+/// `config.rs`, docs/PARAMETERS.md).
 pub(crate) const QUIC_KEEPALIVE: Duration = Duration::from_secs(5);
 /// See [`QUIC_KEEPALIVE`].
 pub(crate) const QUIC_IDLE: Duration = Duration::from_secs(10);

@@ -483,7 +483,7 @@ impl Validator<'_> {
             for other in &raw_regions {
                 // Defaults: 10 ms inside a region (our assumption: a metro
                 // core); 63.3 ms between regions, the median US west↔east
-                // RTT (libp2p/test-plans perf results, PARAMETERS.md).
+                // RTT (libp2p/test-plans perf results, docs/PARAMETERS.md).
                 let default = if other.name == r.name { 10.0 } else { 63.3 };
                 let v = r
                     .core_rtt_ms
