@@ -90,8 +90,12 @@ mod error;
 pub use behaviour::{Behaviour, Config, Event};
 pub use error::Error;
 pub use multidriver_core as core;
+// The core's vocabulary that `Event`s carry.
+pub use multidriver_core::{DriverId, InterfaceId, SwitchReason};
 pub use multidriver_routing as routing;
 pub use multidriver_routing::{Discovery, DiscoveryConfig, DriverEvent, DriverSet};
 pub use multidriver_scoring as scoring;
+// The driver kinds and timestamps that `Event`s carry.
+pub use multidriver_scoring::{Source, Timestamp};
 pub use multidriver_transports as transports;
 pub use multidriver_transports::stack::{StackConfig, build_swarm};

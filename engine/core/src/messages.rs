@@ -246,9 +246,14 @@ impl SwitchReason {
 }
 
 /// A fact for the app, in the past tense.
+///
+/// `C` names connections: the engine's [`ConnectionHandle`]; an adapter
+/// hands the same facts on with its own connection ids
+/// ([`Event::map_connection`]), as the libp2p `Behaviour` does with the
+/// swarm's `ConnectionId`.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
-pub enum Event {
+pub enum Event<C = ConnectionHandle> {
     /// The first route to a peer was discovered.
     PeerDiscovered {
         /// The peer.
@@ -261,7 +266,7 @@ pub enum Event {
         /// The peer.
         peer: PeerId,
         /// The connection.
-        connection: ConnectionHandle,
+        connection: C,
         /// The route's address.
         addr: Multiaddr,
         /// The interface it leaves through.
@@ -278,7 +283,7 @@ pub enum Event {
         /// The new route's address.
         to: Multiaddr,
         /// The new connection.
-        connection: ConnectionHandle,
+        connection: C,
         /// The new route's interface.
         interface: InterfaceId,
         /// Why.
@@ -315,6 +320,59 @@ pub enum Event {
         /// How many.
         count: u64,
     },
+}
+
+impl<C> Event<C> {
+    /// The same event with its connection (if it names one) renamed by
+    /// `rename`; `None` when `rename` knows no such connection (it closed in
+    /// between, say).
+    pub fn map_connection<D>(self, rename: impl FnOnce(C) -> Option<D>) -> Option<Event<D>> {
+        Some(match self {
+            Event::PeerDiscovered { peer, source } => Event::PeerDiscovered { peer, source },
+            Event::RouteSelected {
+                peer,
+                connection,
+                addr,
+                interface,
+                reason,
+            } => Event::RouteSelected {
+                peer,
+                connection: rename(connection)?,
+                addr,
+                interface,
+                reason,
+            },
+            Event::RouteSwitched {
+                peer,
+                from,
+                to,
+                connection,
+                interface,
+                reason,
+            } => Event::RouteSwitched {
+                peer,
+                from,
+                to,
+                connection: rename(connection)?,
+                interface,
+                reason,
+            },
+            Event::PeerUnreachable { peer, tried } => Event::PeerUnreachable { peer, tried },
+            Event::PeerDisconnected { peer } => Event::PeerDisconnected { peer },
+            Event::DriverHealthChanged {
+                driver,
+                healthy,
+                consecutive_failures,
+                retry_at,
+            } => Event::DriverHealthChanged {
+                driver,
+                healthy,
+                consecutive_failures,
+                retry_at,
+            },
+            Event::EventsDropped { count } => Event::EventsDropped { count },
+        })
+    }
 }
 
 /// A discovery driver instance, numbered by the engine when registered.

@@ -276,7 +276,7 @@ impl<D: DriverSet> NetworkBehaviour for Behaviour<D> {
             if let Some(event) = self.engine.poll_event() {
                 self.on_event(&event);
                 let by_engine = &self.by_engine;
-                match Event::from_core(event, |h| by_engine.get(&h).map(|(c, _)| *c)) {
+                match event.map_connection(|h| by_engine.get(&h).map(|(c, _)| *c)) {
                     Some(event) => return Poll::Ready(ToSwarm::GenerateEvent(event)),
                     // Its connection closed in between; the engine's next
                     // event about the peer says what became of it.

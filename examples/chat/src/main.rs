@@ -26,12 +26,11 @@ use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, rendezvous};
-use multidriver::Event;
-use multidriver::behaviour::{Behaviour as Multidriver, Config};
-use multidriver::core::SwitchReason;
 use multidriver::scoring::rank::Components;
-use multidriver_routing::{Discovery, DiscoveryConfig};
-use multidriver_transports::stack::{StackConfig, build_swarm};
+use multidriver::{
+    Behaviour as Multidriver, Config, Discovery, DiscoveryConfig, Event, StackConfig, SwitchReason,
+    build_swarm,
+};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// The chat's own protocol: one line per request, an empty answer.
