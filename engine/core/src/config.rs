@@ -34,10 +34,10 @@ pub struct DriverSchedule {
 }
 
 impl Default for DriverSchedule {
-    /// Everything in the foreground; no DHT in the background (docs/DESIGN.md:
-    /// "no DHT server mode and longer intervals in background"; kubo
-    /// measured > 2 GB/h of DHT traffic with many peers, docs/PARAMETERS.md);
-    /// only rendezvous while suspended; no DHT under 20 % battery.
+    /// Everything in the foreground; no DHT in the background (our choice:
+    /// kubo measured > 2 GB/h of DHT traffic with many peers,
+    /// docs/PARAMETERS.md); only rendezvous while suspended; no DHT under
+    /// 20 % battery.
     fn default() -> Self {
         DriverSchedule {
             foreground: vec![
@@ -209,8 +209,10 @@ impl Config {
         self.max_connections
     }
 
-    /// Most interfaces tracked. At the bound, a new interface is refused with
-    /// [`Error::TableFull`]. Default 16.
+    /// Most interfaces tracked. At the bound, a new interface replaces the
+    /// lowest-numbered one that is down (its routes are dead and are
+    /// forgotten with it); if every tracked interface is up, the new one is
+    /// refused with [`Error::TableFull`]. Default 16.
     pub fn max_interfaces(&self) -> usize {
         self.max_interfaces
     }

@@ -16,7 +16,8 @@ impl Engine {
     /// # Errors
     /// [`Error::UnknownInterface`] for a change of an interface never
     /// reported [`Up`](NetworkChange::Up); [`Error::TableFull`] for a new
-    /// interface beyond [`Config::max_interfaces`](crate::Config::max_interfaces).
+    /// interface beyond [`Config::max_interfaces`](crate::Config::max_interfaces)
+    /// while every tracked one is up.
     pub fn handle_network_change(
         &mut self,
         change: NetworkChange,
@@ -33,8 +34,9 @@ impl Engine {
                 if !self.interfaces.contains_key(&interface)
                     && self.interfaces.len() >= self.config.max_interfaces
                 {
-                    // Forget the oldest interface that is down (hosts number
-                    // each new attachment afresh); its routes are dead.
+                    // Forget the lowest-numbered interface that is down
+                    // (hosts number each new attachment afresh, so it is
+                    // usually the oldest); its routes are dead.
                     let Some(victim) = self
                         .interfaces
                         .iter()
