@@ -30,7 +30,7 @@
 //! 5. stops sending and waits for every message to be acknowledged.
 //!
 //! The cellular relay meters the phone's cellular radio
-//! ([`RadioMeter`], LTE's profile): wake-ups and
+//! ([`RadioMeter`](crate::radio::RadioMeter), LTE's profile): wake-ups and
 //! modelled joules over the same window for every stack, from the fault
 //! (the losing hint, in that case) until the app stops sending, the last
 //! packet's tail counted whole ([`Outcome::radio`]).
@@ -38,34 +38,29 @@
 //! Every wait is bounded, and the namespaces are deleted when the run ends,
 //! panics included.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::{IpAddr, SocketAddr};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use libp2p::futures::StreamExt;
+// Here `multidriver` alone is the submodule; the crate is `::multidriver`.
+use ::multidriver::transports::connectivity::{ConnectivityHint, HostTransport, NetworkId};
 use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
-use libp2p::request_response::{self, ProtocolSupport};
-use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder, noise, ping, tcp, yamux};
-use multidriver::Event as MdEvent;
-use multidriver::behaviour::{Behaviour as Multidriver, Config as MdConfig};
-use multidriver::scoring::CellularGeneration;
-use multidriver::transports::connectivity::{
-    ConnectivityHint, HostTransport, NetworkId, NetworkState,
-};
-use multidriver_routing::{Discovery, DiscoveryConfig};
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{Multiaddr, PeerId, Swarm};
 
-use crate::delay_proxy::{DelayProxy, UdpDelayProxy};
 use crate::netns::{self, Netns, NetnsError, VethPair};
-use crate::radio::{RadioMeter, RadioUse};
+use crate::radio::RadioUse;
 
+mod app;
+mod multidriver;
+mod peer;
 mod stock;
 mod tuned;
 
+use self::multidriver::{available, multidriver_phone};
+use peer::start_peer;
 use stock::stock_phone;
 use tuned::tuned_phone;
 pub use tuned::{
@@ -123,8 +118,6 @@ const CELL_PEER: &str = "198.51.100.2/24";
 /// The host networks the hint case reports (Android `Network` handles).
 const WIFI_NET: NetworkId = NetworkId(100);
 const CELL_NET: NetworkId = NetworkId(200);
-/// The app's protocol: a message number, acknowledged with the same number.
-const APP: StreamProtocol = StreamProtocol::new("/multidriver-switch/1");
 
 /// Which transport the app's connection uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,6 +179,8 @@ pub enum Stack {
     ///
     /// On every new connection the app sends again what is unacknowledged,
     /// as with the defaults.
+    ///
+    /// [`PeerCondition::Always`]: libp2p::swarm::dial_opts::PeerCondition::Always
     Tuned,
 }
 
@@ -549,122 +544,6 @@ fn listen_knowing_both<B: NetworkBehaviour>(
     swarm.add_peer_address(target.peer, target.cell.clone());
 }
 
-fn port_of(addr: &Multiaddr) -> Option<u16> {
-    addr.iter().find_map(|p| match p {
-        Protocol::Tcp(port) | Protocol::Udp(port) => Some(port),
-        _ => None,
-    })
-}
-
-fn socket_to_multiaddr(transport: Transport, addr: SocketAddr) -> Multiaddr {
-    let ip = match addr.ip() {
-        IpAddr::V4(ip) => Protocol::Ip4(ip),
-        IpAddr::V6(ip) => Protocol::Ip6(ip),
-    };
-    let base = Multiaddr::empty().with(ip);
-    match transport {
-        Transport::Tcp => base.with(Protocol::Tcp(addr.port())),
-        Transport::Quic => base.with(Protocol::Udp(addr.port())).with(Protocol::QuicV1),
-    }
-}
-
-fn app_behaviour() -> request_response::json::Behaviour<u64, u64> {
-    request_response::json::Behaviour::new(
-        [(APP, ProtocolSupport::Full)],
-        request_response::Config::default(),
-    )
-}
-
-#[derive(NetworkBehaviour)]
-struct PeerBehaviour {
-    app: request_response::json::Behaviour<u64, u64>,
-    ping: ping::Behaviour,
-}
-
-/// Starts the peer and the cellular relay in `ns`; its id, its addresses,
-/// and the relay's meter of the phone's cellular radio.
-fn start_peer(
-    ns: &Netns,
-    transport: Transport,
-    stop: &Arc<AtomicBool>,
-) -> Result<(PeerId, Multiaddr, Multiaddr, Arc<RadioMeter>), SwitchError> {
-    let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
-    let stop = Arc::clone(stop);
-    ns.run_async(move || async move {
-        let key = Keypair::generate_ed25519();
-        let id = key.public().to_peer_id();
-        let mut swarm = match base_swarm(key, transport, false, |_| PeerBehaviour {
-            app: app_behaviour(),
-            ping: ping::Behaviour::default(),
-        }) {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = ready_tx.send(Err(e));
-                return;
-            }
-        };
-        if let Err(e) = swarm.listen_on(listen_addr(transport)) {
-            let _ = ready_tx.send(Err(e.to_string()));
-            return;
-        }
-        let port = loop {
-            if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await
-                && let Some(port) = port_of(&address)
-            {
-                break port;
-            }
-        };
-        let upstream: SocketAddr = ([127, 0, 0, 1], port).into();
-        let relay_at: SocketAddr = "198.51.100.2:0".parse().expect("valid");
-        // Both kinds are started; the transport's one carries the traffic.
-        let (relay, radio, _tcp, _udp) = match transport {
-            Transport::Tcp => match DelayProxy::start(relay_at, upstream, CELL_ONE_WAY).await {
-                Ok(p) => (p.local_addr(), p.radio(), Some(p), None),
-                Err(e) => {
-                    let _ = ready_tx.send(Err(format!("cellular relay: {e}")));
-                    return;
-                }
-            },
-            Transport::Quic => match UdpDelayProxy::start(relay_at, upstream, CELL_ONE_WAY).await {
-                Ok(p) => (p.local_addr(), p.radio(), None, Some(p)),
-                Err(e) => {
-                    let _ = ready_tx.send(Err(format!("cellular relay: {e}")));
-                    return;
-                }
-            },
-        };
-        let wifi: SocketAddr = ([10, 77, 30, 2], port).into();
-        let _ = ready_tx.send(Ok((
-            id,
-            socket_to_multiaddr(transport, wifi),
-            socket_to_multiaddr(transport, relay),
-            radio,
-        )));
-        let mut tick = tokio::time::interval(Duration::from_millis(50));
-        while !stop.load(Ordering::SeqCst) {
-            tokio::select! {
-                _ = tick.tick() => {}
-                event = swarm.select_next_some() => {
-                    if let SwarmEvent::Behaviour(PeerBehaviourEvent::App(
-                        request_response::Event::Message {
-                            message: request_response::Message::Request { request, channel, .. },
-                            ..
-                        },
-                    )) = event
-                    {
-                        let _ = swarm.behaviour_mut().app.send_response(channel, request);
-                    }
-                }
-            }
-        }
-    })?;
-    match ready_rx.recv_timeout(SETUP_LIMIT) {
-        Ok(Ok(ready)) => Ok(ready),
-        Ok(Err(e)) => Err(SwitchError::Setup(format!("peer: {e}"))),
-        Err(_) => Err(SwitchError::Setup("the peer did not start".into())),
-    }
-}
-
 /// A swarm over the case's transport with stock settings, or with
 /// multidriver's (`engine`: idle connections kept open, QUIC keep-alive
 /// left to the engine).
@@ -675,9 +554,9 @@ fn base_swarm<B: NetworkBehaviour>(
     behaviour: impl FnOnce(&Keypair) -> B,
 ) -> Result<Swarm<B>, String> {
     if engine {
-        return multidriver::transports::stack::build_swarm(
+        return ::multidriver::transports::stack::build_swarm(
             key,
-            &multidriver::transports::stack::StackConfig::default(),
+            &::multidriver::transports::stack::StackConfig::default(),
             behaviour,
         )
         .map_err(|e| e.to_string());
@@ -690,195 +569,6 @@ fn base_swarm<B: NetworkBehaviour>(
         |c| c,
         behaviour,
     )
-}
-
-/// The app's side shared by both phones: numbered messages, resends,
-/// acknowledgements.
-struct App {
-    peer: PeerId,
-    next: u64,
-    /// Request id → message number, for requests in flight.
-    in_flight: HashMap<request_response::OutboundRequestId, u64>,
-    /// Connection → path.
-    paths: HashMap<ConnectionId, Option<Path>>,
-    log: Shared,
-}
-
-impl App {
-    fn new(peer: PeerId, log: Shared) -> App {
-        App {
-            peer,
-            next: 0,
-            in_flight: HashMap::new(),
-            paths: HashMap::new(),
-            log,
-        }
-    }
-
-    fn send_new(&mut self, app: &mut request_response::json::Behaviour<u64, u64>) {
-        let n = self.next;
-        self.next += 1;
-        lock(&self.log).messages.insert(n, false);
-        let id = app.send_request(&self.peer, n);
-        self.in_flight.insert(id, n);
-    }
-
-    /// Sends every unacknowledged message again.
-    fn resend_all(&mut self, app: &mut request_response::json::Behaviour<u64, u64>) {
-        let pending: Vec<u64> = {
-            let log = lock(&self.log);
-            log.messages
-                .iter()
-                .filter(|(_, acked)| !**acked)
-                .map(|(n, _)| *n)
-                .collect()
-        };
-        for n in pending {
-            let id = app.send_request(&self.peer, n);
-            self.in_flight.insert(id, n);
-            lock(&self.log).resent += 1;
-        }
-    }
-
-    fn on_app_event(
-        &mut self,
-        event: &request_response::Event<u64, u64>,
-        app: &mut request_response::json::Behaviour<u64, u64>,
-    ) {
-        match event {
-            request_response::Event::Message {
-                connection_id,
-                message:
-                    request_response::Message::Response {
-                        request_id,
-                        response,
-                    },
-                ..
-            } => {
-                self.in_flight.remove(request_id);
-                let path = self.paths.get(connection_id).copied().flatten();
-                let mut log = lock(&self.log);
-                if let Some(acked) = log.messages.get_mut(response) {
-                    *acked = true;
-                }
-                log.acks.push((Instant::now(), path));
-            }
-            request_response::Event::OutboundFailure { request_id, .. } => {
-                if let Some(n) = self.in_flight.remove(request_id) {
-                    let acked = lock(&self.log).messages.get(&n).copied().unwrap_or(true);
-                    if !acked {
-                        let id = app.send_request(&self.peer, n);
-                        self.in_flight.insert(id, n);
-                        lock(&self.log).resent += 1;
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
-#[derive(NetworkBehaviour)]
-struct MdPhone {
-    multidriver: Multidriver<Discovery>,
-    app: request_response::json::Behaviour<u64, u64>,
-}
-
-fn available(network: NetworkId, transport: HostTransport) -> ConnectivityHint {
-    ConnectivityHint::Available {
-        network,
-        state: NetworkState {
-            transport,
-            validated: true,
-            ..NetworkState::default()
-        },
-    }
-}
-
-async fn multidriver_phone(
-    transport: Transport,
-    target: Target,
-    hinted: bool,
-    mut hints: tokio::sync::mpsc::Receiver<ConnectivityHint>,
-    log: Shared,
-    sending: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
-) {
-    let key = Keypair::generate_ed25519();
-    let local = key.public().to_peer_id();
-    let discovery = Discovery::new(&key, DiscoveryConfig::default()).expect("no drivers to fail");
-    let config = MdConfig::default().with_interface_watching(!hinted);
-    let mut swarm = base_swarm(key, transport, true, |_| MdPhone {
-        multidriver: Multidriver::new(local, config, discovery).expect("a valid config"),
-        app: app_behaviour(),
-    })
-    .expect("the stack builds");
-    swarm
-        .listen_on(listen_addr(transport))
-        .expect("a listen address");
-    if hinted {
-        let md = &mut swarm.behaviour_mut().multidriver;
-        md.handle_hint(available(WIFI_NET, HostTransport::Wifi))
-            .expect("room for a network");
-        md.handle_hint(available(
-            CELL_NET,
-            HostTransport::Cellular(CellularGeneration::G4),
-        ))
-        .expect("room for a network");
-    }
-    let ttl = Duration::from_secs(3600);
-    let md = &mut swarm.behaviour_mut().multidriver;
-    md.add_route(target.peer, target.wifi.clone(), ttl)
-        .expect("a route");
-    md.add_route(target.peer, target.cell.clone(), ttl)
-        .expect("a route");
-    md.connect(target.peer).expect("a peer to connect to");
-
-    let mut app = App::new(target.peer, log);
-    let mut tick = tokio::time::interval(MESSAGE_INTERVAL);
-    let mut connected = false;
-    while !stop.load(Ordering::SeqCst) {
-        tokio::select! {
-            _ = tick.tick() => {
-                if connected && sending.load(Ordering::SeqCst) {
-                    let b = swarm.behaviour_mut();
-                    b.multidriver.mark_used(target.peer);
-                    app.send_new(&mut b.app);
-                }
-            }
-            Some(hint) = hints.recv() => {
-                // Only a full network table refuses a hint; two fit.
-                let _ = swarm.behaviour_mut().multidriver.handle_hint(hint);
-            }
-            event = swarm.select_next_some() => match event {
-                SwarmEvent::ConnectionEstablished { connection_id, endpoint, .. } => {
-                    app.paths.insert(connection_id, Path::of(endpoint.get_remote_address()));
-                }
-                SwarmEvent::Behaviour(MdPhoneEvent::App(e)) => {
-                    app.on_app_event(&e, &mut swarm.behaviour_mut().app);
-                }
-                SwarmEvent::Behaviour(MdPhoneEvent::Multidriver(e)) => {
-                    lock(&app.log).notes.push((Instant::now(), format!("{e:?}")));
-                    match e {
-                    MdEvent::RouteSelected { .. } => {
-                        connected = true;
-                        app.resend_all(&mut swarm.behaviour_mut().app);
-                    }
-                    // The app resends on the engine's word that the path
-                    // changed: what was in flight on the old one may be gone.
-                    MdEvent::RouteSwitched { reason, .. } => {
-                        let name = format!("{reason:?}");
-                        let name = name.split([' ', '{', '(']).next().unwrap_or("").to_owned();
-                        lock(&app.log).switches.push((Instant::now(), name));
-                        app.resend_all(&mut swarm.behaviour_mut().app);
-                    }
-                    _ => {}
-                    }
-                }
-                _ => {}
-            },
-        }
-    }
 }
 
 /// The longest time between `from`, the acknowledgements in between, and

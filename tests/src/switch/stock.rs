@@ -1,9 +1,23 @@
-//! The stock rust-libp2p stack at its defaults ([`Stack::Stock`]), and the
-//! swarm builder both stock stacks share.
+//! The stock rust-libp2p stack at its defaults
+//! ([`Stack::Stock`](super::Stack::Stock)), and the swarm builder both
+//! stock stacks share.
 
-#![allow(clippy::wildcard_imports)]
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
-use super::*;
+use libp2p::futures::StreamExt;
+use libp2p::identity::Keypair;
+use libp2p::request_response;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{Swarm, SwarmBuilder, noise, ping, tcp, yamux};
+
+use super::app::{App, app_behaviour};
+use super::{
+    MESSAGE_INTERVAL, Path, REDIAL_PAUSE, Shared, Target, Transport, base_swarm,
+    listen_knowing_both, lock,
+};
 
 /// A stock swarm over the case's transport: TCP + Noise + yamux or QUIC,
 /// with the swarm and QUIC settings `swarm` and `quic` make of libp2p's

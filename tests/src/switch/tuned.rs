@@ -1,9 +1,27 @@
-//! The tuned stock rust-libp2p stack ([`Stack::Tuned`]): its settings, its
-//! swarm, and the app that acts on interface events and host hints.
+//! The tuned stock rust-libp2p stack ([`Stack::Tuned`](super::Stack::Tuned)):
+//! its settings, its swarm, and the app that acts on interface events and
+//! host hints.
 
-#![allow(clippy::wildcard_imports)]
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-use super::*;
+use libp2p::futures::StreamExt;
+use libp2p::identity::Keypair;
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, Swarm, ping};
+use multidriver::transports::connectivity::{ConnectivityHint, NetworkId};
+
+use super::app::{App, app_behaviour};
+use super::{
+    CELL_NET, CELL_PHONE, MESSAGE_INTERVAL, Path, REDIAL_PAUSE, Shared, Target, Transport,
+    WIFI_NET, WIFI_PHONE, listen_knowing_both, lock, stock,
+};
 
 /// The tuned stack's ping interval: 1 s, multidriver's heartbeat on the
 /// connection an app is using (`Liveness::active_heartbeat`,
@@ -59,7 +77,7 @@ pub const TUNED_QUIC_KEEP_ALIVE: Duration = Duration::from_secs(1);
 /// traffic (50 ms), so a connection is never closed between messages.
 pub const TUNED_IDLE_CONNECTION: Duration = Duration::from_secs(10);
 
-/// The tuned stack's swarm: see [`Stack::Tuned`].
+/// The tuned stack's swarm: see [`Stack::Tuned`](super::Stack::Tuned).
 fn tuned_swarm<B: NetworkBehaviour>(
     key: Keypair,
     transport: Transport,
@@ -119,7 +137,8 @@ fn ip_of(cidr: &str) -> IpAddr {
         .expect("a valid address")
 }
 
-/// The tuned app's view of its connections and dials; see [`Stack::Tuned`].
+/// The tuned app's view of its connections and dials; see
+/// [`Stack::Tuned`](super::Stack::Tuned).
 struct TunedApp {
     app: App,
     target: Target,
