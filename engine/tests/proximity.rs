@@ -139,11 +139,9 @@ async fn the_side_that_did_not_ask_keeps_the_connection_the_other_holds() {
     let b_radio = ether.radio([5.0, 0.0]).unwrap();
     let ticker = ticking(&ether);
     // A probes every second; both close idle connections after 3 s.
-    let liveness = multidriver::core::Liveness {
-        heartbeat: Duration::from_secs(1),
-        probe_timeout: Duration::from_secs(2),
-        ..multidriver::core::Liveness::default()
-    };
+    let liveness = multidriver::core::Liveness::default()
+        .with_heartbeat(Duration::from_secs(1))
+        .with_probe_timeout(Duration::from_secs(2));
     let engine = multidriver::core::Config::default().with_liveness(Some(liveness));
     let idle = Duration::from_secs(3);
     let mut a = phone_with(a_radio, Config::default().with_engine(engine), idle);

@@ -60,16 +60,11 @@ pub const PROXIMITY_CAPS: DriverCaps = DriverCaps {
 };
 
 /// The radio and its addressing, for [`crate::DiscoveryConfig::with_proximity`].
+#[non_exhaustive]
 pub struct ProximityConfig {
-    /// The radio (the host's, or an in-process one).
-    pub radio: Box<dyn ProximityRadio + Send>,
-    /// The route to an advertiser from its link address:
-    /// [`crate::ble::address`] for the in-process radio.
-    pub address_of: fn(u64) -> Multiaddr,
-    /// Advertisers whose peer id is remembered. At the bound the one seen
-    /// longest ago is forgotten (and resolved again if heard again).
-    /// Default 256.
-    pub max_known: usize,
+    radio: Box<dyn ProximityRadio + Send>,
+    address_of: fn(u64) -> Multiaddr,
+    pub(crate) max_known: usize,
 }
 
 impl std::fmt::Debug for ProximityConfig {
@@ -81,13 +76,32 @@ impl std::fmt::Debug for ProximityConfig {
 }
 
 impl ProximityConfig {
-    /// The in-process radio, addressed as [`crate::ble`] does.
-    pub fn in_process(radio: crate::proximity::InProcessRadio) -> Self {
+    /// The host's radio; `address_of` turns an advertiser's link address
+    /// into the route to it (the host's BLE transport's address).
+    pub fn new(radio: Box<dyn ProximityRadio + Send>, address_of: fn(u64) -> Multiaddr) -> Self {
         ProximityConfig {
-            radio: Box::new(radio),
-            address_of: crate::ble::address,
+            radio,
+            address_of,
             max_known: 256,
         }
+    }
+
+    /// The in-process radio, addressed as [`crate::ble`] does.
+    pub fn in_process(radio: crate::proximity::InProcessRadio) -> Self {
+        Self::new(Box::new(radio), crate::ble::address)
+    }
+
+    /// Advertisers whose peer id is remembered. At the bound the one seen
+    /// longest ago is forgotten (and resolved again if heard again).
+    /// Default 256.
+    pub fn max_known(&self) -> usize {
+        self.max_known
+    }
+
+    /// Builder: sets [`max_known`](Self::max_known).
+    pub fn with_max_known(mut self, max_known: usize) -> Self {
+        self.max_known = max_known;
+        self
     }
 }
 

@@ -133,42 +133,136 @@ pub trait ProximityRadio {
 }
 
 /// Bounds and propagation of an [`Ether`].
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EtherConfig {
+    pub(crate) range_m: f64,
+    pub(crate) rssi_at_1m_dbm: f64,
+    pub(crate) path_loss_exponent: f64,
+    pub(crate) max_radios: usize,
+    pub(crate) max_pending_sightings: usize,
+    pub(crate) max_links: usize,
+    pub(crate) link_latency: Duration,
+    pub(crate) link_rate_bps: u64,
+    pub(crate) link_buffer_bytes: usize,
+}
+
+/// Read access to every setting; each says what happens at its bound.
+impl EtherConfig {
     /// Farthest a radio hears another, metres. Default 30 m (our assumption:
     /// BLE at 0 dBm indoors reaches 10–30 m).
-    pub range_m: f64,
+    pub fn range_m(&self) -> f64 {
+        self.range_m
+    }
+
+    /// Builder: sets [`range_m`](Self::range_m).
+    pub fn with_range_m(mut self, range_m: f64) -> Self {
+        self.range_m = range_m;
+        self
+    }
+
     /// Signal at 1 m, dBm. Default −59 dBm, the calibrated 1 m power common
     /// in iBeacon advertisements.
-    pub rssi_at_1m_dbm: f64,
+    pub fn rssi_at_1m_dbm(&self) -> f64 {
+        self.rssi_at_1m_dbm
+    }
+
+    /// Builder: sets [`rssi_at_1m_dbm`](Self::rssi_at_1m_dbm).
+    pub fn with_rssi_at_1m_dbm(mut self, rssi_at_1m_dbm: f64) -> Self {
+        self.rssi_at_1m_dbm = rssi_at_1m_dbm;
+        self
+    }
+
     /// Path-loss exponent. Default 2 (free space; indoor values run 2–4).
-    pub path_loss_exponent: f64,
+    pub fn path_loss_exponent(&self) -> f64 {
+        self.path_loss_exponent
+    }
+
+    /// Builder: sets [`path_loss_exponent`](Self::path_loss_exponent).
+    pub fn with_path_loss_exponent(mut self, path_loss_exponent: f64) -> Self {
+        self.path_loss_exponent = path_loss_exponent;
+        self
+    }
+
     /// Most radios in the ether. At the bound [`Ether::radio`] fails with
     /// [`Error::TableFull`]. Default 1024.
-    pub max_radios: usize,
+    pub fn max_radios(&self) -> usize {
+        self.max_radios
+    }
+
+    /// Builder: sets [`max_radios`](Self::max_radios).
+    pub fn with_max_radios(mut self, max_radios: usize) -> Self {
+        self.max_radios = max_radios;
+        self
+    }
+
     /// Most sightings a radio holds until polled. At the bound the oldest is
     /// dropped and counted in [`InProcessRadio::dropped`]. Default 256.
-    pub max_pending_sightings: usize,
+    pub fn max_pending_sightings(&self) -> usize {
+        self.max_pending_sightings
+    }
+
+    /// Builder: sets [`max_pending_sightings`](Self::max_pending_sightings).
+    pub fn with_max_pending_sightings(mut self, max_pending_sightings: usize) -> Self {
+        self.max_pending_sightings = max_pending_sightings;
+        self
+    }
+
     /// Most data links in the ether at once, counted from
     /// [`Ether::connect`] until both ends are dropped (a link waiting to be
     /// accepted counts; so does a broken link whose ends are still held).
     /// At the bound [`Ether::connect`] fails with [`Error::TableFull`]
     /// (`table: "links"`) and nothing changes. Default 1024 (our choice:
     /// one per radio at the default [`max_radios`](Self::max_radios)).
-    pub max_links: usize,
+    pub fn max_links(&self) -> usize {
+        self.max_links
+    }
+
+    /// Builder: sets [`max_links`](Self::max_links).
+    pub fn with_max_links(mut self, max_links: usize) -> Self {
+        self.max_links = max_links;
+        self
+    }
+
     /// One-way latency of a link, per direction. Default 30 ms: our choice
     /// within the BLE connection interval range (Bluetooth Core Spec v5.3
     /// Vol 6 Part B §4.5.1: 7.5 ms–4 s). Zero: none.
-    pub link_latency: Duration,
+    pub fn link_latency(&self) -> Duration {
+        self.link_latency
+    }
+
+    /// Builder: sets [`link_latency`](Self::link_latency).
+    pub fn with_link_latency(mut self, link_latency: Duration) -> Self {
+        self.link_latency = link_latency;
+        self
+    }
+
     /// Rate of a link, bit/s, per direction. Default 100 000 (100 kbit/s):
     /// our conservative figure for L2CAP connection-oriented channels on
     /// phones. Zero: no rate limit.
-    pub link_rate_bps: u64,
+    pub fn link_rate_bps(&self) -> u64 {
+        self.link_rate_bps
+    }
+
+    /// Builder: sets [`link_rate_bps`](Self::link_rate_bps).
+    pub fn with_link_rate_bps(mut self, link_rate_bps: u64) -> Self {
+        self.link_rate_bps = link_rate_bps;
+        self
+    }
+
     /// Most bytes a link holds per direction, written and not yet read
     /// (in flight or arrived). At the bound the writer gets
     /// `Poll::Pending` until the reader makes room. Default 16 KiB (our
     /// choice: 1.3 s at the default rate). Treated as at least 1.
-    pub link_buffer_bytes: usize,
+    pub fn link_buffer_bytes(&self) -> usize {
+        self.link_buffer_bytes
+    }
+
+    /// Builder: sets [`link_buffer_bytes`](Self::link_buffer_bytes).
+    pub fn with_link_buffer_bytes(mut self, link_buffer_bytes: usize) -> Self {
+        self.link_buffer_bytes = link_buffer_bytes;
+        self
+    }
 }
 
 impl Default for EtherConfig {

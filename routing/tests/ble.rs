@@ -109,7 +109,7 @@ async fn ping_crosses_a_link_with_at_least_two_latencies_of_rtt() {
         _ => None,
     })
     .await;
-    let latency = EtherConfig::default().link_latency;
+    let latency = EtherConfig::default().link_latency();
     assert!(rtt >= 2 * latency, "rtt {rtt:?} below 2 × {latency:?}");
 }
 
@@ -208,11 +208,11 @@ async fn link(
 
 #[tokio::test]
 async fn bytes_arrive_in_order_and_intact_both_ways() {
-    let ether = Ether::new(EtherConfig {
-        link_rate_bps: 1_000_000,
-        link_buffer_bytes: 1000,
-        ..EtherConfig::default()
-    });
+    let ether = Ether::new(
+        EtherConfig::default()
+            .with_link_rate_bps(1_000_000)
+            .with_link_buffer_bytes(1000),
+    );
     let ra = ether.radio([0.0, 0.0]).unwrap();
     let rb = ether.radio([5.0, 0.0]).unwrap();
     let (x, y, _listener) = link(&ra, &rb).await;
@@ -249,7 +249,7 @@ async fn bytes_arrive_in_order_and_intact_both_ways() {
 #[tokio::test]
 async fn ten_kilobytes_at_100_kbit_s_take_at_least_0_8_s() {
     let ether = Ether::new(EtherConfig::default());
-    assert_eq!(EtherConfig::default().link_rate_bps, 100_000);
+    assert_eq!(EtherConfig::default().link_rate_bps(), 100_000);
     let ra = ether.radio([0.0, 0.0]).unwrap();
     let rb = ether.radio([5.0, 0.0]).unwrap();
     let (mut x, mut y, _listener) = link(&ra, &rb).await;

@@ -162,13 +162,27 @@ pub enum InterfaceEvent {
 }
 
 /// Bounds of a [`Watcher`].
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WatcherConfig {
+    pub(crate) max_interfaces: usize,
+}
+
+/// Read access to every setting; each says what happens at its bound.
+impl WatcherConfig {
     /// Most networks and addresses tracked at once. At the bound a new one
     /// is refused with [`Error::TableFull`] and nothing changes; the host
     /// should report a `Lost` or an address `Down` first. Default 16, the
     /// engine's own interface bound.
-    pub max_interfaces: usize,
+    pub fn max_interfaces(&self) -> usize {
+        self.max_interfaces
+    }
+
+    /// Builder: sets [`max_interfaces`](Self::max_interfaces).
+    pub fn with_max_interfaces(mut self, max_interfaces: usize) -> Self {
+        self.max_interfaces = max_interfaces;
+        self
+    }
 }
 
 impl Default for WatcherConfig {

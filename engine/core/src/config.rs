@@ -7,30 +7,104 @@ use multidriver_scoring::{Lifecycle, PowerState, Profile, Source};
 use crate::{EnergyClass, Error};
 
 /// Which drivers run in each lifecycle state.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq)]
 pub struct DriverSchedule {
+    pub(crate) foreground: Vec<Source>,
+    pub(crate) background: Vec<Source>,
+    pub(crate) suspended: Vec<Source>,
+    pub(crate) high_energy_min_battery: f64,
+    pub(crate) high_energy_on_costly_links: bool,
+    pub(crate) foreground_interval: Duration,
+    pub(crate) background_interval: Duration,
+}
+
+/// Read access to every setting; each says what happens at its bound.
+impl DriverSchedule {
     /// Driver kinds that run in the foreground.
-    pub foreground: Vec<Source>,
+    pub fn foreground(&self) -> &Vec<Source> {
+        &self.foreground
+    }
+
+    /// Builder: sets [`foreground`](Self::foreground).
+    pub fn with_foreground(mut self, foreground: Vec<Source>) -> Self {
+        self.foreground = foreground;
+        self
+    }
+
     /// Driver kinds that run in the background.
-    pub background: Vec<Source>,
+    pub fn background(&self) -> &Vec<Source> {
+        &self.background
+    }
+
+    /// Builder: sets [`background`](Self::background).
+    pub fn with_background(mut self, background: Vec<Source>) -> Self {
+        self.background = background;
+        self
+    }
+
     /// Driver kinds that run while suspended (in the OS's short wake-ups).
-    pub suspended: Vec<Source>,
+    pub fn suspended(&self) -> &Vec<Source> {
+        &self.suspended
+    }
+
+    /// Builder: sets [`suspended`](Self::suspended).
+    pub fn with_suspended(mut self, suspended: Vec<Source>) -> Self {
+        self.suspended = suspended;
+        self
+    }
+
     /// Never run drivers of [`EnergyClass::High`] (a DHT) on battery below
     /// this level (`0.0..=1.0`; 0 disables the rule).
-    pub high_energy_min_battery: f64,
+    pub fn high_energy_min_battery(&self) -> f64 {
+        self.high_energy_min_battery
+    }
+
+    /// Builder: sets [`high_energy_min_battery`](Self::high_energy_min_battery).
+    pub fn with_high_energy_min_battery(mut self, high_energy_min_battery: f64) -> Self {
+        self.high_energy_min_battery = high_energy_min_battery;
+        self
+    }
+
     /// Run drivers of [`EnergyClass::High`] even when every validated
     /// interface is metered, expensive or constrained. Default false: a DHT's
     /// background traffic (> 2 GB/h idle with many peers, kubo #2917 in
     /// docs/PARAMETERS.md) does not belong on a data plan.
-    pub high_energy_on_costly_links: bool,
+    pub fn high_energy_on_costly_links(&self) -> bool {
+        self.high_energy_on_costly_links
+    }
+
+    /// Builder: sets [`high_energy_on_costly_links`](Self::high_energy_on_costly_links).
+    pub fn with_high_energy_on_costly_links(mut self, high_energy_on_costly_links: bool) -> Self {
+        self.high_energy_on_costly_links = high_energy_on_costly_links;
+        self
+    }
+
     /// How often subscribed namespaces are looked up again in the
     /// foreground. Default 30 s, Berty's rendezvous poll (berty/weshnet
     /// `pkg/tinder`).
-    pub foreground_interval: Duration,
+    pub fn foreground_interval(&self) -> Duration {
+        self.foreground_interval
+    }
+
+    /// Builder: sets [`foreground_interval`](Self::foreground_interval).
+    pub fn with_foreground_interval(mut self, foreground_interval: Duration) -> Self {
+        self.foreground_interval = foreground_interval;
+        self
+    }
+
     /// The same in the background. Default 5 min (our choice: ten times
     /// rarer, the order of libp2p-mdns' 5 min query interval,
     /// libp2p-mdns `behaviour/iface.rs`).
-    pub background_interval: Duration,
+    pub fn background_interval(&self) -> Duration {
+        self.background_interval
+    }
+
+    /// Builder: sets [`background_interval`](Self::background_interval).
+    pub fn with_background_interval(mut self, background_interval: Duration) -> Self {
+        self.background_interval = background_interval;
+        self
+    }
 }
 
 impl Default for DriverSchedule {
@@ -83,19 +157,55 @@ impl DriverSchedule {
 }
 
 /// Which profile is in force for a power state.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProfileMap {
+    pub(crate) foreground: Profile,
+    pub(crate) background: Profile,
+    pub(crate) suspended: Profile,
+    pub(crate) low_battery: Profile,
+    pub(crate) low_battery_below: f64,
+}
+
+/// Read access to every setting; each says what happens at its bound.
+impl ProfileMap {
     /// In the foreground, or whenever on mains power.
-    pub foreground: Profile,
+    pub fn foreground(&self) -> &Profile {
+        &self.foreground
+    }
+
     /// In the background.
-    pub background: Profile,
+    pub fn background(&self) -> &Profile {
+        &self.background
+    }
+
     /// While suspended.
-    pub suspended: Profile,
+    pub fn suspended(&self) -> &Profile {
+        &self.suspended
+    }
+
     /// On battery below [`low_battery_below`](Self::low_battery_below),
     /// whatever the lifecycle state.
-    pub low_battery: Profile,
+    pub fn low_battery(&self) -> &Profile {
+        &self.low_battery
+    }
+
+    /// Builder: sets [`low_battery`](Self::low_battery).
+    pub fn with_low_battery(mut self, low_battery: Profile) -> Self {
+        self.low_battery = low_battery;
+        self
+    }
+
     /// The low-battery threshold, `0.0..=1.0`.
-    pub low_battery_below: f64,
+    pub fn low_battery_below(&self) -> f64 {
+        self.low_battery_below
+    }
+
+    /// Builder: sets [`low_battery_below`](Self::low_battery_below).
+    pub fn with_low_battery_below(mut self, low_battery_below: f64) -> Self {
+        self.low_battery_below = low_battery_below;
+        self
+    }
 }
 
 impl Default for ProfileMap {
@@ -444,24 +554,68 @@ impl Config {
 /// [`Engine::handle_connection_lost`]: crate::Engine::handle_connection_lost
 /// [`Engine::mark_used`]: crate::Engine::mark_used
 /// [`CloseReason::Unresponsive`]: crate::CloseReason::Unresponsive
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Liveness {
+    pub(crate) heartbeat: Duration,
+    pub(crate) probe_timeout: Duration,
+    pub(crate) active_heartbeat: Duration,
+    pub(crate) active_probe_timeout: Duration,
+}
+
+/// Read access to every setting; each says what happens at its bound.
+impl Liveness {
     /// How often non-cellular connections are probed. Default 5 s, iroh's
     /// path heartbeat (n0-computer/iroh `socket.rs`, docs/PARAMETERS.md).
-    pub heartbeat: Duration,
+    pub fn heartbeat(&self) -> Duration {
+        self.heartbeat
+    }
+
+    /// Builder: sets [`heartbeat`](Self::heartbeat).
+    pub fn with_heartbeat(mut self, heartbeat: Duration) -> Self {
+        self.heartbeat = heartbeat;
+        self
+    }
+
     /// How long a probe may go unanswered. Default 2 s (our choice: twice
     /// RFC 6298's 1 s minimum RTO, above any RTT the profiles expect, below
     /// libp2p-ping's 20 s).
-    pub probe_timeout: Duration,
+    pub fn probe_timeout(&self) -> Duration {
+        self.probe_timeout
+    }
+
+    /// Builder: sets [`probe_timeout`](Self::probe_timeout).
+    pub fn with_probe_timeout(mut self, probe_timeout: Duration) -> Self {
+        self.probe_timeout = probe_timeout;
+        self
+    }
+
     /// How often the primary connection of a peer the app is using is
     /// probed. Default 1 s (our choice: Tailscale's 3 s heartbeat and
     /// iroh's 5 s serve idle paths; a path carrying an app's messages is
     /// checked more often at no radio cost).
-    pub active_heartbeat: Duration,
+    pub fn active_heartbeat(&self) -> Duration {
+        self.active_heartbeat
+    }
+
+    /// Builder: sets [`active_heartbeat`](Self::active_heartbeat).
+    pub fn with_active_heartbeat(mut self, active_heartbeat: Duration) -> Self {
+        self.active_heartbeat = active_heartbeat;
+        self
+    }
+
     /// The shortest deadline of such a probe. Default 1 s, RFC 6298's
     /// minimum RTO (§2.4), so a probe queued behind the app's own data on
     /// a busy connection is not taken for a dead path.
-    pub active_probe_timeout: Duration,
+    pub fn active_probe_timeout(&self) -> Duration {
+        self.active_probe_timeout
+    }
+
+    /// Builder: sets [`active_probe_timeout`](Self::active_probe_timeout).
+    pub fn with_active_probe_timeout(mut self, active_probe_timeout: Duration) -> Self {
+        self.active_probe_timeout = active_probe_timeout;
+        self
+    }
 }
 
 impl Default for Liveness {

@@ -356,8 +356,8 @@ fn the_dht_does_not_run_over_metered_links_only() {
 fn subscriptions_are_looked_up_again_at_the_lifecycle_interval() {
     let config = Config::default();
     let (fg, bg) = (
-        config.schedule().foreground_interval,
-        config.schedule().background_interval,
+        config.schedule().foreground_interval(),
+        config.schedule().background_interval(),
     );
     let mut h = Harness::new(config);
     h.up(WIFI, Medium::Wifi);

@@ -76,17 +76,17 @@ fn an_unanswered_probe_closes_the_connection_and_re_races_at_once() {
     let wifi = h.dial_to(LAN);
     h.succeed(wifi);
     // The first heartbeat probes the Wi-Fi connection; an answer keeps it.
-    let first = Timestamp::from_duration(ms(10) + liveness.heartbeat);
+    let first = Timestamp::from_duration(ms(10) + liveness.heartbeat());
     h.run_until(first);
     assert_eq!(keep_alives(&h), vec![(first, vec![wifi])]);
     h.engine.handle_rtt_sample(wifi, ms(6), h.now);
     h.drain();
-    h.at(ms(10) + liveness.heartbeat + liveness.probe_timeout + ms(1));
+    h.at(ms(10) + liveness.heartbeat() + liveness.probe_timeout() + ms(1));
     assert_eq!(h.engine.primary(&p), Some(wifi));
     // The second goes unanswered: closed after the probe timeout, and the
     // 4G route is dialled at that instant (the dead host is penalised).
-    let second = first + liveness.heartbeat;
-    let dead = second + liveness.probe_timeout;
+    let second = first + liveness.heartbeat();
+    let dead = second + liveness.probe_timeout();
     h.run_until(dead);
     assert_eq!(keep_alives(&h).last(), Some(&(second, vec![wifi])));
     assert!(
@@ -111,13 +111,13 @@ fn a_peer_without_ping_is_never_probed_again_nor_closed_for_it() {
     h.at(ms(10));
     let wifi = h.dial_to(LAN);
     h.succeed(wifi);
-    let first = Timestamp::from_duration(ms(10) + liveness.heartbeat);
+    let first = Timestamp::from_duration(ms(10) + liveness.heartbeat());
     h.run_until(first);
     assert_eq!(keep_alives(&h), vec![(first, vec![wifi])]);
     // The remote refuses the ping protocol: the pending probe is forgiven.
     h.engine.handle_probe_unsupported(wifi, h.now);
     h.drain();
-    h.at(ms(10) + liveness.heartbeat * 5);
+    h.at(ms(10) + liveness.heartbeat() * 5);
     assert_eq!(keep_alives(&h).len(), 1, "no probe after the refusal");
     assert!(
         !h.closes().iter().any(|c| c.1 == wifi),
@@ -146,7 +146,7 @@ fn a_backup_that_died_with_its_primary_is_never_promoted() {
     // The Wi-Fi goes silent: neither probe is answered. Both close at the
     // same deadline; the dead backup is never announced as the new route.
     let switches = h.switches().len();
-    h.at(ms(180) + liveness.heartbeat * 2);
+    h.at(ms(180) + liveness.heartbeat() * 2);
     let unresponsive: Vec<ConnectionHandle> = h
         .closes()
         .iter()
@@ -223,7 +223,7 @@ fn app_traffic_carries_a_probe_at_most_once_per_active_heartbeat() {
     }
     let times: Vec<Timestamp> = keep_alives(&h).iter().map(|(t, _)| *t).collect();
     let at = |d: Duration| Timestamp::from_duration(ms(100) + d);
-    let beat = liveness.active_heartbeat;
+    let beat = liveness.active_heartbeat();
     assert_eq!(times, vec![at(beat), at(2 * beat), at(3 * beat)]);
     assert_eq!(h.engine.primary(&p), Some(cell));
     h.disconnect_all(p);
@@ -236,7 +236,7 @@ fn an_unanswered_probe_on_app_traffic_closes_the_path_after_its_rto() {
     h.engine.handle_rtt_sample(cell, ms(90), h.now);
     // The app sends; the path has silently died, so the probe riding on its
     // traffic is never answered.
-    let probed = ms(100) + liveness.active_heartbeat;
+    let probed = ms(100) + liveness.active_heartbeat();
     h.at(probed);
     h.engine.mark_used(p, h.now);
     h.drain();
@@ -246,10 +246,10 @@ fn an_unanswered_probe_on_app_traffic_closes_the_path_after_its_rto() {
     );
     // SRTT + 4 × RTTVAR of a 90 ms path is under RFC 6298's 1 s floor: the
     // connection is declared dead at the floor, not at the idle probes' 2 s.
-    h.at(probed + liveness.active_probe_timeout - ms(1));
+    h.at(probed + liveness.active_probe_timeout() - ms(1));
     h.drain();
     assert_eq!(h.engine.primary(&p), Some(cell));
-    h.at(probed + liveness.active_probe_timeout);
+    h.at(probed + liveness.active_probe_timeout());
     h.drain();
     assert_ne!(h.engine.primary(&p), Some(cell), "the dead path is dropped");
 }

@@ -58,7 +58,7 @@ pub(crate) struct Interfaces {
 impl Interfaces {
     pub(crate) fn new(max_interfaces: usize, max_lookups: usize) -> Self {
         Interfaces {
-            watcher: Watcher::new(WatcherConfig { max_interfaces }),
+            watcher: Watcher::new(WatcherConfig::default().with_max_interfaces(max_interfaces)),
             addrs: BTreeMap::new(),
             hinted: BTreeMap::new(),
             losing: BTreeSet::new(),
