@@ -53,6 +53,12 @@ pub struct Components {
     pub provenance_ms: f64,
     /// Penalty of a costly link under [`CostlyLinks::Avoid`].
     pub costly_link_ms: f64,
+    /// A relayed route's circuit limits: the relay cuts a circuit after
+    /// its duration or byte limit ([`crate::route::RELAY_CIRCUIT_DURATION`],
+    /// [`crate::route::RELAY_CIRCUIT_BYTES`]), and each cut over the
+    /// profile's horizon costs the conversation one more expected handshake
+    /// (weighted like latency). Zero for a direct route.
+    pub relay_ms: f64,
 }
 
 impl Components {
@@ -63,15 +69,17 @@ impl Components {
             + self.reliability_ms
             + self.provenance_ms
             + self.costly_link_ms
+            + self.relay_ms
     }
 
-    fn named(&self) -> [(&'static str, f64); 5] {
+    fn named(&self) -> [(&'static str, f64); 6] {
         [
             ("latency", self.latency_ms),
             ("energy", self.energy_ms),
             ("reliability", self.reliability_ms),
             ("provenance", self.provenance_ms),
             ("costly link", self.costly_link_ms),
+            ("relay limits", self.relay_ms),
         ]
     }
 }
@@ -107,6 +115,9 @@ pub struct Breakdown {
     pub vouched: bool,
     /// Whether the route's link is metered, expensive or constrained.
     pub costly: bool,
+    /// How often a relayed route's circuit is cut over the profile's
+    /// horizon (0 for a direct route).
+    pub circuit_cuts: f64,
 }
 
 /// One route's place in a [`Ranking`].
@@ -194,6 +205,12 @@ pub fn breakdown(route: &Route, ctx: &Context<'_>) -> (Breakdown, Option<Exclusi
         (true, CostlyLinks::Forbid) => (0.0, Some(Exclusion::CostlyLinkForbidden)),
     };
 
+    let circuit_cuts = if route.medium == crate::Medium::Relay {
+        crate::route::circuit_cuts(profile.usage.horizon(), profile.usage.bytes_per_hour)
+    } else {
+        0.0
+    };
+
     let b = Breakdown {
         components: Components {
             latency_ms: profile.weights.latency * expected_ms,
@@ -205,6 +222,7 @@ pub fn breakdown(route: &Route, ctx: &Context<'_>) -> (Breakdown, Option<Exclusi
                 profile.weights.unvouched_ms
             },
             costly_link_ms,
+            relay_ms: profile.weights.latency * expected_ms * circuit_cuts,
         },
         srtt_ms,
         rttvar_ms,
@@ -218,6 +236,7 @@ pub fn breakdown(route: &Route, ctx: &Context<'_>) -> (Breakdown, Option<Exclusi
         success_probability,
         vouched,
         costly,
+        circuit_cuts,
     };
     (b, excluded)
 }
@@ -276,7 +295,7 @@ impl fmt::Display for Explanation<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{:<4} {:>9}  {:>8} {:>8} {:>8} {:>8} {:>8}  {:<12} {:<7} route",
+            "{:<4} {:>9}  {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}  {:<12} {:<7} route",
             "rank",
             "cost",
             "latency",
@@ -284,6 +303,7 @@ impl fmt::Display for Explanation<'_> {
             "reliab.",
             "proven.",
             "costly",
+            "relay",
             "medium",
             "transp."
         )?;
@@ -292,7 +312,7 @@ impl fmt::Display for Explanation<'_> {
             let c = &e.components;
             writeln!(
                 f,
-                "#{:<3} {:>9.1}  {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1}  {:<12} {:<7} {}{}",
+                "#{:<3} {:>9.1}  {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1}  {:<12} {:<7} {}{}",
                 i + 1,
                 e.cost_ms,
                 c.latency_ms,
@@ -300,6 +320,7 @@ impl fmt::Display for Explanation<'_> {
                 c.reliability_ms,
                 c.provenance_ms,
                 c.costly_link_ms,
+                c.relay_ms,
                 r.medium.to_string(),
                 r.transport.to_string(),
                 r.id.addr,
@@ -402,6 +423,13 @@ impl fmt::Display for Explanation<'_> {
                     "free link"
                 }
             )?;
+            if b.circuit_cuts > 0.0 {
+                writeln!(
+                    f,
+                    "    relay       {:>8.1}  the circuit is cut {:.1} times over the horizon, one expected handshake each",
+                    c.relay_ms, b.circuit_cuts
+                )?;
+            }
         }
         Ok(())
     }

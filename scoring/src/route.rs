@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
 use libp2p_identity::PeerId;
 use multiaddr::{Multiaddr, Protocol};
@@ -10,6 +11,31 @@ use multiaddr::{Multiaddr, Protocol};
 use crate::Error;
 use crate::rtt::RttEstimator;
 use crate::time::Timestamp;
+
+/// How long a relay keeps one circuit open when it says nothing else: two
+/// minutes, the default of rust-libp2p's relay (libp2p-relay 0.21
+/// `behaviour.rs`, `impl Default for Config`: `max_circuit_duration`) and
+/// of kubo's (`Swarm.RelayService`).
+pub const RELAY_CIRCUIT_DURATION: Duration = Duration::from_secs(2 * 60);
+
+/// How many bytes a relay carries over one circuit, each direction, when it
+/// says nothing else: 128 KiB, the same defaults (`max_circuit_bytes: 1 <<
+/// 17`).
+pub const RELAY_CIRCUIT_BYTES: u64 = 1 << 17;
+
+/// How often a relay cuts a circuit over `horizon` for an app that moves
+/// `bytes_per_hour`: it lasts [`RELAY_CIRCUIT_DURATION`], or less when the
+/// app's traffic (all of it counted in one direction, the worst case) fills
+/// [`RELAY_CIRCUIT_BYTES`] sooner.
+pub fn circuit_cuts(horizon: Duration, bytes_per_hour: u64) -> f64 {
+    let by_time = RELAY_CIRCUIT_DURATION.as_secs_f64();
+    let by_bytes = if bytes_per_hour == 0 {
+        f64::INFINITY
+    } else {
+        RELAY_CIRCUIT_BYTES as f64 / (bytes_per_hour as f64 / 3600.0)
+    };
+    horizon.as_secs_f64() / by_time.min(by_bytes)
+}
 
 /// Generation of a cellular network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -654,6 +680,46 @@ mod tests {
 
     fn addr(s: &str) -> Multiaddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_circuit_is_cut_by_its_time_or_its_bytes_whichever_comes_first() {
+        let ten_minutes = Duration::from_secs(600);
+        // Little traffic: the 2 min limit cuts it five times.
+        assert_eq!(circuit_cuts(ten_minutes, 1_000), 5.0);
+        assert_eq!(circuit_cuts(ten_minutes, 0), 5.0);
+        // 2 KiB/s fills 128 KiB in 64 s.
+        assert_eq!(circuit_cuts(ten_minutes, 2048 * 3600), 600.0 / 64.0);
+    }
+
+    #[test]
+    fn a_relayed_route_ranks_below_a_direct_one_on_the_same_path() {
+        use crate::{Context, LinkConditions, PowerState, Profile, rank};
+        let peer = PeerId::random();
+        let direct = Route::from_addr(
+            peer,
+            addr("/ip4/203.0.113.9/udp/4001/quic-v1"),
+            Medium::Wifi,
+        )
+        .unwrap();
+        let relayed = Route::from_addr(
+            peer,
+            addr("/ip4/203.0.113.9/udp/4001/quic-v1/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA/p2p-circuit"),
+            Medium::Relay,
+        )
+        .unwrap();
+        let profile = Profile::balanced();
+        let ctx = Context {
+            profile: &profile,
+            links: &LinkConditions::default(),
+            power: PowerState::MAINS,
+            now: Timestamp::ZERO,
+        };
+        let routes = [relayed, direct];
+        let ranking = rank(&routes, &ctx);
+        assert_eq!(ranking.best().map(|b| b.index), Some(1));
+        let relay = ranking.entries().iter().find(|e| e.index == 0).unwrap();
+        assert!(relay.components.relay_ms > 0.0);
     }
 
     #[test]

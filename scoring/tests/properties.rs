@@ -261,7 +261,8 @@ proptest! {
     }
 
     /// With energy weight 0 (and everything else equal between routes), the
-    /// order is the order of expected latency.
+    /// order is the order of expected latency, a relayed route's counted once
+    /// more for each cut of its circuit over the horizon.
     #[test]
     fn energy_weight_zero_orders_by_latency(
         specs in prop::collection::vec(spec(), 1..12),
@@ -288,7 +289,10 @@ proptest! {
         let ctx = Context { profile: &profile, links: &links, power, now: NOW };
         let ranking = rank(&routes, &ctx);
         for pair in ranking.entries().windows(2) {
-            let expected = |e: &multidriver_scoring::RankedRoute| breakdown(&routes[e.index], &ctx).0.expected_ms;
+            let expected = |e: &multidriver_scoring::RankedRoute| {
+                let b = breakdown(&routes[e.index], &ctx).0;
+                b.expected_ms * (1.0 + b.circuit_cuts)
+            };
             prop_assert!(expected(&pair[0]) <= expected(&pair[1]), "{:?} before {:?}", pair[0], pair[1]);
         }
     }

@@ -43,7 +43,7 @@
 //! | `stopped` | `reason` (`interrupt`, `terminate`, `exit_after`) |
 //!
 //! A `cost` is an object `{"total_ms", "latency_ms", "energy_ms",
-//! "reliability_ms", "provenance_ms", "costly_link_ms"}`: the route's cost
+//! "reliability_ms", "provenance_ms", "costly_link_ms", "relay_ms"}`: the route's cost
 //! components under the profile when the engine chose it (see
 //! `multidriver rank` for what each means).
 

@@ -47,16 +47,17 @@ pub(super) fn switch_reason(
 }
 
 /// A route's cost components in words (as `examples/chat` prints them,
-/// with the costly-link penalty).
+/// with the costly-link penalty and a relayed route's circuit limits).
 pub(super) fn why(c: &Components) -> String {
     format!(
-        "cost {:.1} ms: latency {:.1}, energy {:.1}, reliability {:.1}, provenance {:.1}, costly link {:.1}",
+        "cost {:.1} ms: latency {:.1}, energy {:.1}, reliability {:.1}, provenance {:.1}, costly link {:.1}, relay limits {:.1}",
         c.total_ms(),
         c.latency_ms,
         c.energy_ms,
         c.reliability_ms,
         c.provenance_ms,
         c.costly_link_ms,
+        c.relay_ms,
     )
 }
 
@@ -74,6 +75,7 @@ pub(super) struct Cost {
     reliability_ms: f64,
     provenance_ms: f64,
     costly_link_ms: f64,
+    relay_ms: f64,
 }
 
 impl From<&Components> for Cost {
@@ -85,6 +87,7 @@ impl From<&Components> for Cost {
             reliability_ms: ms(c.reliability_ms),
             provenance_ms: ms(c.provenance_ms),
             costly_link_ms: ms(c.costly_link_ms),
+            relay_ms: ms(c.relay_ms),
         }
     }
 }
@@ -276,6 +279,7 @@ mod tests {
             reliability_ms: 66.66,
             provenance_ms: 0.0,
             costly_link_ms: 0.0,
+            relay_ms: 0.0,
         };
         let r = Report::Connected {
             peer: "12D3KooWpeer".to_owned(),
@@ -300,9 +304,10 @@ mod tests {
         assert_eq!(v["cost"]["latency_ms"], 40.3);
         assert_eq!(v["cost"]["reliability_ms"], 66.7);
         assert_eq!(v["cost"]["costly_link_ms"], 0.0);
+        assert_eq!(v["cost"]["relay_ms"], 0.0);
         assert_eq!(
             v["why"],
-            "cost 107.0 ms: latency 40.3, energy 0.0, reliability 66.7, provenance 0.0, costly link 0.0"
+            "cost 107.0 ms: latency 40.3, energy 0.0, reliability 66.7, provenance 0.0, costly link 0.0, relay limits 0.0"
         );
     }
 
