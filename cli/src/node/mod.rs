@@ -36,7 +36,7 @@
 //! | `listening` | `addr` (a listen address ending in `/p2p/<our id>`) |
 //! | `discovered` | `peer`, `source` (`rendezvous`, `mdns`, …), `addrs` (the routes the engine may dial, best first) |
 //! | `connected` | `peer`, `addr`, `interface` (e.g. `if1`), `medium` (`loopback`, `wifi`, `ethernet`, `cellular-4g`, …), `transport` (`tcp`, `quic`, `webrtc`, `ble`, or `null`), `inbound` (they dialled us: then `cost` is `null`), `cost`, `why` |
-//! | `switched` | `peer`, `from`, `to`, `interface`, `medium`, `transport`, `reason` (`better`, `interface_lost`, `interface_losing`, `connection_closed`), `cost` and `from_cost` (the new and old route's, for `better`), `why` |
+//! | `switched` | `peer`, `from`, `to`, `interface`, `medium`, `transport`, `reason` (`better`, `interface_lost`, `interface_losing`, `connection_closed`, `hole_punched`), `cost` and `from_cost` (the new and old route's, for `better`), `why` |
 //! | `lost` | `peer`, `reason` (`disconnected`: its last connection closed and no route replaces it; `unreachable`: every route tried failed), `tried` (routes tried, for `unreachable`) |
 //! | `driver_recovered` | `driver` (a driver that had failed answers again) |
 //! | `warning` | `kind` (`rendezvous_unreachable`, `driver_unhealthy`, `listener`, `connect_refused`, `events_dropped`), `driver`, `peer`, `message` (the same sentence human mode prints) |

@@ -42,6 +42,12 @@ pub(super) fn switch_reason(
             None,
             "the old connection closed".to_owned(),
         ),
+        SwitchReason::HolePunched => (
+            "hole_punched",
+            None,
+            None,
+            "a hole punch opened a direct connection".to_owned(),
+        ),
         other => ("other", None, None, format!("{other:?}")),
     }
 }

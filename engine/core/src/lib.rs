@@ -115,6 +115,7 @@ mod discovery;
 mod error;
 mod keepalive;
 mod messages;
+mod nat;
 mod network;
 mod peers;
 mod race;
@@ -137,6 +138,7 @@ pub use messages::{
     CloseReason, Command, ConnectionHandle, Discovered, DriverCaps, DriverId, EnergyClass, Event,
     InterfaceId, NetworkChange, QueryId, QueryOutcome, Reach, SwitchReason,
 };
+pub use nat::{PUNCH_BACKOFF_BASE, PUNCH_BACKOFF_MAX};
 
 /// A route's number within its peer; stable while the route exists.
 type RouteNo = u32;
@@ -208,6 +210,10 @@ struct Peer {
     recheck_at: Option<Timestamp>,
     recheck_wait: Duration,
     recheck_tried: Option<Timestamp>,
+    /// Hole punches to the peer that failed, by the local interface (its
+    /// NAT): failures in a row and when direct routes through it are
+    /// tried again (see [`Engine::handle_hole_punch_failed`]).
+    punch_backoff: BTreeMap<InterfaceId, (u32, Timestamp)>,
 }
 
 impl Peer {
@@ -230,6 +236,7 @@ impl Peer {
             recheck_at: None,
             recheck_wait: Duration::ZERO,
             recheck_tried: None,
+            punch_backoff: BTreeMap::new(),
         }
     }
 
@@ -618,9 +625,16 @@ impl Engine {
         };
         let race = peer.race.as_ref().and_then(|r| r.wake);
         let expiry = peer.meta.iter().map(|m| m.expires).min();
+        // A hole-punch backoff ending lets held-back routes be dialled.
+        let punch = peer
+            .punch_backoff
+            .values()
+            .map(|(_, until)| *until)
+            .filter(|t| *t > now)
+            .min();
         // Whatever was due by `now` has just been handled: only later times
         // count, so a stale deadline can never make the adapter spin.
-        let wake = [race, peer.guard_until, expiry, peer.recheck_at]
+        let wake = [race, peer.guard_until, expiry, peer.recheck_at, punch]
             .into_iter()
             .flatten()
             .filter(|t| *t > now)

@@ -230,17 +230,21 @@ pub enum SwitchReason {
     InterfaceLosing,
     /// The old connection closed.
     ConnectionClosed,
+    /// The old route was relayed and a hole punch (DCUtR) opened a direct
+    /// connection.
+    HolePunched,
 }
 
 impl SwitchReason {
     /// A short name for logs and metric labels: `better`, `interface_lost`,
-    /// `interface_losing`, `connection_closed`.
+    /// `interface_losing`, `connection_closed`, `hole_punched`.
     pub fn label(&self) -> &'static str {
         match self {
             SwitchReason::Better { .. } => "better",
             SwitchReason::InterfaceLost => "interface_lost",
             SwitchReason::InterfaceLosing => "interface_losing",
             SwitchReason::ConnectionClosed => "connection_closed",
+            SwitchReason::HolePunched => "hole_punched",
         }
     }
 }

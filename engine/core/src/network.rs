@@ -61,7 +61,8 @@ impl Engine {
                     },
                 );
                 // A new attachment: what we measured over this interface
-                // described another network.
+                // described another network, and its NAT is another one.
+                self.forget_punches_on(interface);
                 for peer in self.peers.values_mut() {
                     for (route, meta) in peer.routes.iter_mut().zip(&peer.meta) {
                         if meta.interface == interface {
@@ -157,6 +158,7 @@ impl Engine {
     /// Forgets a down interface and every route over it.
     pub(crate) fn forget_interface(&mut self, interface: InterfaceId) {
         self.interfaces.remove(&interface);
+        self.forget_punches_on(interface);
         let peers: Vec<PeerId> = self.peers.keys().copied().collect();
         for peer_id in peers {
             let Some(peer) = self.peers.get_mut(&peer_id) else {

@@ -240,7 +240,10 @@ impl Engine {
         let ctx = self.context(&links, now);
         rank(&peer.routes, &ctx)
             .eligible()
-            .filter(|e| self.dialable(&peer.routes[e.index], &peer.meta[e.index], now))
+            .filter(|e| {
+                let (route, meta) = (&peer.routes[e.index], &peer.meta[e.index]);
+                self.dialable(route, meta, now) && !self.held_back(peer, route, meta, now)
+            })
             .map(|e| (peer.meta[e.index].no, e.components, e.cost_ms))
             .collect()
     }

@@ -3,10 +3,10 @@
 //! the attempt bounds.
 
 use libp2p_identity::PeerId;
-use multidriver_scoring::Timestamp;
 use multidriver_scoring::race::stagger;
+use multidriver_scoring::{Medium, Timestamp};
 
-use crate::{Attempt, Command, ConnectionHandle, Engine, Event, Purpose, Race};
+use crate::{Attempt, Command, ConnectionHandle, Engine, Event, Purpose, Race, RouteNo};
 
 impl Engine {
     /// Moves a peer forward: continue its race, start one if it is wanted
@@ -62,7 +62,25 @@ impl Engine {
                 .primary
                 .and_then(|c| self.connections.get(&c))
                 .and_then(|c| c.route);
-            let next = self.candidates(peer, now).into_iter().find(|(no, _, _)| {
+            let candidates = self.candidates(peer, now);
+            let is_relay = |no: &RouteNo| {
+                peer.index_of(*no)
+                    .is_some_and(|i| peer.routes[i].medium == Medium::Relay)
+            };
+            // Relay first while no direct route ever connected: the best
+            // relayed route starts beside the direct attempts, not after
+            // their stagger (see `nat.rs`).
+            let relay_now = (race.purpose == Purpose::Connect
+                && !Self::direct_proven(peer)
+                && !race.tried.iter().any(is_relay))
+            .then(|| {
+                candidates
+                    .iter()
+                    .find(|(no, _, _)| !race.tried.contains(no) && is_relay(no))
+                    .map(|(no, _, _)| *no)
+            })
+            .flatten();
+            let next = candidates.into_iter().find(|(no, _, _)| {
                 !race.tried.contains(no)
                     && Some(*no) != primary_route
                     && match race.purpose {
@@ -89,7 +107,10 @@ impl Engine {
                 }
                 return;
             };
-            if in_flight >= per_peer {
+            // Every attempt to the peer counts, a warm backup's kept from an
+            // earlier race included.
+            let peer_in_flight = self.attempts.values().filter(|a| a.peer == peer_id).count();
+            if peer_in_flight >= per_peer {
                 self.set_race_wake(peer_id, None);
                 return;
             }
@@ -100,10 +121,14 @@ impl Engine {
                 self.set_race_wake(peer_id, None);
                 return;
             }
-            if next_due > now {
-                self.set_race_wake(peer_id, Some(next_due));
-                return;
-            }
+            let no = match relay_now {
+                Some(relay) if next_due > now => relay,
+                _ if next_due > now => {
+                    self.set_race_wake(peer_id, Some(next_due));
+                    return;
+                }
+                _ => no,
+            };
             self.blocked.remove(&peer_id);
             let id = self.new_id();
             let peer = self.peers.get_mut(&peer_id).expect("looked up above");

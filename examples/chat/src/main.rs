@@ -239,6 +239,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
                             SwitchReason::InterfaceLost => "its interface went down".to_owned(),
                             SwitchReason::InterfaceLosing => "its interface is going".to_owned(),
                             SwitchReason::ConnectionClosed => "the connection closed".to_owned(),
+                            SwitchReason::HolePunched => "a hole punch opened a direct path".to_owned(),
                             other => format!("{other:?}"),
                         };
                         println!("route to …{} switched: {from} → {to} ({because})", short(&peer));
