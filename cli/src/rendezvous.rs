@@ -98,6 +98,11 @@ struct RunArgs {
     /// power cut; one fsync per write).
     #[arg(long, value_name = "MODE", env = "MULTIDRIVER_RENDEZVOUS_DURABILITY", value_parser = parse_durability)]
     durability: Option<Durability>,
+    /// Also serve circuit relay v2, so that peers behind NAT hold a
+    /// reservation here and are reached through the point (limits under
+    /// `[relay]` in the config file; see `--print-config`).
+    #[arg(long, env = "MULTIDRIVER_RENDEZVOUS_RELAY")]
+    relay: bool,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
@@ -133,6 +138,7 @@ impl RunArgs {
             c.announce.clone_from(&self.announce);
         }
         c.metrics = self.metrics.or(c.metrics);
+        c.relay.enabled |= self.relay;
         let l = &mut c.limits;
         l.max_registrations = self.max_registrations.unwrap_or(l.max_registrations);
         l.max_registrations_per_peer = self

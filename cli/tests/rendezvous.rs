@@ -425,3 +425,89 @@ fn a_second_point_on_the_same_database_is_refused() {
     assert!(err.contains("locked by another process"), "{err}");
     assert!(err.contains(&*dir.path("rv.db").to_string_lossy()), "{err}");
 }
+
+#[derive(libp2p::swarm::NetworkBehaviour)]
+struct RelayClient {
+    relay: libp2p::relay::client::Behaviour,
+    ping: libp2p::ping::Behaviour,
+}
+
+fn relay_client() -> Swarm<RelayClient> {
+    SwarmBuilder::with_existing_identity(libp2p::identity::Keypair::generate_ed25519())
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .unwrap()
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .unwrap()
+        .with_behaviour(|_, relay| RelayClient {
+            relay,
+            ping: libp2p::ping::Behaviour::default(),
+        })
+        .unwrap()
+        .build()
+}
+
+#[tokio::test]
+async fn with_relay_a_peer_behind_the_point_is_reached_through_it() {
+    use libp2p::multiaddr::Protocol;
+    let dir = TempDir::new("relay");
+    genkey(&dir);
+    let mut point = Point::start(&dir, &["--relay", "--metrics", "127.0.0.1:0"]);
+    let url = point.wait_for("metrics on http://");
+    let host = url.trim_end_matches("/metrics").to_owned();
+    let addr = point.addr();
+    let circuit = addr.clone().with(Protocol::P2pCircuit);
+    // A reserves a slot on the point (a stock relay client)…
+    let mut a = relay_client();
+    let a_id = *a.local_peer_id();
+    a.listen_on(circuit.clone()).unwrap();
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            if let SwarmEvent::Behaviour(RelayClientEvent::Relay(
+                libp2p::relay::client::Event::ReservationReqAccepted { .. },
+            )) = a.select_next_some().await
+            {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("a reservation");
+    // …and B, which knows only the point, reaches A through it.
+    let mut b = relay_client();
+    b.dial(circuit.with(Protocol::P2p(a_id))).unwrap();
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            tokio::select! {
+                _ = a.select_next_some() => {}
+                e = b.select_next_some() => match e {
+                    SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } if peer_id == a_id => {
+                        assert!(endpoint.get_remote_address().iter().any(|p| p == Protocol::P2pCircuit));
+                        return;
+                    }
+                    SwarmEvent::OutgoingConnectionError { error, .. } => panic!("through the relay: {error}"),
+                    _ => {}
+                },
+            }
+        }
+    })
+    .await
+    .expect("a relayed connection");
+    let page = http_get(&host, "/metrics");
+    assert!(
+        page.contains(
+            r#"multidriver_rendezvous_relay_reservation_requests_total{status="accepted"} 1"#
+        ),
+        "{page}"
+    );
+    assert!(
+        page.contains(
+            r#"multidriver_rendezvous_relay_circuit_requests_total{status="accepted"} 1"#
+        ),
+        "{page}"
+    );
+}

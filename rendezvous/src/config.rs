@@ -164,6 +164,108 @@ impl Limits {
     }
 }
 
+/// Circuit relay v2 served beside the rendezvous protocol, so that peers
+/// behind NAT hold a reservation on their rendezvous point and are reached
+/// through it (`multidriver rendezvous run --relay`, or `enabled = true`
+/// under `[relay]`). Each limit is exact: the request that would go past
+/// it is denied with `RESOURCE_LIMIT_EXCEEDED`, counted in
+/// `multidriver_rendezvous_relay_*_requests_total`. The defaults are
+/// libp2p-relay 0.22's (`behaviour.rs`, `impl Default for Config`), which
+/// are also kubo's; so are its rate limits, which this point keeps (per
+/// peer 30 reservations and 30 circuits, refilled one per 2 min; per IP
+/// 60, refilled one per minute).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RelayLimits {
+    /// Serve the relay. Default off.
+    pub enabled: bool,
+    /// Reservations held at once, all peers together. Default 128.
+    pub max_reservations: usize,
+    /// Reservations one peer holds at once (one per connection to the
+    /// point). Default 4.
+    pub max_reservations_per_peer: usize,
+    /// Seconds a reservation lasts before the client must renew it.
+    /// Default 3600.
+    pub reservation_duration_secs: u64,
+    /// Circuits relayed at once. Default 16.
+    pub max_circuits: usize,
+    /// Circuits one peer is an end of (source or destination) at once.
+    /// Default 4.
+    pub max_circuits_per_peer: usize,
+    /// Seconds a circuit stays open; then the point closes it. Default 120.
+    pub max_circuit_duration_secs: u64,
+    /// Bytes a circuit carries in each direction; then the point closes it.
+    /// Default 131072 (128 KiB).
+    pub max_circuit_bytes: u64,
+}
+
+impl Default for RelayLimits {
+    fn default() -> Self {
+        RelayLimits {
+            enabled: false,
+            max_reservations: 128,
+            max_reservations_per_peer: 4,
+            reservation_duration_secs: 60 * 60,
+            max_circuits: 16,
+            max_circuits_per_peer: 4,
+            max_circuit_duration_secs: 2 * 60,
+            max_circuit_bytes: 1 << 17,
+        }
+    }
+}
+
+impl RelayLimits {
+    /// Checks that every limit admits at least one and that no per-peer
+    /// limit exceeds its total.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |field: &'static str, message: String| Err(Error::Config { field, message });
+        for (field, value) in [
+            ("relay.max_reservations", self.max_reservations as u64),
+            (
+                "relay.max_reservations_per_peer",
+                self.max_reservations_per_peer as u64,
+            ),
+            (
+                "relay.reservation_duration_secs",
+                self.reservation_duration_secs,
+            ),
+            ("relay.max_circuits", self.max_circuits as u64),
+            (
+                "relay.max_circuits_per_peer",
+                self.max_circuits_per_peer as u64,
+            ),
+            (
+                "relay.max_circuit_duration_secs",
+                self.max_circuit_duration_secs,
+            ),
+            ("relay.max_circuit_bytes", self.max_circuit_bytes),
+        ] {
+            if value == 0 {
+                return bad(field, "must be at least 1".into());
+            }
+        }
+        if self.max_reservations_per_peer > self.max_reservations {
+            return bad(
+                "relay.max_reservations_per_peer",
+                format!(
+                    "{} is more than relay.max_reservations ({})",
+                    self.max_reservations_per_peer, self.max_reservations
+                ),
+            );
+        }
+        if self.max_circuits_per_peer > self.max_circuits {
+            return bad(
+                "relay.max_circuits_per_peer",
+                format!(
+                    "{} is more than relay.max_circuits ({})",
+                    self.max_circuits_per_peer, self.max_circuits
+                ),
+            );
+        }
+        Ok(())
+    }
+}
+
 /// Everything a rendezvous point runs with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -209,6 +311,8 @@ pub struct Config {
     /// Seconds a connection without streams stays open. Default 60 (our
     /// choice; libp2p-swarm's default is 10 s).
     pub idle_connection_timeout_secs: u64,
+    /// Circuit relay v2 beside the rendezvous protocol; off by default.
+    pub relay: RelayLimits,
 }
 
 impl Default for Config {
@@ -232,6 +336,7 @@ impl Default for Config {
             max_streams_per_connection: 32,
             max_answer_bytes_in_flight: 64 * 1024 * 1024,
             idle_connection_timeout_secs: 60,
+            relay: RelayLimits::default(),
         }
     }
 }
@@ -259,6 +364,7 @@ impl Config {
     /// Checks the whole configuration.
     pub fn validate(&self) -> Result<(), Error> {
         self.limits.validate()?;
+        self.relay.validate()?;
         if self.listen.is_empty() {
             return Err(Error::Config {
                 field: "listen",
@@ -313,6 +419,24 @@ mod tests {
         assert_eq!(c.db, PathBuf::from("x.db"));
         assert_eq!(c.limits.max_registrations, 5);
         assert_eq!(c.limits.max_ttl, Limits::default().max_ttl);
+    }
+
+    #[test]
+    fn relay_limits_are_checked_and_named() {
+        let c = Config::from_toml("[relay]\nenabled = true\nmax_circuits = 2\n").unwrap();
+        assert!(c.relay.enabled);
+        assert_eq!(c.relay.max_circuits, 2);
+        assert_eq!(
+            c.relay.max_circuit_bytes,
+            RelayLimits::default().max_circuit_bytes
+        );
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("relay.max_circuits_per_peer"), "{e}");
+        let c = Config::from_toml("[relay]\nmax_circuit_bytes = 0\n").unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("relay.max_circuit_bytes"), "{e}");
+        let e = Config::from_toml("[relay]\nmax_circuit = 2\n").unwrap_err();
+        assert!(e.contains("max_circuit"), "{e}");
     }
 
     #[test]

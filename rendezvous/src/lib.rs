@@ -15,7 +15,10 @@
 //! - **answers malformed requests with the protocol's error**, and drops
 //!   streams it cannot parse without harm to others;
 //! - **serves `/metrics`** in Prometheus format: its own metrics and
-//!   libp2p's side by side.
+//!   libp2p's side by side;
+//! - **relays** for peers behind NAT when [`RelayLimits::enabled`]: circuit
+//!   relay v2 with exact reservation and circuit limits, and metrics of its
+//!   own (`multidriver_rendezvous_relay_*`).
 //!
 //! Operators run it as `multidriver rendezvous run`; apps can embed it:
 //!
@@ -54,7 +57,10 @@
 //! | `multidriver_rendezvous_expired_total` | counter | |
 //! | `multidriver_rendezvous_inbound_failures_total` | counter | `reason` (malformed, timeout, …) |
 //! | `multidriver_rendezvous_connections` | gauge | |
-//! | `libp2p_*` | | libp2p-metrics: connections, bandwidth, identify, ping |
+//! | `multidriver_rendezvous_relay_reservations`, `…_relay_circuits` | gauge | (with `--relay`) |
+//! | `multidriver_rendezvous_relay_reservation_requests_total`, `…_relay_circuit_requests_total` | counter | `status` (`accepted`, `renewed`, or the denial) |
+//! | `multidriver_rendezvous_relay_reservations_ended_total`, `…_relay_circuits_closed_total` | counter | `reason` |
+//! | `libp2p_*` | | libp2p-metrics: connections, bandwidth, identify, ping, relay |
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -67,11 +73,12 @@ pub mod config;
 pub mod http;
 pub mod keys;
 pub mod protocol;
+mod relay;
 pub mod server;
 pub mod service;
 pub mod store;
 
-pub use config::{Config, Limits};
+pub use config::{Config, Limits, RelayLimits};
 pub use server::{Server, ServerEvent};
 pub use service::{Outcome, Service};
 pub use store::{Durability, Store};

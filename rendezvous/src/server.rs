@@ -12,9 +12,11 @@ use libp2p::identity::Keypair;
 use libp2p::metrics::{Metrics, Recorder, Registry};
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
-    Multiaddr, PeerId, Swarm, SwarmBuilder, connection_limits, identify, noise, ping, tcp, yamux,
+    Multiaddr, PeerId, Swarm, SwarmBuilder, connection_limits, identify, noise, ping, relay, tcp,
+    yamux,
 };
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -22,6 +24,7 @@ use crate::Error;
 use crate::config::Config;
 use crate::http;
 use crate::protocol::{self, Codec, PROTOCOL, ResponseStatus};
+use crate::relay::{RelayStats, relay_config};
 use crate::service::{Outcome, Service};
 use crate::store::Store;
 
@@ -48,6 +51,7 @@ struct Behaviour {
     rendezvous: request_response::Behaviour<Codec>,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
+    relay: Toggle<relay::Behaviour>,
 }
 
 /// What the point reports while it runs.
@@ -87,6 +91,8 @@ pub struct Server {
     in_flight_bytes: usize,
     /// Expired registrations already counted in the metric.
     expired_counted: u64,
+    /// The relay's reservations and circuits, when it runs.
+    relay_stats: RelayStats,
 }
 
 impl std::fmt::Debug for Server {
@@ -154,6 +160,13 @@ impl Server {
                     key.public(),
                 )),
                 ping: ping::Behaviour::default(),
+                relay: config
+                    .relay
+                    .enabled
+                    .then(|| {
+                        relay::Behaviour::new(key.public().to_peer_id(), relay_config(&config))
+                    })
+                    .into(),
             })
             .map_err(|e| stack("behaviour")(&e))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
@@ -180,12 +193,23 @@ impl Server {
             in_flight: HashMap::new(),
             in_flight_bytes: 0,
             expired_counted: 0,
+            relay_stats: RelayStats::default(),
         })
     }
 
     /// Registrations held now.
     pub fn registrations(&self) -> u64 {
         self.service.store().len()
+    }
+
+    /// Relay reservations held now (0 without `--relay`).
+    pub fn relay_reservations(&self) -> u64 {
+        self.relay_stats.reservations()
+    }
+
+    /// Relayed circuits open now (0 without `--relay`).
+    pub fn relay_circuits(&self) -> u64 {
+        self.relay_stats.circuits()
     }
 
     /// The point's peer id.
@@ -294,6 +318,12 @@ impl Server {
         self.libp2p_metrics.record(&event);
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
+                // A relay serves only once it has an external address; with
+                // nothing announced, the listen addresses are the ones
+                // clients reach.
+                if self.config.relay.enabled && self.config.announce.is_empty() {
+                    self.swarm.add_external_address(address.clone());
+                }
                 events(ServerEvent::Listening(with_id(address, id)));
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
@@ -310,6 +340,10 @@ impl Server {
             SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => self.libp2p_metrics.record(&e),
             SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => self.libp2p_metrics.record(&e),
             SwarmEvent::Behaviour(BehaviourEvent::Rendezvous(e)) => self.on_rendezvous(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Relay(e)) => {
+                self.libp2p_metrics.record(&e);
+                self.relay_stats.on_event(&e);
+            }
             _ => {}
         }
     }
