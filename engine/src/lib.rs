@@ -32,6 +32,7 @@
 //! | `rendezvous` | on | rendezvous point drivers |
 //! | `proximity` | on | the BLE-style proximity driver and transport |
 //! | `quic` | on | QUIC in [`build_swarm`] |
+//! | `relay` | on | relayed routes and hole punching: [`build_swarm_with_relay`], [`Behaviour::handle_dcutr_event`] |
 //! | `webrtc` | off | WebRTC-direct in [`build_swarm`] (libp2p-webrtc, alpha) |
 //! | `serde` | off | load scoring profiles from TOML |
 //!
@@ -98,4 +99,6 @@ pub use multidriver_scoring as scoring;
 // The driver kinds and timestamps that `Event`s carry.
 pub use multidriver_scoring::{Source, Timestamp};
 pub use multidriver_transports as transports;
+#[cfg(feature = "relay")]
+pub use multidriver_transports::stack::build_swarm_with_relay;
 pub use multidriver_transports::stack::{StackConfig, build_swarm};

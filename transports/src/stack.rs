@@ -141,6 +141,84 @@ fn public(group: &hickory_resolver::config::ServerGroup<'_>) -> libp2p::dns::Res
     libp2p::dns::ResolverConfig::udp_and_tcp(group)
 }
 
+/// The transport stack up to its DNS resolver, then `$finish` with the
+/// builder bound to `$b` (one expansion per resolver choice: the builder's
+/// type differs with and without DNS). Errors return early through `$err`.
+macro_rules! with_stack {
+    ($keypair:expr, $config:expr, $err:expr, |$b:ident| $finish:expr) => {{
+        let config: &StackConfig = $config;
+        let stack = $err;
+        let idle_ms = u32::try_from(config.quic_max_idle.as_millis()).unwrap_or(u32::MAX);
+        let keep_alive = config.quic_keep_alive;
+        let builder = SwarmBuilder::with_existing_identity($keypair)
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| stack("tcp + noise + yamux")(&e))?;
+        #[cfg(feature = "quic")]
+        let builder = builder.with_quic_config(|mut c| {
+            c.max_idle_timeout = idle_ms;
+            c.keep_alive_interval = keep_alive;
+            c
+        });
+        #[cfg(not(feature = "quic"))]
+        let _ = (idle_ms, keep_alive);
+        // WebRTC's DTLS needs rustls's process-wide provider, which is the
+        // app's to choose (see the module docs).
+        #[cfg(feature = "webrtc")]
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            return Err(stack("webrtc-direct")(
+                &"rustls has no process-wide CryptoProvider: install one before building the \
+                  swarm, e.g. rustls::crypto::ring::default_provider().install_default()",
+            ));
+        }
+        #[cfg(feature = "webrtc")]
+        let builder = builder
+            .with_other_transport(|key| {
+                use libp2p::Transport as _;
+                // The rng argument is ignored by libp2p-webrtc 0.10 (its
+                // `Certificate::generate` docs), which draws its own key.
+                let certificate = libp2p_webrtc::tokio::Certificate::generate(&mut rand::rng())?;
+                Ok(
+                    libp2p_webrtc::tokio::Transport::new(key.clone(), certificate).map(
+                        |(peer, connection), _| {
+                            (peer, libp2p::core::muxing::StreamMuxerBox::new(connection))
+                        },
+                    ),
+                )
+            })
+            .map_err(|e| stack("webrtc-direct")(&e))?;
+        let resolver = match &config.dns {
+            Dns::Disabled => None,
+            Dns::Cloudflare => Some(public(&hickory_resolver::config::CLOUDFLARE)),
+            Dns::Google => Some(public(&hickory_resolver::config::GOOGLE)),
+            Dns::Quad9 => Some(public(&hickory_resolver::config::QUAD9)),
+            Dns::Custom(c) => Some(c.clone()),
+        };
+        match resolver {
+            Some(cfg) => {
+                let $b = builder.with_dns_config(cfg, libp2p::dns::ResolverOpts::default());
+                $finish
+            }
+            None => {
+                let $b = builder;
+                $finish
+            }
+        }
+    }};
+}
+
+/// The error for a part of the stack that cannot be built.
+fn stack_error(part: &'static str) -> impl Fn(&dyn std::fmt::Display) -> Error {
+    move |e| Error::Stack {
+        part,
+        message: e.to_string(),
+    }
+}
+
 /// Builds a tokio swarm with TCP + Noise + yamux, QUIC (feature `quic`),
 /// WebRTC-direct (feature `webrtc`) and DNS, running `behaviour`.
 ///
@@ -152,75 +230,35 @@ pub fn build_swarm<B: NetworkBehaviour>(
     config: &StackConfig,
     behaviour: impl FnOnce(&Keypair) -> B,
 ) -> Result<Swarm<B>, Error> {
-    let stack = |part: &'static str| {
-        move |e: &dyn std::fmt::Display| Error::Stack {
-            part,
-            message: e.to_string(),
-        }
-    };
-    let idle_ms = u32::try_from(config.quic_max_idle.as_millis()).unwrap_or(u32::MAX);
-    let keep_alive = config.quic_keep_alive;
     let idle = config.idle_connection_timeout;
-    let builder = SwarmBuilder::with_existing_identity(keypair)
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .map_err(|e| stack("tcp + noise + yamux")(&e))?;
-    #[cfg(feature = "quic")]
-    let builder = builder.with_quic_config(|mut c| {
-        c.max_idle_timeout = idle_ms;
-        c.keep_alive_interval = keep_alive;
-        c
-    });
-    #[cfg(not(feature = "quic"))]
-    let _ = (idle_ms, keep_alive);
-    // WebRTC's DTLS needs rustls's process-wide provider, which is the
-    // app's to choose (see the module docs).
-    #[cfg(feature = "webrtc")]
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        return Err(stack("webrtc-direct")(
-            &"rustls has no process-wide CryptoProvider: install one before building the \
-              swarm, e.g. rustls::crypto::ring::default_provider().install_default()",
-        ));
-    }
-    #[cfg(feature = "webrtc")]
-    let builder = builder
-        .with_other_transport(|key| {
-            use libp2p::Transport as _;
-            // The rng argument is ignored by libp2p-webrtc 0.10 (its
-            // `Certificate::generate` docs), which draws its own key.
-            let certificate = libp2p_webrtc::tokio::Certificate::generate(&mut rand::rng())?;
-            Ok(
-                libp2p_webrtc::tokio::Transport::new(key.clone(), certificate).map(
-                    |(peer, connection), _| {
-                        (peer, libp2p::core::muxing::StreamMuxerBox::new(connection))
-                    },
-                ),
-            )
-        })
-        .map_err(|e| stack("webrtc-direct")(&e))?;
-    let resolver = match &config.dns {
-        Dns::Disabled => None,
-        Dns::Cloudflare => Some(public(&hickory_resolver::config::CLOUDFLARE)),
-        Dns::Google => Some(public(&hickory_resolver::config::GOOGLE)),
-        Dns::Quad9 => Some(public(&hickory_resolver::config::QUAD9)),
-        Dns::Custom(c) => Some(c.clone()),
-    };
-    let swarm = match resolver {
-        Some(cfg) => builder
-            .with_dns_config(cfg, libp2p::dns::ResolverOpts::default())
-            .with_behaviour(|k| behaviour(k))
-            .map_err(|e| stack("behaviour")(&e))?
-            .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
-            .build(),
-        None => builder
-            .with_behaviour(|k| behaviour(k))
-            .map_err(|e| stack("behaviour")(&e))?
-            .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
-            .build(),
-    };
-    Ok(swarm)
+    with_stack!(keypair, config, stack_error, |builder| Ok(builder
+        .with_behaviour(|k| behaviour(k))
+        .map_err(|e| stack_error("behaviour")(&e))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+        .build()))
+}
+
+/// [`build_swarm`] with libp2p's circuit relay v2 client in the transport
+/// (feature `relay`): `behaviour` gets the relay client behaviour to put
+/// beside its own (and libp2p's `dcutr::Behaviour` for hole punching), so
+/// that `/p2p-circuit` routes are dialled and a node behind NAT can listen
+/// on its relay (`swarm.listen_on(<relay>/p2p-circuit)`).
+///
+/// # Errors
+/// As [`build_swarm`]; `relay client` names a relay transport that cannot
+/// be built.
+#[cfg(feature = "relay")]
+pub fn build_swarm_with_relay<B: NetworkBehaviour>(
+    keypair: Keypair,
+    config: &StackConfig,
+    behaviour: impl FnOnce(&Keypair, libp2p::relay::client::Behaviour) -> B,
+) -> Result<Swarm<B>, Error> {
+    let idle = config.idle_connection_timeout;
+    with_stack!(keypair, config, stack_error, |builder| Ok(builder
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| stack_error("relay client")(&e))?
+        .with_behaviour(|k, relay| behaviour(k, relay))
+        .map_err(|e| stack_error("behaviour")(&e))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+        .build()))
 }

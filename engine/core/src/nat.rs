@@ -92,7 +92,43 @@ impl Engine {
             connection,
             Conn::new(peer, route, addr.clone(), interface, now),
         );
-        let p = self.peers.get_mut(&peer).expect("ensured above");
+        self.punched(peer, connection, addr, interface, route, now);
+        Ok(connection)
+    }
+
+    /// A connection already reported with [`Engine::handle_inbound`] turned
+    /// out to be a hole punch's (the side that took the punch in through
+    /// its listener): as [`Engine::handle_hole_punched`], for that
+    /// connection. Unknown connections are ignored.
+    pub fn handle_hole_punched_inbound(&mut self, connection: ConnectionHandle, now: Timestamp) {
+        self.last_now = self.last_now.max(now);
+        let Some(c) = self.connections.get(&connection) else {
+            return;
+        };
+        let (peer, addr, interface, route) = (c.peer, c.addr.clone(), c.interface, c.route);
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.punch_backoff.remove(&interface);
+            if p.primary == Some(connection) {
+                return;
+            }
+        }
+        self.punched(peer, connection, addr, interface, route, now);
+    }
+
+    /// Makes the punched `connection` the peer's primary if it had none or
+    /// a relayed one, else closes it as a duplicate.
+    fn punched(
+        &mut self,
+        peer: PeerId,
+        connection: ConnectionHandle,
+        addr: Multiaddr,
+        interface: InterfaceId,
+        route: Option<crate::RouteNo>,
+        now: Timestamp,
+    ) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
         let relayed_primary = p
             .primary
             .and_then(|c| self.connections.get(&c))
@@ -131,7 +167,6 @@ impl Engine {
         self.refresh_wake(peer, now);
         self.trim(now);
         self.schedule_keepalive(now);
-        Ok(connection)
     }
 
     /// A hole punch to `peer` over `interface` failed (every DCUtR attempt

@@ -265,3 +265,28 @@ fn losing_the_relayed_path_re_races_over_the_other_interface() {
 /// An interface number that prints in assertion messages.
 #[derive(Debug, PartialEq)]
 struct InterfaceIdDebug(u32);
+
+#[test]
+fn a_punch_that_came_in_through_the_listener_is_promoted_too() {
+    let mut h = Harness::new(Config::default());
+    let p = nated_peer(&mut h);
+    let relayed = relayed_over_wifi(&mut h, p);
+    // The punched connection reached us as an inbound one first.
+    let inbound = h
+        .engine
+        .handle_inbound(p, addr(DIRECT), WIFI, h.now)
+        .unwrap();
+    h.drain();
+    assert_eq!(
+        h.engine.primary(&p),
+        Some(relayed),
+        "an inbound connection alone moves nothing"
+    );
+    h.engine.handle_hole_punched_inbound(inbound, h.now);
+    h.drain();
+    assert_eq!(h.engine.primary(&p), Some(inbound));
+    assert_eq!(
+        h.switches().last().map(|s| s.3),
+        Some(SwitchReason::HolePunched)
+    );
+}

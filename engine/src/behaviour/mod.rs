@@ -97,7 +97,8 @@
 //! `multidriver_time_to_connect_seconds` (from [`Behaviour::connect`] to the
 //! first route), `multidriver_route_switches_total{reason}`,
 //! `multidriver_driver_answer_seconds{driver}`,
-//! `multidriver_probes_total{outcome}`, and
+//! `multidriver_probes_total{outcome}`, `multidriver_hole_punches_total{outcome}`
+//! (with the `relay` feature), and
 //! `multidriver_modelled_energy_millijoules_total{medium, activity}`: the
 //! radio energy `multidriver_scoring::energy` models for each dial (a
 //! promotion and the handshake's bytes) and each probe batch (one wake-up
@@ -112,6 +113,8 @@ mod handler;
 mod interfaces;
 #[cfg(target_os = "linux")]
 mod links;
+#[cfg(feature = "relay")]
+mod nat;
 mod network;
 mod routes;
 mod swarm;
@@ -205,6 +208,10 @@ pub struct Behaviour<D: DriverSet> {
     known: HashMap<(PeerId, Multiaddr), Known>,
     /// Inbound connections waiting for the engine to know their peer.
     untracked: HashMap<SwarmConnectionId, Untracked>,
+    /// Outbound connections the engine did not order (another behaviour's
+    /// dial, a hole punch's), by peer and remote address, so that a hole
+    /// punch's can be handed to the engine. Bounded by `max_connections`.
+    unordered: HashMap<SwarmConnectionId, (PeerId, Multiaddr)>,
     /// The swarm's confirmed external addresses.
     external: libp2p::swarm::ExternalAddresses,
     actions: VecDeque<Action<D>>,
@@ -257,6 +264,7 @@ impl<D: DriverSet> Behaviour<D> {
             wanted_since: HashMap::new(),
             known: HashMap::new(),
             untracked: HashMap::new(),
+            unordered: HashMap::new(),
             external: libp2p::swarm::ExternalAddresses::default(),
             actions: VecDeque::new(),
             engine,

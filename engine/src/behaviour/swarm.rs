@@ -162,6 +162,11 @@ impl<D: DriverSet> NetworkBehaviour for Behaviour<D> {
                         .record(dial.started.elapsed().as_secs_f64());
                     self.track(e.connection_id, dial.engine, e.peer_id);
                     self.engine.handle_dial_succeeded(dial.engine, now);
+                } else if let ConnectedPoint::Dialer { address, .. } = e.endpoint {
+                    if self.unordered.len() < self.config.engine.max_connections() {
+                        self.unordered
+                            .insert(e.connection_id, (e.peer_id, address.clone()));
+                    }
                 } else if let ConnectedPoint::Listener {
                     local_addr,
                     send_back_addr,
@@ -207,6 +212,7 @@ impl<D: DriverSet> NetworkBehaviour for Behaviour<D> {
             }
             FromSwarm::ConnectionClosed(c) => {
                 self.untracked.remove(&c.connection_id);
+                self.unordered.remove(&c.connection_id);
                 if self.closing.remove(&c.connection_id) {
                     return;
                 }
