@@ -462,7 +462,7 @@ async fn probes_fall_back_to_ping_for_a_stock_peer() {
     let c_addr = listen(&mut c, "/ip4/127.0.0.1/udp/0/quic-v1").await;
     let c_id = *c.local_peer_id();
     let md = a.behaviour_mut();
-    md.add_route(c_id, c_addr, Duration::from_secs(600))
+    md.add_route(c_id, c_addr.clone(), Duration::from_secs(600))
         .unwrap();
     md.connect(c_id).unwrap();
     let deadline = Instant::now() + IDLE * 5;
@@ -502,5 +502,16 @@ async fn probes_fall_back_to_ping_for_a_stock_peer() {
     assert!(
         c_pinged >= 5,
         "the stock peer's pings were answered: {c_pinged}"
+    );
+    // The probes measured the path over ping (the handshake gives one
+    // provisional sample; the rest are pings answered by the stock peer).
+    let (_, samples) = a
+        .behaviour()
+        .engine()
+        .route_rtt(&c_id, &c_addr)
+        .expect("the route");
+    assert!(
+        samples >= 3,
+        "{samples} RTT samples in 10 s of probes every second"
     );
 }

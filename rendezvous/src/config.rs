@@ -189,13 +189,14 @@ pub struct RelayLimits {
     pub reservation_duration_secs: u64,
     /// Circuits relayed at once. Default 16.
     pub max_circuits: usize,
-    /// Circuits one peer is an end of (source or destination) at once.
-    /// Default 4.
+    /// Circuits one peer opens while it is an end of that many (as source
+    /// or destination) already: libp2p-relay checks the peer asking for the
+    /// circuit only, so a destination can be an end of more. Default 4.
     pub max_circuits_per_peer: usize,
     /// Seconds a circuit stays open; then the point closes it. Default 120.
     pub max_circuit_duration_secs: u64,
-    /// Bytes a circuit carries in each direction; then the point closes it.
-    /// Default 131072 (128 KiB).
+    /// Bytes a circuit carries, both directions together; past them the
+    /// point closes it. Default 131072 (128 KiB).
     pub max_circuit_bytes: u64,
 }
 

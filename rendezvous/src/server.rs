@@ -320,13 +320,20 @@ impl Server {
             SwarmEvent::NewListenAddr { address, .. } => {
                 // A relay serves only once it has an external address; with
                 // nothing announced, the listen addresses are the ones
-                // clients reach.
-                if self.config.relay.enabled && self.config.announce.is_empty() {
+                // clients reach (link-local ones reach nobody; a public point
+                // names its public address with `--announce`).
+                if self.config.relay.enabled
+                    && self.config.announce.is_empty()
+                    && !is_link_local(&address)
+                {
                     self.swarm.add_external_address(address.clone());
                 }
                 events(ServerEvent::Listening(with_id(address, id)));
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
+                if self.config.relay.enabled && self.config.announce.is_empty() {
+                    self.swarm.remove_external_address(&address);
+                }
                 events(ServerEvent::Expired(with_id(address, id)));
             }
             SwarmEvent::ConnectionEstablished { .. } | SwarmEvent::ConnectionClosed { .. } => {
@@ -432,6 +439,15 @@ impl Server {
             _ => {}
         }
     }
+}
+
+/// Whether an address is link-local (IPv4 169.254/16, IPv6 fe80::/10).
+fn is_link_local(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_link_local(),
+        Protocol::Ip6(ip) => ip.is_unicast_link_local(),
+        _ => false,
+    })
 }
 
 fn with_id(addr: Multiaddr, id: PeerId) -> Multiaddr {

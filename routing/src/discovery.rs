@@ -672,7 +672,7 @@ mod tests {
 
     #[cfg(all(feature = "kad", feature = "rendezvous"))]
     #[test]
-    fn drivers_are_numbered_dht_rendezvous_mdns() {
+    fn drivers_are_numbered_the_dht_then_each_rendezvous_point() {
         let key = Keypair::generate_ed25519();
         let point = PeerId::random();
         let config = DiscoveryConfig::default()
@@ -712,8 +712,14 @@ mod tests {
     fn the_dht_is_a_client_until_an_external_address_is_confirmed() {
         let key = Keypair::generate_ed25519();
         let mut d = Discovery::new(&key, DiscoveryConfig::default().with_dht(Vec::new())).unwrap();
-        // kad's automatic mode starts as a client.
+        // kad's automatic mode starts as a client…
         assert_eq!(d.kad_mut().unwrap().mode(), libp2p::kad::Mode::Client);
+        // …and serves once the swarm confirms an external address.
+        let addr: Multiaddr = "/ip4/198.51.100.7/tcp/4001".parse().unwrap();
+        d.on_swarm_event(FromSwarm::ExternalAddrConfirmed(
+            libp2p::swarm::behaviour::ExternalAddrConfirmed { addr: &addr },
+        ));
+        assert_eq!(d.kad_mut().unwrap().mode(), libp2p::kad::Mode::Server);
         let mut d = Discovery::new(
             &key,
             DiscoveryConfig::default()

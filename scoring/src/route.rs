@@ -18,21 +18,22 @@ use crate::time::Timestamp;
 /// of kubo's (`Swarm.RelayService`).
 pub const RELAY_CIRCUIT_DURATION: Duration = Duration::from_secs(2 * 60);
 
-/// How many bytes a relay carries over one circuit, each direction, when it
-/// says nothing else: 128 KiB, the same defaults (`max_circuit_bytes: 1 <<
-/// 17`).
+/// How many bytes a relay carries over one circuit, both directions
+/// together, when it says nothing else: 128 KiB, the same defaults
+/// (`max_circuit_bytes: 1 << 17`; libp2p-relay 0.22 `copy_future.rs` counts
+/// both directions against the one limit).
 pub const RELAY_CIRCUIT_BYTES: u64 = 1 << 17;
 
 /// How often a relay cuts a circuit over `horizon` for an app that moves
-/// `bytes_per_hour`: it lasts [`RELAY_CIRCUIT_DURATION`], or less when the
-/// app's traffic (all of it counted in one direction, the worst case) fills
-/// [`RELAY_CIRCUIT_BYTES`] sooner.
+/// `bytes_per_hour` each way: it lasts [`RELAY_CIRCUIT_DURATION`], or less
+/// when the app's traffic, both ways, fills [`RELAY_CIRCUIT_BYTES`] sooner.
 pub fn circuit_cuts(horizon: Duration, bytes_per_hour: u64) -> f64 {
     let by_time = RELAY_CIRCUIT_DURATION.as_secs_f64();
+    let both_ways_per_s = 2.0 * bytes_per_hour as f64 / 3600.0;
     let by_bytes = if bytes_per_hour == 0 {
         f64::INFINITY
     } else {
-        RELAY_CIRCUIT_BYTES as f64 / (bytes_per_hour as f64 / 3600.0)
+        RELAY_CIRCUIT_BYTES as f64 / both_ways_per_s
     };
     horizon.as_secs_f64() / by_time.min(by_bytes)
 }
@@ -688,8 +689,8 @@ mod tests {
         // Little traffic: the 2 min limit cuts it five times.
         assert_eq!(circuit_cuts(ten_minutes, 1_000), 5.0);
         assert_eq!(circuit_cuts(ten_minutes, 0), 5.0);
-        // 2 KiB/s fills 128 KiB in 64 s.
-        assert_eq!(circuit_cuts(ten_minutes, 2048 * 3600), 600.0 / 64.0);
+        // 1 KiB/s each way fills 128 KiB in 64 s.
+        assert_eq!(circuit_cuts(ten_minutes, 1024 * 3600), 600.0 / 64.0);
     }
 
     #[test]

@@ -103,7 +103,7 @@
 //! assert!(matches!(engine.poll_event(), Some(Event::PeerDiscovered { .. })));
 //! assert!(matches!(engine.poll_event(), Some(Event::RouteSelected { .. })));
 //! // Next: a liveness probe of the new connection, one heartbeat later.
-//! let heartbeat = multidriver_core::Liveness::default().heartbeat;
+//! let heartbeat = multidriver_core::Liveness::default().heartbeat();
 //! assert_eq!(engine.poll_timeout(), Some(t0 + Duration::from_millis(12) + heartbeat));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -549,6 +549,15 @@ impl Engine {
         self.connections
             .get(&connection)
             .map(|c| (&c.addr, c.interface))
+    }
+
+    /// A route's smoothed RTT and how many samples it rests on (probes,
+    /// and a provisional one from the handshake), for tools and tests;
+    /// `None` if the peer has no route to `addr`.
+    pub fn route_rtt(&self, peer: &PeerId, addr: &Multiaddr) -> Option<(Duration, u32)> {
+        let p = self.peers.get(peer)?;
+        let r = p.routes.iter().find(|r| r.id.addr == *addr)?;
+        Some((r.rtt.srtt(), r.rtt.samples()))
     }
 
     /// The peer's routes that may be dialled `now`, best first, with their

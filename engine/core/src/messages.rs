@@ -22,7 +22,7 @@ impl fmt::Display for InterfaceId {
 /// A connection or dial attempt, numbered by the engine. A dial command
 /// carries the id of the connection it opens; results and later commands
 /// about that connection echo it. Adapters map it to their own handles
-/// (e.g. a libp2p `ConnectionHandle`).
+/// (e.g. a libp2p `ConnectionId`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ConnectionHandle(pub(crate) u64);
 

@@ -80,13 +80,19 @@ impl Engine {
         self.touch_peer(peer);
         let p = self.peers.get_mut(&peer).expect("ensured above");
         p.punch_backoff.remove(&interface);
-        // The route it came over, if the peer's routes have it: a dial
-        // that worked.
-        let route = p.routes.iter().position(|r| r.id.addr == addr).map(|i| {
-            p.routes[i].dials.record_success();
-            p.routes[i].rtt.on_success();
-            p.meta[i].no
-        });
+        // The route it came over, if the peer's routes have it over this
+        // interface. Not a dial success: only a coordinated punch reaches
+        // it, so a plain dial of it later stays unproven (and the relay
+        // keeps starting beside it).
+        let route = p
+            .routes
+            .iter()
+            .zip(&p.meta)
+            .position(|(r, m)| r.id.addr == addr && m.interface == interface)
+            .map(|i| {
+                p.routes[i].rtt.on_success();
+                p.meta[i].no
+            });
         let connection = self.new_id();
         self.connections.insert(
             connection,
@@ -164,6 +170,8 @@ impl Engine {
             }
             (Some(_), None) => self.close(connection, CloseReason::Duplicate),
         }
+        // Attempts it cancelled free room for races waiting on capacity.
+        self.release_capacity(now);
         self.refresh_wake(peer, now);
         self.trim(now);
         self.schedule_keepalive(now);

@@ -121,13 +121,15 @@ impl Engine {
                 self.set_race_wake(peer_id, None);
                 return;
             }
-            let no = match relay_now {
-                Some(relay) if next_due > now => relay,
+            // A relay started ahead of its turn leaves the direct routes'
+            // schedule as it was.
+            let (no, ahead) = match relay_now {
+                Some(relay) if next_due > now => (relay, true),
                 _ if next_due > now => {
                     self.set_race_wake(peer_id, Some(next_due));
                     return;
                 }
-                _ => no,
+                _ => (no, false),
             };
             self.blocked.remove(&peer_id);
             let id = self.new_id();
@@ -144,7 +146,9 @@ impl Engine {
             let race = peer.race.as_mut().expect("looked up above");
             race.tried.push(no);
             race.in_flight.push(id);
-            race.next_due = now + wait;
+            if !ahead {
+                race.next_due = now + wait;
+            }
             self.attempts.insert(
                 id,
                 Attempt {

@@ -290,3 +290,52 @@ fn a_punch_that_came_in_through_the_listener_is_promoted_too() {
         Some(SwitchReason::HolePunched)
     );
 }
+
+#[test]
+fn a_relay_started_early_leaves_the_direct_schedule_as_it_was() {
+    // The same direct routes, with and without relayed ones beside them:
+    // the second direct attempt starts at the same time.
+    let second_direct = |with_relay: bool| {
+        let mut h = Harness::new(Config::default());
+        h.up(WIFI, Medium::Wifi);
+        h.up(CELL, LTE);
+        let p = peer(1);
+        for interface in [WIFI, CELL] {
+            h.discover(p, DIRECT, interface, Source::Rendezvous);
+            if with_relay {
+                h.discover(p, RELAYED, interface, Source::Rendezvous);
+            }
+        }
+        h.connect(p);
+        h.at(ms(5_000));
+        h.dials()
+            .into_iter()
+            .filter(|(_, _, a, _)| a == DIRECT)
+            .nth(1)
+            .map(|(t, ..)| t)
+            .expect("a second direct attempt")
+    };
+    assert_eq!(second_direct(true), second_direct(false));
+}
+
+#[test]
+fn a_punched_route_is_not_a_plain_dial_that_worked() {
+    let mut h = Harness::new(Config::default());
+    let p = nated_peer(&mut h);
+    let _relayed = relayed_over_wifi(&mut h, p);
+    h.engine
+        .handle_hole_punched(p, addr(DIRECT), WIFI, h.now)
+        .unwrap();
+    h.drain();
+    h.disconnect_all(p);
+    // Reconnecting later, the relay still starts beside the direct dial:
+    // only a punch ever reached the direct address.
+    let before = h.dials().len();
+    h.connect(p);
+    let now: Vec<String> = h.dials()[before..]
+        .iter()
+        .filter(|(t, ..)| *t == h.now)
+        .map(|(_, _, a, _)| a.clone())
+        .collect();
+    assert!(now.contains(&RELAYED.to_owned()), "{now:?}");
+}

@@ -106,7 +106,11 @@ impl OutboundUpgrade<Stream> for ProbeUpgrade {
 /// Payload size of one ping, from the libp2p ping spec.
 const PAYLOAD: usize = 32;
 
-/// How long a remote engine's probe keeps the connection open on our side: the
+/// How long a remote engine's probe keeps the connection open on our side
+/// (the remote engine probes the connections it holds at least every
+/// keep-alive interval of its profile, 120 s at most in the presets; one that
+/// probes less often, or not at all, loses the hold and our idle timeout may
+/// close the connection, which its engine then redials): the
 /// longest probe interval of the preset profiles (120 s in the background)
 /// with room for one missed probe. Our choice.
 const REMOTE_HOLD: Duration = Duration::from_secs(300);
@@ -171,6 +175,9 @@ pub struct Handler {
     /// Until when the remote is taken to hold the connection: it answered
     /// with a probe of its own recently.
     remote_holds_until: Option<Instant>,
+    /// Wakes the connection when that hold ends, so that the swarm looks
+    /// at its keep-alive again.
+    hold_timer: Option<Delay>,
     pending: VecDeque<Out>,
 }
 
@@ -197,6 +204,7 @@ impl Handler {
             inbound: None,
             answer_ping,
             remote_holds_until: None,
+            hold_timer: None,
             pending: VecDeque::new(),
         }
     }
@@ -297,6 +305,11 @@ impl ConnectionHandler for Handler {
         // Answer pings until the stream has nothing more: a re-armed answer
         // is polled at once, so that its stream's waker is registered (QUIC
         // wakes only the stream, not the connection).
+        if let Some(timer) = self.hold_timer.as_mut()
+            && timer.poll_unpin(cx).is_ready()
+        {
+            self.hold_timer = None;
+        }
         while let Some((fut, ours)) = self.inbound.as_mut() {
             let ours = *ours;
             match fut.poll_unpin(cx) {
@@ -306,6 +319,7 @@ impl ConnectionHandler for Handler {
                     // ping answered here keeps nothing alive.
                     if ours {
                         self.remote_holds_until = Some(Instant::now() + REMOTE_HOLD);
+                        self.hold_timer = Some(Delay::new(REMOTE_HOLD));
                     }
                     self.inbound = Some((answer(stream).boxed(), ours));
                 }

@@ -3,11 +3,14 @@
 //! `multidriver::build_swarm_with_relay`), and the app hands the DCUtR
 //! events to [`Behaviour::handle_dcutr_event`]. A punched direct connection
 //! then replaces the peer's relayed one, make-before-break; a failed punch
-//! holds the peer's direct routes through that interface back for a while
-//! (see the core's `nat` module).
+//! away from a relayed connection holds the peer's direct routes through
+//! that interface back for a while (see the core's `nat` module). Only
+//! peers the engine knows or wants are taken over; a punch to a peer that
+//! merely reached us through our relay stays the swarm's.
 
 use libp2p::PeerId;
 use libp2p::dcutr;
+use libp2p::multiaddr::Protocol;
 use libp2p::swarm::{ConnectionId as SwarmConnectionId, NotifyHandler, ToSwarm};
 use multidriver_scoring::Timestamp;
 
@@ -33,10 +36,13 @@ impl<D: DriverSet> Behaviour<D> {
                 metrics::counter!("multidriver_hole_punches_total", "outcome" => "failure")
                     .increment(1);
                 tracing::debug!(target: "multidriver", %peer, %error, "hole punch failed");
+                // Only a punch away from a relayed connection says anything
+                // about the NAT behind the interface that carries it.
                 let interface = self
                     .engine
                     .primary(&peer)
                     .and_then(|c| self.engine.connection(c))
+                    .filter(|(addr, _)| addr.iter().any(|p| matches!(p, Protocol::P2pCircuit)))
                     .map(|(_, interface)| interface);
                 if let Some(interface) = interface {
                     self.engine.handle_hole_punch_failed(peer, interface, now);
@@ -48,20 +54,13 @@ impl<D: DriverSet> Behaviour<D> {
 
     fn hole_punched(&mut self, peer: PeerId, connection: SwarmConnectionId, now: Timestamp) {
         metrics::counter!("multidriver_hole_punches_total", "outcome" => "success").increment(1);
-        // Taken in through our listener and already the engine's.
-        if let Some(open) = self.open.get(&connection) {
-            self.engine.handle_hole_punched_inbound(open.engine, now);
-            return;
-        }
-        let (remote, interface) = if let Some((_, remote)) = self.unordered.remove(&connection) {
-            let interface = self.interfaces.route(&remote);
-            (remote, interface)
-        } else if let Some(u) = self.untracked.remove(&connection) {
-            let interface = self.interfaces.of_local(&u.local);
-            (u.remote, interface)
-        } else {
+        // libp2p-dcutr 0.15 reports the connections it dialled itself; they
+        // were remembered if the engine knew or wanted the peer (the side
+        // that dialled through the relay). Others stay the swarm's.
+        let Some((_, remote)) = self.unordered.remove(&connection) else {
             return;
         };
+        let interface = self.interfaces.route(&remote);
         let Some(interface) = interface else {
             tracing::debug!(target: "multidriver", %peer, %remote, "hole punched over no known interface");
             return;

@@ -163,9 +163,16 @@ impl<D: DriverSet> NetworkBehaviour for Behaviour<D> {
                     self.track(e.connection_id, dial.engine, e.peer_id);
                     self.engine.handle_dial_succeeded(dial.engine, now);
                 } else if let ConnectedPoint::Dialer { address, .. } = e.endpoint {
-                    if self.unordered.len() < self.config.engine.max_connections() {
-                        self.unordered
-                            .insert(e.connection_id, (e.peer_id, address.clone()));
+                    // Another behaviour's dial (a hole punch's, say) to a
+                    // peer the engine knows or wants: remembered so that a
+                    // punch can be handed over (`handle_dcutr_event`).
+                    if self.engine.wants(&e.peer_id) || self.engine.route_count(&e.peer_id) > 0 {
+                        if self.unordered.len() < self.config.engine.max_connections() {
+                            self.unordered
+                                .insert(e.connection_id, (e.peer_id, address.clone()));
+                        } else {
+                            tracing::debug!(target: "multidriver", peer = %e.peer_id, "unordered outbound connection not remembered: table full");
+                        }
                     }
                 } else if let ConnectedPoint::Listener {
                     local_addr,
