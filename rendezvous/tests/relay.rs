@@ -117,6 +117,20 @@ async fn reserve(s: &mut Swarm<Client>, point: &Multiaddr) -> bool {
     .await
 }
 
+/// Dials `target` through the point's relay; whether the circuit opened
+/// (`true`) or was refused (`false`).
+async fn open_circuit(s: &mut Swarm<Client>, point: &Multiaddr, target: PeerId) -> bool {
+    s.dial(circuit(point).with(Protocol::P2p(target))).unwrap();
+    until(s, "a circuit's answer", |e| match e {
+        SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == target => Some(true),
+        SwarmEvent::OutgoingConnectionError {
+            peer_id: Some(p), ..
+        } if p == target => Some(false),
+        _ => None,
+    })
+    .await
+}
+
 /// Keeps `others` going in the background so that their circuits answer.
 fn keep_running(mut s: Swarm<Client>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -176,27 +190,18 @@ async fn reservations_and_circuits_stop_exactly_at_their_limits() {
 
     // One circuit fits; a second one (to B) is past max_circuits.
     let mut d = client(Duration::from_secs(5));
-    d.dial(circuit(&point).with(Protocol::P2p(a_id))).unwrap();
-    until(&mut d, "a circuit to A", |e| match e {
-        SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == a_id => Some(()),
-        SwarmEvent::OutgoingConnectionError { error, .. } => panic!("the first circuit: {error}"),
-        _ => None,
-    })
-    .await;
+    assert!(
+        open_circuit(&mut d, &point, a_id).await,
+        "the first circuit"
+    );
     // The second circuit comes from another source, E, which has none: only
     // the total bound can refuse it.
     let _d = keep_running(d);
     let mut e = client(Duration::from_secs(5));
-    e.dial(circuit(&point).with(Protocol::P2p(b_id))).unwrap();
-    let refused = until(&mut e, "the second circuit's answer", |ev| match ev {
-        SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == b_id => Some(false),
-        SwarmEvent::OutgoingConnectionError {
-            peer_id: Some(p), ..
-        } if p == b_id => Some(true),
-        _ => None,
-    })
-    .await;
-    assert!(refused, "a second circuit is past max_circuits");
+    assert!(
+        !open_circuit(&mut e, &point, b_id).await,
+        "a second circuit is past max_circuits"
+    );
 
     // The point counted what it did.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -281,33 +286,15 @@ async fn one_source_gets_no_more_circuits_than_its_share() {
     let mut e = client(Duration::from_secs(5));
     // D's first circuit fits; its second is past its share, though the
     // point has room for one more circuit in all, which E then takes.
-    d.dial(circuit(&point).with(Protocol::P2p(a_id))).unwrap();
-    until(&mut d, "D's circuit to A", |ev| match ev {
-        SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == a_id => Some(()),
-        SwarmEvent::OutgoingConnectionError { error, .. } => panic!("D's first circuit: {error}"),
-        _ => None,
-    })
-    .await;
-    d.dial(circuit(&point).with(Protocol::P2p(b_id))).unwrap();
-    let refused = until(&mut d, "D's second circuit's answer", |ev| match ev {
-        SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == b_id => Some(false),
-        SwarmEvent::OutgoingConnectionError {
-            peer_id: Some(p), ..
-        } if p == b_id => Some(true),
-        _ => None,
-    })
-    .await;
     assert!(
-        refused,
+        open_circuit(&mut d, &point, a_id).await,
+        "D's first circuit"
+    );
+    assert!(
+        !open_circuit(&mut d, &point, b_id).await,
         "a second circuit from one source is past max_circuits_per_peer"
     );
     let _d = keep_running(d);
-    e.dial(circuit(&point).with(Protocol::P2p(b_id))).unwrap();
-    until(&mut e, "E's circuit to B", |ev| match ev {
-        SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == b_id => Some(()),
-        SwarmEvent::OutgoingConnectionError { error, .. } => panic!("E's circuit: {error}"),
-        _ => None,
-    })
-    .await;
+    assert!(open_circuit(&mut e, &point, b_id).await, "E's circuit");
     server.abort();
 }

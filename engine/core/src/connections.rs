@@ -237,19 +237,7 @@ impl Engine {
         interface: InterfaceId,
         now: Timestamp,
     ) -> Result<ConnectionHandle, Error> {
-        self.last_now = self.last_now.max(now);
-        if !self.interfaces.contains_key(&interface) {
-            return Err(Error::UnknownInterface(interface));
-        }
-        // Dials in flight hold their place: they may all succeed.
-        if self.connections.len() + self.attempts.len() >= self.config.max_connections {
-            return Err(Error::TableFull {
-                table: "connections",
-                limit: self.config.max_connections,
-            });
-        }
-        self.ensure_peer(peer)?;
-        self.touch_peer(peer);
+        self.admit_connection(peer, interface, now)?;
         let connection = self.new_id();
         self.connections.insert(
             connection,
@@ -267,6 +255,31 @@ impl Engine {
         self.trim(now);
         self.schedule_keepalive(now);
         Ok(connection)
+    }
+
+    /// Checks that a connection the engine did not dial (inbound, or a
+    /// hole punch's) may be taken: its interface is known and the
+    /// connection and peer tables have room (dials in flight hold their
+    /// place: they may all succeed). The peer is then known and touched.
+    pub(crate) fn admit_connection(
+        &mut self,
+        peer: PeerId,
+        interface: InterfaceId,
+        now: Timestamp,
+    ) -> Result<(), Error> {
+        self.last_now = self.last_now.max(now);
+        if !self.interfaces.contains_key(&interface) {
+            return Err(Error::UnknownInterface(interface));
+        }
+        if self.connections.len() + self.attempts.len() >= self.config.max_connections {
+            return Err(Error::TableFull {
+                table: "connections",
+                limit: self.config.max_connections,
+            });
+        }
+        self.ensure_peer(peer)?;
+        self.touch_peer(peer);
+        Ok(())
     }
 
     /// A peer lost `connection`: promote its backup, or re-race.

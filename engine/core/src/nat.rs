@@ -66,19 +66,8 @@ impl Engine {
         interface: InterfaceId,
         now: Timestamp,
     ) -> Result<ConnectionHandle, Error> {
-        self.last_now = self.last_now.max(now);
-        if !self.interfaces.contains_key(&interface) {
-            return Err(Error::UnknownInterface(interface));
-        }
-        if self.connections.len() + self.attempts.len() >= self.config.max_connections {
-            return Err(Error::TableFull {
-                table: "connections",
-                limit: self.config.max_connections,
-            });
-        }
-        self.ensure_peer(peer)?;
-        self.touch_peer(peer);
-        let p = self.peers.get_mut(&peer).expect("ensured above");
+        self.admit_connection(peer, interface, now)?;
+        let p = self.peers.get_mut(&peer).expect("admitted above");
         p.punch_backoff.remove(&interface);
         // The route it came over, if the peer's routes have it over this
         // interface. Not a dial success: only a coordinated punch reaches
