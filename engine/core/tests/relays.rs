@@ -64,6 +64,16 @@ fn carry_on(
     }
 }
 
+/// The dials started at the harness's current time, after the first
+/// `before`: (address, interface number).
+fn dialled_now(h: &Harness, before: usize) -> Vec<(String, u32)> {
+    h.dials()[before..]
+        .iter()
+        .filter(|(t, ..)| *t == h.now)
+        .map(|(_, _, a, i)| (a.clone(), i.0))
+        .collect()
+}
+
 #[test]
 fn an_unproven_peer_is_dialled_direct_and_relayed_at_once() {
     let mut h = Harness::new(Config::default());
@@ -101,10 +111,9 @@ fn a_peer_whose_direct_route_worked_before_is_raced_in_rank_order() {
     h.disconnect_all(p);
     let before = h.dials().len();
     h.connect(p);
-    let now: Vec<String> = h.dials()[before..]
-        .iter()
-        .filter(|(t, ..)| *t == h.now)
-        .map(|(_, _, a, _)| a.clone())
+    let now: Vec<String> = dialled_now(&h, before)
+        .into_iter()
+        .map(|(a, _)| a)
         .collect();
     assert_eq!(now, [DIRECT], "the relay waits behind the stagger");
 }
@@ -237,11 +246,7 @@ fn losing_the_relayed_path_re_races_over_the_other_interface() {
     h.change(NetworkChange::Down { interface: WIFI });
     // The circuit over Wi-Fi is gone; the peer is raced at once over 4G,
     // relay beside direct (the direct route never connected).
-    let now: Vec<(String, u32)> = h.dials()[before..]
-        .iter()
-        .filter(|(t, ..)| *t == h.now)
-        .map(|(_, _, a, i)| (a.clone(), i.0))
-        .collect();
+    let now = dialled_now(&h, before);
     assert!(now.contains(&(RELAYED.to_owned(), CELL.0)), "{now:?}");
     assert!(now.contains(&(DIRECT.to_owned(), CELL.0)), "{now:?}");
     let over_cell = h.dials()[before..]
@@ -332,10 +337,9 @@ fn a_punched_route_is_not_a_plain_dial_that_worked() {
     // only a punch ever reached the direct address.
     let before = h.dials().len();
     h.connect(p);
-    let now: Vec<String> = h.dials()[before..]
-        .iter()
-        .filter(|(t, ..)| *t == h.now)
-        .map(|(_, _, a, _)| a.clone())
+    let now: Vec<String> = dialled_now(&h, before)
+        .into_iter()
+        .map(|(a, _)| a)
         .collect();
     assert!(now.contains(&RELAYED.to_owned()), "{now:?}");
 }
