@@ -15,7 +15,8 @@ use libp2p::futures::StreamExt;
 use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::{NetworkBehaviour, Swarm, SwarmEvent};
-use libp2p::{Multiaddr, dcutr, identify, relay};
+use libp2p::{Multiaddr, PeerId, dcutr, identify, relay, rendezvous};
+use multidriver::core::{Reachability, ReservationState};
 use multidriver::transports::stack::Dns;
 use multidriver::{
     Behaviour, Config, Discovery, DiscoveryConfig, Event, StackConfig, SwitchReason, build_swarm,
@@ -42,9 +43,13 @@ fn stack() -> StackConfig {
 }
 
 fn app() -> Swarm<App> {
+    app_with(DiscoveryConfig::default())
+}
+
+fn app_with(discovery: DiscoveryConfig) -> Swarm<App> {
     build_swarm_with_relay(Keypair::generate_ed25519(), &stack(), |key, relay| {
         let local = key.public().to_peer_id();
-        let drivers = Discovery::new(key, DiscoveryConfig::default()).unwrap();
+        let drivers = Discovery::new(key, discovery).unwrap();
         App {
             multidriver: Behaviour::new(local, Config::default(), drivers).unwrap(),
             relay,
@@ -67,6 +72,36 @@ fn relay_server() -> Swarm<Relay> {
         )),
     })
     .unwrap()
+}
+
+#[derive(NetworkBehaviour)]
+struct Point {
+    rendezvous: rendezvous::server::Behaviour,
+    relay: relay::Behaviour,
+    identify: identify::Behaviour,
+}
+
+/// A stock rendezvous point that also relays (as Berty's RDVP did),
+/// running in the background.
+async fn relaying_point() -> (PeerId, Multiaddr) {
+    let mut p = build_swarm(Keypair::generate_ed25519(), &stack(), |key| Point {
+        rendezvous: rendezvous::server::Behaviour::new(rendezvous::server::Config::default()),
+        relay: relay::Behaviour::new(key.public().to_peer_id(), relay::Config::default()),
+        identify: identify::Behaviour::new(identify::Config::new(
+            "/point/1.0.0".into(),
+            key.public(),
+        )),
+    })
+    .unwrap();
+    let addr = listen(&mut p, "/ip4/127.0.0.1/tcp/0").await;
+    p.add_external_address(addr.clone());
+    let id = *p.local_peer_id();
+    tokio::spawn(async move {
+        loop {
+            p.select_next_some().await;
+        }
+    });
+    (id, addr)
 }
 
 async fn listen<B: NetworkBehaviour>(s: &mut Swarm<B>, on: &str) -> Multiaddr {
@@ -182,5 +217,121 @@ async fn a_relayed_peer_moves_to_the_hole_punched_connection() {
     assert_eq!(
         b.behaviour().multidriver.primary(&a_id).map(|(c, _)| c),
         punched
+    );
+}
+
+/// Whether `addr` goes through a relay.
+fn relayed(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| p == Protocol::P2pCircuit)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_not_known_public_reserves_on_its_relaying_point_and_is_reached_through_it() {
+    const NS: &str = "reservation-test";
+    let (point, point_addr) = relaying_point().await;
+    let drivers = || DiscoveryConfig::default().with_rendezvous(point, point_addr.clone());
+
+    // A has no external address: its reachability is unknown, so once it
+    // meets the point (which relays) it reserves there, and registers the
+    // relayed address.
+    let mut a = app_with(drivers());
+    let a_id = *a.local_peer_id();
+    let a_direct = listen(&mut a, "/ip4/127.0.0.1/tcp/0").await;
+    a.behaviour_mut().multidriver.advertise(NS).unwrap();
+    let mut b = app_with(drivers());
+    listen(&mut b, "/ip4/127.0.0.1/tcp/0").await;
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut discovered = false;
+    let mut selected: Option<Multiaddr> = None;
+    let mut punched = false;
+    // B looks A up every 200 ms once A holds its reservation, until found
+    // (A's registration with the relayed address may land a little later).
+    let mut lookups = tokio::time::interval(Duration::from_millis(200));
+    while selected.is_none() || !punched {
+        let reserved = a.external_addresses().any(relayed);
+        let ev = tokio::select! {
+            _ = lookups.tick(), if reserved && !discovered => {
+                b.behaviour_mut().multidriver.discover(NS).unwrap();
+                continue;
+            }
+            e = a.select_next_some() => {
+                if let SwarmEvent::Behaviour(AppEvent::Dcutr(e)) = &e {
+                    a.behaviour_mut().multidriver.handle_dcutr_event(e);
+                }
+                continue;
+            }
+            e = b.select_next_some() => e,
+            () = tokio::time::sleep_until(deadline) => panic!(
+                "not within 20 s: A reserved {reserved}, relays {:?}, B selected {selected:?}, punched {punched}",
+                a.behaviour().multidriver.engine().relays().map(|(p, _, s)| (p, s)).collect::<Vec<_>>()
+            ),
+        };
+        match ev {
+            SwarmEvent::Behaviour(AppEvent::Dcutr(e)) => {
+                b.behaviour_mut().multidriver.handle_dcutr_event(&e);
+            }
+            SwarmEvent::Behaviour(AppEvent::Multidriver(Event::PeerDiscovered {
+                peer, ..
+            })) if peer == a_id => {
+                discovered = true;
+                b.behaviour_mut().multidriver.connect(a_id).unwrap();
+            }
+            SwarmEvent::Behaviour(AppEvent::Multidriver(Event::RouteSelected {
+                peer,
+                addr,
+                ..
+            })) if peer == a_id => selected = Some(addr),
+            SwarmEvent::Behaviour(AppEvent::Multidriver(Event::RouteSwitched {
+                peer,
+                reason: SwitchReason::HolePunched,
+                ..
+            })) if peer == a_id => punched = true,
+            _ => {}
+        }
+    }
+    // B found A only by the relayed address it registered, reached it
+    // through the point, and moved to the punched connection.
+    let selected = selected.unwrap();
+    assert!(relayed(&selected), "{selected}");
+    assert!(
+        !a.external_addresses().any(|x| *x == a_direct),
+        "A advertised no direct address it was not known to be reachable at"
+    );
+    let md = &a.behaviour().multidriver;
+    assert_eq!(md.reachability(), Reachability::Unknown);
+    assert!(matches!(
+        md.engine().relays().collect::<Vec<_>>()[..],
+        [(p, _, ReservationState::Reserved(_))] if p == point
+    ));
+
+    // A direct address of A confirmed from outside: A is public, releases
+    // the reservation and stops advertising the relayed address.
+    a.add_external_address(a_direct.clone());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut changed = false;
+    while !changed || a.external_addresses().any(relayed) {
+        let ev = tokio::select! {
+            e = a.select_next_some() => e,
+            _ = b.select_next_some() => continue,
+            () = tokio::time::sleep_until(deadline) => panic!(
+                "not within 10 s: reachability event {changed}, external {:?}",
+                a.external_addresses().collect::<Vec<_>>()
+            ),
+        };
+        if let SwarmEvent::Behaviour(AppEvent::Multidriver(Event::ReachabilityChanged {
+            reachability,
+        })) = ev
+        {
+            assert_eq!(reachability, Reachability::Public);
+            changed = true;
+        }
+    }
+    let md = &a.behaviour().multidriver;
+    assert_eq!(md.reachability(), Reachability::Public);
+    assert!(
+        md.engine()
+            .relays()
+            .all(|(_, _, s)| s == ReservationState::None)
     );
 }

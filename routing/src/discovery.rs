@@ -639,6 +639,15 @@ impl NetworkBehaviour for Discovery {
                 return Poll::Ready(action.map_in(|never| match never {}));
             }
         }
+        #[cfg(feature = "rendezvous")]
+        if let Some((peer, addr)) = self.rendezvous.dials.pop_front() {
+            // Connected already: the condition makes it a no-op.
+            let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                .addresses(vec![addr])
+                .condition(libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            return Poll::Ready(ToSwarm::Dial { opts });
+        }
         // Bounded: a few protocol events per call, then our own.
         for _ in 0..32 {
             if let Some(e) = self.out.pop_front() {

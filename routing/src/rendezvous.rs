@@ -66,6 +66,11 @@ pub(crate) struct RendezvousDriver {
     /// Registrations waiting for a first external address: point number,
     /// query, namespace, TTL.
     awaiting_address: VecDeque<(usize, QueryId, String, Duration)>,
+    /// Points to connect to while a registration waits for an address:
+    /// identify on that connection tells us our observed address (which
+    /// AutoNAT then tests) and whether the point also relays. At most one
+    /// entry per point.
+    pub(crate) dials: VecDeque<(PeerId, Multiaddr)>,
 }
 
 fn take(
@@ -91,6 +96,7 @@ impl RendezvousDriver {
             registering: HashMap::new(),
             discovering: HashMap::new(),
             awaiting_address: VecDeque::new(),
+            dials: VecDeque::new(),
         }
     }
 
@@ -147,6 +153,11 @@ impl RendezvousDriver {
         if !has_external_address {
             self.awaiting_address
                 .push_back((point, query, namespace.to_owned(), ttl));
+            if let Some(p) = self.points.get(point)
+                && !self.dials.contains(p)
+            {
+                self.dials.push_back(p.clone());
+            }
             return;
         }
         self.register(client, point, query, namespace, ttl, out);

@@ -273,6 +273,8 @@ pub struct Config {
     pub(crate) liveness: Option<Liveness>,
     pub(crate) recheck: Option<Duration>,
     pub(crate) max_recheck: Duration,
+    pub(crate) max_relays: usize,
+    pub(crate) reservations: usize,
 }
 
 /// Read access to every setting; each says what happens at its bound.
@@ -325,6 +327,30 @@ impl Config {
     /// refused with [`Error::TableFull`]. Default 16.
     pub fn max_interfaces(&self) -> usize {
         self.max_interfaces
+    }
+
+    /// Most relays known ([`Engine::add_relay`]). At the bound a new relay
+    /// is refused with [`Error::TableFull`](crate::Error::TableFull).
+    /// Default 8.
+    ///
+    /// [`Engine::add_relay`]: crate::Engine::add_relay
+    pub fn max_relays(&self) -> usize {
+        self.max_relays
+    }
+
+    /// How many relays hold a reservation for this node while it is not
+    /// known to be public; 0 never reserves. Default 1 (iroh keeps one home
+    /// relay; a second only helps while the first is being replaced).
+    pub fn reservations(&self) -> usize {
+        self.reservations
+    }
+
+    /// Builder: sets [`max_relays`](Self::max_relays) and
+    /// [`reservations`](Self::reservations).
+    pub fn with_relays(mut self, max_relays: usize, reservations: usize) -> Self {
+        self.max_relays = max_relays;
+        self.reservations = reservations;
+        self
     }
 
     /// Builder: sets [`max_interfaces`](Self::max_interfaces).
@@ -658,6 +684,8 @@ impl Default for Config {
             liveness: Some(Liveness::default()),
             recheck: Some(Duration::from_secs(5)),
             max_recheck: Duration::from_secs(60),
+            max_relays: 8,
+            reservations: 1,
         }
     }
 }
@@ -763,6 +791,7 @@ impl Config {
             ("max_drivers", self.max_drivers),
             ("max_namespaces", self.max_namespaces),
             ("max_queries", self.max_queries),
+            ("max_relays", self.max_relays),
         ] {
             if value == 0 {
                 return Err(Error::InvalidConfig {

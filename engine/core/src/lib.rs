@@ -119,6 +119,7 @@ mod nat;
 mod network;
 mod peers;
 mod race;
+mod reach;
 mod switching;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -139,6 +140,7 @@ pub use messages::{
     InterfaceId, NetworkChange, QueryId, QueryOutcome, Reach, SwitchReason,
 };
 pub use nat::{PUNCH_BACKOFF_BASE, PUNCH_BACKOFF_MAX};
+pub use reach::{Reachability, ReservationState};
 
 /// A route's number within its peer; stable while the route exists.
 type RouteNo = u32;
@@ -328,6 +330,8 @@ pub struct Engine {
     /// No probe deadline is earlier than this (a lower bound: a probe
     /// answered since leaves it early, costing one spurious wake-up).
     next_probe_due: Option<Timestamp>,
+    /// Reachability and the relays this node may reserve on.
+    relays: reach::Relays,
 }
 
 impl Engine {
@@ -359,6 +363,7 @@ impl Engine {
             next_keepalive: None,
             next_heartbeat: None,
             next_probe_due: None,
+            relays: reach::Relays::default(),
         })
     }
 
@@ -402,6 +407,7 @@ impl Engine {
             conn_manager,
             self.next_keepalive,
             self.liveness_next_timeout(),
+            self.relays.next_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -452,6 +458,7 @@ impl Engine {
         self.last_now = self.last_now.max(now);
         self.drivers_timeout(now);
         self.keepalive_timeout(now);
+        self.reservations_timeout(now);
         let timed_out: Vec<ConnectionHandle> = self
             .attempts
             .iter()

@@ -183,6 +183,28 @@ pub enum Command {
         /// The connections.
         connections: Vec<ConnectionHandle>,
     },
+    /// Hold a reservation on `relay` (listen on
+    /// `addr/p2p/<relay>/p2p-circuit`), replacing one already held on it
+    /// (renewing it over the interfaces up now); report the outcome with
+    /// [`Engine::handle_reservation_accepted`] or
+    /// [`Engine::handle_reservation_failed`], and the reservation's end
+    /// with the latter. While it holds, the relayed address is this node's
+    /// to advertise.
+    ///
+    /// [`Engine::handle_reservation_accepted`]: crate::Engine::handle_reservation_accepted
+    /// [`Engine::handle_reservation_failed`]: crate::Engine::handle_reservation_failed
+    Reserve {
+        /// The relay.
+        relay: PeerId,
+        /// Its address, without `/p2p-circuit`.
+        addr: Multiaddr,
+    },
+    /// Release the reservation on `relay` (stop listening through it and
+    /// stop advertising its relayed address). No outcome is expected.
+    Unreserve {
+        /// The relay.
+        relay: PeerId,
+    },
     /// Close an open connection; the engine already forgot it.
     CloseConnection {
         /// The connection.
@@ -316,6 +338,14 @@ pub enum Event<C = ConnectionHandle> {
         /// When it will be tried again, if it backs off.
         retry_at: Option<Timestamp>,
     },
+    /// This node's reachability changed ([`Engine::handle_reachability`],
+    /// or unknown again after a network change).
+    ///
+    /// [`Engine::handle_reachability`]: crate::Engine::handle_reachability
+    ReachabilityChanged {
+        /// What it is now.
+        reachability: crate::Reachability,
+    },
     /// Events were dropped because nobody polled them in time
     /// ([`Config::max_pending_events`]).
     ///
@@ -374,6 +404,9 @@ impl<C> Event<C> {
                 consecutive_failures,
                 retry_at,
             },
+            Event::ReachabilityChanged { reachability } => {
+                Event::ReachabilityChanged { reachability }
+            }
             Event::EventsDropped { count } => Event::EventsDropped { count },
         })
     }

@@ -75,6 +75,8 @@ impl Engine {
                 // LAN drivers if this brought a LAN.
                 self.readvertise_all(now);
                 self.reevaluate_all(now);
+                // Maybe behind another NAT now: reachability is re-checked.
+                self.reservations_on_change(None, now);
                 // The medium may have changed kind (cellular or not): the
                 // connections over it join the other keep-alive schedule.
                 self.schedule_keepalive(now);
@@ -125,6 +127,8 @@ impl Engine {
                 i.losing = false;
                 self.interface_down(interface, now);
                 self.readvertise_all(now);
+                // Reservations over it are renewed over what is left.
+                self.reservations_on_change(Some(interface), now);
             }
         }
         Ok(())

@@ -211,6 +211,9 @@ impl<D: DriverSet> Behaviour<D> {
                     });
                 }
             }
+            c @ (Command::Reserve { .. } | Command::Unreserve { .. }) => {
+                self.on_reservation_command(c)
+            }
             other => {
                 tracing::debug!(target: "multidriver", command = ?other, "a command this adapter does not know; ignored")
             }

@@ -27,10 +27,12 @@ use std::time::{Duration, Instant};
 use futures::future::{BoxFuture, Either};
 use futures::{AsyncReadExt, AsyncWriteExt, FutureExt};
 use futures_timer::Delay;
+use libp2p::Multiaddr;
 use libp2p::core::UpgradeInfo;
 use libp2p::core::upgrade::{InboundUpgrade, OutboundUpgrade};
 use libp2p::swarm::handler::{
     ConnectionEvent, DialUpgradeError, FullyNegotiatedInbound, FullyNegotiatedOutbound,
+    ProtocolsChange,
 };
 use libp2p::swarm::{
     ConnectionHandler, ConnectionHandlerEvent, Stream, StreamProtocol, StreamUpgradeError,
@@ -120,6 +122,14 @@ const REMOTE_HOLD: Duration = Duration::from_secs(300);
 /// liveness timeout covers a dropped failure).
 const MAX_PENDING: usize = 4;
 
+/// Circuit relay v2's hop protocol (libp2p-relay 0.22 `HOP_PROTOCOL_NAME`;
+/// the circuit relay v2 spec).
+const RELAY_HOP_PROTOCOL: StreamProtocol = StreamProtocol::new("/libp2p/circuit/relay/0.2.0/hop");
+
+/// The rendezvous protocol (libp2p-rendezvous 0.18 `PROTOCOL_IDENT`; the
+/// rendezvous spec).
+const RENDEZVOUS_PROTOCOL: StreamProtocol = StreamProtocol::new("/rendezvous/1.0.0");
+
 /// What the behaviour tells a connection's handler.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum In {
@@ -143,6 +153,10 @@ pub enum Out {
     /// A probe failed (stream error, wrong echo, or no answer within the
     /// handler's timeout).
     Failed(String),
+    /// The remote, dialled at this address, is a rendezvous point that also
+    /// serves circuit relay v2 (identify listed both protocols): a relay
+    /// this node may reserve on. Reported once per connection.
+    RelayServer(Multiaddr),
 }
 
 enum Outbound {
@@ -179,6 +193,10 @@ pub struct Handler {
     /// at its keep-alive again.
     hold_timer: Option<Delay>,
     pending: VecDeque<Out>,
+    /// The address we dialled the remote at (outbound connections only),
+    /// and which of the relay server's protocols it listed so far.
+    dialled: Option<Multiaddr>,
+    remote_serves: (bool, bool),
 }
 
 impl std::fmt::Debug for Handler {
@@ -206,6 +224,35 @@ impl Handler {
             remote_holds_until: None,
             hold_timer: None,
             pending: VecDeque::new(),
+            dialled: None,
+            remote_serves: (false, false),
+        }
+    }
+
+    /// The address this outbound connection was dialled at: if the remote
+    /// turns out to be a rendezvous point that relays, it is reported
+    /// ([`Out::RelayServer`]).
+    pub(crate) fn with_dialled(mut self, addr: &Multiaddr) -> Self {
+        self.dialled = Some(addr.clone());
+        self
+    }
+
+    /// Identify told us (more of) the remote's protocols.
+    fn remote_protocols(&mut self, added: impl Iterator<Item = StreamProtocol>) {
+        if self.dialled.is_none() {
+            return;
+        }
+        for p in added {
+            if p == RELAY_HOP_PROTOCOL {
+                self.remote_serves.0 = true;
+            } else if p == RENDEZVOUS_PROTOCOL {
+                self.remote_serves.1 = true;
+            }
+        }
+        if self.remote_serves == (true, true)
+            && let Some(addr) = self.dialled.take()
+        {
+            self.report(Out::RelayServer(addr));
         }
     }
 
@@ -393,6 +440,9 @@ impl ConnectionHandler for Handler {
                     fut: probe(stream, self.timeout).boxed(),
                     reused: false,
                 };
+            }
+            ConnectionEvent::RemoteProtocolsChange(ProtocolsChange::Added(added)) => {
+                self.remote_protocols(added.cloned());
             }
             ConnectionEvent::DialUpgradeError(DialUpgradeError { error, .. }) => {
                 self.outbound = Outbound::None;

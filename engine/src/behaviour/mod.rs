@@ -116,6 +116,7 @@ mod links;
 #[cfg(feature = "relay")]
 mod nat;
 mod network;
+mod reach;
 mod routes;
 mod swarm;
 
@@ -214,6 +215,9 @@ pub struct Behaviour<D: DriverSet> {
     unordered: HashMap<SwarmConnectionId, (PeerId, Multiaddr)>,
     /// The swarm's confirmed external addresses.
     external: libp2p::swarm::ExternalAddresses,
+    /// Reservations the engine asked for, by relay; bounded by the engine
+    /// config's `max_relays`.
+    reservations: HashMap<PeerId, reach::Reservation>,
     actions: VecDeque<Action<D>>,
 }
 
@@ -265,6 +269,7 @@ impl<D: DriverSet> Behaviour<D> {
             known: HashMap::new(),
             untracked: HashMap::new(),
             unordered: HashMap::new(),
+            reservations: HashMap::new(),
             external: libp2p::swarm::ExternalAddresses::default(),
             actions: VecDeque::new(),
             engine,

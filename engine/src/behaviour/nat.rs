@@ -10,10 +10,10 @@
 
 use libp2p::PeerId;
 use libp2p::dcutr;
-use libp2p::multiaddr::Protocol;
 use libp2p::swarm::{ConnectionId as SwarmConnectionId, NotifyHandler, ToSwarm};
 use multidriver_scoring::Timestamp;
 
+use super::reach::is_relayed;
 use super::{Behaviour, DriverSet, handler};
 
 impl<D: DriverSet> Behaviour<D> {
@@ -42,7 +42,7 @@ impl<D: DriverSet> Behaviour<D> {
                     .engine
                     .primary(&peer)
                     .and_then(|c| self.engine.connection(c))
-                    .filter(|(addr, _)| addr.iter().any(|p| matches!(p, Protocol::P2pCircuit)))
+                    .filter(|(addr, _)| is_relayed(addr))
                     .map(|(_, interface)| interface);
                 if let Some(interface) = interface {
                     self.engine.handle_hole_punch_failed(peer, interface, now);

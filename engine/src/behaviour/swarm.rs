@@ -14,6 +14,7 @@ use libp2p::swarm::{
 use libp2p::{Multiaddr, PeerId};
 
 use super::counters::medium_label;
+use super::reach::is_relayed;
 use super::{Action, Behaviour, DriverSet, Event, Handler, Untracked, handler};
 
 /// Whether a connection's end says its path failed (a timeout, a reset, an
@@ -143,10 +144,15 @@ impl<D: DriverSet> NetworkBehaviour for Behaviour<D> {
             port_use,
         )?;
         let ours = self.dials.contains_key(&connection_id);
-        Ok(
-            handler::Handler::new(ours, self.config.probe_timeout, self.config.answer_ping)
-                .select(inner),
-        )
+        let handler =
+            handler::Handler::new(ours, self.config.probe_timeout, self.config.answer_ping);
+        // Circuits are not relays to reserve on.
+        let handler = if cfg!(feature = "relay") && !is_relayed(addr) {
+            handler.with_dialled(addr)
+        } else {
+            handler
+        };
+        Ok(handler.select(inner))
     }
 
     fn on_swarm_event(&mut self, event: FromSwarm<'_>) {
@@ -204,11 +210,20 @@ impl<D: DriverSet> NetworkBehaviour for Behaviour<D> {
             }
             // The swarm repeats confirmations (every AutoNAT success):
             // registrations are renewed only when the set changed.
-            FromSwarm::ExternalAddrConfirmed(_) | FromSwarm::ExternalAddrExpired(_)
-                if self.external.on_swarm_event(&event) =>
-            {
-                self.engine.handle_local_addresses_changed(now);
+            FromSwarm::ExternalAddrConfirmed(_) | FromSwarm::ExternalAddrExpired(_) => {
+                if let FromSwarm::ExternalAddrConfirmed(c) = &event {
+                    self.on_external_confirmed(c.addr);
+                }
+                if self.external.on_swarm_event(&event) {
+                    self.engine.handle_local_addresses_changed(now);
+                }
             }
+            FromSwarm::NewListenAddr(l) => self.on_new_listen_addr(l.listener_id, l.addr),
+            FromSwarm::ListenerError(l) => self.on_listener_gone(l.listener_id, l.err),
+            FromSwarm::ListenerClosed(l) => match l.reason {
+                Ok(()) => self.on_listener_gone(l.listener_id, &"closed"),
+                Err(e) => self.on_listener_gone(l.listener_id, e),
+            },
             FromSwarm::DialFailure(f) => {
                 if let Some(dial) = self.dials.remove(&f.connection_id) {
                     metrics::counter!("multidriver_dials_total", "outcome" => "failure", "medium" => medium_label(dial.medium))
@@ -245,6 +260,9 @@ impl<D: DriverSet> NetworkBehaviour for Behaviour<D> {
         event: THandlerOutEvent<Self>,
     ) {
         match event {
+            either::Either::Left(handler::Out::RelayServer(addr)) => {
+                self.on_relay_server(peer_id, addr);
+            }
             either::Either::Left(out) => {
                 let Some(open) = self.open.get(&connection_id).copied() else {
                     return;
@@ -268,6 +286,7 @@ impl<D: DriverSet> NetworkBehaviour for Behaviour<D> {
                             .increment(1);
                         tracing::debug!(target: "multidriver", peer = %peer_id, %reason, "probe failed");
                     }
+                    handler::Out::RelayServer(_) => unreachable!("taken above"),
                 }
             }
             either::Either::Right(inner) => {

@@ -1,0 +1,203 @@
+//! Reachability and relay reservations in the swarm: the engine's
+//! [`Command::Reserve`] becomes a listener on the relay's `/p2p-circuit`
+//! address (the relay client in the transport, see
+//! `multidriver::build_swarm_with_relay`, makes the reservation, and
+//! confirms the relayed address as external while it holds, so that
+//! rendezvous registrations and identify carry it), and the listener's
+//! first address (accepted) or its end is reported back to the engine. Rendezvous points that
+//! serve relay are offered to the engine as relays as soon as identify
+//! lists both protocols on a connection we dialled; others are added with
+//! [`Behaviour::add_relay`].
+//!
+//! With the `relay` feature, [`Behaviour::handle_autonat_event`] feeds
+//! AutoNAT v2's verdicts: a dialled-back address makes the node public, a
+//! failed test withdraws that address and, when no direct external
+//! address is left, makes the node private.
+
+use libp2p::core::transport::ListenerId;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::{ListenOpts, ToSwarm};
+use libp2p::{Multiaddr, PeerId};
+
+use super::{Behaviour, DriverSet};
+use crate::Error;
+use crate::core::{Command, Reachability};
+
+/// A reservation the engine asked for: its listener, and whether the
+/// relay accepted (the listener got its addresses).
+#[derive(Debug)]
+pub(crate) struct Reservation {
+    pub(crate) listener: ListenerId,
+    pub(crate) accepted: bool,
+}
+
+/// Whether `addr` goes through a relay.
+pub(crate) fn is_relayed(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
+}
+
+impl<D: DriverSet> Behaviour<D> {
+    /// A relay this node may hold a reservation on while it is not known to
+    /// be public: `addr` is a dialable address of it, without
+    /// `/p2p-circuit`. Rendezvous points that relay are added by
+    /// themselves once connected.
+    ///
+    /// # Errors
+    /// [`Error::Engine`] with a full table beyond the engine config's
+    /// `max_relays`.
+    pub fn add_relay(&mut self, relay: PeerId, addr: Multiaddr) -> Result<(), Error> {
+        let now = self.now();
+        self.engine.add_relay(relay, addr, now)?;
+        self.wake();
+        Ok(())
+    }
+
+    /// This node's reachability as the engine holds it.
+    pub fn reachability(&self) -> Reachability {
+        self.engine.reachability()
+    }
+
+    pub(crate) fn on_reservation_command(&mut self, command: Command) {
+        match command {
+            Command::Reserve { relay, addr } => {
+                self.release(&relay);
+                let mut circuit = addr;
+                if !circuit.iter().any(|p| matches!(p, Protocol::P2p(_))) {
+                    circuit.push(Protocol::P2p(relay));
+                }
+                circuit.push(Protocol::P2pCircuit);
+                let opts = ListenOpts::new(circuit.clone());
+                tracing::debug!(target: "multidriver", %relay, %circuit, "reserve");
+                self.reservations.insert(
+                    relay,
+                    Reservation {
+                        listener: opts.listener_id(),
+                        accepted: false,
+                    },
+                );
+                self.actions.push_back(ToSwarm::ListenOn { opts });
+            }
+            Command::Unreserve { relay } => {
+                tracing::debug!(target: "multidriver", %relay, "release reservation");
+                self.release(&relay);
+            }
+            _ => {}
+        }
+    }
+
+    /// Closes the listener through `relay`, if any (the relay client then
+    /// stops advertising its address).
+    fn release(&mut self, relay: &PeerId) {
+        if let Some(r) = self.reservations.remove(relay) {
+            self.actions
+                .push_back(ToSwarm::RemoveListener { id: r.listener });
+        }
+    }
+
+    fn reservation_of(&self, listener: ListenerId) -> Option<PeerId> {
+        self.reservations
+            .iter()
+            .find(|(_, r)| r.listener == listener)
+            .map(|(p, _)| *p)
+    }
+
+    /// A listener got an address: for a reservation's listener, the relay
+    /// accepted.
+    pub(crate) fn on_new_listen_addr(&mut self, listener: ListenerId, addr: &Multiaddr) {
+        let Some(relay) = self.reservation_of(listener) else {
+            return;
+        };
+        // One address per address of the relay: the first says accepted.
+        let Some(r) = self.reservations.get_mut(&relay).filter(|r| !r.accepted) else {
+            return;
+        };
+        r.accepted = true;
+        let now = self.now();
+        let interface = self.interfaces.route(addr);
+        metrics::counter!("multidriver_relay_reservations_total", "outcome" => "accepted")
+            .increment(1);
+        tracing::info!(target: "multidriver", %relay, %addr, "relay reservation accepted");
+        self.engine
+            .handle_reservation_accepted(&relay, interface, now);
+    }
+
+    /// A reservation's listener closed or lost its address: the
+    /// reservation was refused, could not be made, or ended.
+    pub(crate) fn on_listener_gone(
+        &mut self,
+        listener: ListenerId,
+        reason: &dyn std::fmt::Display,
+    ) {
+        let Some(relay) = self.reservation_of(listener) else {
+            return;
+        };
+        let now = self.now();
+        self.reservations.remove(&relay);
+        metrics::counter!("multidriver_relay_reservations_total", "outcome" => "failed")
+            .increment(1);
+        tracing::info!(target: "multidriver", %relay, %reason, "relay reservation failed or ended");
+        self.engine.handle_reservation_failed(&relay, now);
+    }
+
+    /// A connection we dialled turned out to reach a rendezvous point that
+    /// relays.
+    pub(crate) fn on_relay_server(&mut self, peer: PeerId, addr: Multiaddr) {
+        let now = self.now();
+        if self.engine.relays().any(|(p, _, _)| p == peer) {
+            return;
+        }
+        match self.engine.add_relay(peer, addr, now) {
+            Ok(()) => {
+                tracing::debug!(target: "multidriver", %peer, "rendezvous point relays: a relay to reserve on")
+            }
+            Err(error) => tracing::debug!(target: "multidriver", %peer, %error, "relay not added"),
+        }
+    }
+
+    /// A confirmed external address that is not a circuit: reachable
+    /// directly from outside.
+    pub(crate) fn on_external_confirmed(&mut self, addr: &Multiaddr) {
+        if !is_relayed(addr) {
+            let now = self.now();
+            self.engine.handle_reachability(Reachability::Public, now);
+        }
+    }
+
+    /// Feeds one event of the swarm's AutoNAT v2 client
+    /// (`libp2p::autonat::v2::client::Behaviour`):
+    ///
+    /// ```ignore
+    /// SwarmEvent::Behaviour(AppEvent::Autonat(e)) => swarm.behaviour_mut().multidriver.handle_autonat_event(&e),
+    /// ```
+    ///
+    /// A dialled-back address makes the node public (the client confirms
+    /// the address itself). A failed test withdraws the tested address if
+    /// it was confirmed, and makes the node private when no direct external
+    /// address is left: it is then reached through a relay reservation.
+    #[cfg(feature = "relay")]
+    pub fn handle_autonat_event(&mut self, event: &libp2p::autonat::v2::client::Event) {
+        let now = self.now();
+        match &event.result {
+            Ok(()) => {
+                metrics::counter!("multidriver_autonat_tests_total", "outcome" => "reachable")
+                    .increment(1);
+                self.engine.handle_reachability(Reachability::Public, now);
+            }
+            Err(error) => {
+                metrics::counter!("multidriver_autonat_tests_total", "outcome" => "unreachable")
+                    .increment(1);
+                tracing::debug!(target: "multidriver", addr = %event.tested_addr, %error, "not reachable from outside");
+                let tested = &event.tested_addr;
+                if self.external.iter().any(|a| a == tested) {
+                    self.actions
+                        .push_back(ToSwarm::ExternalAddrExpired(tested.clone()));
+                }
+                let direct_left = self.external.iter().any(|a| a != tested && !is_relayed(a));
+                if !direct_left {
+                    self.engine.handle_reachability(Reachability::Private, now);
+                }
+            }
+        }
+        self.wake();
+    }
+}
