@@ -15,8 +15,8 @@ use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
-    Multiaddr, PeerId, Swarm, SwarmBuilder, connection_limits, identify, noise, ping, relay, tcp,
-    yamux,
+    Multiaddr, PeerId, Swarm, SwarmBuilder, autonat, connection_limits, identify, noise, ping,
+    relay, tcp, yamux,
 };
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -52,6 +52,9 @@ struct Behaviour {
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     relay: Toggle<relay::Behaviour>,
+    /// AutoNAT v2's server beside the relay: peers learn whether they are
+    /// reachable directly (and so whether they need a reservation here).
+    autonat: Toggle<autonat::v2::server::Behaviour>,
 }
 
 /// What the point reports while it runs.
@@ -166,6 +169,11 @@ impl Server {
                     .then(|| {
                         relay::Behaviour::new(key.public().to_peer_id(), relay_config(&config))
                     })
+                    .into(),
+                autonat: config
+                    .relay
+                    .enabled
+                    .then(autonat::v2::server::Behaviour::default)
                     .into(),
             })
             .map_err(|e| stack("behaviour")(&e))?
@@ -350,6 +358,15 @@ impl Server {
             SwarmEvent::Behaviour(BehaviourEvent::Relay(e)) => {
                 self.libp2p_metrics.record(&e);
                 self.relay_stats.on_event(&e);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Autonat(e)) => {
+                let result = if e.result.is_ok() {
+                    "reachable"
+                } else {
+                    "unreachable"
+                };
+                metrics::counter!("multidriver_rendezvous_autonat_tests_total", "result" => result)
+                    .increment(1);
             }
             _ => {}
         }

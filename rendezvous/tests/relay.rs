@@ -21,7 +21,13 @@ struct Client {
 
 /// A stock relay client that pings every `ping` (the circuit's traffic).
 fn client(ping_every: Duration) -> Swarm<Client> {
-    SwarmBuilder::with_existing_identity(Keypair::generate_ed25519())
+    client_with(Keypair::generate_ed25519(), ping_every)
+}
+
+/// The same with a given identity: two swarms with one key are one peer
+/// over two connections.
+fn client_with(key: Keypair, ping_every: Duration) -> Swarm<Client> {
+    SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(
             tcp::Config::default(),
@@ -296,5 +302,122 @@ async fn one_source_gets_no_more_circuits_than_its_share() {
     );
     let _d = keep_running(d);
     assert!(open_circuit(&mut e, &point, b_id).await, "E's circuit");
+    server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_peer_gets_exactly_its_reservations_per_peer() {
+    let _turn = METRICS.lock().await;
+    let limits = RelayLimits {
+        enabled: true,
+        max_reservations: 8,
+        max_reservations_per_peer: 2,
+        ..RelayLimits::default()
+    };
+    let (point, _, server) = point(limits).await;
+    let denied_before = metric(
+        "multidriver_rendezvous_relay_reservation_requests_total{status=\"resource_limit_exceeded\"}",
+    );
+    // One peer (one key) over three connections: two reservations fit, the
+    // third is past max_reservations_per_peer; another peer still gets one.
+    let key = Keypair::generate_ed25519();
+    let mut first = client_with(key.clone(), Duration::from_secs(5));
+    let mut second = client_with(key.clone(), Duration::from_secs(5));
+    let mut third = client_with(key, Duration::from_secs(5));
+    assert!(reserve(&mut first, &point).await, "the peer's first");
+    let _first = keep_running(first);
+    assert!(reserve(&mut second, &point).await, "the peer's second");
+    let _second = keep_running(second);
+    assert!(
+        !reserve(&mut third, &point).await,
+        "the peer's third is past max_reservations_per_peer"
+    );
+    let mut other = client(Duration::from_secs(5));
+    assert!(reserve(&mut other, &point).await, "another peer's");
+    assert_eq!(
+        metric(
+            "multidriver_rendezvous_relay_reservation_requests_total{status=\"resource_limit_exceeded\"}"
+        ) - denied_before,
+        1.0
+    );
+    server.abort();
+}
+
+#[derive(NetworkBehaviour)]
+struct Prober {
+    autonat: libp2p::autonat::v2::client::Behaviour,
+    identify: libp2p::identify::Behaviour,
+}
+
+/// A stock AutoNAT v2 client; listening on loopback when `listen`.
+async fn prober(listen: bool) -> Swarm<Prober> {
+    let mut s = SwarmBuilder::with_existing_identity(Keypair::generate_ed25519())
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|key| Prober {
+            // Probes every 5 s (the client's default).
+            autonat: libp2p::autonat::v2::client::Behaviour::default(),
+            identify: libp2p::identify::Behaviour::new(libp2p::identify::Config::new(
+                "/prober/1.0.0".into(),
+                key.public(),
+            )),
+        })
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    if listen {
+        s.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+            .unwrap();
+    }
+    s
+}
+
+/// The first AutoNAT verdict `s` gets from the point: dialled back or not.
+async fn verdict(s: &mut Swarm<Prober>, point: &Multiaddr) -> bool {
+    s.dial(point.clone()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let Ok(e) = timeout_at(deadline, s.select_next_some()).await else {
+            panic!("no AutoNAT verdict within 20 s");
+        };
+        if let SwarmEvent::Behaviour(ProberEvent::Autonat(e)) = e {
+            return e.result.is_ok();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_relay_the_point_tells_peers_whether_they_are_reachable() {
+    let _turn = METRICS.lock().await;
+    let (point, _, server) = point(RelayLimits {
+        enabled: true,
+        ..RelayLimits::default()
+    })
+    .await;
+    let reachable_before =
+        metric("multidriver_rendezvous_autonat_tests_total{result=\"reachable\"}");
+    // Listening on loopback (and dialling from that port): the point dials
+    // it back.
+    let mut listening = prober(true).await;
+    assert!(
+        verdict(&mut listening, &point).await,
+        "a listening peer is reachable"
+    );
+    assert!(
+        metric("multidriver_rendezvous_autonat_tests_total{result=\"reachable\"}")
+            - reachable_before
+            >= 1.0
+    );
+    // Not listening: its observed address is a port nothing listens on.
+    let mut closed = prober(false).await;
+    assert!(
+        !verdict(&mut closed, &point).await,
+        "a peer that does not listen is not"
+    );
     server.abort();
 }
