@@ -66,6 +66,13 @@
 //!   driver answered with routes, the others' lookups are cancelled when the
 //!   profile says so (`racing.cancel_slower_discovery`).
 //!
+//! - NATs: relayed routes race beside direct ones while a peer's direct
+//!   routes are unproven, a hole-punched connection replaces a relayed one
+//!   make-before-break, and failed punches back off (the `nat` module); the
+//!   node's own [`Reachability`] decides whether it holds a relay
+//!   reservation ([`Command::Reserve`]), renewed after a network change
+//!   (the `reach` module).
+//!
 //! # Example: driving it by hand
 //!
 //! ```
