@@ -305,9 +305,10 @@ async fn a_node_not_known_public_reserves_on_its_relaying_point_and_is_reached_t
         [(p, _, ReservationState::Reserved(_))] if p == point
     ));
 
-    // A direct address of A confirmed from outside: A is public, releases
-    // the reservation and stops advertising the relayed address.
-    a.add_external_address(a_direct.clone());
+    // A public address of A confirmed (as AutoNAT or an operator who knows
+    // it would): A is public, releases the reservation and stops
+    // advertising the relayed address.
+    a.add_external_address("/ip4/198.51.100.7/tcp/4001".parse().unwrap());
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut changed = false;
     while !changed || a.external_addresses().any(relayed) {

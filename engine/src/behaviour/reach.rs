@@ -19,6 +19,8 @@ use libp2p::multiaddr::Protocol;
 use libp2p::swarm::{ListenOpts, ToSwarm};
 use libp2p::{Multiaddr, PeerId};
 
+use multidriver_scoring::Scope;
+
 use super::{Behaviour, DriverSet};
 use crate::Error;
 use crate::core::{Command, Reachability};
@@ -34,6 +36,17 @@ pub(crate) struct Reservation {
 /// Whether `addr` goes through a relay.
 pub(crate) fn is_relayed(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
+}
+
+/// Whether `addr` is a direct address on the public internet: not a
+/// circuit, and its IP neither loopback, private, link-local nor in the
+/// shared address space carrier-grade NATs use (100.64.0.0/10, RFC 6598).
+pub(crate) fn is_public(addr: &Multiaddr) -> bool {
+    let shared = addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.octets()[0] == 100 && (ip.octets()[1] & 0xc0) == 64,
+        _ => false,
+    });
+    !is_relayed(addr) && !shared && Scope::of(addr) == Scope::Internet
 }
 
 impl<D: DriverSet> Behaviour<D> {
@@ -154,13 +167,24 @@ impl<D: DriverSet> Behaviour<D> {
         }
     }
 
-    /// A confirmed external address that is not a circuit: reachable
-    /// directly from outside.
+    /// A confirmed external address on the public internet (not a circuit,
+    /// not a private, loopback, link-local or carrier-NAT address):
+    /// reachable directly from outside. Apps that confirm their LAN listen
+    /// addresses (to register them) stay unknown.
     pub(crate) fn on_external_confirmed(&mut self, addr: &Multiaddr) {
-        if !is_relayed(addr) {
+        if is_public(addr) {
             let now = self.now();
             self.engine.handle_reachability(Reachability::Public, now);
         }
+    }
+
+    /// Sets this node's reachability when the app knows it (a server with a
+    /// public address, or the host's own NAT detection); AutoNAT's next
+    /// verdict replaces it.
+    pub fn set_reachability(&mut self, reachability: Reachability) {
+        let now = self.now();
+        self.engine.handle_reachability(reachability, now);
+        self.wake();
     }
 
     /// Feeds one event of the swarm's AutoNAT v2 client
@@ -199,5 +223,34 @@ impl<D: DriverSet> Behaviour<D> {
             }
         }
         self.wake();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_internet_addresses_count_as_public() {
+        for (addr, public) in [
+            ("/ip4/198.51.100.7/tcp/4001", true),
+            ("/ip6/2001:db8::1/udp/4001/quic-v1", true),
+            ("/ip4/127.0.0.1/tcp/4001", false),
+            ("/ip4/192.168.1.20/tcp/4001", false),
+            ("/ip4/10.0.0.2/tcp/4001", false),
+            ("/ip4/169.254.1.1/tcp/4001", false),
+            ("/ip4/100.64.0.9/tcp/4001", false),
+            ("/ip4/100.127.255.1/tcp/4001", false),
+            ("/ip4/100.128.0.1/tcp/4001", true),
+            ("/ip6/fe80::1/tcp/4001", false),
+            ("/ip6/fd00::1/tcp/4001", false),
+            (
+                "/ip4/203.0.113.1/tcp/4001/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA/p2p-circuit",
+                false,
+            ),
+        ] {
+            let a: Multiaddr = addr.parse().unwrap();
+            assert_eq!(is_public(&a), public, "{addr}");
+        }
     }
 }
