@@ -48,6 +48,11 @@ impl Drop for RendezvousPoint {
 /// `multidriver rendezvous genkey`, and takes its address from its first
 /// `listening on <addr>` line.
 fn rendezvous_point() -> RendezvousPoint {
+    rendezvous_point_with(&[])
+}
+
+/// The same with more flags for `rendezvous run`.
+fn rendezvous_point_with(extra: &[&str]) -> RendezvousPoint {
     let dir = std::env::temp_dir().join(format!(
         "md-node-rv-{}-{:?}",
         std::process::id(),
@@ -63,7 +68,7 @@ fn rendezvous_point() -> RendezvousPoint {
         .output()
         .expect("genkey runs");
     assert!(genkey.status.success(), "genkey: {genkey:?}");
-    let proc = spawn(&[
+    let mut args = vec![
         "rendezvous",
         "run",
         "--key",
@@ -72,7 +77,9 @@ fn rendezvous_point() -> RendezvousPoint {
         db,
         "--listen",
         "/ip4/127.0.0.1/tcp/0",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let proc = spawn(&args);
     let deadline = Instant::now() + WAIT;
     let addr = loop {
         match proc
@@ -323,6 +330,37 @@ fn two_nodes_find_each_other_through_a_rendezvous_point_and_connect_over_loopbac
             node.seen
         );
     }
+}
+
+#[test]
+fn a_node_not_known_public_reserves_on_a_relaying_point() {
+    // The point relays. The node listens on loopback only, which it
+    // announces but which is no public address: its reachability is
+    // unknown, so it reserves on the point at once and its relayed address
+    // becomes a listening address. (AutoNAT gives no verdict here: identify
+    // offers no candidate that is already an external address.)
+    let point = rendezvous_point_with(&["--relay"]);
+    let mut a = spawn(&[
+        "node",
+        "--namespace",
+        "relay-test",
+        "--rendezvous",
+        &point.addr,
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--json",
+        "--exit-after",
+        "300",
+    ]);
+    let a_id = a.wait_for("started", |e| is(e, "started"))["peer"]
+        .as_str()
+        .expect("a peer id")
+        .to_owned();
+    let circuit = format!("{}/p2p-circuit/p2p/{a_id}", point.addr);
+    a.wait_for("a relayed listening address", |e| {
+        is(e, "listening") && e["addr"] == circuit.as_str()
+    });
+    assert!(a.events().iter().all(|e| !is(e, "warning")), "{:?}", a.seen);
 }
 
 #[test]

@@ -7,20 +7,18 @@ use libp2p::multiaddr::Protocol;
 use libp2p::swarm::{Swarm, SwarmEvent};
 use libp2p::{Multiaddr, PeerId};
 use multidriver::Event;
-use multidriver::behaviour::Behaviour;
 use multidriver::core::InterfaceId;
 use multidriver::scoring::TransportKind;
 use multidriver::scoring::rank::Components;
-use multidriver_routing::Discovery;
 
-use super::INBOUND_LOOKUP_INTERVAL;
 use super::args::Point;
 use super::error::NodeError;
 use super::error_text::{dial_failure, one_line};
 use super::output::Out;
-use super::report::{Cost, Report, switch_reason, why};
+use super::report::{Cost, Report, reachability_name, switch_reason, why};
+use super::{INBOUND_LOOKUP_INTERVAL, NodeBehaviour, NodeBehaviourEvent};
 
-type NodeSwarm = Swarm<Behaviour<Discovery>>;
+type NodeSwarm = Swarm<NodeBehaviour>;
 
 /// What the event loop keeps between events.
 pub(super) struct State<'a> {
@@ -37,6 +35,7 @@ impl State<'_> {
     fn driver_label(&self, swarm: &NodeSwarm, driver: multidriver::core::DriverId) -> String {
         swarm
             .behaviour()
+            .multidriver
             .driver_index(driver)
             .and_then(|i| self.labels.get(i).cloned())
             .unwrap_or_else(|| format!("driver {driver}"))
@@ -45,17 +44,26 @@ impl State<'_> {
     pub(super) fn on_event(
         &mut self,
         swarm: &mut NodeSwarm,
-        event: SwarmEvent<Event>,
+        event: SwarmEvent<NodeBehaviourEvent>,
         out: &mut Out,
     ) -> Result<(), NodeError> {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
-                // Rendezvous registrations carry the external addresses. A
-                // deployment behind NAT would learn its public ones (AutoNAT,
-                // identify); the node announces what it listens on.
-                swarm.add_external_address(address.clone());
+                // Rendezvous registrations carry the external addresses: the
+                // node announces what it listens on (peers on its LAN reach
+                // it there). A relayed address (a reservation on a point)
+                // is confirmed by the relay client; a public one by AutoNAT.
+                if !address.iter().any(|p| p == Protocol::P2pCircuit) {
+                    swarm.add_external_address(address.clone());
+                }
+                // Relayed addresses end in our id already.
+                let addr = if address.iter().last() == Some(Protocol::P2p(self.me)) {
+                    address
+                } else {
+                    address.with(Protocol::P2p(self.me))
+                };
                 out.emit(&Report::Listening {
-                    addr: address.with(Protocol::P2p(self.me)).to_string(),
+                    addr: addr.to_string(),
                 })
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
@@ -107,7 +115,7 @@ impl State<'_> {
             SwarmEvent::ConnectionEstablished {
                 peer_id, endpoint, ..
             } if endpoint.is_listener()
-                && swarm.behaviour().engine().route_count(&peer_id) == 0
+                && swarm.behaviour().multidriver.engine().route_count(&peer_id) == 0
                 && !self.points.iter().any(|p| p.peer == peer_id) =>
             {
                 // Someone found us first: look them up now rather than at
@@ -119,12 +127,26 @@ impl State<'_> {
                     self.last_lookup = Some(Instant::now());
                     swarm
                         .behaviour_mut()
+                        .multidriver
                         .discover(self.namespace)
                         .map_err(NodeError::Namespace)?;
                 }
                 Ok(())
             }
-            SwarmEvent::Behaviour(event) => self.on_engine_event(swarm, event, out),
+            SwarmEvent::Behaviour(NodeBehaviourEvent::Multidriver(event)) => {
+                self.on_engine_event(swarm, event, out)
+            }
+            SwarmEvent::Behaviour(NodeBehaviourEvent::Dcutr(event)) => {
+                swarm.behaviour_mut().multidriver.handle_dcutr_event(&event);
+                Ok(())
+            }
+            SwarmEvent::Behaviour(NodeBehaviourEvent::Autonat(event)) => {
+                swarm
+                    .behaviour_mut()
+                    .multidriver
+                    .handle_autonat_event(&event);
+                Ok(())
+            }
             _ => Ok(()),
         }
     }
@@ -139,6 +161,7 @@ impl State<'_> {
             Event::PeerDiscovered { peer, source } => {
                 let addrs = swarm
                     .behaviour()
+                    .multidriver
                     .ranked_routes(&peer)
                     .into_iter()
                     .map(|(addr, _, _)| addr.to_string())
@@ -148,7 +171,7 @@ impl State<'_> {
                     source: source.as_str(),
                     addrs,
                 })?;
-                match swarm.behaviour_mut().connect(peer) {
+                match swarm.behaviour_mut().multidriver.connect(peer) {
                     Ok(()) => Ok(()),
                     Err(e) => out.emit(&Report::warning(
                         "connect_refused",
@@ -242,6 +265,9 @@ impl State<'_> {
                     message,
                 ))
             }
+            Event::ReachabilityChanged { reachability } => out.emit(&Report::Reachability {
+                reachability: reachability_name(reachability),
+            }),
             Event::EventsDropped { count } => out.emit(&Report::warning(
                 "events_dropped",
                 None,
@@ -264,7 +290,11 @@ impl Link {
     fn new(swarm: &NodeSwarm, addr: &Multiaddr, interface: InterfaceId) -> Self {
         Link {
             interface: interface.to_string(),
-            medium: swarm.behaviour().interface_medium(interface).to_string(),
+            medium: swarm
+                .behaviour()
+                .multidriver
+                .interface_medium(interface)
+                .to_string(),
             transport: TransportKind::from_multiaddr(addr).map(|t| t.to_string()),
         }
     }

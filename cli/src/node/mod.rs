@@ -20,6 +20,12 @@
 //! It runs until Ctrl-C or SIGTERM (exit status 0), or for `--exit-after`
 //! seconds.
 //!
+//! Behind a NAT: the node runs libp2p's relay client, DCUtR, identify and
+//! AutoNAT v2 beside the engine. A rendezvous point started with `--relay`
+//! (which also answers AutoNAT) holds a reservation for it while it is not
+//! known to be public, so peers reach it through the point, and DCUtR then
+//! moves them to a direct path where the NATs allow it.
+//!
 //! # Output
 //!
 //! One line per event. Human-readable lines go to stdout and warnings to
@@ -39,6 +45,7 @@
 //! | `switched` | `peer`, `from`, `to`, `interface`, `medium`, `transport`, `reason` (`better`, `interface_lost`, `interface_losing`, `connection_closed`, `hole_punched`), `cost` and `from_cost` (the new and old route's, for `better`), `why` |
 //! | `lost` | `peer`, `reason` (`disconnected`: its last connection closed and no route replaces it; `unreachable`: every route tried failed), `tried` (routes tried, for `unreachable`) |
 //! | `driver_recovered` | `driver` (a driver that had failed answers again) |
+//! | `reachability` | `reachability` (`public`, `private` or `unknown`: whether peers can dial this node directly, from AutoNAT; while not public the node holds a reservation on a rendezvous point that relays) |
 //! | `warning` | `kind` (`rendezvous_unreachable`, `driver_unhealthy`, `listener`, `connect_refused`, `events_dropped`), `driver`, `peer`, `message` (the same sentence human mode prints) |
 //! | `stopped` | `reason` (`interrupt`, `terminate`, `exit_after`) |
 //!
@@ -61,10 +68,12 @@ use libp2p::Multiaddr;
 use libp2p::futures::StreamExt;
 use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{autonat, dcutr, identify, relay};
 use multidriver::behaviour::{Behaviour, Config};
 use multidriver::scoring::Profile;
 use multidriver_routing::{Discovery, DiscoveryConfig};
-use multidriver_transports::stack::{StackConfig, build_swarm};
+use multidriver_transports::stack::{StackConfig, build_swarm_with_relay};
 
 pub(crate) use self::args::NodeArgs;
 pub(crate) use self::error::NodeError;
@@ -94,6 +103,20 @@ const WARMUP_LOOKUPS: [Duration; 3] = [
 /// unregistrations: our choice, many loopback or LAN round trips. A
 /// registration that does not get out lapses by its TTL.
 const UNREGISTER_GRACE: Duration = Duration::from_millis(250);
+
+/// The identify protocol version the node announces.
+const IDENTIFY_PROTOCOL: &str = "/multidriver/node/1.0.0";
+
+/// The node's protocols: the engine, and what reaching peers behind NATs
+/// takes beside it.
+#[derive(NetworkBehaviour)]
+pub(crate) struct NodeBehaviour {
+    pub(crate) multidriver: Behaviour<Discovery>,
+    relay: relay::client::Behaviour,
+    dcutr: dcutr::Behaviour,
+    identify: identify::Behaviour,
+    autonat: autonat::v2::client::Behaviour,
+}
 
 /// Runs `multidriver node` until a signal or `--exit-after`.
 pub(crate) fn run(args: NodeArgs) -> Result<(), CliError> {
@@ -141,8 +164,18 @@ async fn node(args: NodeArgs, profile: Profile) -> Result<(), NodeError> {
             // The profile asked for stays, whatever the power state.
             .with_profile_map(None),
     );
-    let behaviour = Behaviour::new(me, config, discovery)?;
-    let mut swarm = build_swarm(key, &StackConfig::default(), |_| behaviour)?;
+    let multidriver = Behaviour::new(me, config, discovery)?;
+    let mut swarm =
+        build_swarm_with_relay(key, &StackConfig::default(), |key, relay| NodeBehaviour {
+            multidriver,
+            relay,
+            dcutr: dcutr::Behaviour::new(me),
+            identify: identify::Behaviour::new(identify::Config::new(
+                IDENTIFY_PROTOCOL.into(),
+                key.public(),
+            )),
+            autonat: autonat::v2::client::Behaviour::default(),
+        })?;
     let listen = if args.listen.is_empty() {
         vec![
             Multiaddr::empty()
@@ -166,10 +199,12 @@ async fn node(args: NodeArgs, profile: Profile) -> Result<(), NodeError> {
     }
     swarm
         .behaviour_mut()
+        .multidriver
         .advertise(&args.namespace)
         .map_err(NodeError::Namespace)?;
     swarm
         .behaviour_mut()
+        .multidriver
         .subscribe(&args.namespace)
         .map_err(NodeError::Namespace)?;
     out.emit(&Report::Started {
@@ -205,6 +240,7 @@ async fn node(args: NodeArgs, profile: Profile) -> Result<(), NodeError> {
                 next_warmup = warmup.next();
                 swarm
                     .behaviour_mut()
+                    .multidriver
                     .discover(&args.namespace)
                     .map_err(NodeError::Namespace)?;
             }
@@ -212,7 +248,10 @@ async fn node(args: NodeArgs, profile: Profile) -> Result<(), NodeError> {
         }
     };
     // Withdraw the registrations, and give them a moment to get out.
-    swarm.behaviour_mut().stop_advertising(&args.namespace);
+    swarm
+        .behaviour_mut()
+        .multidriver
+        .stop_advertising(&args.namespace);
     let _ = tokio::time::timeout(UNREGISTER_GRACE, async {
         loop {
             swarm.select_next_some().await;

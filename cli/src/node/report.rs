@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use libp2p::PeerId;
-use multidriver::core::SwitchReason;
+use multidriver::core::{Reachability, SwitchReason};
 use multidriver::scoring::rank::Components;
 use serde::Serialize;
 
@@ -98,6 +98,15 @@ impl From<&Components> for Cost {
     }
 }
 
+/// The JSON name of a reachability.
+pub(super) fn reachability_name(r: Reachability) -> &'static str {
+    match r {
+        Reachability::Public => "public",
+        Reachability::Private => "private",
+        _ => "unknown",
+    }
+}
+
 /// One event as printed; the JSON field names are the documented schema.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -145,6 +154,9 @@ pub(super) enum Report {
     },
     DriverRecovered {
         driver: String,
+    },
+    Reachability {
+        reachability: &'static str,
     },
     Warning {
         kind: &'static str,
@@ -236,6 +248,14 @@ impl Report {
                 None => format!("lost {peer}: {reason}, no route left to replace the connection"),
             },
             Report::DriverRecovered { driver } => format!("{driver} answers again"),
+            Report::Reachability { reachability } => match *reachability {
+                "public" => "reachable directly from outside (public)".to_owned(),
+                "private" => {
+                    "not reachable directly from outside (private): reached through a relay"
+                        .to_owned()
+                }
+                other => format!("reachability {other}"),
+            },
             Report::Warning { message, .. } => format!("warning: {message}"),
             Report::Stopped { reason } => format!("stopped ({reason})"),
         }
@@ -374,6 +394,11 @@ mod tests {
             reason: Stop::ExitAfter.as_str(),
         };
         assert_eq!(r.human(), "stopped (exit_after)");
+        let r = Report::Reachability {
+            reachability: super::reachability_name(multidriver::core::Reachability::Private),
+        };
+        assert_eq!(json(&r)["reachability"], "private");
+        assert!(r.human().contains("through a relay"), "{}", r.human());
     }
 
     /// One report of every kind; the match makes a new kind fail to
@@ -423,6 +448,9 @@ mod tests {
             Report::DriverRecovered {
                 driver: "mdns".into(),
             },
+            Report::Reachability {
+                reachability: "private",
+            },
             Report::warning("listener", None, None, String::new()),
             Report::Stopped {
                 reason: "interrupt",
@@ -437,6 +465,7 @@ mod tests {
                 | Report::Switched { .. }
                 | Report::Lost { .. }
                 | Report::DriverRecovered { .. }
+                | Report::Reachability { .. }
                 | Report::Warning { .. }
                 | Report::Stopped { .. } => {}
             }
