@@ -20,6 +20,13 @@
 //!   between the regions. Each round trip is sampled with jitter and a heavy
 //!   tail; loss costs a 1 s retransmission. A cellular radio that is idle
 //!   adds its promotion delay.
+//! - **NATs and relays**: every attachment has a NAT (`nat` on a LAN for
+//!   its Wi-Fi and Ethernet hosts, on a group for its cellular carrier;
+//!   carrier-grade by default). A dial into a NAT times out. Rendezvous
+//!   points with `relay = true` are circuit relays: private nodes reserve
+//!   on them and advertise relayed addresses; a circuit costs the legs to
+//!   and from the relay and is cut at 2 min or 128 KiB. DCUtR runs on every
+//!   relayed connection, succeeding by NAT pair as measured (70 % overall).
 //! - **Handshakes** take the transport's round trips (QUIC 1, TCP + Noise +
 //!   yamux 4). A dial to an address that no longer exists black-holes until
 //!   the transport gives up.
@@ -75,7 +82,8 @@
 //! # Not modelled yet
 //!
 //! Link bandwidth (messages are small; BLE's low rate does not show),
-//! rendezvous server limits, BLE data routes (sightings hand over the
+//! rendezvous server and relay reservation limits, the callee's side of a
+//! hole punch, BLE data routes (sightings hand over the
 //! peer's IP addresses; BLE routes arrive with the libp2p adapter's BLE
 //! transport), and inbound connections: each node dials its own contacts
 //! and the callee does not adopt the connection.
@@ -114,6 +122,7 @@
 mod agent;
 mod error;
 mod metrics;
+mod nat;
 mod plot;
 mod report;
 mod rng;
@@ -124,7 +133,7 @@ mod world;
 use std::sync::Arc;
 
 pub use error::Error;
-pub use metrics::{EnergyByRadio, FailoverByCause, Percentiles, PolicyResult};
+pub use metrics::{EnergyByRadio, FailoverByCause, NatCounts, Percentiles, PolicyResult};
 pub use plot::write_plots;
 pub use report::Report;
 pub use run::Progress;

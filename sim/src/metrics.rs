@@ -15,6 +15,16 @@ pub(crate) struct Metrics {
     pub(crate) samples_connected: u64,
     pub(crate) samples_usable: u64,
     pub(crate) samples_best: u64,
+    /// Of `samples_usable`, those on a direct (not relayed) connection.
+    pub(crate) samples_direct: u64,
+    /// Relayed connections opened.
+    pub(crate) relayed_opened: u64,
+    /// DCUtR runs (one per relayed connection), and those that opened a
+    /// direct path.
+    pub(crate) punches: u64,
+    pub(crate) punches_ok: u64,
+    /// Circuits a relay cut at its duration or byte limit.
+    pub(crate) circuits_cut: u64,
     pub(crate) switches: u64,
     pub(crate) discoveries: u64,
     pub(crate) answered: u64,
@@ -97,6 +107,20 @@ pub struct EnergyByRadio {
     pub ble: f64,
 }
 
+/// Relays and hole punching in one policy's run.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct NatCounts {
+    /// Relayed connections that opened.
+    pub relayed_connections: u64,
+    /// DCUtR runs (one per relayed connection, up to 3 attempts each).
+    pub hole_punches: u64,
+    /// Those that opened a direct path.
+    pub hole_punches_ok: u64,
+    /// Circuits a relay cut at its duration or byte limit (each one a
+    /// reconnect).
+    pub circuits_cut: u64,
+}
+
 /// Failover split by what killed the route in use.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct FailoverByCause {
@@ -131,6 +155,12 @@ pub struct PolicyResult {
     /// Of the time connected over a working route, the share spent on the
     /// best route available (the lowest RTT, within 1 ms).
     pub best_route_share: Option<f64>,
+    /// Of the time connected over a working route, the share spent on a
+    /// direct path (a plain or hole-punched connection, not a relay).
+    pub direct_share: Option<f64>,
+    /// Relayed connections opened, DCUtR runs on them, hole punches that
+    /// opened a direct path, and circuits a relay cut at its limits.
+    pub nat: NatCounts,
     /// Primary route changes per node-hour.
     pub switches_per_node_hour: f64,
     /// Modelled radio energy per node-hour, joules.
@@ -202,6 +232,13 @@ impl Metrics {
             failover_by_cause,
             usable_share: ratio(self.samples_usable, self.samples_reachable),
             best_route_share: ratio(self.samples_best, self.samples_usable),
+            direct_share: ratio(self.samples_direct, self.samples_usable),
+            nat: NatCounts {
+                relayed_connections: self.relayed_opened,
+                hole_punches: self.punches,
+                hole_punches_ok: self.punches_ok,
+                circuits_cut: self.circuits_cut,
+            },
             switches_per_node_hour: per_hour(self.switches as f64),
             energy_j_per_node_hour: per_hour(self.joules),
             energy_by_radio: EnergyByRadio {

@@ -276,6 +276,13 @@ mod tests {
             },
             usable_share: None,
             best_route_share: None,
+            direct_share: None,
+            nat: crate::NatCounts {
+                relayed_connections: 0,
+                hole_punches: 0,
+                hole_punches_ok: 0,
+                circuits_cut: 0,
+            },
             switches_per_node_hour: 0.0,
             energy_j_per_node_hour: energy,
             energy_by_radio: crate::EnergyByRadio {

@@ -140,6 +140,25 @@ impl Report {
                 cell(&c.peer_moved)
             );
         }
+        if self.policies.iter().any(|p| p.nat.relayed_connections > 0) {
+            let _ = writeln!(
+                s,
+                "\nrelays and hole punching:\n{:<26} {:>8} {:>8} {:>8} {:>14} {:>12}",
+                "policy", "ttfc p50", "direct", "relayed", "punched/tried", "circuits cut"
+            );
+            for p in &self.policies {
+                let _ = writeln!(
+                    s,
+                    "{:<26} {:>8} {:>8} {:>8} {:>14} {:>12}",
+                    p.policy,
+                    secs(p.time_to_first_connection.p50),
+                    pct(p.direct_share),
+                    p.nat.relayed_connections,
+                    format!("{}/{}", p.nat.hole_punches_ok, p.nat.hole_punches),
+                    p.nat.circuits_cut
+                );
+            }
+        }
         for base in ["libp2p-stock", "libp2p-tuned", "oracle"] {
             let Some(b) = self.find(base) else { continue };
             let _ = writeln!(
@@ -183,7 +202,10 @@ impl Report {
              existed (s); usable: share of reachable time connected over a working route; best: share of \
              that on the lowest-RTT route; sw: route switches; J: radio energy; LTE↑: cellular promotions; \
              lost: app messages sent into dead connections, dropped from a full queue or never delivered; msg p99: \
-             send-to-delivery delay of delivered messages."
+             send-to-delivery delay of delivered messages; direct: share of connected time on a direct \
+             (plain or hole-punched) path rather than a relay; relayed: relayed connections opened; \
+             punched/tried: DCUtR runs that opened a direct path; circuits cut: at the relay's 2 min / \
+             128 KiB limits."
         );
         s
     }

@@ -9,8 +9,11 @@ use multidriver_scoring::energy::{self, RadioProfile};
 use multidriver_scoring::rtt::access_hop;
 use multidriver_scoring::{CellularGeneration, Medium, PowerState, Timestamp};
 
+use libp2p_identity::PeerId;
+
+use crate::nat::{PunchSide, admits_unsolicited, punchable};
 use crate::rng::Rng;
-use crate::scenario::{CellularKind, Scenario};
+use crate::scenario::{CellularKind, Nat, Scenario};
 
 /// A node's interface slots. BLE is a discovery radio only (see the crate
 /// docs: the BLE data transport comes with the libp2p adapter).
@@ -79,13 +82,48 @@ pub(crate) struct AddrKey {
     /// A private LAN address (reachable only from the same LAN).
     pub(crate) lan: bool,
     pub(crate) quic: bool,
+    /// A relayed address (`/p2p-circuit`) through this relay (a rendezvous
+    /// point's index): `node` is the peer behind the relay, and `kind` and
+    /// `epoch` mean nothing (the peer's reservation is over whichever
+    /// interface it routes through, [`World::reservation`]).
+    pub(crate) relay: Option<u16>,
 }
 
 /// Port numbers encode the epoch and the interface kind.
 const PORT_BASE: u16 = 10_000;
 const EPOCHS: u16 = 13_000;
 
+/// The first octet of a relay's public address (`20.0.hi.lo`, the relay's
+/// index in the low two octets).
+const RELAY_NET: u8 = 20;
+
 impl AddrKey {
+    /// `node`'s relayed address through relay `relay`.
+    pub(crate) fn relayed(node: u32, relay: u16) -> AddrKey {
+        AddrKey {
+            node,
+            kind: IfKind::Wifi,
+            epoch: 0,
+            lan: false,
+            quic: true,
+            relay: Some(relay),
+        }
+    }
+
+    /// A direct public address of `node` over `kind` at `epoch`, QUIC.
+    pub(crate) fn public(node: u32, kind: IfKind, epoch: u16) -> AddrKey {
+        AddrKey {
+            node,
+            kind,
+            epoch,
+            lan: false,
+            quic: true,
+            relay: None,
+        }
+    }
+
+    /// The multiaddr of a direct address; a relayed one needs the peer ids
+    /// ([`AddrKey::to_multiaddr_with`]).
     pub(crate) fn to_multiaddr(self) -> Multiaddr {
         let [_, b, c, d] = self.node.to_be_bytes();
         // LAN addresses in 10/8 (private, so scoring sees a LAN scope);
@@ -98,6 +136,54 @@ impl AddrKey {
         } else {
             ip.with(Protocol::Tcp(port))
         }
+    }
+
+    /// The multiaddr of any address: a relayed one is the relay's QUIC
+    /// address, its peer id, `/p2p-circuit` and the peer's id.
+    pub(crate) fn to_multiaddr_with(
+        self,
+        relays: &[PeerId],
+        peers: &[PeerId],
+    ) -> Option<Multiaddr> {
+        let Some(r) = self.relay else {
+            return Some(self.to_multiaddr());
+        };
+        let [_, _, hi, lo] = u32::from(r).to_be_bytes();
+        Some(
+            Multiaddr::empty()
+                .with(Protocol::Ip4(Ipv4Addr::new(RELAY_NET, 0, hi, lo)))
+                .with(Protocol::Udp(4001))
+                .with(Protocol::QuicV1)
+                .with(Protocol::P2p(*relays.get(usize::from(r))?))
+                .with(Protocol::P2pCircuit)
+                .with(Protocol::P2p(*peers.get(self.node as usize)?)),
+        )
+    }
+
+    /// Reads an address [`AddrKey::to_multiaddr_with`] wrote; `index` finds
+    /// a relayed address's peer.
+    pub(crate) fn from_multiaddr_with(
+        addr: &Multiaddr,
+        index: &std::collections::HashMap<PeerId, u32>,
+    ) -> Option<AddrKey> {
+        if !addr.iter().any(|p| matches!(p, Protocol::P2pCircuit)) {
+            return AddrKey::from_multiaddr(addr);
+        }
+        let mut relay = None;
+        let mut peer = None;
+        for p in addr.iter() {
+            match p {
+                Protocol::Ip4(a) => {
+                    let [first, _, hi, lo] = a.octets();
+                    if first == RELAY_NET {
+                        relay = Some(u16::from_be_bytes([hi, lo]));
+                    }
+                }
+                Protocol::P2p(id) => peer = Some(id),
+                _ => {}
+            }
+        }
+        Some(AddrKey::relayed(*index.get(&peer?)?, relay?))
     }
 
     pub(crate) fn from_multiaddr(addr: &Multiaddr) -> Option<AddrKey> {
@@ -122,6 +208,7 @@ impl AddrKey {
             epoch: port / 4,
             lan: first == 10,
             quic,
+            relay: None,
         })
     }
 }
@@ -133,6 +220,8 @@ pub(crate) struct PathClass {
     pub(crate) from: IfKind,
     pub(crate) to: IfKind,
     pub(crate) lan: bool,
+    /// Through a relay.
+    pub(crate) relayed: bool,
 }
 
 /// A radio's energy account: promotions, tails and bytes, from the scoring
@@ -227,6 +316,9 @@ pub(crate) struct Node {
     pub(crate) ble_visible: bool,
     /// The address epoch a cellular attach uses next.
     pub(crate) next_cell_epoch: u16,
+    /// The NAT of its cellular carrier (Wi-Fi and Ethernet have their
+    /// LAN's).
+    pub(crate) cell_nat: Nat,
 }
 
 impl Node {
@@ -304,7 +396,18 @@ impl Node {
                         epoch: i.epoch,
                         lan: is_lan,
                         quic,
+                        relay: None,
                     });
+                }
+            }
+        }
+        // A private node (its default route behind a NAT) holds a
+        // reservation on every relay that is up and advertises the relayed
+        // addresses beside its own.
+        if public && world.reservation(id).is_some() {
+            for (s, srv) in world.servers.iter().enumerate() {
+                if srv.relay && srv.up {
+                    out.push(AddrKey::relayed(id, s as u16));
                 }
             }
         }
@@ -320,11 +423,41 @@ pub(crate) struct Server {
     /// Registrations by namespace (the registering node): addresses and
     /// expiry. One per node: a node advertises its own namespace.
     pub(crate) registrations: Vec<Option<(Vec<AddrKey>, Timestamp)>>,
+    /// It also serves circuit relay v2.
+    pub(crate) relay: bool,
+    /// Counts outages: a circuit opened before the last one died with it.
+    pub(crate) epoch: u32,
+}
+
+/// The lowest-RTT path from one node to another that a connection can take
+/// now, NATs considered.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Best {
+    pub(crate) rtt: Duration,
+    /// The interface it leaves through.
+    pub(crate) via: IfKind,
+    /// The address it reaches: direct (also when punched) or relayed.
+    pub(crate) addr: AddrKey,
+    pub(crate) how: Reach,
+}
+
+/// How a path gets past the NATs on its way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reach {
+    /// A plain dial: the same LAN, or no NAT in front of the peer.
+    Direct,
+    /// Direct, but only after a hole punch over a relayed connection that
+    /// leaves through the same interface (which would succeed).
+    Punched,
+    /// Through a relay the peer holds a reservation on.
+    Relayed,
 }
 
 /// The world one policy runs in.
 pub(crate) struct World {
     pub(crate) scenario: std::sync::Arc<Scenario>,
+    /// The run's seed (hole-punch outcomes are drawn from it).
+    pub(crate) seed: u64,
     pub(crate) nodes: Vec<Node>,
     pub(crate) lans: Vec<crate::scenario::Lan>,
     pub(crate) servers: Vec<Server>,
@@ -381,7 +514,82 @@ pub(crate) const UNREACHABLE_TIMEOUT: Duration = Duration::from_secs(5);
 const SERVER_TIME: Duration = Duration::from_millis(1);
 
 impl World {
+    /// The NAT in front of `node`'s interface `kind` as attached now.
+    pub(crate) fn nat(&self, node: u32, kind: IfKind) -> Nat {
+        let n = &self.nodes[node as usize];
+        match kind {
+            IfKind::Wifi | IfKind::Ethernet => n.ifaces[kind as usize]
+                .lan
+                .map_or(Nat::None, |l| self.lans[l as usize].nat),
+            IfKind::Cellular => n.cell_nat,
+            IfKind::Ble => Nat::None,
+        }
+    }
+
+    /// The interface over which `node` holds its relay reservations: its
+    /// default route, when a NAT stands in front of it (a public node needs
+    /// none).
+    pub(crate) fn reservation(&self, node: u32) -> Option<IfKind> {
+        let n = &self.nodes[node as usize];
+        n.default_route(self)
+            .filter(|&k| n.usable(k) && self.nat(node, k) != Nat::None)
+    }
+
+    /// One side of a hole punch from `node`'s interface `kind`.
+    pub(crate) fn punch_side(&self, node: u32, kind: IfKind) -> PunchSide {
+        PunchSide {
+            node,
+            kind: kind as u8,
+            attach: self.nodes[node as usize].ifaces[kind as usize].attach,
+            nat: self.nat(node, kind),
+        }
+    }
+
+    /// The round trip of a circuit from `from`'s interface `via` through
+    /// relay `relay` to `to`'s interface `to_kind`: the leg to the relay
+    /// plus the leg from the relay to the peer, if the relay is up and both
+    /// legs work.
+    pub(crate) fn relay_rtt(
+        &self,
+        from: u32,
+        via: IfKind,
+        relay: u16,
+        to: u32,
+        to_kind: IfKind,
+    ) -> Option<Duration> {
+        let srv = self.servers.get(usize::from(relay))?;
+        let (a, b) = (&self.nodes[from as usize], &self.nodes[to as usize]);
+        let ok = srv.relay
+            && srv.up
+            && a.usable(via)
+            && a.has_internet(via, self)
+            && b.usable(to_kind)
+            && b.has_internet(to_kind, self);
+        ok.then(|| {
+            self.server_rtt(from, via, usize::from(relay))
+                + self.server_rtt(to, to_kind, usize::from(relay))
+        })
+    }
+
+    /// The path a new dial of `to` from `via` would take, if the dial can
+    /// get through: as [`World::usable_path`], and a direct internet
+    /// address only when no NAT stands in front of it (a NAT drops the
+    /// unsolicited packets: the dial times out).
+    pub(crate) fn dial_path(&self, from: u32, via: IfKind, to: AddrKey) -> Option<Duration> {
+        if !to.lan && to.relay.is_none() && !admits_unsolicited(self.nat(to.node, to.kind)) {
+            return None;
+        }
+        self.usable_path(from, via, to)
+    }
+
+    /// The path packets between `from`'s `via` and `to` take, if it works
+    /// now, NATs aside (a connection already open, or punched, passes its
+    /// NATs).
     pub(crate) fn usable_path(&self, from: u32, via: IfKind, to: AddrKey) -> Option<Duration> {
+        if let Some(relay) = to.relay {
+            let k = self.reservation(to.node)?;
+            return self.relay_rtt(from, via, relay, to.node, k);
+        }
         let a = &self.nodes[from as usize];
         let b = &self.nodes[to.node as usize];
         if !a.usable(via) || !b.usable(to.kind) || via == IfKind::Ble || to.kind == IfKind::Ble {
@@ -483,10 +691,18 @@ impl World {
         ((pa[0] - pb[0]).powi(2) + (pa[1] - pb[1]).powi(2)).sqrt()
     }
 
-    /// The lowest-RTT path from `from` to `to` that works now, if any.
-    pub(crate) fn best_path(&self, from: u32, to: u32) -> Option<(Duration, IfKind, AddrKey)> {
+    /// The lowest-RTT path from `from` to `to` that a connection can take
+    /// now, if any: a direct path the NATs let a dial through, a direct
+    /// path a hole punch would open (over a relayed connection through the
+    /// same interface), or a relayed one.
+    pub(crate) fn best_path(&self, from: u32, to: u32) -> Option<Best> {
         let b = &self.nodes[to as usize];
-        let mut best: Option<(Duration, IfKind, AddrKey)> = None;
+        let mut best: Option<Best> = None;
+        let mut offer = |c: Best| {
+            if best.is_none_or(|x| c.rtt < x.rtt) {
+                best = Some(c);
+            }
+        };
         for via in IfKind::IP {
             for kind in IfKind::IP {
                 let epoch = b.ifaces[kind as usize].epoch;
@@ -497,16 +713,64 @@ impl World {
                         epoch,
                         lan,
                         quic: true,
+                        relay: None,
                     };
-                    if let Some(rtt) = self.usable_path(from, via, key)
-                        && best.is_none_or(|(r, _, _)| rtt < r)
-                    {
-                        best = Some((rtt, via, key));
+                    if let Some(rtt) = self.dial_path(from, via, key) {
+                        offer(Best {
+                            rtt,
+                            via,
+                            addr: key,
+                            how: Reach::Direct,
+                        });
                     }
+                }
+            }
+            let Some((rtt, relayed)) = self.best_relayed(from, to, via) else {
+                continue;
+            };
+            offer(Best {
+                rtt,
+                via,
+                addr: relayed,
+                how: Reach::Relayed,
+            });
+            // DCUtR over that circuit punches toward the peer's
+            // reservation interface.
+            if let Some(k) = self.reservation(to) {
+                let key = AddrKey::public(to, k, b.ifaces[k as usize].epoch);
+                if let Some(rtt) = self.usable_path(from, via, key)
+                    && punchable(
+                        self.seed,
+                        self.punch_side(from, via),
+                        self.punch_side(to, k),
+                    )
+                {
+                    offer(Best {
+                        rtt,
+                        via,
+                        addr: key,
+                        how: Reach::Punched,
+                    });
                 }
             }
         }
         best
+    }
+
+    /// The lowest-RTT relayed path from `from`'s `via` to `to`.
+    pub(crate) fn best_relayed(
+        &self,
+        from: u32,
+        to: u32,
+        via: IfKind,
+    ) -> Option<(Duration, AddrKey)> {
+        let k = self.reservation(to)?;
+        (0..self.servers.len() as u16)
+            .filter_map(|s| {
+                self.relay_rtt(from, via, s, to, k)
+                    .map(|rtt| (rtt, AddrKey::relayed(to, s)))
+            })
+            .min_by_key(|(rtt, a)| (*rtt, a.relay))
     }
 
     /// Nodes on the same LAN as `node`'s interface `via` that answer mDNS.
@@ -559,6 +823,7 @@ impl World {
                         epoch: i.epoch,
                         lan: true,
                         quic,
+                        relay: None,
                     });
                 }
             }
@@ -604,6 +869,7 @@ mod tests {
                         epoch: 12_345,
                         lan,
                         quic,
+                        relay: None,
                     };
                     let m = k.to_multiaddr();
                     assert_eq!(AddrKey::from_multiaddr(&m), Some(k), "{m}");
@@ -614,6 +880,46 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn relayed_addresses_round_trip_through_multiaddrs() {
+        let id = |b: u8| {
+            libp2p_identity::Keypair::ed25519_from_bytes([b; 32])
+                .unwrap()
+                .public()
+                .to_peer_id()
+        };
+        let peers = vec![id(1), id(2), id(3)];
+        let relays = vec![id(9), id(8)];
+        let index = peers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (*p, i as u32))
+            .collect();
+        let k = AddrKey::relayed(2, 1);
+        let m = k.to_multiaddr_with(&relays, &peers).unwrap();
+        let text = m.to_string();
+        assert!(
+            text.ends_with(&format!("/p2p/{}/p2p-circuit/p2p/{}", relays[1], peers[2])),
+            "{text}"
+        );
+        assert_eq!(AddrKey::from_multiaddr_with(&m, &index), Some(k));
+        assert_eq!(
+            multidriver_scoring::Scope::of(&m),
+            multidriver_scoring::Scope::Internet
+        );
+        // A relay or peer the tables do not hold has no address.
+        assert_eq!(
+            AddrKey::relayed(7, 1).to_multiaddr_with(&relays, &peers),
+            None
+        );
+        // Direct addresses read back as before.
+        let d = AddrKey::public(2, IfKind::Cellular, 3);
+        assert_eq!(
+            AddrKey::from_multiaddr_with(&d.to_multiaddr(), &index),
+            Some(d)
+        );
     }
 
     #[test]

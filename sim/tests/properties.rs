@@ -58,8 +58,9 @@ fn event() -> impl Strategy<Value = Event> {
 const GROUPS: [&str; 3] = ["phones", "desktops", "walkers"];
 
 /// A small world: phones on Wi-Fi and 4G, desktops on Ethernet, walkers on
-/// 4G with BLE, two LANs of each kind, a DHT and two rendezvous points, and
-/// the events given.
+/// 4G with BLE, two LANs of each kind (behind a cone, an address-dependent
+/// or no NAT; cellular behind carrier-grade NAT), a DHT and two rendezvous
+/// points, one a relay, and the events given.
 fn scenario(seed: u64, interval_s: f64, events: &[Event]) -> String {
     let mut s = format!(
         r#"
@@ -77,6 +78,7 @@ max_events_per_node_second = {EVENT_BOUND}
 [[lans]]
 name = "home"
 rtt_ms = 4
+nat = "cone"
 [[lans]]
 name = "cafe"
 rtt_ms = 9
@@ -85,6 +87,7 @@ internet = false
 name = "office"
 medium = "ethernet"
 rtt_ms = 1
+nat = "address-dependent"
 [[lans]]
 name = "lab"
 medium = "ethernet"
@@ -93,6 +96,7 @@ rtt_ms = 2
 [dht]
 [[rendezvous]]
 name = "a"
+relay = true
 [[rendezvous]]
 name = "b"
 

@@ -130,3 +130,162 @@ fn a_malformed_scenario_names_the_file_line_and_field() {
         .to_string();
     assert!(e.contains("line 3") && e.contains("bogus"), "{e}");
 }
+
+#[test]
+fn cgnat_runs_and_both_stacks_connect_relayed_first() {
+    let s = scenario("cgnat");
+    let policies = ["multidriver", "libp2p-stock", "oracle"];
+    let r = run_with(&s, &policies, 2);
+    println!("{}", r.table());
+    for name in policies {
+        let p = get(&r, name);
+        // Every contact connects, through the relay first.
+        assert_eq!(p.time_to_first_connection.unfinished, 0, "{name}: {p:?}");
+        assert!(p.nat.relayed_connections > 0, "{name}: {:?}", p.nat);
+        assert!(p.usable_share.unwrap() > 0.95, "{name}: {p:?}");
+        // Phone ↔ phone and most phone → desktop pairs stay relayed; the
+        // desktops across the two routers punch.
+        let direct = p.direct_share.unwrap();
+        assert!(0.05 < direct && direct < 0.9, "{name}: direct {direct}");
+        assert!(p.nat.hole_punches_ok > 0, "{name}: {:?}", p.nat);
+        assert!(
+            p.nat.hole_punches_ok < p.nat.hole_punches,
+            "{name}: {:?}",
+            p.nat
+        );
+        // Phone ↔ phone circuits hit the relay's 2 min limit.
+        assert!(p.nat.circuits_cut > 0, "{name}: {:?}", p.nat);
+    }
+    // The engine starts the relay beside the first direct attempt; stock
+    // smart dial starts it 250 ms after its direct addresses.
+    let md = get(&r, "multidriver").time_to_first_connection.p50.unwrap();
+    let stock = get(&r, "libp2p-stock")
+        .time_to_first_connection
+        .p50
+        .unwrap();
+    assert!(md < stock, "ttfc p50: multidriver {md} vs stock {stock}");
+    // The same scenario and seed give the same run.
+    assert_eq!(r.to_json(), run_with(&s, &policies, 1).to_json());
+}
+
+/// Phones on 4G only, each talking to another, behind `nat`, with one relay.
+fn phones_behind(nat: &str, message_bytes: u32, message_interval_s: f64) -> Scenario {
+    Scenario::from_toml_str(&format!(
+        r#"
+name = "phones behind {nat}"
+duration_s = 610
+seed = 5
+[traffic]
+message_interval_s = {message_interval_s}
+message_bytes = {message_bytes}
+[[rendezvous]]
+name = "relay"
+relay = true
+[[groups]]
+name = "phones"
+count = 6
+cellular = "4g"
+nat = "{nat}"
+contacts = [{{ group = "phones", count = 1 }}]
+"#
+    ))
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn two_cgnat_phones_never_connect_directly_but_cone_ones_punch() {
+    let all = [
+        "multidriver",
+        "libp2p-stock",
+        "libp2p-tuned",
+        "tinder",
+        "oracle",
+    ];
+    let r = run_with(&phones_behind("cgnat", 200, 5.0), &all, 2);
+    for name in all {
+        let p = get(&r, name);
+        // Invariants are checked as the run goes: no direct connection got
+        // past a NAT without a punch.
+        assert_eq!(p.direct_share, Some(0.0), "{name}: {p:?}");
+        assert_eq!(p.nat.hole_punches_ok, 0, "{name}: {:?}", p.nat);
+        assert!(p.nat.hole_punches > 0, "{name}: {:?}", p.nat);
+        assert!(p.usable_share.unwrap() > 0.9, "{name}: {p:?}");
+    }
+    // Behind cone NATs the same phones punch (95 % of pairs) and stay direct.
+    let r = run_with(&phones_behind("cone", 200, 5.0), &all, 2);
+    for name in all {
+        let p = get(&r, name);
+        assert!(p.direct_share.unwrap() > 0.5, "{name}: {p:?}");
+        assert!(p.nat.hole_punches_ok > 0, "{name}: {:?}", p.nat);
+    }
+}
+
+#[test]
+fn a_relayed_connection_is_cut_at_the_circuit_limits() {
+    let policies = ["multidriver", "libp2p-stock", "oracle"];
+    // By duration: 600 s of relayed connections for 6 phones, each cut at
+    // 2 min: at least 4 cuts per phone, and no more than one per 2 min.
+    let r = run_with(&phones_behind("cgnat", 200, 5.0), &policies, 2);
+    for name in policies {
+        let cut = get(&r, name).nat.circuits_cut;
+        assert!((6 * 4..=6 * 5).contains(&cut), "{name}: {cut} cuts");
+    }
+    // By bytes: 16 KiB a second fills 128 KiB within 8 s, so circuits are
+    // cut far more often than every 2 min.
+    let r = run_with(&phones_behind("cgnat", 16 * 1024, 1.0), &policies, 2);
+    for name in policies {
+        let cut = get(&r, name).nat.circuits_cut;
+        assert!(cut > 6 * 20, "{name}: {cut} cuts");
+    }
+}
+
+#[test]
+fn an_unknown_nat_names_the_field_and_the_allowed_values() {
+    let e = Scenario::from_toml_str(
+        "name = \"x\"\nduration_s = 5\ngroups = []\n[[lans]]\nname = \"l\"\nrtt_ms = 1\nnat = \"full\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("lans.nat") && e.contains("full"), "{e}");
+    assert!(
+        e.contains("address-dependent") && e.contains("cgnat"),
+        "{e}"
+    );
+    let e = Scenario::from_toml_str(
+        "name = \"x\"\nduration_s = 5\n[[groups]]\nname = \"g\"\ncount = 1\ncellular = \"4g\"\nnat = \"open\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("groups.nat") && e.contains("line 7"), "{e}");
+}
+
+#[test]
+fn every_shipped_scenario_states_its_nats() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains("# NATs:"),
+            "{} says nothing of its NATs",
+            path.display()
+        );
+        let s = Scenario::load(&path).unwrap();
+        // Every LAN with an uplink and every group with cellular says which
+        // NAT it means: as many `nat =` lines as those.
+        let expected = s.lans.iter().filter(|l| l.internet).count()
+            + s.groups.iter().filter(|g| g.cellular.is_some()).count();
+        let stated = text
+            .lines()
+            .filter(|l| l.trim_start().starts_with("nat ="))
+            .count();
+        assert!(
+            stated >= expected,
+            "{}: {stated} `nat =` for {expected}",
+            path.display()
+        );
+    }
+}

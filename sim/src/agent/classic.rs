@@ -23,6 +23,11 @@ use crate::world::{AddrKey, IfKind, MDNS_FIRST_PROBE, MDNS_QUERY_INTERVAL, MDNS_
 const PRIVATE_DELAY: Duration = Duration::from_millis(30);
 /// See [`PRIVATE_DELAY`].
 const PUBLIC_DELAY: Duration = Duration::from_millis(250);
+/// Smart dial starts relayed addresses this long after the dial begins when
+/// the peer has public direct addresses, at once when it has none
+/// (libp2p-swarm 0.48 `dial_ranker.rs`, `RELAY_DELAY`, ported from
+/// go-libp2p's ranker).
+const RELAY_DELAY: Duration = Duration::from_millis(250);
 /// libp2p-swarm dials at most 8 addresses of one peer at once (the default
 /// dial concurrency factor).
 const DIAL_CONCURRENCY: usize = 8;
@@ -265,6 +270,25 @@ impl ClassicAgent {
         };
         p.addrs.retain(|_, k| k.expires.is_none_or(|e| e > now));
         let mut plan: Vec<(Timestamp, AddrKey)> = Vec::new();
+        let usable = |a: &AddrKey| {
+            skip_via.is_none_or(|k| via_for(world, me, *a, &losing).is_some_and(|v| v != k))
+        };
+        // Relayed addresses (a private peer's reservation on a relay): after
+        // the direct ones, as the ranker puts them.
+        let public = p
+            .addrs
+            .keys()
+            .any(|a| !a.lan && a.relay.is_none() && usable(a));
+        let mut relayed: Vec<(&AddrKey, &Known)> = p
+            .addrs
+            .iter()
+            .filter(|(a, _)| a.relay.is_some() && usable(a))
+            .collect();
+        relayed.sort_by_key(|(a, k)| (std::cmp::Reverse(k.learned), **a));
+        let offset = if public { RELAY_DELAY } else { Duration::ZERO };
+        for (at, a) in smart_dial_delays(relayed.iter().map(|(a, _)| **a), PUBLIC_DELAY) {
+            plan.push((now + offset + at, a));
+        }
         for lan in [true, false] {
             // Within a group: QUIC before TCP; the real ranker then prefers
             // IPv6 and lower ports, which mean nothing in the simulator's
@@ -272,11 +296,8 @@ impl ClassicAgent {
             let mut group: Vec<(&AddrKey, &Known)> = p
                 .addrs
                 .iter()
-                .filter(|(a, _)| a.lan == lan)
-                .filter(|(a, _)| {
-                    skip_via
-                        .is_none_or(|k| via_for(world, me, **a, &losing).is_some_and(|v| v != k))
-                })
+                .filter(|(a, _)| a.lan == lan && a.relay.is_none())
+                .filter(|(a, _)| usable(a))
                 .collect();
             group.sort_by_key(|(a, k)| (!a.quic, std::cmp::Reverse(k.learned), **a));
             let d = if lan { PRIVATE_DELAY } else { PUBLIC_DELAY };
@@ -670,6 +691,42 @@ impl Agent for ClassicAgent {
                 self.closed(conn);
             }
             Input::NeedPeer { peer } => self.dial(peer, now, world),
+            // DCUtR (libp2p-dcutr beside the relay client, as the rust-libp2p
+            // hole-punching example wires it) opened a direct connection
+            // from the relayed one: the app moves its traffic to it and
+            // closes the circuit. A failed punch leaves the circuit as it is;
+            // nothing remembers it, so the next relayed connection punches
+            // again.
+            Input::HolePunched {
+                relayed,
+                peer,
+                addr,
+                via,
+            } => {
+                let conn = self.id();
+                let Some(p) = self.peers.get_mut(&peer) else {
+                    return;
+                };
+                if p.conn != Some(relayed) {
+                    return;
+                }
+                p.conn = Some(conn);
+                p.conn_via = Some(via);
+                self.conn_peer.insert(conn, (peer, addr, Some(via)));
+                self.conn_peer.remove(&relayed);
+                self.out.push_back(Output::Adopt {
+                    conn,
+                    peer,
+                    addr,
+                    via,
+                });
+                self.out.push_back(Output::Primary {
+                    peer,
+                    conn: Some(conn),
+                });
+                self.out.push_back(Output::Close { conn: relayed });
+            }
+            Input::HolePunchFailed { .. } => {}
         }
     }
 

@@ -36,6 +36,8 @@ pub(crate) enum DriverSet {
 pub(crate) struct Identities {
     pub(crate) peers: Vec<PeerId>,
     pub(crate) index: std::collections::HashMap<PeerId, u32>,
+    /// Each rendezvous point's id (its relay's, when it is one).
+    pub(crate) relays: Vec<PeerId>,
 }
 
 pub(crate) struct EngineAgent {
@@ -170,7 +172,11 @@ impl EngineAgent {
         let Some(&pid) = self.ids.peers.get(peer as usize) else {
             return;
         };
-        let multiaddr = addr.to_multiaddr();
+        // A relayed address goes through the relay's address to the peer:
+        // `<relay>/p2p/<relay id>/p2p-circuit/p2p/<peer id>`.
+        let Some(multiaddr) = addr.to_multiaddr_with(&self.ids.relays, &self.ids.peers) else {
+            return;
+        };
         for kind in IfKind::IP {
             let reachable = self.up[kind as usize]
                 && if addr.lan {
@@ -280,9 +286,10 @@ impl EngineAgent {
                     interface,
                     ..
                 } => {
-                    let (Some(key), Some(via)) =
-                        (AddrKey::from_multiaddr(&addr), kind_of(interface))
-                    else {
+                    let (Some(key), Some(via)) = (
+                        AddrKey::from_multiaddr_with(&addr, &self.ids.index),
+                        kind_of(interface),
+                    ) else {
                         // Not an address the simulator made: fail it at once.
                         self.engine
                             .handle_dial_failed(connection, self.engine_now());
@@ -512,6 +519,31 @@ impl Agent for EngineAgent {
                 }
             }
             Input::PathsChanged { .. } => {}
+            // DCUtR opened a direct connection from a relayed one: the
+            // engine takes it (and moves off the circuit make-before-break),
+            // as the libp2p adapter does with DCUtR's event.
+            Input::HolePunched {
+                peer, addr, via, ..
+            } => {
+                if let Some(&pid) = self.ids.peers.get(peer as usize)
+                    && let Ok(c) =
+                        self.engine
+                            .handle_hole_punched(pid, addr.to_multiaddr(), iface(via), now)
+                {
+                    self.conns.insert(c.get(), c);
+                    self.out.push_back(Output::Adopt {
+                        conn: c.get(),
+                        peer,
+                        addr,
+                        via,
+                    });
+                }
+            }
+            Input::HolePunchFailed { peer, via, .. } => {
+                if let Some(&pid) = self.ids.peers.get(peer as usize) {
+                    self.engine.handle_hole_punch_failed(pid, iface(via), now);
+                }
+            }
         }
         self.drain();
     }

@@ -101,6 +101,21 @@ pub(crate) enum Input {
     PathsChanged {
         peer: u32,
     },
+    /// DCUtR over the relayed connection `relayed` opened a direct path to
+    /// `peer`'s address `addr` from the interface `via`. The policy takes
+    /// the new connection with [`Output::Adopt`] (or leaves it).
+    HolePunched {
+        relayed: u64,
+        peer: u32,
+        addr: AddrKey,
+        via: IfKind,
+    },
+    /// Every DCUtR attempt over a relayed connection to `peer` (leaving
+    /// through `via`) failed; the circuit stays.
+    HolePunchFailed {
+        peer: u32,
+        via: IfKind,
+    },
 }
 
 /// What a policy asks the simulator to do.
@@ -141,6 +156,14 @@ pub(crate) enum Output {
     Primary {
         peer: u32,
         conn: Option<u64>,
+    },
+    /// The direct connection a hole punch opened ([`Input::HolePunched`]),
+    /// numbered `conn` by the policy.
+    Adopt {
+        conn: u64,
+        peer: u32,
+        addr: AddrKey,
+        via: IfKind,
     },
 }
 

@@ -1,13 +1,17 @@
 //! The lower bound: a policy that knows the true best path at every instant,
 //! needs no discovery and no keep-alives, and moves the moment a better path
-//! appears or the current one dies.
+//! appears or the current one dies. It respects NATs: it takes the best
+//! path a connection can take (`World::best_path`): a direct one where the
+//! NATs let a dial through, else a direct one a hole punch would open
+//! (reached, as anyone must, through a relayed connection first), else a
+//! relayed one.
 
 use std::collections::{BTreeMap, VecDeque};
 
 use multidriver_scoring::{Medium, Timestamp};
 
 use super::{Agent, Input, Liveness, Output, PING_TIMEOUT};
-use crate::world::{AddrKey, IfKind, World};
+use crate::world::{AddrKey, IfKind, Reach, World};
 
 #[derive(Debug, Default)]
 struct Peer {
@@ -44,8 +48,33 @@ impl OracleAgent {
         let same = |x: &Option<(u64, IfKind, AddrKey)>, via: IfKind, a: AddrKey| {
             x.is_some_and(|(_, v, k)| v == via && k == a)
         };
-        match best {
-            Some((_, via, addr)) => {
+        let relayed_over = |x: &Option<(u64, IfKind, AddrKey)>, via: IfKind| {
+            x.is_some_and(|(_, v, k)| v == via && k.relay.is_some())
+        };
+        // What to dial: the best path itself, or for one a hole punch would
+        // open, a relayed connection over the same interface first (DCUtR
+        // runs on it, and the punched connection replaces it).
+        let target = best.and_then(|b| match b.how {
+            Reach::Direct | Reach::Relayed => Some((b.via, b.addr)),
+            Reach::Punched => {
+                if same(&p.conn, b.via, b.addr) {
+                    Some((b.via, b.addr))
+                } else {
+                    world
+                        .best_relayed(self.me, peer, b.via)
+                        .map(|(_, r)| (b.via, r))
+                }
+            }
+        });
+        if best.is_some_and(|b| b.how == Reach::Punched)
+            && (relayed_over(&p.conn, best.map_or(IfKind::Wifi, |b| b.via))
+                || relayed_over(&p.dialing, best.map_or(IfKind::Wifi, |b| b.via)))
+        {
+            // The punch is on its way over the circuit.
+            return;
+        }
+        match target {
+            Some((via, addr)) => {
                 if same(&p.conn, via, addr) || same(&p.dialing, via, addr) {
                     return;
                 }
@@ -94,6 +123,34 @@ impl Agent for OracleAgent {
                 }
             }
             Input::PathsChanged { peer } => self.reconsider(peer, world),
+            Input::HolePunched {
+                relayed,
+                peer,
+                addr,
+                via,
+            } => {
+                let Some(p) = self.peers.get_mut(&peer) else {
+                    return;
+                };
+                if p.conn.is_none_or(|c| c.0 != relayed) {
+                    return;
+                }
+                self.next_id += 1;
+                let conn = self.next_id;
+                p.conn = Some((conn, via, addr));
+                self.out.push_back(Output::Adopt {
+                    conn,
+                    peer,
+                    addr,
+                    via,
+                });
+                self.out.push_back(Output::Primary {
+                    peer,
+                    conn: Some(conn),
+                });
+                self.out.push_back(Output::Close { conn: relayed });
+                self.reconsider(peer, world);
+            }
             Input::DialSucceeded { conn } => {
                 let Some((&peer, p)) = self
                     .peers
@@ -120,7 +177,10 @@ impl Agent for OracleAgent {
                         p.dialing = None;
                         Some(peer)
                     } else if p.conn.is_some_and(|d| d.0 == conn) {
+                        // Closed under it (a relay cut the circuit): the app
+                        // holds its messages until the next connection.
                         p.conn = None;
+                        self.out.push_back(Output::Primary { peer, conn: None });
                         Some(peer)
                     } else {
                         None

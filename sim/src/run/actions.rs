@@ -106,8 +106,23 @@ impl Sim<'_> {
         let n = node as usize;
         let online = node != u32::MAX && self.world.nodes[n].online;
         match a {
-            Action::RendezvousDown(i) => self.world.servers[*i].up = false,
-            Action::RendezvousUp(i) => self.world.servers[*i].up = true,
+            Action::RendezvousDown(i) | Action::RendezvousUp(i) => {
+                let up = matches!(a, Action::RendezvousUp(_));
+                let srv = &mut self.world.servers[*i];
+                if !up && srv.up {
+                    // Its circuits die with it.
+                    srv.epoch = srv.epoch.wrapping_add(1);
+                }
+                srv.up = up;
+                if srv.relay {
+                    // Relayed paths through it come or go for everyone.
+                    for node in 0..self.world.nodes.len() as u32 {
+                        if self.world.nodes[node as usize].online {
+                            self.paths_changed_by(node, Cause::PeerMoved);
+                        }
+                    }
+                }
+            }
             Action::WifiUp(lan) | Action::EthernetUp(lan) => {
                 let kind = if matches!(a, Action::WifiUp(_)) {
                     IfKind::Wifi

@@ -150,15 +150,16 @@ impl Sim<'_> {
                     TransportKind::Tcp
                 };
                 let (up, down) = transport.handshake_bytes();
-                match self.world.usable_path(node, via, addr) {
+                // A relayed dial: a QUIC handshake with the relay, the
+                // circuit's HOP CONNECT / STOP exchange, then the peer's
+                // own handshake over the circuit (**ours**: three relayed
+                // round trips for QUIC, the transport's plus two for TCP).
+                let rounds =
+                    transport.handshake_round_trips() + 2 * u32::from(addr.relay.is_some());
+                let remote_kind = self.conns.get(&key).map_or(addr.kind, |c| c.remote_kind);
+                match self.world.dial_path(node, via, addr) {
                     Some(base) => {
-                        let hs = self.world.handshake_time(
-                            node,
-                            via,
-                            base,
-                            transport.handshake_round_trips(),
-                            self.now,
-                        );
+                        let hs = self.world.handshake_time(node, via, base, rounds, self.now);
                         self.world.nodes[n].radios[via as usize].busy(
                             self.now,
                             self.now + hs,
@@ -166,10 +167,12 @@ impl Sim<'_> {
                             down,
                         );
                         let target = &mut self.world.nodes[addr.node as usize];
-                        target.radios[addr.kind as usize].activity(self.now + hs / 2, down, up);
+                        target.radios[remote_kind as usize].activity(self.now + hs / 2, down, up);
                         self.push(self.now + hs, Ev::DialDone { key, ok: true });
                     }
                     None => {
+                        // Nothing answers: a dead address, or a NAT that
+                        // drops the unsolicited packets. The dial times out.
                         self.world.nodes[n].radios[via as usize].activity(self.now, up, 0);
                         let timeout = if addr.quic {
                             UNREACHABLE_TIMEOUT
@@ -202,6 +205,15 @@ impl Sim<'_> {
                         conn.map(|c| conn_key(node, self.gens[node as usize], c)),
                     );
                 }
+            }
+            Output::Adopt {
+                conn,
+                peer,
+                addr,
+                via,
+            } => {
+                let key = conn_key(node, self.gens[n], conn);
+                self.adopt(key, peer, addr, via);
             }
             Output::Advertise { query, driver } => self.advertise(node, query, driver),
             Output::StopAdvertising { driver } => match driver {

@@ -18,6 +18,8 @@ pub(super) enum Kind {
     Detect,
     IdleCheck,
     Message,
+    Punch,
+    CircuitEnd,
     OutDial,
     OutCancel,
     OutClose,
@@ -26,10 +28,11 @@ pub(super) enum Kind {
     OutDiscover,
     OutKeepAlive,
     OutPrimary,
+    OutAdopt,
 }
 
 impl Kind {
-    const COUNT: usize = 16;
+    const COUNT: usize = 19;
 
     pub(super) fn name(self) -> &'static str {
         match self {
@@ -41,6 +44,8 @@ impl Kind {
             Kind::Detect => "dead-connection check",
             Kind::IdleCheck => "idle-connection check",
             Kind::Message => "app message",
+            Kind::Punch => "hole punch outcome",
+            Kind::CircuitEnd => "relay circuit limit",
             Kind::OutDial => "dial (asked by the policy)",
             Kind::OutCancel => "dial cancel (asked by the policy)",
             Kind::OutClose => "close (asked by the policy)",
@@ -49,6 +54,7 @@ impl Kind {
             Kind::OutDiscover => "discovery lookup (asked by the policy)",
             Kind::OutKeepAlive => "keep-alive (asked by the policy)",
             Kind::OutPrimary => "primary change (asked by the policy)",
+            Kind::OutAdopt => "punched connection taken (asked by the policy)",
         }
     }
 
@@ -62,6 +68,7 @@ impl Kind {
             Output::Discover { .. } => Kind::OutDiscover,
             Output::KeepAlive { .. } => Kind::OutKeepAlive,
             Output::Primary { .. } => Kind::OutPrimary,
+            Output::Adopt { .. } => Kind::OutAdopt,
         }
     }
 }
@@ -128,6 +135,8 @@ const ALL_KINDS: [Kind; Kind::COUNT] = [
     Kind::Detect,
     Kind::IdleCheck,
     Kind::Message,
+    Kind::Punch,
+    Kind::CircuitEnd,
     Kind::OutDial,
     Kind::OutCancel,
     Kind::OutClose,
@@ -136,4 +145,5 @@ const ALL_KINDS: [Kind; Kind::COUNT] = [
     Kind::OutDiscover,
     Kind::OutKeepAlive,
     Kind::OutPrimary,
+    Kind::OutAdopt,
 ];

@@ -3,6 +3,7 @@
 //! interface loss, at every sample interval, and at the end.
 
 use crate::Error;
+use crate::scenario::Nat;
 use crate::world::IfKind;
 
 use super::Sim;
@@ -31,6 +32,32 @@ impl Sim<'_> {
             let what = format!(
                 "message accounting: {} sent, but {} delivered + {} lost + {} queued",
                 m.sent, m.delivered, m.lost, queued
+            );
+            self.broken(what);
+        }
+    }
+
+    /// No working connection got past a NAT it could not: every direct
+    /// connection to a public address behind a NAT was opened by a hole
+    /// punch (the oracle's included: it never takes an infeasible route).
+    pub(super) fn check_nat(&mut self) {
+        let bad = self.conns.values().find(|c| {
+            c.open
+                && !c.punched
+                && !c.addr.lan
+                && c.addr.relay.is_none()
+                && self.world.nat(c.addr.node, c.addr.kind) != Nat::None
+                // One whose peer re-attached is dead, whatever NAT it has now.
+                && self.conn_path(c).is_some()
+        });
+        if let Some(c) = bad {
+            let what = format!(
+                "node {} (group \"{}\") has a direct connection to node {} over {:?} through its {:?} NAT without a hole punch",
+                c.node,
+                self.plan.group_of(c.node),
+                c.addr.node,
+                c.addr.kind,
+                self.world.nat(c.addr.node, c.addr.kind)
             );
             self.broken(what);
         }

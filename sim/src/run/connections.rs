@@ -4,9 +4,11 @@
 use std::time::Duration;
 
 use multidriver_scoring::Timestamp;
+use multidriver_scoring::route::{RELAY_CIRCUIT_BYTES, RELAY_CIRCUIT_DURATION};
 
 use crate::agent::{Input, Liveness};
-use crate::world::{AddrKey, IfKind, PathClass};
+use crate::nat::{DCUTR_ATTEMPTS, attempt_setup, attempts_to_success, punchable};
+use crate::world::{AddrKey, IfKind, PathClass, UNREACHABLE_TIMEOUT};
 
 use super::Sim;
 use super::events::Ev;
@@ -26,6 +28,20 @@ pub(super) struct Conn {
     peer_generation: u32,
     local_attach: u32,
     remote_attach: u32,
+    /// The peer's interface the connection reaches: the address's, or for
+    /// a relayed one the interface the peer's reservation is over.
+    pub(super) remote_kind: IfKind,
+    /// A relayed connection's circuit: the relay's outage count when it
+    /// opened, and the bytes it carried both ways.
+    circuit: Option<Circuit>,
+    /// Opened by a hole punch (past both NATs), not by a dial.
+    pub(super) punched: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Circuit {
+    epoch: u32,
+    bytes: u64,
 }
 
 /// A connection's key: the node, the agent's generation (a restarted app
@@ -52,16 +68,34 @@ impl Sim<'_> {
         let remote = &self.world.nodes[c.addr.node as usize];
         let same = self.gens[c.peer as usize] == c.peer_generation
             && local.ifaces[c.via as usize].attach == c.local_attach
-            && remote.ifaces[c.addr.kind as usize].attach == c.remote_attach;
-        same.then(|| self.world.usable_path(c.node, c.via, c.addr))
-            .flatten()
+            && remote.ifaces[c.remote_kind as usize].attach == c.remote_attach;
+        if !same {
+            return None;
+        }
+        match (c.addr.relay, c.circuit) {
+            (Some(r), Some(circuit)) => {
+                let srv = self.world.servers.get(usize::from(r))?;
+                if srv.epoch != circuit.epoch {
+                    return None;
+                }
+                self.world
+                    .relay_rtt(c.node, c.via, r, c.addr.node, c.remote_kind)
+            }
+            _ => self.world.usable_path(c.node, c.via, c.addr),
+        }
+    }
+
+    /// Whether a connection goes through a relay.
+    pub(super) fn relayed(&self, key: u64) -> bool {
+        self.conns.get(&key).is_some_and(|c| c.circuit.is_some())
     }
 
     pub(super) fn class_of(&self, key: u64) -> Option<PathClass> {
         self.conns.get(&key).map(|c| PathClass {
             from: c.via,
-            to: c.addr.kind,
+            to: c.remote_kind,
             lan: c.addr.lan,
+            relayed: c.circuit.is_some(),
         })
     }
 
@@ -73,6 +107,10 @@ impl Sim<'_> {
         via: IfKind,
         liveness: Liveness,
     ) -> Conn {
+        let remote_kind = match addr.relay {
+            Some(_) => self.world.reservation(addr.node).unwrap_or(addr.kind),
+            None => addr.kind,
+        };
         Conn {
             node,
             peer,
@@ -89,8 +127,156 @@ impl Sim<'_> {
                 .world
                 .nodes
                 .get(addr.node as usize)
-                .map_or(0, |n| n.ifaces[addr.kind as usize].attach),
+                .map_or(0, |n| n.ifaces[remote_kind as usize].attach),
+            remote_kind,
+            circuit: addr.relay.map(|r| Circuit {
+                epoch: self
+                    .world
+                    .servers
+                    .get(usize::from(r))
+                    .map_or(0, |s| s.epoch),
+                bytes: 0,
+            }),
+            punched: false,
         }
+    }
+
+    /// Marks a connection open and starts its stack's liveness timers; a
+    /// relayed one also starts DCUtR and its circuit's duration limit.
+    fn opened(&mut self, key: u64) {
+        let now = self.now;
+        let Some(c) = self.conns.get_mut(&key) else {
+            return;
+        };
+        c.open = true;
+        c.last_rx = now;
+        c.last_app = now;
+        let lv = c.liveness;
+        let relayed = c.circuit.is_some();
+        if let Some(p) = lv.ping_every {
+            self.push(now + p, Ev::Ping { key });
+        }
+        if let Some(k) = lv.quic_keepalive {
+            self.push(now + k, Ev::QuicKeepalive { key });
+        }
+        if let Some(i) = lv.idle_close {
+            self.push(now + i, Ev::IdleCheck { key });
+        }
+        if relayed {
+            self.metrics.relayed_opened += 1;
+            self.push(now + RELAY_CIRCUIT_DURATION, Ev::CircuitEnd { key });
+            self.start_dcutr(key);
+        }
+    }
+
+    /// DCUtR over a relayed connection that just opened (libp2p runs it by
+    /// itself on every relayed connection the NAT'd side accepts): whether
+    /// it opens a direct path is the pair's draw (`crate::nat::punchable`);
+    /// how long it takes, the attempts' setup over the circuit, a direct
+    /// handshake for the one that works and a dial timeout for each that
+    /// does not.
+    fn start_dcutr(&mut self, key: u64) {
+        let Some(c) = self.conns.get(&key) else {
+            return;
+        };
+        let (node, via, peer, kind) = (c.node, c.via, c.addr.node, c.remote_kind);
+        let Some(relayed) = self.conn_path(c) else {
+            return;
+        };
+        let ok = punchable(
+            self.world.seed,
+            self.world.punch_side(node, via),
+            self.world.punch_side(peer, kind),
+        );
+        let attempts = if ok {
+            attempts_to_success(&mut self.rng)
+        } else {
+            DCUTR_ATTEMPTS
+        };
+        let failed = attempts - u32::from(ok);
+        let mut t = (attempt_setup(relayed) + UNREACHABLE_TIMEOUT) * failed;
+        if ok {
+            let direct = AddrKey::public(
+                peer,
+                kind,
+                self.world.nodes[peer as usize].ifaces[kind as usize].epoch,
+            );
+            // The punched dial's QUIC handshake: one direct round trip.
+            t += attempt_setup(relayed)
+                + self.world.usable_path(node, via, direct).unwrap_or(relayed);
+        }
+        self.metrics.punches += 1;
+        self.push(self.now + t, Ev::Punch { key, ok });
+    }
+
+    /// DCUtR over the relayed connection `key` ended.
+    pub(super) fn punch_done(&mut self, key: u64, ok: bool) {
+        let Some(c) = self.conns.get(&key) else {
+            return;
+        };
+        if !c.open || self.conn_path(c).is_none() {
+            return;
+        }
+        let (node, via, peer, kind) = (c.node, c.via, c.peer, c.remote_kind);
+        let direct = AddrKey::public(
+            c.addr.node,
+            kind,
+            self.world.nodes[c.addr.node as usize].ifaces[kind as usize].epoch,
+        );
+        if ok && self.world.usable_path(node, via, direct).is_some() {
+            self.metrics.punches_ok += 1;
+            self.input(
+                node,
+                Input::HolePunched {
+                    relayed: local_id(key),
+                    peer,
+                    addr: direct,
+                    via,
+                },
+            );
+        } else {
+            self.input(node, Input::HolePunchFailed { peer, via });
+        }
+    }
+
+    /// A policy took the direct connection a hole punch opened: it is open
+    /// at once, past both NATs.
+    pub(super) fn adopt(&mut self, key: u64, peer: u32, addr: AddrKey, via: IfKind) {
+        let Some(liveness) = self.agents[(key >> 40) as usize].as_ref().map(|a| {
+            a.liveness(
+                addr.quic,
+                self.world.nodes[(key >> 40) as usize].medium(via),
+            )
+        }) else {
+            return;
+        };
+        let mut c = self.conn((key >> 40) as u32, peer, addr, via, liveness);
+        c.punched = true;
+        self.conns.insert(key, c);
+        self.opened(key);
+    }
+
+    /// Counts `bytes` (both ways together) against a relayed connection's
+    /// circuit; past the relay's byte limit the circuit is cut.
+    pub(super) fn circuit_bytes(&mut self, key: u64, bytes: u64) {
+        let Some(circuit) = self.conns.get_mut(&key).and_then(|c| c.circuit.as_mut()) else {
+            return;
+        };
+        let before = circuit.bytes;
+        circuit.bytes = circuit.bytes.saturating_add(bytes);
+        if before < RELAY_CIRCUIT_BYTES && circuit.bytes >= RELAY_CIRCUIT_BYTES {
+            self.push(self.now, Ev::CircuitEnd { key });
+        }
+    }
+
+    /// The relay cuts a circuit at its limit: both ends see the connection
+    /// close at once (the relay resets the streams).
+    pub(super) fn circuit_end(&mut self, key: u64) {
+        if !self.conns.get(&key).is_some_and(|c| c.open) {
+            return;
+        }
+        self.metrics.circuits_cut += 1;
+        self.close_under(key, |conn| Input::ConnectionLost { conn });
     }
 
     pub(super) fn remove_conn(&mut self, key: u64) {
@@ -107,23 +293,7 @@ impl Sim<'_> {
         }
         let alive = ok && self.conn_path(c).is_some();
         if alive {
-            let now = self.now;
-            let lv = {
-                let c = self.conns.get_mut(&key).expect("checked above");
-                c.open = true;
-                c.last_rx = now;
-                c.last_app = now;
-                c.liveness
-            };
-            if let Some(p) = lv.ping_every {
-                self.push(now + p, Ev::Ping { key });
-            }
-            if let Some(k) = lv.quic_keepalive {
-                self.push(now + k, Ev::QuicKeepalive { key });
-            }
-            if let Some(i) = lv.idle_close {
-                self.push(now + i, Ev::IdleCheck { key });
-            }
+            self.opened(key);
             self.input(
                 node,
                 Input::DialSucceeded {
@@ -151,7 +321,7 @@ impl Sim<'_> {
         if !c.open {
             return;
         }
-        let (node, via, addr, lv) = (c.node, c.via, c.addr, c.liveness);
+        let (node, via, remote, lv) = (c.node, c.via, (c.addr.node, c.remote_kind), c.liveness);
         let path = self.conn_path(c);
         let bytes = multidriver_scoring::energy::KEEPALIVE_BYTES;
         if self.world.nodes[node as usize].usable(via) {
@@ -162,8 +332,9 @@ impl Sim<'_> {
         }
         match path {
             Some(base) => {
-                self.world.nodes[addr.node as usize].radios[addr.kind as usize]
+                self.world.nodes[remote.0 as usize].radios[remote.1 as usize]
                     .activity(self.now, bytes, bytes);
+                self.circuit_bytes(key, 2 * bytes);
                 let rtt = self.world.sample_rtt(node, base);
                 if let Some(c) = self.conns.get_mut(&key) {
                     c.last_rx = self.now;
@@ -202,7 +373,13 @@ impl Sim<'_> {
         if !c.open {
             return;
         }
-        let (node, via, addr, lv, last_rx) = (c.node, c.via, c.addr, c.liveness, c.last_rx);
+        let (node, via, remote, lv, last_rx) = (
+            c.node,
+            c.via,
+            (c.addr.node, c.remote_kind),
+            c.liveness,
+            c.last_rx,
+        );
         let alive = self.conn_path(c).is_some();
         if self.world.nodes[node as usize].usable(via) {
             self.world.nodes[node as usize].radios[via as usize].activity(self.now, 60, 60);
@@ -211,8 +388,9 @@ impl Sim<'_> {
             self.push(self.now + k, Ev::QuicKeepalive { key });
         }
         if alive {
-            self.world.nodes[addr.node as usize].radios[addr.kind as usize]
+            self.world.nodes[remote.0 as usize].radios[remote.1 as usize]
                 .activity(self.now, 60, 60);
+            self.circuit_bytes(key, 120);
             if let Some(c) = self.conns.get_mut(&key) {
                 c.last_rx = self.now;
             }

@@ -12,14 +12,40 @@ use super::discovery::AnswerEv;
 #[derive(Debug)]
 pub(super) enum Ev {
     Timeline,
-    Timer { node: u32, generation: u32 },
-    DialDone { key: u64, ok: bool },
+    Timer {
+        node: u32,
+        generation: u32,
+    },
+    DialDone {
+        key: u64,
+        ok: bool,
+    },
     Answer(Box<AnswerEv>),
-    Ping { key: u64 },
-    QuicKeepalive { key: u64 },
-    Detect { key: u64 },
-    IdleCheck { key: u64 },
-    Message { node: u32, slot: u16 },
+    Ping {
+        key: u64,
+    },
+    QuicKeepalive {
+        key: u64,
+    },
+    Detect {
+        key: u64,
+    },
+    IdleCheck {
+        key: u64,
+    },
+    Message {
+        node: u32,
+        slot: u16,
+    },
+    /// DCUtR over a relayed connection ends: a direct path, or none.
+    Punch {
+        key: u64,
+        ok: bool,
+    },
+    /// A relay cuts a circuit at its duration or byte limit.
+    CircuitEnd {
+        key: u64,
+    },
     Sample,
     Progress,
 }
@@ -40,6 +66,8 @@ impl Ev {
             Ev::Detect { key } => (owner(*key), Kind::Detect),
             Ev::IdleCheck { key } => (owner(*key), Kind::IdleCheck),
             Ev::Message { node, .. } => (*node, Kind::Message),
+            Ev::Punch { key, .. } => (owner(*key), Kind::Punch),
+            Ev::CircuitEnd { key } => (owner(*key), Kind::CircuitEnd),
         })
     }
 }

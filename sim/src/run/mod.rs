@@ -84,6 +84,7 @@ impl<'p> Sim<'p> {
         }
         let world = World {
             scenario: plan.scenario.clone(),
+            seed: plan.seed,
             nodes,
             lans: s.lans.clone(),
             servers: s
@@ -93,6 +94,8 @@ impl<'p> Sim<'p> {
                     region: r.region as u16,
                     up: true,
                     registrations: vec![None; n],
+                    relay: r.relay,
+                    epoch: 0,
                 })
                 .collect(),
             dht: vec![None; n],
@@ -235,11 +238,14 @@ impl<'p> Sim<'p> {
                 Ev::Detect { key } => self.detect(key),
                 Ev::IdleCheck { key } => self.idle_check(key),
                 Ev::Message { node, slot } => self.message(node, slot),
+                Ev::Punch { key, ok } => self.punch_done(key, ok),
+                Ev::CircuitEnd { key } => self.circuit_end(key),
                 Ev::Sample => {
                     self.sample();
                     if self.check {
                         self.check_messages();
                         self.check_primaries();
+                        self.check_nat();
                     }
                 }
                 Ev::Progress => {

@@ -164,7 +164,10 @@ impl Sim<'_> {
                     continue;
                 }
                 self.metrics.samples_usable += 1;
-                let Some((best_rtt, _, _)) = best else {
+                if !self.relayed(k) {
+                    self.metrics.samples_direct += 1;
+                }
+                let Some(best_rtt) = best.map(|b| b.rtt) else {
                     continue;
                 };
                 let rtt = self.conn_path(&self.conns[&k]);

@@ -85,6 +85,7 @@ impl Plan {
                     mdns_visible: false,
                     ble_visible: false,
                     next_cell_epoch: 1,
+                    cell_nat: g.nat,
                 });
                 let start = r.f64() * g.start_spread_s;
                 timeline.push((at(start), id, WorldAction::Online));
@@ -202,6 +203,19 @@ impl Plan {
                     .to_peer_id()
             })
             .collect();
+        // The relays' ids: keys no node uses (byte 12 differs).
+        let relays: Vec<PeerId> = (0..scenario.rendezvous.len() as u32)
+            .map(|i| {
+                let mut bytes = [0u8; 32];
+                bytes[..4].copy_from_slice(&i.to_be_bytes());
+                bytes[4..12].copy_from_slice(&seed.to_be_bytes());
+                bytes[12] = 0xa5;
+                Keypair::ed25519_from_bytes(bytes)
+                    .expect("32 bytes are always an ed25519 secret key")
+                    .public()
+                    .to_peer_id()
+            })
+            .collect();
         let index = peers
             .iter()
             .enumerate()
@@ -212,7 +226,11 @@ impl Plan {
             seed,
             nodes,
             timeline,
-            ids: Arc::new(Identities { peers, index }),
+            ids: Arc::new(Identities {
+                peers,
+                index,
+                relays,
+            }),
         }
     }
 }

@@ -26,10 +26,10 @@ impl Sim<'_> {
         };
         c.last_app = self.now;
         c.last_rx = self.now;
-        let (node, via, addr) = (c.node, c.via, c.addr);
+        let (node, via, remote) = (c.node, c.via, (c.addr.node, c.remote_kind));
         self.world.nodes[node as usize].radios[via as usize].activity(self.now, bytes, 0);
-        self.world.nodes[addr.node as usize].radios[addr.kind as usize]
-            .activity(self.now, 0, bytes);
+        self.world.nodes[remote.0 as usize].radios[remote.1 as usize].activity(self.now, 0, bytes);
+        self.circuit_bytes(key, bytes);
     }
 
     pub(super) fn message(&mut self, node: u32, slot: u16) {

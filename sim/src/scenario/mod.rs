@@ -157,7 +157,60 @@ pub struct Lan {
     pub internet: bool,
     /// Its region, by index.
     pub region: usize,
+    /// The NAT between it and the internet (its router's).
+    pub nat: Nat,
 }
+
+/// The NAT in front of an attachment, by its mapping and filtering
+/// behaviour (RFC 4787). It decides which inbound packets get through and
+/// whether a hole punch (DCUtR) can open a direct path (see
+/// `sim/src/nat.rs` and docs/PARAMETERS.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Nat {
+    /// A public address: every inbound dial gets through.
+    None,
+    /// Endpoint-independent mapping and filtering ("full cone", RFC 4787
+    /// §4.1 and §5): inbound only once the host sent out, but from anyone.
+    Cone,
+    /// Endpoint-independent mapping, address- and port-dependent filtering
+    /// (a typical home router, RFC 4787 §5): inbound only from where the
+    /// host sent to.
+    AddressDependent,
+    /// Address- and port-dependent mapping ("symmetric", RFC 4787 §4.1), as
+    /// carrier-grade NATs of mobile networks behave: each destination sees
+    /// another external port, so a peer cannot predict where to punch.
+    Symmetric,
+}
+
+impl Nat {
+    /// Every NAT, in table order.
+    pub const ALL: [Nat; 4] = [Nat::None, Nat::Cone, Nat::AddressDependent, Nat::Symmetric];
+
+    /// Its name in scenario files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Nat::None => "none",
+            Nat::Cone => "cone",
+            Nat::AddressDependent => "address-dependent",
+            Nat::Symmetric => "symmetric",
+        }
+    }
+
+    /// Parses a scenario file's name (`cgnat` is `symmetric`).
+    pub fn from_name(name: &str) -> Option<Nat> {
+        Some(match name {
+            "none" => Nat::None,
+            "cone" | "endpoint-independent" => Nat::Cone,
+            "address-dependent" => Nat::AddressDependent,
+            "symmetric" | "cgnat" => Nat::Symmetric,
+            _ => return None,
+        })
+    }
+}
+
+/// The names `nat` accepts.
+pub const NAT_NAMES: &str =
+    "none, cone (or endpoint-independent), address-dependent, symmetric (or cgnat)";
 
 /// The DHT model.
 #[derive(Debug, Clone, Copy)]
@@ -175,6 +228,9 @@ pub struct Rendezvous {
     pub region: usize,
     /// Outages, `[from_s, to_s]`.
     pub outages: Vec<[f64; 2]>,
+    /// Whether it also serves circuit relay v2: private nodes hold a
+    /// reservation on it and are reached through it.
+    pub relay: bool,
 }
 
 /// The cellular generation a group's phones attach with.
@@ -201,6 +257,9 @@ pub struct Group {
     pub ethernet: Option<usize>,
     /// Cellular attached at start.
     pub cellular: Option<CellularKind>,
+    /// The NAT of the carrier its cellular attaches through (Wi-Fi and
+    /// Ethernet take their LAN's).
+    pub nat: Nat,
     /// Whether nodes have a BLE radio on.
     pub ble: bool,
     /// Centre of the group, metres.

@@ -85,6 +85,7 @@ pub(super) struct RawLan {
     #[serde(default = "yes")]
     pub(super) internet: bool,
     pub(super) region: Option<Spanned<String>>,
+    pub(super) nat: Option<Spanned<String>>,
 }
 
 fn default_lan_medium() -> Spanned<String> {
@@ -108,6 +109,8 @@ pub(super) struct RawRendezvous {
     pub(super) region: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) outages: Vec<Spanned<[f64; 2]>>,
+    #[serde(default)]
+    pub(super) relay: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -119,6 +122,7 @@ pub(super) struct RawGroup {
     pub(super) wifi: Option<Spanned<String>>,
     pub(super) ethernet: Option<Spanned<String>>,
     pub(super) cellular: Option<Spanned<String>>,
+    pub(super) nat: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) ble: bool,
     #[serde(default)]

@@ -8,6 +8,7 @@ fn addr(node: u32, quic: bool, epoch: u16) -> AddrKey {
         epoch,
         lan: false,
         quic,
+        relay: None,
     }
 }
 

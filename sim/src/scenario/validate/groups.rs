@@ -7,7 +7,7 @@ use super::Validator;
 use crate::Error;
 use crate::scenario::raw::RawGroup;
 use crate::scenario::{
-    CellularKind, Group, Lan, LanMedium, MAX_CONTACTS, MAX_DURATION_S, MAX_NODES,
+    CellularKind, Group, Lan, LanMedium, MAX_CONTACTS, MAX_DURATION_S, MAX_NODES, Nat,
 };
 
 impl Validator<'_> {
@@ -92,6 +92,9 @@ impl Validator<'_> {
                     })
                     .transpose()?,
                 cellular,
+                // Mobile carriers put phones behind carrier-grade NAT
+                // (docs/PARAMETERS.md, "NAT"): the default.
+                nat: self.nat(g.nat.as_ref(), "groups.nat", Nat::Symmetric)?,
                 ble: g.ble,
                 position: g.position,
                 spread_m: g.spread_m.clamp(0.0, 1e6),

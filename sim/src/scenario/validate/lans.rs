@@ -6,7 +6,7 @@ use toml::Spanned;
 use super::Validator;
 use crate::Error;
 use crate::scenario::raw::RawLan;
-use crate::scenario::{Lan, LanMedium};
+use crate::scenario::{Lan, LanMedium, Nat};
 
 impl Validator<'_> {
     pub(super) fn lans(
@@ -34,6 +34,10 @@ impl Validator<'_> {
                 rtt_ms: self.range(&l.rtt_ms, "lans.rtt_ms", 0.01, 1000.0)?,
                 internet: l.internet,
                 region: self.region_of(region_names, &l.region, "lans.region")?,
+                // A LAN that says nothing has a public uplink, as every LAN
+                // had before NATs were modelled; the shipped scenarios all
+                // say which NAT they mean.
+                nat: self.nat(l.nat.as_ref(), "lans.nat", Nat::None)?,
             });
         }
         Ok(lans)

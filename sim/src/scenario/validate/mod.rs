@@ -8,7 +8,10 @@ use multidriver_scoring::toml_support::error_at;
 use toml::Spanned;
 
 use super::raw::RawScenario;
-use super::{ALL_POLICIES, DEFAULT_MAX_EVENTS_PER_NODE_SECOND, Limits, MAX_DURATION_S, Scenario};
+use super::{
+    ALL_POLICIES, DEFAULT_MAX_EVENTS_PER_NODE_SECOND, Limits, MAX_DURATION_S, NAT_NAMES, Nat,
+    Scenario,
+};
 use crate::Error;
 
 mod dht;
@@ -71,6 +74,17 @@ impl Validator<'_> {
                         names.join(", ")
                     }
                 ),
+            )
+        })
+    }
+
+    /// The NAT a `nat` field names; `default` if it is absent.
+    fn nat(&self, v: Option<&Spanned<String>>, field: &str, default: Nat) -> Result<Nat, Error> {
+        let Some(v) = v else { return Ok(default) };
+        Nat::from_name(v.get_ref()).ok_or_else(|| {
+            self.err(
+                v.span(),
+                format!("{field} = \"{}\": expected one of {NAT_NAMES}", v.get_ref()),
             )
         })
     }

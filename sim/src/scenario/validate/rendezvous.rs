@@ -31,6 +31,7 @@ impl Validator<'_> {
                 name: r.name.clone(),
                 region: self.region_of(region_names, &r.region, "rendezvous.region")?,
                 outages,
+                relay: r.relay,
             });
         }
         Ok(rendezvous)
