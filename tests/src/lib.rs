@@ -16,6 +16,13 @@
 //!   cellular loses Wi-Fi while its app talks to a peer, with multidriver
 //!   or a stock rust-libp2p swarm (at its defaults, or tuned as a careful
 //!   app would tune it); recovery time, lost messages, cellular radio use.
+//! - [`nat`] (Linux): the NAT harness: two phones behind real NATs
+//!   (nftables masquerade, cone or symmetric) find each other at a
+//!   rendezvous point that relays, connect through it and hole-punch to a
+//!   direct connection where the NATs allow it, with multidriver or a stock
+//!   rust-libp2p relay + DCUtR app; time to the first (relayed) and the
+//!   direct connection, share of time direct, lost messages. Needs root
+//!   and `nft`; [`netns::nat_available`] says whether it works here.
 //! - [`radio`]: a meter of a cellular path's radio wake-ups and modelled
 //!   energy, fed by the relays of [`delay_proxy`].
 //!
@@ -58,6 +65,8 @@
 //! ```
 
 pub mod delay_proxy;
+#[cfg(target_os = "linux")]
+pub mod nat;
 #[cfg(target_os = "linux")]
 pub mod netns;
 pub mod radio;

@@ -16,6 +16,13 @@
 //! discipline drops every packet an interface sends while the link stays up.
 //! [`set_drop`] installs it on one interface (its egress), and
 //! [`VethPair::set_drop`] on both ends, which cuts the cable both ways.
+//!
+//! NAT: [`make_nat_gateway`] turns a namespace into a router that
+//! masquerades a private subnet out of its "internet" interface with
+//! nftables ([`NatKind`] says how it picks ports), forwards, and drops what
+//! arrives unsolicited from the internet, as a home router or a carrier's
+//! NAT does. It needs `nft` (package `nftables`); [`nat_available`] says
+//! whether it works here. The table is the namespace's, so it goes with it.
 
 use std::fmt;
 use std::fs::File;
@@ -438,6 +445,157 @@ pub fn del_addr(ns: &Netns, ifname: &str, cidr: &str) -> Result<(), NetnsError> 
 /// veth, which mDNS needs in a namespace with no default route.
 pub fn add_route(ns: &Netns, dest: &str, dev: &str) -> Result<(), NetnsError> {
     ns.ip(&["route", "add", dest, "dev", dev]).map(drop)
+}
+
+/// Adds a route to `dest` (CIDR, or `default`) through the next hop `via`
+/// in `ns`: `add_route_via(&ns, "default", "203.0.113.1")`.
+pub fn add_route_via(ns: &Netns, dest: &str, via: &str) -> Result<(), NetnsError> {
+    ns.ip(&["route", "add", dest, "via", via]).map(drop)
+}
+
+/// Turns IPv4 forwarding on or off in `ns` (`net.ipv4.ip_forward`, which
+/// each network namespace has its own copy of; off in a new one).
+pub fn set_forwarding(ns: &Netns, on: bool) -> Result<(), NetnsError> {
+    let value = if on {
+        "net.ipv4.ip_forward=1"
+    } else {
+        "net.ipv4.ip_forward=0"
+    };
+    ns.exec("sysctl", &["-q", "-w", value]).map(drop)
+}
+
+/// How a NAT gateway made by [`make_nat_gateway`] maps a private
+/// `address:port` to a public port.
+///
+/// Filtering is the same for both: Linux conntrack lets in only packets
+/// that answer a flow the inside opened, matched on the remote address
+/// *and* port ("address and port dependent filtering", RFC 4787 §5), and
+/// the gateway drops everything else that arrives on its internet side.
+/// What differs is the mapping, which decides whether hole punching can
+/// work:
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NatKind {
+    /// Plain `masquerade`: conntrack keeps the inside source port whenever
+    /// that port is free on the public address, so the public port is the
+    /// same towards every destination: endpoint-independent mapping in
+    /// practice (RFC 4787 §4.1), a "port-restricted cone". What a peer
+    /// observed (identify) is what another peer reaches, once the inside
+    /// has sent towards it: hole punching works.
+    Cone,
+    /// `masquerade fully-random`: every new flow (a new remote address or
+    /// port) gets a random public port, as a symmetric, carrier-grade NAT
+    /// does. The port a peer observed is not the one another peer's packets
+    /// must reach: hole punching fails.
+    Symmetric,
+}
+
+impl NatKind {
+    /// The name printed for the kind.
+    pub fn name(self) -> &'static str {
+        match self {
+            NatKind::Cone => "cone",
+            NatKind::Symmetric => "symmetric",
+        }
+    }
+}
+
+/// Makes `ns` a NAT gateway: IPv4 forwarding on; packets from `lan` (CIDR,
+/// for example `"192.168.1.0/24"`) that leave through `wan_if` are
+/// masqueraded to `wan_if`'s address as `kind` says; packets arriving on
+/// `wan_if` are let in (to the gateway or forwarded inside) only when they
+/// answer a flow conntrack knows (`ct state established,related`), else
+/// dropped silently, as a home router's or a carrier's firewall does (a
+/// TCP reset or ICMP error from the gateway would also abort the other
+/// side's half of a TCP hole punch).
+///
+/// One nftables table, `multidriver_nat`, in `ns`; it goes when `ns` is
+/// deleted. Needs `nft`; see [`nat_available`].
+pub fn make_nat_gateway(
+    ns: &Netns,
+    wan_if: &str,
+    lan: &str,
+    kind: NatKind,
+) -> Result<(), NetnsError> {
+    check_ifname(wan_if)?;
+    if !lan
+        .bytes()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'/'))
+    {
+        return Err(NetnsError::InvalidName {
+            name: lan.to_owned(),
+            reason: "the private subnet must be an IPv4 CIDR",
+        });
+    }
+    set_forwarding(ns, true)?;
+    let masquerade = match kind {
+        NatKind::Cone => "masquerade",
+        NatKind::Symmetric => "masquerade fully-random",
+    };
+    let ruleset = format!(
+        "table ip {NAT_TABLE} {{\n\
+         \tchain postrouting {{\n\
+         \t\ttype nat hook postrouting priority srcnat; policy accept;\n\
+         \t\toifname \"{wan_if}\" ip saddr {lan} {masquerade}\n\
+         \t}}\n\
+         \tchain input {{\n\
+         \t\ttype filter hook input priority filter; policy accept;\n\
+         \t\tiifname \"{wan_if}\" ct state established,related accept\n\
+         \t\tiifname \"{wan_if}\" drop\n\
+         \t}}\n\
+         \tchain forward {{\n\
+         \t\ttype filter hook forward priority filter; policy accept;\n\
+         \t\tiifname \"{wan_if}\" ct state established,related accept\n\
+         \t\tiifname \"{wan_if}\" drop\n\
+         \t}}\n\
+         }}\n"
+    );
+    nft_apply(ns, &ruleset)
+}
+
+/// The nftables table [`make_nat_gateway`] installs.
+pub const NAT_TABLE: &str = "multidriver_nat";
+
+/// Runs `nft -f <file>` inside `ns` with `ruleset` written to a temporary
+/// file (removed afterwards), within [`COMMAND_TIMEOUT`].
+pub fn nft_apply(ns: &Netns, ruleset: &str) -> Result<(), NetnsError> {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("multidriver-nft-{}-{n}.nft", std::process::id()));
+    std::fs::write(&path, ruleset).map_err(|source| NetnsError::Open {
+        path: path.clone(),
+        source,
+    })?;
+    let file = path.to_string_lossy().into_owned();
+    let result = ns.exec("nft", &["-f", &file]).map(drop);
+    let _ = std::fs::remove_file(&path);
+    result
+}
+
+/// The gateway's NAT rules as `nft list table` prints them (for a test's
+/// story).
+pub fn nat_rules(ns: &Netns) -> Result<String, NetnsError> {
+    ns.exec("nft", &["list", "table", "ip", NAT_TABLE])
+}
+
+/// Whether [`make_nat_gateway`] works here: [`available`], `nft` present,
+/// and a gateway of each [`NatKind`] can be made in a probe namespace.
+/// Cached like [`available`].
+pub fn nat_available() -> Result<(), String> {
+    static ANSWER: OnceLock<Result<(), String>> = OnceLock::new();
+    ANSWER
+        .get_or_init(|| {
+            available()?;
+            run_command("nft", &["--version"], COMMAND_TIMEOUT).map_err(|e| {
+                format!("nftables' `nft` is not usable (apt-get install nftables): {e}")
+            })?;
+            let ns = Netns::create("mdtnat").map_err(|e| e.to_string())?;
+            for kind in [NatKind::Cone, NatKind::Symmetric] {
+                ns.exec("nft", &["flush", "ruleset"])
+                    .map_err(|e| e.to_string())?;
+                make_nat_gateway(&ns, "lo", "10.0.0.0/8", kind).map_err(|e| e.to_string())?;
+            }
+            ns.delete().map_err(|e| e.to_string())
+        })
+        .clone()
 }
 
 /// Makes `ifname` in `ns` silently drop every packet it sends (`drop`), or
