@@ -31,7 +31,7 @@ use multidriver_scoring::{Medium, Route, Scope, Timestamp};
 
 use crate::{
     CloseReason, Conn, ConnectionHandle, Engine, Error, Event, InterfaceId, Peer, RouteMeta,
-    SwitchReason,
+    RouteNo, SwitchReason,
 };
 
 /// How long direct routes through an interface are held back after the
@@ -118,7 +118,7 @@ impl Engine {
         connection: ConnectionHandle,
         addr: Multiaddr,
         interface: InterfaceId,
-        route: Option<crate::RouteNo>,
+        route: Option<RouteNo>,
         now: Timestamp,
     ) {
         let Some(p) = self.peers.get_mut(&peer) else {
@@ -233,13 +233,16 @@ impl Engine {
                 .any(|(r, m)| r.medium == Medium::Relay && self.dialable(r, m, now))
     }
 
-    /// Whether any direct route of the peer has ever connected: then its
-    /// reachability is known and a race dials routes in rank order; until
-    /// then a relayed route starts beside the first direct attempt.
-    pub(crate) fn direct_proven(peer: &Peer) -> bool {
-        peer.routes
-            .iter()
-            .any(|r| r.medium != Medium::Relay && r.dials.successes() > 0)
+    /// Whether one of these routes (a race's candidates: dialable now) is
+    /// direct and has connected before: then the peer is reachable that way
+    /// and a race dials routes in rank order; otherwise a relayed route
+    /// starts beside the first direct attempt. A LAN route that worked says
+    /// nothing once it cannot be dialled (Wi-Fi gone): the peer's internet
+    /// routes may sit behind its NAT.
+    pub(crate) fn direct_proven(peer: &Peer, candidates: impl Iterator<Item = RouteNo>) -> bool {
+        candidates
+            .filter_map(|no| peer.index_of(no))
+            .any(|i| peer.routes[i].medium != Medium::Relay && peer.routes[i].dials.successes() > 0)
     }
 
     /// An interface attached to another network: its NAT is another one,

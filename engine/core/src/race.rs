@@ -67,11 +67,11 @@ impl Engine {
                 peer.index_of(*no)
                     .is_some_and(|i| peer.routes[i].medium == Medium::Relay)
             };
-            // Relay first while no direct route ever connected: the best
-            // relayed route starts beside the direct attempts, not after
-            // their stagger (see `nat.rs`).
+            // Relay first while no direct route this race could dial ever
+            // connected: the best relayed route starts beside the direct
+            // attempts, not after their stagger (see `nat.rs`).
             let relay_now = (race.purpose == Purpose::Connect
-                && !Self::direct_proven(peer)
+                && !Self::direct_proven(peer, candidates.iter().map(|(no, _, _)| *no))
                 && !race.tried.iter().any(is_relay))
             .then(|| {
                 candidates

@@ -102,6 +102,36 @@ fn an_unproven_peer_is_dialled_direct_and_relayed_at_once() {
 }
 
 #[test]
+fn a_lan_route_that_worked_proves_nothing_once_wifi_is_gone() {
+    // The peer was reached on the home LAN over Wi-Fi. Wi-Fi goes: over
+    // 4G its LAN route cannot be dialled, and its public address may sit
+    // behind its NAT, so the relay starts beside the direct attempt at once
+    // instead of waiting behind it (or, with every attempt slot taken, for
+    // a dial timeout).
+    let mut h = Harness::new(Config::default());
+    h.up(WIFI, Medium::Wifi);
+    h.up(CELL, LTE);
+    let p = peer(1);
+    h.discover(p, LAN, WIFI, Source::Mdns);
+    h.discover(p, DIRECT, CELL, Source::Rendezvous);
+    h.discover(p, RELAYED, CELL, Source::Rendezvous);
+    h.connect(p);
+    let lan = h.dial_to(LAN);
+    h.succeed(lan);
+    assert_eq!(h.engine.primary(&p), Some(lan));
+    let before = h.dials().len();
+    h.change(NetworkChange::Down { interface: WIFI });
+    let mut now: Vec<String> = dialled_now(&h, before)
+        .into_iter()
+        .map(|(a, _)| a)
+        .collect();
+    now.sort();
+    let mut want = vec![DIRECT.to_owned(), RELAYED.to_owned()];
+    want.sort();
+    assert_eq!(now, want, "direct and relayed over 4G at once");
+}
+
+#[test]
 fn a_peer_whose_direct_route_worked_before_is_raced_in_rank_order() {
     let mut h = Harness::new(Config::default());
     let p = nated_peer(&mut h);

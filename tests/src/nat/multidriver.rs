@@ -11,9 +11,11 @@
 //! route, moves to the punched connection make-before-break and closes the
 //! circuit.
 //!
-//! The point serves no AutoNAT, so the AutoNAT client here finds no server
-//! and reports nothing: the phones stay of unknown reachability, as a
-//! phone whose carrier blocks AutoNAT's dial-back would.
+//! The point also answers AutoNAT v2 (it does with its relay on): its
+//! dial-back to a phone's NAT address is dropped by the NAT, so about one
+//! probe interval (5 s) in, the engine hears the phone is private and
+//! keeps its reservation. Until then reachability is unknown, which
+//! reserves as well.
 //!
 //! [`Stack::Multidriver`]: super::Stack::Multidriver
 
