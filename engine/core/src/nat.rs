@@ -3,9 +3,10 @@
 //! connections that replace a relayed one, and a per-peer memory of failed
 //! hole punches.
 //!
-//! - **Relay first when direct is unproven.** While no direct route of a
-//!   peer has ever connected, a race starts the peer's best relayed route at
-//!   once beside the first direct attempt (instead of after the stagger),
+//! - **Relay first when direct is unproven.** Unless a direct route the
+//!   race can dial now has connected before, a race starts the peer's best
+//!   relayed route at once beside the first direct attempt (instead of
+//!   after the stagger),
 //!   so that when the peer sits behind a NAT the time to a first
 //!   connection is the relay's. Scoring keeps the relay the fallback: its
 //!   doubled RTT prior and its circuit limits rank it below a direct route
