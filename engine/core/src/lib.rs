@@ -146,7 +146,7 @@ pub use messages::{
     CloseReason, Command, ConnectionHandle, Discovered, DriverCaps, DriverId, EnergyClass, Event,
     InterfaceId, NetworkChange, QueryId, QueryOutcome, Reach, SwitchReason,
 };
-pub use nat::{PUNCH_BACKOFF_BASE, PUNCH_BACKOFF_MAX};
+pub use nat::{PUNCH_BACKOFF_BASE, PUNCH_BACKOFF_MAX, RELAYS_AHEAD};
 pub use reach::{Reachability, ReservationState};
 
 /// A route's number within its peer; stable while the route exists.

@@ -4,8 +4,10 @@
 //! hole punches.
 //!
 //! - **Relay first when direct is unproven.** Unless a direct route the
-//!   race can dial now has connected before, a race starts the peer's best
-//!   relayed route at once beside the first direct attempt (instead of
+//!   race can dial now has connected before (and always when the race
+//!   recovers a lost connection: the peer may have moved), a race starts
+//!   the peer's best relayed routes through up to [`RELAYS_AHEAD`]
+//!   different relays at once beside the first direct attempt (instead of
 //!   after the stagger),
 //!   so that when the peer sits behind a NAT the time to a first
 //!   connection is the relay's. Scoring keeps the relay the fallback: its
@@ -253,6 +255,25 @@ impl Engine {
             p.punch_backoff.remove(&interface);
         }
     }
+}
+
+/// How many relayed routes, each through another relay, a race starts
+/// ahead of their turn while the peer's direct routes are unproven. Ours:
+/// one relay that is down (its reservations stale in the peer's records)
+/// would otherwise cost a whole dial timeout before the next is tried.
+pub const RELAYS_AHEAD: usize = 2;
+
+/// The relay part of a relayed address (everything before
+/// `/p2p-circuit`), or `None` for a direct one.
+pub(crate) fn relay_of(addr: &Multiaddr) -> Option<Multiaddr> {
+    let mut relay = Multiaddr::empty();
+    for p in addr.iter() {
+        if matches!(p, multiaddr::Protocol::P2pCircuit) {
+            return Some(relay);
+        }
+        relay.push(p);
+    }
+    None
 }
 
 /// Whether an address goes through a relay.

@@ -3,9 +3,11 @@
 //! the attempt bounds.
 
 use libp2p_identity::PeerId;
+use multiaddr::Multiaddr;
 use multidriver_scoring::race::stagger;
 use multidriver_scoring::{Medium, Timestamp};
 
+use crate::nat::{RELAYS_AHEAD, relay_of};
 use crate::{Attempt, Command, ConnectionHandle, Engine, Event, Purpose, Race, RouteNo};
 
 impl Engine {
@@ -68,15 +70,32 @@ impl Engine {
                     .is_some_and(|i| peer.routes[i].medium == Medium::Relay)
             };
             // Relay first while no direct route this race could dial ever
-            // connected: the best relayed route starts beside the direct
-            // attempts, not after their stagger (see `nat.rs`).
+            // connected, or when the race recovers a lost connection (the
+            // peer may have moved: its routes that worked may be dead): the
+            // best relayed routes through up to `RELAYS_AHEAD` different
+            // relays start beside the direct attempts, not after their
+            // stagger (see `nat.rs`).
+            let relays_tried: Vec<Multiaddr> = race
+                .tried
+                .iter()
+                .filter_map(|no| peer.index_of(*no))
+                .filter_map(|i| relay_of(&peer.routes[i].id.addr))
+                .collect();
             let relay_now = (race.purpose == Purpose::Connect
-                && !Self::direct_proven(peer, candidates.iter().map(|(no, _, _)| *no))
-                && !race.tried.iter().any(is_relay))
+                && relays_tried.len() < RELAYS_AHEAD
+                && (peer.lost.is_some()
+                    || !Self::direct_proven(peer, candidates.iter().map(|(no, _, _)| *no))))
             .then(|| {
                 candidates
                     .iter()
-                    .find(|(no, _, _)| !race.tried.contains(no) && is_relay(no))
+                    .find(|(no, _, _)| {
+                        !race.tried.contains(no)
+                            && is_relay(no)
+                            && peer.index_of(*no).is_some_and(|i| {
+                                relay_of(&peer.routes[i].id.addr)
+                                    .is_some_and(|r| !relays_tried.contains(&r))
+                            })
+                    })
                     .map(|(no, _, _)| *no)
             })
             .flatten();

@@ -132,6 +132,52 @@ fn a_lan_route_that_worked_proves_nothing_once_wifi_is_gone() {
 }
 
 #[test]
+fn after_a_lost_connection_the_relay_starts_at_once_even_beside_a_proven_route() {
+    // The direct route worked, then its connection died (the peer may have
+    // moved behind another NAT): the re-race starts the relay beside the
+    // proven direct route, not after a dial timeout's worth of stagger.
+    let mut h = Harness::new(Config::default());
+    let p = nated_peer(&mut h);
+    h.connect(p);
+    let direct = h.dial_to(DIRECT);
+    h.succeed(direct);
+    assert_eq!(h.engine.primary(&p), Some(direct));
+    let before = h.dials().len();
+    h.engine.handle_connection_lost(direct, h.now);
+    h.drain();
+    let now: Vec<String> = dialled_now(&h, before)
+        .into_iter()
+        .map(|(a, _)| a)
+        .collect();
+    assert!(now.contains(&RELAYED.to_owned()), "{now:?}");
+    assert!(now.contains(&DIRECT.to_owned()), "{now:?}");
+}
+
+#[test]
+fn relays_ahead_go_through_different_relays() {
+    // Two relayed routes through one relay and one through another: the
+    // race starts one through each relay at once, never both through the
+    // same one (a relay that is down would take both).
+    const RELAYED_B: &str = "/ip4/203.0.113.2/udp/4001/quic-v1/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SB/p2p-circuit";
+    const RELAYED_A_TCP: &str = "/ip4/203.0.113.1/tcp/4001/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA/p2p-circuit";
+    let mut h = Harness::new(Config::default());
+    h.up(CELL, LTE);
+    let p = peer(1);
+    for a in [DIRECT, RELAYED, RELAYED_A_TCP, RELAYED_B] {
+        h.discover(p, a, CELL, Source::Rendezvous);
+    }
+    h.connect(p);
+    let now: Vec<String> = dialled_now(&h, 0).into_iter().map(|(a, _)| a).collect();
+    let relays: Vec<&String> = now.iter().filter(|a| a.contains("p2p-circuit")).collect();
+    assert_eq!(relays.len(), multidriver_core::RELAYS_AHEAD, "{now:?}");
+    assert!(now.contains(&RELAYED_B.to_owned()), "{now:?}");
+    assert!(
+        !(now.contains(&RELAYED.to_owned()) && now.contains(&RELAYED_A_TCP.to_owned())),
+        "both through relay A: {now:?}"
+    );
+}
+
+#[test]
 fn a_peer_whose_direct_route_worked_before_is_raced_in_rank_order() {
     let mut h = Harness::new(Config::default());
     let p = nated_peer(&mut h);
