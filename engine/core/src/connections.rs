@@ -177,9 +177,18 @@ impl Engine {
     /// decaying penalty), so the re-race tries the peer's other addresses
     /// first instead of waiting for dials to a host that just went dark to
     /// time out. Routes over other interfaces are left alone: when the local
-    /// link is what died, they are the way out.
+    /// link is what died, they are the way out. A relayed connection's end
+    /// penalises nothing: relays cut circuits at their duration and byte
+    /// limits by design (scoring already counts those cuts), and a relay
+    /// that went down shows in the failed redial.
     pub fn handle_connection_lost(&mut self, connection: ConnectionHandle, now: Timestamp) {
-        self.penalise_host(connection, now);
+        if !self
+            .connections
+            .get(&connection)
+            .is_some_and(|c| crate::nat::is_relayed(&c.addr))
+        {
+            self.penalise_host(connection, now);
+        }
         self.handle_connection_closed(connection, now);
     }
 

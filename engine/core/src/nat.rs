@@ -248,6 +248,27 @@ impl Engine {
             .any(|i| peer.routes[i].medium != Medium::Relay && peer.routes[i].dials.successes() > 0)
     }
 
+    /// Whether route `no` of a peer whose primary connection is relayed is
+    /// left to hole punching rather than upgraded to: a direct internet
+    /// route that never connected is most likely behind the peer's NAT,
+    /// where only a coordinated punch (DCUtR, on the relayed connection)
+    /// gets through; dialling it as an upgrade, again at every recheck,
+    /// would only time out, waking a radio each time. LAN routes and routes
+    /// that worked before are upgraded to as usual.
+    pub(crate) fn left_to_dcutr(&self, peer: &Peer, no: RouteNo) -> bool {
+        let relayed_primary = peer
+            .primary
+            .and_then(|c| self.connections.get(&c))
+            .is_some_and(|c| is_relayed(&c.addr));
+        relayed_primary
+            && peer.index_of(no).is_some_and(|i| {
+                let r = &peer.routes[i];
+                r.medium != Medium::Relay
+                    && Scope::of(&r.id.addr) == Scope::Internet
+                    && r.dials.successes() == 0
+            })
+    }
+
     /// An interface attached to another network: its NAT is another one,
     /// so failed punches through it are forgotten.
     pub(crate) fn forget_punches_on(&mut self, interface: InterfaceId) {

@@ -86,15 +86,33 @@ impl Engine {
                 && (peer.lost.is_some()
                     || !Self::direct_proven(peer, candidates.iter().map(|(no, _, _)| *no))))
             .then(|| {
+                // Over the leader's interface when it can: the next
+                // interface is usually a costlier radio.
+                let leader = candidates
+                    .first()
+                    .and_then(|(no, _, _)| peer.index_of(*no))
+                    .map(|i| peer.meta[i].interface);
+                let ahead = |no: &RouteNo| {
+                    !race.tried.contains(no)
+                        && is_relay(no)
+                        && peer.index_of(*no).is_some_and(|i| {
+                            relay_of(&peer.routes[i].id.addr)
+                                .is_some_and(|r| !relays_tried.contains(&r))
+                        })
+                };
+                let on = |no: &RouteNo| {
+                    peer.index_of(*no)
+                        .is_some_and(|i| Some(peer.meta[i].interface) == leader)
+                };
+                // A second relay ahead only over that interface.
                 candidates
                     .iter()
-                    .find(|(no, _, _)| {
-                        !race.tried.contains(no)
-                            && is_relay(no)
-                            && peer.index_of(*no).is_some_and(|i| {
-                                relay_of(&peer.routes[i].id.addr)
-                                    .is_some_and(|r| !relays_tried.contains(&r))
-                            })
+                    .find(|(no, _, _)| ahead(no) && on(no))
+                    .or_else(|| {
+                        relays_tried
+                            .is_empty()
+                            .then(|| candidates.iter().find(|(no, _, _)| ahead(no)))
+                            .flatten()
                     })
                     .map(|(no, _, _)| *no)
             })

@@ -38,7 +38,7 @@ impl Engine {
         let best = self
             .candidates(peer, now)
             .into_iter()
-            .find(|(no, _, _)| *no != current_no);
+            .find(|(no, _, _)| *no != current_no && !self.left_to_dcutr(peer, *no));
         let switching = self.profile.switching;
         let peer = self.peers.get_mut(&peer_id).expect("looked up above");
         let decision = peer.guard.evaluate(
@@ -121,7 +121,7 @@ impl Engine {
         let pick = self
             .candidates(peer, now)
             .into_iter()
-            .filter(|(no, _, _)| Some(*no) != current_no)
+            .filter(|(no, _, _)| Some(*no) != current_no && !self.left_to_dcutr(peer, *no))
             .filter_map(|(no, _, _)| {
                 let route = &peer.routes[peer.index_of(no)?];
                 if route.rtt.failure_penalty(now).is_zero() {

@@ -302,14 +302,65 @@ fn held_back_routes_are_tried_again_when_the_wait_ends() {
         "held back: {:#?}",
         &h.dials()[before..]
     );
-    // When the wait is over, a direct route is worth a make-before-break
-    // try again (the relay's circuit limits make it the worse route).
+    // When the wait is over, the unproven direct route is still no upgrade
+    // target while the peer is relayed (a punch on the relayed connection
+    // is the way through its NAT)...
     carry_on(&mut h, relayed, start + PUNCH_BACKOFF_BASE + ms(10_000));
+    assert!(
+        h.dials()[before..].iter().all(|(_, _, a, _)| a != DIRECT),
+        "no upgrade dial into the NAT: {:#?}",
+        &h.dials()[before..]
+    );
+    // ...but the next race dials it again.
+    let before = h.dials().len();
+    h.engine.handle_connection_lost(relayed, h.now);
+    h.drain();
     assert!(
         h.dials()[before..].iter().any(|(_, _, a, _)| a == DIRECT),
         "tried again: {:#?}",
         &h.dials()[before..]
     );
+}
+
+#[test]
+fn a_relayed_peer_is_not_upgraded_to_a_direct_route_that_never_worked() {
+    // The relayed connection carries on, its RTT samples make the direct
+    // route look better and better, but that route never connected: it is
+    // most likely behind the peer's NAT, so no upgrade dial goes there
+    // (DCUtR's punch on the relayed connection is the way). A direct route
+    // that worked before is upgraded to as usual.
+    let mut h = Harness::new(Config::default());
+    let p = nated_peer(&mut h);
+    let relayed = relayed_over_wifi(&mut h, p);
+    let before = h.dials().len();
+    carry_on(&mut h, relayed, ms(120_000));
+    assert!(
+        h.dials()[before..].iter().all(|(_, _, a, _)| a != DIRECT),
+        "{:#?}",
+        &h.dials()[before..]
+    );
+}
+
+#[test]
+fn a_lost_relayed_connection_penalises_no_route() {
+    // Relays cut circuits at their limits by design: the relayed route's
+    // cost is the same after its connection ended as before, while a lost
+    // direct connection's route takes a failure penalty.
+    let mut h = Harness::new(Config::default());
+    let p = nated_peer(&mut h);
+    let relayed = relayed_over_wifi(&mut h, p);
+    let cost = |h: &Harness, addr: &str| {
+        h.engine
+            .ranked_routes(&p, h.now)
+            .into_iter()
+            .find(|(a, i, _)| a.to_string() == addr && *i == WIFI)
+            .map(|(_, _, c)| c)
+            .unwrap()
+    };
+    let before = cost(&h, RELAYED);
+    h.engine.handle_connection_lost(relayed, h.now);
+    h.drain();
+    assert_eq!(cost(&h, RELAYED), before);
 }
 
 #[test]

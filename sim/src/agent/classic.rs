@@ -878,7 +878,9 @@ impl Agent for ClassicAgent {
             quic_keepalive: quic.then_some(keepalive),
             quic_idle: quic.then_some(idle),
             // go-libp2p (tinder) has no idle timeout; rust-libp2p closes a
-            // connection without streams after 10 s.
+            // connection without streams after 10 s, a relayed one only
+            // once DCUtR's handler lets it go (`DcutrHold` in
+            // `run/connections.rs`).
             idle_close: (!self.tinder).then_some(SWARM_IDLE),
         }
     }

@@ -36,6 +36,28 @@ pub(super) struct Conn {
     circuit: Option<Circuit>,
     /// Opened by a hole punch (past both NATs), not by a dial.
     pub(super) punched: bool,
+    /// How long libp2p-dcutr's handler keeps a relayed connection alive
+    /// despite the swarm's idle timeout (see [`DcutrHold`]); `None` on a
+    /// direct connection, or a relayed one DCUtR has not started on.
+    dcutr_hold: Option<DcutrHold>,
+}
+
+/// libp2p-dcutr 0.15's handler on a relayed connection keeps it alive while
+/// fewer than `MAX_NUMBER_OF_UPGRADE_ATTEMPTS` (3) attempts were made on it
+/// (`handler/relayed.rs`, `connection_keep_alive`; on the dialing side an
+/// attempt is counted when the listener's CONNECT stream is negotiated,
+/// `on_fully_negotiated_inbound`), and the swarm's idle timer does not run
+/// while a stream is open (libp2p-swarm 0.48 `connection.rs`). The 10 s
+/// idle timeout therefore starts only once the third attempt's exchange is
+/// over, and never after a punch that worked at the first or second
+/// attempt (the behaviour then stops: `behaviour.rs` retries only on a
+/// failed direct dial).
+#[derive(Debug, Clone, Copy)]
+enum DcutrHold {
+    /// Kept alive until this instant (the third attempt's exchange ends).
+    Until(Timestamp),
+    /// Kept alive for as long as it lives.
+    Always,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -138,6 +160,7 @@ impl Sim<'_> {
                 bytes: 0,
             }),
             punched: false,
+            dcutr_hold: None,
         }
     }
 
@@ -195,6 +218,20 @@ impl Sim<'_> {
         };
         let failed = attempts - u32::from(ok);
         let mut t = (attempt_setup(relayed) + UNREACHABLE_TIMEOUT) * failed;
+        let hold = if attempts < DCUTR_ATTEMPTS {
+            DcutrHold::Always
+        } else {
+            // The third attempt's exchange ends after two whole attempts
+            // and its own setup.
+            DcutrHold::Until(
+                self.now
+                    + (attempt_setup(relayed) + UNREACHABLE_TIMEOUT) * (DCUTR_ATTEMPTS - 1)
+                    + attempt_setup(relayed),
+            )
+        };
+        if let Some(c) = self.conns.get_mut(&key) {
+            c.dcutr_hold = Some(hold);
+        }
         if ok {
             let direct = AddrKey::public(
                 peer,
@@ -435,7 +472,13 @@ impl Sim<'_> {
         if !c.open {
             return;
         }
-        let due = c.last_app + idle;
+        // DCUtR's handler may keep a relayed connection alive.
+        let held = match c.dcutr_hold {
+            Some(DcutrHold::Always) => return,
+            Some(DcutrHold::Until(t)) => t,
+            None => c.last_app,
+        };
+        let due = c.last_app.max(held) + idle;
         if due > self.now {
             self.push(due, Ev::IdleCheck { key });
             return;
