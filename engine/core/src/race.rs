@@ -100,9 +100,18 @@ impl Engine {
                                 .is_some_and(|r| !relays_tried.contains(&r))
                         })
                 };
+                // After a direct connection was lost (a stalled Wi-Fi,
+                // say), the leader's interface is suspect: the best relay
+                // wherever it is.
+                let direct_lost = peer
+                    .lost
+                    .as_ref()
+                    .is_some_and(|(addr, _)| !crate::nat::is_relayed(addr));
                 let on = |no: &RouteNo| {
-                    peer.index_of(*no)
-                        .is_some_and(|i| Some(peer.meta[i].interface) == leader)
+                    direct_lost
+                        || peer
+                            .index_of(*no)
+                            .is_some_and(|i| Some(peer.meta[i].interface) == leader)
                 };
                 // A second relay ahead only over that interface.
                 candidates
