@@ -236,7 +236,7 @@ async fn a_node_not_known_public_reserves_on_its_relaying_point_and_is_reached_t
     // relayed address.
     let mut a = app_with(drivers());
     let a_id = *a.local_peer_id();
-    let a_direct = listen(&mut a, "/ip4/127.0.0.1/tcp/0").await;
+    listen(&mut a, "/ip4/127.0.0.1/tcp/0").await;
     a.behaviour_mut().multidriver.advertise(NS).unwrap();
     let mut b = app_with(drivers());
     listen(&mut b, "/ip4/127.0.0.1/tcp/0").await;
@@ -294,21 +294,18 @@ async fn a_node_not_known_public_reserves_on_its_relaying_point_and_is_reached_t
     // through the point, and moved to the punched connection.
     let selected = selected.unwrap();
     assert!(relayed(&selected), "{selected}");
-    assert!(
-        !a.external_addresses().any(|x| *x == a_direct),
-        "A advertised no direct address it was not known to be reachable at"
-    );
     let md = &a.behaviour().multidriver;
-    assert_eq!(md.reachability(), Reachability::Unknown);
     assert!(matches!(
         md.engine().relays().collect::<Vec<_>>()[..],
         [(p, _, ReservationState::Reserved(_))] if p == point
     ));
 
-    // A public address of A confirmed (as AutoNAT or an operator who knows
-    // it would): A is public, releases the reservation and stops
-    // advertising the relayed address.
-    a.add_external_address("/ip4/198.51.100.7/tcp/4001".parse().unwrap());
+    // A is known to be public (as AutoNAT would find, or the app says):
+    // it releases the reservation and stops advertising the relayed
+    // address.
+    a.behaviour_mut()
+        .multidriver
+        .set_reachability(Reachability::Public);
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut changed = false;
     while !changed || a.external_addresses().any(relayed) {
@@ -335,4 +332,66 @@ async fn a_node_not_known_public_reserves_on_its_relaying_point_and_is_reached_t
             .relays()
             .all(|(_, _, s)| s == ReservationState::None)
     );
+}
+
+#[derive(NetworkBehaviour)]
+struct Plain {
+    multidriver: Behaviour<Discovery>,
+    identify: identify::Behaviour,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_relay_transport_the_point_is_not_kept_as_a_relay() {
+    // A swarm built without the relay client cannot listen through a
+    // relay: the first refused listener takes the point off the engine's
+    // relays for good, instead of a reservation retried forever.
+    let (point, point_addr) = relaying_point().await;
+    let mut a = build_swarm(Keypair::generate_ed25519(), &stack(), |key| {
+        let local = key.public().to_peer_id();
+        Plain {
+            multidriver: Behaviour::new(
+                local,
+                Config::default(),
+                Discovery::new(
+                    key,
+                    DiscoveryConfig::default().with_rendezvous(point, point_addr.clone()),
+                )
+                .unwrap(),
+            )
+            .unwrap(),
+            identify: identify::Behaviour::new(identify::Config::new(
+                "/app/1.0.0".into(),
+                key.public(),
+            )),
+        }
+    })
+    .unwrap();
+    listen(&mut a, "/ip4/127.0.0.1/tcp/0").await;
+    a.behaviour_mut().multidriver.advertise("no-relay").unwrap();
+    // Identify with the point, then a few seconds more.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut identified = None;
+    loop {
+        let Ok(e) = timeout_at(deadline, a.select_next_some()).await else {
+            break;
+        };
+        if let SwarmEvent::Behaviour(PlainEvent::Identify(identify::Event::Received {
+            peer_id,
+            ..
+        })) = e
+            && peer_id == point
+        {
+            identified.get_or_insert(Instant::now());
+        }
+        if identified.is_some_and(|t| t.elapsed() > Duration::from_secs(3)) {
+            break;
+        }
+    }
+    assert!(identified.is_some(), "A never identified the point");
+    assert_eq!(
+        a.behaviour().multidriver.engine().relays().count(),
+        0,
+        "the point stays a relay the swarm cannot use"
+    );
+    assert!(!a.listeners().any(relayed));
 }

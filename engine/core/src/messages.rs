@@ -189,7 +189,9 @@ pub enum Command {
     /// [`Engine::handle_reservation_accepted`] or
     /// [`Engine::handle_reservation_failed`], and the reservation's end
     /// with the latter. While it holds, the relayed address is this node's
-    /// to advertise.
+    /// to advertise. The adapter must answer every `Reserve` (libp2p's
+    /// relay client always does: a refused, failed or timed-out request
+    /// closes its listener); until it does, the relay stays requested.
     ///
     /// [`Engine::handle_reservation_accepted`]: crate::Engine::handle_reservation_accepted
     /// [`Engine::handle_reservation_failed`]: crate::Engine::handle_reservation_failed

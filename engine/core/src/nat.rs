@@ -284,13 +284,20 @@ impl Engine {
 /// would otherwise cost a whole dial timeout before the next is tried.
 pub const RELAYS_AHEAD: usize = 2;
 
-/// The relay part of a relayed address (everything before
-/// `/p2p-circuit`), or `None` for a direct one.
+/// The relay of a relayed address: its peer id (the `/p2p` before
+/// `/p2p-circuit`), so that one relay's TCP and QUIC addresses are one
+/// relay; everything before `/p2p-circuit` when it names no peer. `None`
+/// for a direct address.
 pub(crate) fn relay_of(addr: &Multiaddr) -> Option<Multiaddr> {
     let mut relay = Multiaddr::empty();
+    let mut id = None;
     for p in addr.iter() {
-        if matches!(p, multiaddr::Protocol::P2pCircuit) {
-            return Some(relay);
+        match p {
+            multiaddr::Protocol::P2pCircuit => {
+                return Some(id.map_or(relay, |id| Multiaddr::empty().with(id)));
+            }
+            multiaddr::Protocol::P2p(_) => id = Some(p.clone()),
+            _ => {}
         }
         relay.push(p);
     }

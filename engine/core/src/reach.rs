@@ -3,10 +3,13 @@
 //! reach it through a relayed route.
 //!
 //! - **Reachability** comes from the adapter ([`Engine::handle_reachability`]):
-//!   AutoNAT's verdict on the node's observed addresses, or a confirmed
-//!   external address. It starts [`Reachability::Unknown`] and a network
-//!   change (an interface coming up or going down) makes it unknown again,
-//!   since the node may now sit behind another NAT: the adapter re-checks.
+//!   AutoNAT's verdict on the node's observed addresses, or the app's word.
+//!   It starts [`Reachability::Unknown`] and a network change (an interface
+//!   coming up or going down) makes it unknown again, whoever set it, since
+//!   the node may now sit behind another NAT. A new network usually brings
+//!   a new observed address, which AutoNAT tests; back on a network whose
+//!   address was tested before, it stays unknown (AutoNAT v2 does not test
+//!   an address twice) and the node keeps a reservation it may not need.
 //! - **Reservations.** While the node is not known to be public, the engine
 //!   keeps [`Config::reservations`](crate::Config::reservations) reservations
 //!   on the relays it knows ([`Engine::add_relay`], at most
@@ -20,7 +23,9 @@
 //!   reservations ([`Command::Unreserve`]).
 //! - **Network changes renew.** A reservation held over an interface that
 //!   went down is asked for again ([`Command::Reserve`] for the same relay),
-//!   so it is renewed over the interface that carries traffic now; the
+//!   so it is renewed over the interface that carries traffic now, and
+//!   every relay's backoff is forgotten (failures over the old attachment
+//!   say nothing of the new one); the
 //!   adapter advertises the relayed address while the reservation holds and
 //!   withdraws it when it ends.
 
@@ -265,18 +270,28 @@ impl Engine {
     /// A network change: reachability is unknown again, and reservations
     /// held over `down` (or over no known interface) are asked for anew.
     pub(crate) fn reservations_on_change(&mut self, down: Option<InterfaceId>, now: Timestamp) {
+        let any_up = self.interfaces.values().any(|i| i.up);
         for r in &mut self.relays.list {
+            // Failures seen over the old attachment say nothing of the new
+            // one: every relay may be asked at once.
+            r.failures = 0;
+            r.retry_at = None;
             let renew = match (r.state, down) {
                 (ReservationState::Reserved(None), Some(_)) => true,
                 (ReservationState::Reserved(Some(i)), Some(d)) => i == d,
                 _ => false,
             };
-            if renew {
+            if renew && any_up {
                 r.state = ReservationState::Requested;
                 self.commands.push_back(Command::Reserve {
                     relay: r.peer,
                     addr: r.addr.clone(),
                 });
+            } else if renew {
+                // Nothing to carry it: asked for when an interface is up.
+                r.state = ReservationState::None;
+                self.commands
+                    .push_back(Command::Unreserve { relay: r.peer });
             }
         }
         if self.relays.reachability == Reachability::Unknown {

@@ -175,6 +175,19 @@ fn relays_ahead_go_through_different_relays() {
         !(now.contains(&RELAYED.to_owned()) && now.contains(&RELAYED_A_TCP.to_owned())),
         "both through relay A: {now:?}"
     );
+
+    // Relay A's QUIC and TCP addresses are one relay: with no other relay,
+    // one of them goes ahead, not both.
+    let mut h = Harness::new(Config::default());
+    h.up(CELL, LTE);
+    let p = peer(2);
+    for a in [DIRECT, RELAYED, RELAYED_A_TCP] {
+        h.discover(p, a, CELL, Source::Rendezvous);
+    }
+    h.connect(p);
+    let now: Vec<String> = dialled_now(&h, 0).into_iter().map(|(a, _)| a).collect();
+    let relays = now.iter().filter(|a| a.contains("p2p-circuit")).count();
+    assert_eq!(relays, 1, "one relay, one attempt ahead: {now:?}");
 }
 
 #[test]

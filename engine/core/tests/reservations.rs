@@ -247,3 +247,28 @@ fn max_relays_zero_is_refused() {
     let e = Engine::new(Config::default().with_relays(0, 0)).unwrap_err();
     assert!(e.to_string().contains("max_relays"), "{e}");
 }
+
+#[test]
+fn a_network_change_forgets_every_relay_backoff_and_renews_nothing_without_an_interface() {
+    let (mut h, a, b) = with_relays();
+    // Both relays failed a few times: long waits.
+    for _ in 0..6 {
+        h.engine.handle_reservation_failed(&a, h.now);
+        h.engine.handle_reservation_failed(&b, h.now);
+    }
+    h.drain();
+    let mark = h.commands.len();
+    // Another network: asked again at once.
+    h.up(CELL, LTE);
+    assert_eq!(reservation_commands(&h, mark), vec![(a, true)]);
+    h.engine.handle_reservation_accepted(&a, Some(CELL), h.now);
+    // Every interface goes: the reservation over 4G is not asked for over
+    // nothing; it is when an interface is back.
+    h.change(NetworkChange::Down { interface: WIFI });
+    let mark = h.commands.len();
+    h.change(NetworkChange::Down { interface: CELL });
+    assert_eq!(reservation_commands(&h, mark), vec![(a, false)]);
+    let mark = h.commands.len();
+    h.up(WIFI, Medium::Wifi);
+    assert_eq!(reservation_commands(&h, mark), vec![(a, true)]);
+}

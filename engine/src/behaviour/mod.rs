@@ -218,6 +218,9 @@ pub struct Behaviour<D: DriverSet> {
     /// Reservations the engine asked for, by relay; bounded by the engine
     /// config's `max_relays`.
     reservations: HashMap<PeerId, reach::Reservation>,
+    /// The swarm refused a relayed listener: no relay transport, so no
+    /// relay is offered to the engine any more.
+    no_relay_transport: bool,
     actions: VecDeque<Action<D>>,
 }
 
@@ -270,6 +273,7 @@ impl<D: DriverSet> Behaviour<D> {
             untracked: HashMap::new(),
             unordered: HashMap::new(),
             reservations: HashMap::new(),
+            no_relay_transport: false,
             external: libp2p::swarm::ExternalAddresses::default(),
             actions: VecDeque::new(),
             engine,

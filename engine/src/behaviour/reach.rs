@@ -10,9 +10,13 @@
 //! [`Behaviour::add_relay`].
 //!
 //! With the `relay` feature, [`Behaviour::handle_autonat_event`] feeds
-//! AutoNAT v2's verdicts: a dialled-back address makes the node public, a
-//! failed test withdraws that address and, when no direct external
-//! address is left, makes the node private.
+//! AutoNAT v2's verdicts: an address on the public internet dialled back
+//! makes the node public, a failed test withdraws that address and, when
+//! no public external address is left, makes the node private. Addresses
+//! the app confirms itself (its LAN listen addresses, say) are not taken
+//! as proof of reachability; [`Behaviour::set_reachability`] is the app's
+//! word. A swarm without a relay transport turns reservations off after
+//! the first refused listener.
 
 use libp2p::core::transport::ListenerId;
 use libp2p::multiaddr::Protocol;
@@ -56,7 +60,7 @@ impl<D: DriverSet> Behaviour<D> {
     /// themselves once connected.
     ///
     /// # Errors
-    /// [`Error::Engine`] with a full table beyond the engine config's
+    /// [`Error::Core`] with a full table beyond the engine config's
     /// `max_relays`.
     pub fn add_relay(&mut self, relay: PeerId, addr: Multiaddr) -> Result<(), Error> {
         let now = self.now();
@@ -73,6 +77,17 @@ impl<D: DriverSet> Behaviour<D> {
     pub(crate) fn on_reservation_command(&mut self, command: Command) {
         match command {
             Command::Reserve { relay, addr } => {
+                // A renewal (the interface that carried it went down): the
+                // relay client would ask over the connection it has to the
+                // relay, which went down with the interface but may not
+                // have noticed yet; closed, the client dials anew over what
+                // carries traffic now.
+                if self.reservations.contains_key(&relay) {
+                    self.actions.push_back(ToSwarm::CloseConnection {
+                        peer_id: relay,
+                        connection: libp2p::swarm::CloseConnection::All,
+                    });
+                }
                 self.release(&relay);
                 let mut circuit = addr;
                 if !circuit.iter().any(|p| matches!(p, Protocol::P2p(_))) {
@@ -146,6 +161,14 @@ impl<D: DriverSet> Behaviour<D> {
         };
         let now = self.now();
         self.reservations.remove(&relay);
+        // The swarm has no relay transport (built without
+        // `build_swarm_with_relay`): no reservation can ever be made.
+        if reason.to_string().contains("not supported") {
+            tracing::warn!(target: "multidriver", %relay, "the swarm cannot listen through relays (no relay client in its transport): relay reservations are off");
+            self.engine.remove_relay(&relay, now);
+            self.no_relay_transport = true;
+            return;
+        }
         metrics::counter!("multidriver_relay_reservations_total", "outcome" => "failed")
             .increment(1);
         tracing::info!(target: "multidriver", %relay, %reason, "relay reservation failed or ended");
@@ -156,7 +179,7 @@ impl<D: DriverSet> Behaviour<D> {
     /// relays.
     pub(crate) fn on_relay_server(&mut self, peer: PeerId, addr: Multiaddr) {
         let now = self.now();
-        if self.engine.relays().any(|(p, _, _)| p == peer) {
+        if self.no_relay_transport || self.engine.relays().any(|(p, _, _)| p == peer) {
             return;
         }
         match self.engine.add_relay(peer, addr, now) {
@@ -167,20 +190,9 @@ impl<D: DriverSet> Behaviour<D> {
         }
     }
 
-    /// A confirmed external address on the public internet (not a circuit,
-    /// not a private, loopback, link-local or carrier-NAT address):
-    /// reachable directly from outside. Apps that confirm their LAN listen
-    /// addresses (to register them) stay unknown.
-    pub(crate) fn on_external_confirmed(&mut self, addr: &Multiaddr) {
-        if is_public(addr) {
-            let now = self.now();
-            self.engine.handle_reachability(Reachability::Public, now);
-        }
-    }
-
     /// Sets this node's reachability when the app knows it (a server with a
-    /// public address, or the host's own NAT detection); AutoNAT's next
-    /// verdict replaces it.
+    /// public address, or the host's own NAT detection). AutoNAT's next
+    /// verdict, or a network change (which makes it unknown), replaces it.
     pub fn set_reachability(&mut self, reachability: Reachability) {
         let now = self.now();
         self.engine.handle_reachability(reachability, now);
@@ -205,7 +217,11 @@ impl<D: DriverSet> Behaviour<D> {
             Ok(()) => {
                 metrics::counter!("multidriver_autonat_tests_total", "outcome" => "reachable")
                     .increment(1);
-                self.engine.handle_reachability(Reachability::Public, now);
+                // Dialled back at a LAN or carrier-NAT address: reachable
+                // from the server's network only, not from the internet.
+                if is_public(&event.tested_addr) {
+                    self.engine.handle_reachability(Reachability::Public, now);
+                }
             }
             Err(error) => {
                 metrics::counter!("multidriver_autonat_tests_total", "outcome" => "unreachable")
@@ -216,7 +232,7 @@ impl<D: DriverSet> Behaviour<D> {
                     self.actions
                         .push_back(ToSwarm::ExternalAddrExpired(tested.clone()));
                 }
-                let direct_left = self.external.iter().any(|a| a != tested && !is_relayed(a));
+                let direct_left = self.external.iter().any(|a| a != tested && is_public(a));
                 if !direct_left {
                     self.engine.handle_reachability(Reachability::Private, now);
                 }

@@ -210,13 +210,10 @@ impl<D: DriverSet> NetworkBehaviour for Behaviour<D> {
             }
             // The swarm repeats confirmations (every AutoNAT success):
             // registrations are renewed only when the set changed.
-            FromSwarm::ExternalAddrConfirmed(_) | FromSwarm::ExternalAddrExpired(_) => {
-                if let FromSwarm::ExternalAddrConfirmed(c) = &event {
-                    self.on_external_confirmed(c.addr);
-                }
-                if self.external.on_swarm_event(&event) {
-                    self.engine.handle_local_addresses_changed(now);
-                }
+            FromSwarm::ExternalAddrConfirmed(_) | FromSwarm::ExternalAddrExpired(_)
+                if self.external.on_swarm_event(&event) =>
+            {
+                self.engine.handle_local_addresses_changed(now);
             }
             FromSwarm::NewListenAddr(l) => self.on_new_listen_addr(l.listener_id, l.addr),
             FromSwarm::ListenerError(l) => self.on_listener_gone(l.listener_id, l.err),
