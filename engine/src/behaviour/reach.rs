@@ -23,8 +23,6 @@ use libp2p::multiaddr::Protocol;
 use libp2p::swarm::{ListenOpts, ToSwarm};
 use libp2p::{Multiaddr, PeerId};
 
-use multidriver_scoring::Scope;
-
 use super::{Behaviour, DriverSet};
 use crate::Error;
 use crate::core::{Command, Reachability};
@@ -45,7 +43,11 @@ pub(crate) fn is_relayed(addr: &Multiaddr) -> bool {
 /// Whether `addr` is a direct address on the public internet: not a
 /// circuit, and its IP neither loopback, private, link-local nor in the
 /// shared address space carrier-grade NATs use (100.64.0.0/10, RFC 6598).
+/// Only AutoNAT's verdicts need it (the `relay` feature).
+#[cfg(any(test, feature = "relay"))]
 pub(crate) fn is_public(addr: &Multiaddr) -> bool {
+    use multidriver_scoring::Scope;
+
     let shared = addr.iter().any(|p| match p {
         Protocol::Ip4(ip) => ip.octets()[0] == 100 && (ip.octets()[1] & 0xc0) == 64,
         _ => false,
