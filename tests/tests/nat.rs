@@ -17,6 +17,7 @@
 //! - with a symmetric NAT in front of B, the punch fails, the conversation
 //!   stays relayed and loses nothing; multidriver's engine does not punch
 //!   again in a loop;
+//! - multidriver's phones learn from AutoNAT that they are private;
 //! - every run's namespaces are gone after it.
 //!
 //! Needs root and `nft` (package `nftables`): skipped with the reason
@@ -122,6 +123,18 @@ fn check_punched(o: &Outcome, case: Case) {
 }
 
 /// Relayed throughout, nothing lost, punches failed and bounded.
+/// multidriver's phone A heard from AutoNAT (the point answers it) that it
+/// is private: the point's dial-back to A's NAT address was dropped.
+fn check_found_private(o: &Outcome, case: Case) {
+    assert!(
+        o.story
+            .iter()
+            .any(|l| l.contains("A: ReachabilityChanged { reachability: Private }")),
+        "{case:?}: AutoNAT never found phone A private behind its NAT: {:#?}",
+        o.story
+    );
+}
+
 fn check_relayed(o: &Outcome, case: Case) {
     assert!(o.first_connection.is_some(), "{case:?}: no connection");
     assert!(o.sent > 0, "{case:?}: nothing sent");
@@ -190,6 +203,7 @@ fn multidriver_cone_nats_relayed_then_hole_punched_circuit_closed_nothing_lost()
     let case = case(Stack::Multidriver, NatKind::Cone);
     if let Some(o) = run(case) {
         check_punched(&o, case);
+        check_found_private(&o, case);
         // The stock app keeps the circuit beside the punched connection
         // and request-response spreads messages over both, so only
         // multidriver ends on the direct path alone.
@@ -217,5 +231,6 @@ fn multidriver_symmetric_nat_stays_relayed_without_punching_in_a_loop() {
     let case = case(Stack::Multidriver, NatKind::Symmetric);
     if let Some(o) = run(case) {
         check_relayed(&o, case);
+        check_found_private(&o, case);
     }
 }
