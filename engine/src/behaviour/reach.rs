@@ -151,12 +151,14 @@ impl<D: DriverSet> Behaviour<D> {
             .handle_reservation_accepted(&relay, interface, now);
     }
 
-    /// A reservation's listener closed or lost its address: the
-    /// reservation was refused, could not be made, or ended.
+    /// A reservation's listener closed or failed: the reservation was
+    /// refused, could not be made, or ended; `unsupported` when the swarm
+    /// has no transport for relayed addresses at all.
     pub(crate) fn on_listener_gone(
         &mut self,
         listener: ListenerId,
         reason: &dyn std::fmt::Display,
+        unsupported: bool,
     ) {
         let Some(relay) = self.reservation_of(listener) else {
             return;
@@ -165,7 +167,7 @@ impl<D: DriverSet> Behaviour<D> {
         self.reservations.remove(&relay);
         // The swarm has no relay transport (built without
         // `build_swarm_with_relay`): no reservation can ever be made.
-        if reason.to_string().contains("not supported") {
+        if unsupported {
             tracing::warn!(target: "multidriver", %relay, "the swarm cannot listen through relays (no relay client in its transport): relay reservations are off");
             self.engine.remove_relay(&relay, now);
             self.no_relay_transport = true;

@@ -216,10 +216,19 @@ impl<D: DriverSet> NetworkBehaviour for Behaviour<D> {
                 self.engine.handle_local_addresses_changed(now);
             }
             FromSwarm::NewListenAddr(l) => self.on_new_listen_addr(l.listener_id, l.addr),
-            FromSwarm::ListenerError(l) => self.on_listener_gone(l.listener_id, l.err),
+            FromSwarm::ListenerError(l) => {
+                // The swarm refuses a listener no transport supports (a
+                // relayed one without the relay client) with this error.
+                let unsupported = matches!(
+                    l.err
+                        .downcast_ref::<libp2p::TransportError<std::io::Error>>(),
+                    Some(libp2p::TransportError::MultiaddrNotSupported(_))
+                );
+                self.on_listener_gone(l.listener_id, l.err, unsupported);
+            }
             FromSwarm::ListenerClosed(l) => match l.reason {
-                Ok(()) => self.on_listener_gone(l.listener_id, &"closed"),
-                Err(e) => self.on_listener_gone(l.listener_id, e),
+                Ok(()) => self.on_listener_gone(l.listener_id, &"closed", false),
+                Err(e) => self.on_listener_gone(l.listener_id, e, false),
             },
             FromSwarm::DialFailure(f) => {
                 if let Some(dial) = self.dials.remove(&f.connection_id) {
