@@ -88,7 +88,7 @@
 pub mod behaviour;
 mod error;
 
-pub use behaviour::{Behaviour, Config, Event};
+pub use behaviour::{Behaviour, Config, Event, ImportReport, RouteMemory};
 pub use error::Error;
 pub use multidriver_core as core;
 // The core's vocabulary that `Event`s carry.

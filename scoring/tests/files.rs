@@ -31,6 +31,31 @@ fn presets_round_trip_through_toml() {
 }
 
 #[test]
+fn a_profile_written_before_quiet_liveness_loads_with_balanced_quiet_settings() {
+    let mut p = Profile::background();
+    let text = p.to_toml_string();
+    let start = text.find("[quiet]").expect("a [quiet] section");
+    let end = text[start + 1..]
+        .find("\n[")
+        .map_or(text.len(), |i| start + 1 + i + 1);
+    let old = format!("{}{}", &text[..start], &text[end..]);
+    assert!(!old.contains("quiet"), "{old}");
+    let loaded = Profile::from_toml_str(&old).unwrap();
+    p.quiet = multidriver_scoring::profile::Quiet::balanced();
+    assert_eq!(loaded, p);
+}
+
+#[test]
+fn a_quiet_value_out_of_range_is_named() {
+    let text = Profile::balanced()
+        .to_toml_string()
+        .replace("after_s = 120", "after_s = 0");
+    let (_, message) = toml_error(Profile::from_toml_str(&text));
+    assert!(message.contains("quiet.after_s = 0"), "{message}");
+    assert!(message.contains("1..=86400"), "{message}");
+}
+
+#[test]
 fn profile_value_out_of_range_names_field_line_and_range() {
     let text = Profile::balanced()
         .to_toml_string()

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use libp2p_identity::PeerId;
-use multidriver_scoring::profile::{BatteryPolicy, LinkPolicy, Racing, Switching, Usage, Weights};
+use multidriver_scoring::profile::{
+    BatteryPolicy, LinkPolicy, Quiet, Racing, Switching, Usage, Weights,
+};
 use multidriver_scoring::race::{expected_handshake, stagger};
 use multidriver_scoring::{
     CellularGeneration, Context, CostlyLinks, Lifecycle, LinkConditions, Medium, NetworkConditions,
@@ -167,6 +169,7 @@ fn profile() -> impl Strategy<Value = Profile> {
                     keep_warm_backup: r.3,
                     cancel_slower_discovery: r.3,
                 },
+                quiet: Quiet::balanced(),
             };
             p.validate().expect("generated profiles are valid");
             p

@@ -133,7 +133,9 @@ mod world;
 use std::sync::Arc;
 
 pub use error::Error;
-pub use metrics::{EnergyByRadio, FailoverByCause, NatCounts, Percentiles, PolicyResult};
+pub use metrics::{
+    EnergyByCause, EnergyByRadio, FailoverByCause, NatCounts, Percentiles, PolicyResult,
+};
 pub use plot::write_plots;
 pub use report::Report;
 pub use run::Progress;

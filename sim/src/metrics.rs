@@ -7,6 +7,10 @@ use serde::Serialize;
 pub(crate) struct Metrics {
     pub(crate) ttfc: Vec<f64>,
     pub(crate) ttfc_censored: Vec<f64>,
+    /// Time to first connection to a contact connected before an app
+    /// restart (`restart` action), and those never reconnected.
+    pub(crate) ttfc_restart: Vec<f64>,
+    pub(crate) ttfc_restart_censored: Vec<f64>,
     pub(crate) failover: Vec<f64>,
     pub(crate) failover_censored: Vec<f64>,
     /// The same by cause (`Cause` as index): done, censored.
@@ -39,6 +43,10 @@ pub(crate) struct Metrics {
     pub(crate) joules: f64,
     /// By radio: Wi-Fi, Ethernet, cellular, BLE.
     pub(crate) joules_by_radio: [f64; 4],
+    /// By cause: app, connect, liveness, discovery (`Cause` order).
+    pub(crate) joules_by_cause: [f64; 4],
+    /// Cellular promotions by cause.
+    pub(crate) lte_promotions_by_cause: [u64; 4],
     pub(crate) lte_promotions: u64,
     pub(crate) node_hours: f64,
 }
@@ -107,6 +115,24 @@ pub struct EnergyByRadio {
     pub ble: f64,
 }
 
+/// Radio energy per node-hour (J) by what the radio was woken for; each
+/// activity owns its promotion, its bytes and the tail after it until the
+/// next activity.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct EnergyByCause {
+    /// The app's own messages.
+    pub app: f64,
+    /// Dials and handshakes, relayed ones included.
+    pub connect: f64,
+    /// Pings, probes and transport keep-alives.
+    pub liveness: f64,
+    /// Discovery: DHT walks, rendezvous requests, mDNS queries, BLE scans.
+    pub discovery: f64,
+    /// Cellular promotions per node-hour, same order (app, connect,
+    /// liveness, discovery).
+    pub lte_promotions: [f64; 4],
+}
+
 /// Relays and hole punching in one policy's run.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct NatCounts {
@@ -144,6 +170,11 @@ pub struct PolicyResult {
     pub policy: String,
     /// Time from wanting a contact to the first connection, seconds.
     pub time_to_first_connection: Percentiles,
+    /// After an app restart (`restart` action): time from the restart (or
+    /// from when a path to the contact appeared) to the first connection,
+    /// for contacts the app was connected to before, seconds. Not in
+    /// [`time_to_first_connection`](Self::time_to_first_connection).
+    pub time_to_first_connection_after_restart: Percentiles,
     /// Time from the death of the route in use (while another route existed)
     /// until app traffic flows again, seconds.
     pub failover: Percentiles,
@@ -167,6 +198,8 @@ pub struct PolicyResult {
     pub energy_j_per_node_hour: f64,
     /// The same by radio.
     pub energy_by_radio: EnergyByRadio,
+    /// Energy per node-hour by cause.
+    pub energy_by_cause: EnergyByCause,
     /// Cellular radio promotions (idle → connected) per node-hour.
     pub lte_promotions_per_node_hour: f64,
     /// Discovery lookups issued.
@@ -197,6 +230,17 @@ pub struct PolicyResult {
 }
 
 impl Metrics {
+    /// A time to first connection: after an app restart (to a contact
+    /// connected before it) or not; `censored` if it never connected.
+    pub(crate) fn ttfc(&mut self, after_restart: bool, seconds: f64, censored: bool) {
+        match (after_restart, censored) {
+            (false, false) => self.ttfc.push(seconds),
+            (false, true) => self.ttfc_censored.push(seconds),
+            (true, false) => self.ttfc_restart.push(seconds),
+            (true, true) => self.ttfc_restart_censored.push(seconds),
+        }
+    }
+
     pub(crate) fn failover(&mut self, cause: crate::run::Cause, seconds: f64, censored: bool) {
         let by = &mut self.failover_by[cause as usize];
         if censored {
@@ -210,6 +254,7 @@ impl Metrics {
 
     pub(crate) fn into_result(self, policy: String, hash: u64) -> PolicyResult {
         let (ttfc, _) = Percentiles::of(&self.ttfc, &self.ttfc_censored);
+        let (ttfc_restart, _) = Percentiles::of(&self.ttfc_restart, &self.ttfc_restart_censored);
         let (failover, samples) = Percentiles::of(&self.failover, &self.failover_censored);
         let by = |i: usize| Percentiles::of(&self.failover_by[i].0, &self.failover_by[i].1).0;
         let failover_by_cause = FailoverByCause {
@@ -228,6 +273,7 @@ impl Metrics {
         PolicyResult {
             policy,
             time_to_first_connection: ttfc,
+            time_to_first_connection_after_restart: ttfc_restart,
             failover,
             failover_by_cause,
             usable_share: ratio(self.samples_usable, self.samples_reachable),
@@ -246,6 +292,13 @@ impl Metrics {
                 ethernet: per_hour(self.joules_by_radio[1]),
                 cellular: per_hour(self.joules_by_radio[2]),
                 ble: per_hour(self.joules_by_radio[3]),
+            },
+            energy_by_cause: EnergyByCause {
+                app: per_hour(self.joules_by_cause[0]),
+                connect: per_hour(self.joules_by_cause[1]),
+                liveness: per_hour(self.joules_by_cause[2]),
+                discovery: per_hour(self.joules_by_cause[3]),
+                lte_promotions: self.lte_promotions_by_cause.map(|n| per_hour(n as f64)),
             },
             lte_promotions_per_node_hour: per_hour(self.lte_promotions as f64),
             discoveries: self.discoveries,

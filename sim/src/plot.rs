@@ -267,6 +267,7 @@ mod tests {
         PolicyResult {
             policy: name.to_owned(),
             time_to_first_connection: none.clone(),
+            time_to_first_connection_after_restart: none.clone(),
             failover: none.clone(),
             failover_by_cause: crate::FailoverByCause {
                 interface_lost: none.clone(),
@@ -290,6 +291,13 @@ mod tests {
                 ethernet: 0.0,
                 cellular: 0.0,
                 ble: 0.0,
+            },
+            energy_by_cause: crate::EnergyByCause {
+                app: energy,
+                connect: 0.0,
+                liveness: 0.0,
+                discovery: 0.0,
+                lte_promotions: [0.0; 4],
             },
             lte_promotions_per_node_hour: 0.0,
             discoveries: 0,

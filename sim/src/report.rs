@@ -48,6 +48,44 @@ fn times(a: Option<f64>, b: Option<f64>) -> String {
 }
 
 impl Report {
+    /// Time to first connection after an app restart (the `restart`
+    /// action), for contacts connected before it, with ratios against the
+    /// oracle and the stock stacks; nothing without restarts.
+    fn restart_table(&self, s: &mut String) {
+        fn after(p: &PolicyResult) -> &crate::Percentiles {
+            &p.time_to_first_connection_after_restart
+        }
+        if self
+            .policies
+            .iter()
+            .all(|p| after(p).count + after(p).unfinished == 0)
+        {
+            return;
+        }
+        let base = |name: &str| self.find(name).and_then(|b| after(b).p50);
+        let (oracle, stock, tuned) = (base("oracle"), base("libp2p-stock"), base("libp2p-tuned"));
+        let _ = writeln!(
+            s,
+            "\nttfc after an app restart (contacts connected before it), seconds:\n{:<26} {:>8} {:>8} {:>8} {:>9} {:>11} {:>11} {:>11}",
+            "policy", "p50", "p95", "p99", "samples", "× oracle", "× stock", "× tuned"
+        );
+        for p in &self.policies {
+            let a = after(p);
+            let _ = writeln!(
+                s,
+                "{:<26} {:>8} {:>8} {:>8} {:>9} {:>11} {:>11} {:>11}",
+                p.policy,
+                secs(a.p50),
+                secs(a.p95),
+                secs(a.p99),
+                a.count + a.unfinished,
+                times(a.p50, oracle),
+                times(a.p50, stock),
+                times(a.p50, tuned),
+            );
+        }
+    }
+
     /// The JSON form.
     pub fn to_json(&self) -> String {
         // Serializing plain structs of numbers and strings cannot fail.
@@ -159,6 +197,25 @@ impl Report {
                 );
             }
         }
+        let _ = writeln!(
+            s,
+            "\nenergy by cause, J/node·h (cellular promotions/node·h):\n{:<26} {:>15} {:>15} {:>15} {:>15}",
+            "policy", "app", "connect", "liveness", "discovery"
+        );
+        for p in &self.policies {
+            let e = &p.energy_by_cause;
+            let cell = |j: f64, n: f64| format!("{j:.0} ({n:.1})");
+            let _ = writeln!(
+                s,
+                "{:<26} {:>15} {:>15} {:>15} {:>15}",
+                p.policy,
+                cell(e.app, e.lte_promotions[0]),
+                cell(e.connect, e.lte_promotions[1]),
+                cell(e.liveness, e.lte_promotions[2]),
+                cell(e.discovery, e.lte_promotions[3]),
+            );
+        }
+        self.restart_table(&mut s);
         for base in ["libp2p-stock", "libp2p-tuned", "oracle"] {
             let Some(b) = self.find(base) else { continue };
             let _ = writeln!(

@@ -15,7 +15,7 @@ use crate::rng::Rng;
 use crate::scenario::{CellularKind, Nat, Scenario};
 
 mod radio;
-pub(crate) use radio::{Radio, radios};
+pub(crate) use radio::{Cause, Radio, radios};
 
 /// A node's interface slots. BLE is a discovery radio only (see the crate
 /// docs: the BLE data transport comes with the libp2p adapter).
@@ -844,12 +844,12 @@ mod tests {
     fn a_radio_pays_one_promotion_per_wake_up_and_the_tail_once() {
         let mut r = Radio::new(energy::LTE);
         let t = Timestamp::from_millis(1_000);
-        r.activity(t, 0, 0);
+        r.activity(t, 0, 0, Cause::App);
         // Two more packets inside the tail: no new promotion.
-        r.activity(t + Duration::from_secs(3), 0, 0);
-        r.activity(t + Duration::from_secs(6), 0, 0);
+        r.activity(t + Duration::from_secs(3), 0, 0, Cause::App);
+        r.activity(t + Duration::from_secs(6), 0, 0, Cause::App);
         // One long after: a second wake-up.
-        r.activity(t + Duration::from_secs(60), 0, 0);
+        r.activity(t + Duration::from_secs(60), 0, 0, Cause::App);
         r.finish(t + Duration::from_secs(600));
         assert_eq!(r.promotions, 2);
         let expected = 2.0 * energy::LTE.isolated_wakeup_energy()

@@ -27,6 +27,7 @@ const ACTIONS: &[&str] = &[
     "move",
     "rendezvous-down",
     "rendezvous-up",
+    "restart",
 ];
 
 #[derive(Debug, Clone)]

@@ -23,6 +23,10 @@
 //!   rust-libp2p relay + DCUtR app; time to the first (relayed) and the
 //!   direct connection, share of time direct, lost messages. Needs root
 //!   and `nft`; [`netns::nat_available`] says whether it works here.
+//! - [`idle`] (Linux): the idle harness: the switch harness's phone on
+//!   cellular only, its app sending a message rarely (one a minute by
+//!   default) for a long run, with each stack; the cellular radio's
+//!   wake-ups and modelled energy over the whole run, messages delivered.
 //! - [`radio`]: a meter of a cellular path's radio wake-ups and modelled
 //!   energy, fed by the relays of [`delay_proxy`].
 //!
@@ -65,6 +69,8 @@
 //! ```
 
 pub mod delay_proxy;
+#[cfg(target_os = "linux")]
+pub mod idle;
 #[cfg(target_os = "linux")]
 pub mod nat;
 #[cfg(target_os = "linux")]

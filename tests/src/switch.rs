@@ -59,14 +59,16 @@ mod peer;
 mod stock;
 mod tuned;
 
-use self::multidriver::{available, multidriver_phone};
-use peer::start_peer;
-use stock::stock_phone;
-use tuned::tuned_phone;
+use self::multidriver::available;
+// The phones and the peer are the idle harness's too (crate::idle).
+pub(crate) use self::multidriver::multidriver_phone;
+pub(crate) use peer::start_peer;
+pub(crate) use stock::stock_phone;
 pub use tuned::{
     TUNED_IDLE_CONNECTION, TUNED_PING_INTERVAL, TUNED_PING_TIMEOUT, TUNED_QUIC_IDLE,
     TUNED_QUIC_KEEP_ALIVE,
 };
+pub(crate) use tuned::{ip_of, tuned_phone};
 
 /// How often the app sends a message.
 pub const MESSAGE_INTERVAL: Duration = Duration::from_millis(50);
@@ -199,6 +201,141 @@ impl Stack {
 /// (our choice: soon, without spinning).
 const REDIAL_PAUSE: Duration = Duration::from_millis(500);
 
+/// How often a phone's send timer looks whether the run stopped, between
+/// messages far apart (ours: the phone thread ends within this of the
+/// stop, whatever the message interval).
+const STOP_POLL: Duration = Duration::from_millis(100);
+
+/// How the app on the phone sends: this harness's steady stream
+/// ([`Traffic::STEADY`]), or the idle harness's sparse messages
+/// ([`crate::idle`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Traffic {
+    /// How often the app sends a message.
+    pub(crate) interval: Duration,
+    /// Sparse traffic: message k goes at a random time in the middle half
+    /// of the k-th interval from the phone's start (from a quarter to three
+    /// quarters into it), so the messages fall at any phase of the stacks'
+    /// timers up to half the interval long (keep-alives, pings), and none
+    /// in the first quarter interval, while the stacks connect; and the
+    /// stock apps (defaults and tuned) treat a connection the way an app
+    /// with a message a minute does: a connection the swarm closed as idle
+    /// (`ConnectionError::KeepAliveTimeout`, nothing unacknowledged) is not
+    /// dialed again at once but when the app next sends, and a message due
+    /// while there is no connection waits for the dial it starts; the
+    /// stock swarm at its defaults keeps libp2p-swarm's default idle
+    /// timeout. Steady traffic never leaves a connection idle.
+    pub(crate) sparse: bool,
+}
+
+impl Traffic {
+    /// This harness's traffic: a message every [`MESSAGE_INTERVAL`] from
+    /// the start.
+    pub(crate) const STEADY: Traffic = Traffic {
+        interval: MESSAGE_INTERVAL,
+        sparse: false,
+    };
+
+    /// The app's send timer (inside the phone's runtime), which also ends
+    /// its wait once `stop` is set.
+    pub(crate) fn ticker(self, stop: &Arc<AtomicBool>) -> Ticker {
+        let schedule = if self.sparse {
+            let slot = tokio::time::Instant::now();
+            Schedule::Sparse {
+                interval: self.interval,
+                slot,
+                due: Schedule::due_in(slot, self.interval),
+            }
+        } else {
+            Schedule::Steady(tokio::time::interval(self.interval))
+        };
+        Ticker {
+            schedule,
+            stop: Arc::clone(stop),
+        }
+    }
+
+    /// Whether an app with this traffic leaves a connection closed with
+    /// `cause` for its next message instead of dialing again at once:
+    /// sparse traffic, an idle close, and nothing waiting for an
+    /// acknowledgement.
+    pub(crate) fn leaves_closed(
+        self,
+        cause: Option<&libp2p::swarm::ConnectionError>,
+        log: &Shared,
+    ) -> bool {
+        self.sparse
+            && matches!(
+                cause,
+                Some(libp2p::swarm::ConnectionError::KeepAliveTimeout)
+            )
+            && lock(log).messages.values().all(|acked| *acked)
+    }
+}
+
+/// A phone's send timer ([`Traffic::ticker`]).
+pub(crate) struct Ticker {
+    schedule: Schedule,
+    stop: Arc<AtomicBool>,
+}
+
+/// When a [`Ticker`]'s messages are due.
+enum Schedule {
+    /// Every interval from the start.
+    Steady(tokio::time::Interval),
+    /// One in each interval from `slot` on, at `due`; see
+    /// [`Traffic::sparse`].
+    Sparse {
+        interval: Duration,
+        /// The start of the current interval.
+        slot: tokio::time::Instant,
+        /// When its message is due.
+        due: tokio::time::Instant,
+    },
+}
+
+impl Schedule {
+    /// A random time in the middle half of the interval from `slot`.
+    fn due_in(slot: tokio::time::Instant, interval: Duration) -> tokio::time::Instant {
+        slot + interval / 4 + jitter(interval / 2)
+    }
+}
+
+impl Ticker {
+    /// Until a message is due, or the run stopped (looked at every
+    /// [`STOP_POLL`]), so a phone whose messages are minutes apart still
+    /// ends soon after the stop. Cancel-safe, as the phones' `select!`
+    /// needs: the schedule moves on only when a message is due.
+    pub(crate) async fn tick(&mut self) {
+        loop {
+            let due = async {
+                match &mut self.schedule {
+                    Schedule::Steady(interval) => {
+                        interval.tick().await;
+                    }
+                    Schedule::Sparse {
+                        interval,
+                        slot,
+                        due,
+                    } => {
+                        tokio::time::sleep_until(*due).await;
+                        *slot += *interval;
+                        *due = Schedule::due_in(*slot, *interval);
+                    }
+                }
+            };
+            tokio::select! {
+                () = due => return,
+                () = tokio::time::sleep(STOP_POLL) => {
+                    if self.stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// One run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Case {
@@ -293,21 +430,21 @@ pub enum SwitchError {
 
 /// What the phone saw, with times.
 #[derive(Debug, Default)]
-struct Log {
+pub(crate) struct Log {
     /// Acknowledgements: when, and over which path.
-    acks: Vec<(Instant, Option<Path>)>,
+    pub(crate) acks: Vec<(Instant, Option<Path>)>,
     /// Messages sent: number → acknowledged.
-    messages: BTreeMap<u64, bool>,
-    resent: u64,
+    pub(crate) messages: BTreeMap<u64, bool>,
+    pub(crate) resent: u64,
     /// What the stack reported (route events, connections), for the story.
-    notes: Vec<(Instant, String)>,
+    pub(crate) notes: Vec<(Instant, String)>,
     /// multidriver's route switches: when, and the reason's name.
     switches: Vec<(Instant, String)>,
 }
 
-type Shared = Arc<Mutex<Log>>;
+pub(crate) type Shared = Arc<Mutex<Log>>;
 
-fn lock(log: &Shared) -> std::sync::MutexGuard<'_, Log> {
+pub(crate) fn lock(log: &Shared) -> std::sync::MutexGuard<'_, Log> {
     log.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -326,7 +463,13 @@ pub fn run(case: Case, progress: &mut dyn FnMut(&str)) -> Result<Outcome, Switch
     let stop = Arc::new(AtomicBool::new(false));
     // Stops the peer's and the phone's threads however this function ends.
     let _stop_on_exit = StopOnDrop(Arc::clone(&stop));
-    let (peer_id, wifi_addr, cell_addr, radio) = start_peer(&peer_ns, case.transport, &stop)?;
+    let (peer_id, wifi_addr, cell_addr, radio) = start_peer(
+        &peer_ns,
+        case.transport,
+        [ip_of(WIFI_PEER), ip_of(CELL_PEER)],
+        libp2p::ping::Config::default(),
+        &stop,
+    )?;
     let radio_at_start = radio.reading(Instant::now());
     progress(&format!(
         "peer {peer_id} at {wifi_addr} (Wi-Fi) and {cell_addr} (cellular)"
@@ -339,6 +482,7 @@ pub fn run(case: Case, progress: &mut dyn FnMut(&str)) -> Result<Outcome, Switch
         peer: peer_id,
         wifi: wifi_addr,
         cell: cell_addr,
+        traffic: Traffic::STEADY,
     };
     let phone_task = {
         let (log, sending, stop) = (Arc::clone(&log), Arc::clone(&sending), Arc::clone(&stop));
@@ -492,7 +636,7 @@ fn jitter(max: Duration) -> Duration {
 }
 
 /// Sets the flag when dropped, so a panicking harness stops its threads.
-struct StopOnDrop(Arc<AtomicBool>);
+pub(crate) struct StopOnDrop(pub(crate) Arc<AtomicBool>);
 
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
@@ -501,7 +645,7 @@ impl Drop for StopOnDrop {
 }
 
 /// Polls `done` every 5 ms for at most `limit`; when it turned true.
-fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> Option<Instant> {
+pub(crate) fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> Option<Instant> {
     let deadline = Instant::now() + limit;
     loop {
         if done() {
@@ -514,11 +658,15 @@ fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> Option<Instant
     }
 }
 
+/// The peer the phone's app talks to, and how it sends.
 #[derive(Debug, Clone)]
-struct Target {
-    peer: PeerId,
-    wifi: Multiaddr,
-    cell: Multiaddr,
+pub(crate) struct Target {
+    pub(crate) peer: PeerId,
+    /// Its address over Wi-Fi.
+    pub(crate) wifi: Multiaddr,
+    /// Its address over cellular (the metering relay).
+    pub(crate) cell: Multiaddr,
+    pub(crate) traffic: Traffic,
 }
 
 fn listen_addr(transport: Transport) -> Multiaddr {

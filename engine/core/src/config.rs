@@ -562,18 +562,24 @@ impl Config {
 /// [`Engine::handle_connection_lost`] does.
 ///
 /// Probes are sent:
-/// - on cellular connections, batched once per the profile's keep-alive
-///   interval (one radio wake-up for all);
-/// - on other connections, batched every [`heartbeat`](Self::heartbeat);
 /// - on the primary connection of a peer the app uses
 ///   ([`Engine::mark_used`]), at most once per
 ///   [`active_heartbeat`](Self::active_heartbeat), with a deadline of
 ///   its route's RTO (SRTT + 4 × RTTVAR), at least
 ///   [`active_probe_timeout`](Self::active_probe_timeout) and at most 60 s:
 ///   the radio is up for the app's data anyway, and an app that is talking
-///   needs a dead path found in about two seconds, not seven.
+///   needs a dead path found in about two seconds, not seven;
+/// - on the other connections of peers used within the profile's quiet
+///   period (`quiet.after_s`): over cellular batched once per the
+///   profile's keep-alive interval (one radio wake-up for all), elsewhere
+///   batched every [`heartbeat`](Self::heartbeat);
+/// - on any connection whose interface just carried a packet (riding on
+///   that radio wake-up, see [`RIDE_WINDOW`](crate::RIDE_WINDOW)), if it
+///   was not probed in the last half keep-alive interval.
 ///
 /// A connection whose RTT was sampled in the last half interval is skipped.
+/// A peer the app left quiet gets no timed probes at all (see the profile's
+/// [`Quiet`](multidriver_scoring::profile::Quiet)).
 ///
 /// [`Command::KeepAlive`]: crate::Command::KeepAlive
 /// [`Engine::handle_rtt_sample`]: crate::Engine::handle_rtt_sample

@@ -49,20 +49,39 @@ impl Engine {
     ///
     /// Without liveness probes, the use itself counts as proof of life for
     /// the keep-alive batches (the adapter's own timers judge liveness).
+    ///
+    /// Use is what keeps a peer out of quiet liveness (the profile's
+    /// `quiet`): after `quiet.after_s` without a use, its connections get no
+    /// timed probes and one that closes is not redialled (the peer is
+    /// *dormant*); the next use dials its best known route at once, and the
+    /// first use after a quiet period carries a probe when the profile's
+    /// `quiet.probe_on_resume` says so. The use also tells the engine the
+    /// radio of the peer's connection is up: pending radio work rides on it.
     pub fn mark_used(&mut self, peer: PeerId, now: Timestamp) {
         self.last_now = self.last_now.max(now);
-        let primary = self.peers.get_mut(&peer).and_then(|p| {
-            p.last_used = Some(now);
-            p.primary
-        });
-        let Some(c) = primary else {
+        let resumed = self.peer_quiet(&peer, now);
+        let Some(p) = self.peers.get_mut(&peer) else {
             return;
         };
+        p.last_used = Some(now);
+        let dormant = std::mem::take(&mut p.dormant);
+        let Some(c) = p.primary else {
+            if dormant {
+                // Left unconnected while quiet: dialled now through its
+                // best known route (no new discovery).
+                self.progress(peer, now);
+            }
+            return;
+        };
+        if let Some(i) = self.connections.get(&c).map(|c| c.interface) {
+            self.note_radio(i, now);
+        }
         if self.config.liveness.is_some() {
-            self.probe_with_traffic(c, now);
+            self.probe_with_traffic(c, resumed, now);
         } else if let Some(conn) = self.connections.get_mut(&c) {
             conn.last_traffic = conn.last_traffic.max(now);
         }
+        self.piggyback(now, Some(c));
     }
 
     /// Open connections that count against the watermarks (not those

@@ -253,6 +253,7 @@ impl Engine {
             Conn::new(peer, None, addr.clone(), interface, now),
         );
         let p = self.peers.get_mut(&peer).expect("ensured above");
+        p.dormant = false;
         if p.primary.is_none() {
             p.primary = Some(connection);
             self.cancel_race(peer);
@@ -300,6 +301,28 @@ impl Engine {
         reason: SwitchReason,
         now: Timestamp,
     ) {
+        self.lost_connection_then(peer_id, connection, addr, reason, true, now);
+    }
+
+    /// [`lost_connection`](Self::lost_connection); `may_sleep: false`
+    /// re-races even a quiet peer at once (a probe found its path dead).
+    pub(crate) fn lost_connection_then(
+        &mut self,
+        peer_id: PeerId,
+        connection: ConnectionHandle,
+        addr: Multiaddr,
+        reason: SwitchReason,
+        may_sleep: bool,
+        now: Timestamp,
+    ) {
+        // Our own interface going is seen and acted on at once; any other
+        // loss of a quiet peer waits for the app to use the peer again.
+        let quiet = may_sleep
+            && !matches!(
+                reason,
+                SwitchReason::InterfaceLost | SwitchReason::InterfaceLosing
+            )
+            && self.peer_quiet(&peer_id, now);
         let Some(peer) = self.peers.get_mut(&peer_id) else {
             return;
         };
@@ -338,6 +361,7 @@ impl Engine {
             race.purpose = Purpose::Connect;
         }
         peer.lost = Some((addr, reason));
+        peer.dormant = quiet && peer.race.is_none();
         let wanted = peer.wanted;
         let racing = peer.race.is_some();
         self.progress(peer_id, now);

@@ -7,7 +7,8 @@ use std::time::Duration;
 use multidriver_scoring::{Medium, Timestamp};
 
 use crate::{
-    Command, DriverCaps, DriverId, EnergyClass, Engine, Error, Event, QueryId, QueryOutcome, Reach,
+    Command, DriverCaps, DriverId, EnergyClass, Engine, Error, Event, InterfaceId, QueryId,
+    QueryOutcome, Reach,
 };
 
 /// Longest namespace accepted: libp2p-rendezvous' limit of 255 bytes
@@ -236,10 +237,12 @@ impl Engine {
                 limit: self.config.max_namespaces,
             });
         }
+        // The first lookup runs at once, whatever the radio: the app asked.
+        let _ = self.discover(namespace, now);
+        let interval = self.subscription_interval();
         self.drivers
             .subscriptions
-            .insert(namespace.to_owned(), Some(now));
-        self.rediscover(now);
+            .insert(namespace.to_owned(), interval.map(|every| now + every));
         Ok(())
     }
 
@@ -249,15 +252,41 @@ impl Engine {
     }
 
     /// Runs the subscriptions that are due and schedules their next run.
+    ///
+    /// Radio-aware: with only cellular up, a due lookup waits for the radio
+    /// to be up anyway (the engine's own traffic or the app's) for at most
+    /// half its interval, and one due within half its interval runs early
+    /// while the radio is up, so lookups ride on wake-ups instead of
+    /// causing them. Over Wi-Fi or Ethernet they run when due.
     pub(crate) fn rediscover(&mut self, now: Timestamp) {
-        let interval = self.config.schedule.interval(self.power.lifecycle);
+        let interval = self.subscription_interval();
+        let slack = self.subscription_slack();
+        let awake = self.cellular_riding(now);
+        let cheap = awake || !self.only_cellular();
         let due: Vec<String> = self
             .drivers
             .subscriptions
             .iter()
-            .filter(|(_, t)| t.is_some_and(|t| t <= now))
+            .filter(|(_, t)| {
+                t.is_some_and(|t| {
+                    (t <= now && (cheap || now >= t + slack)) || (awake && t <= now + slack)
+                })
+            })
             .map(|(ns, _)| ns.clone())
             .collect();
+        if !due.is_empty() {
+            let cellular: Vec<InterfaceId> = self
+                .interfaces
+                .iter()
+                .filter(|(_, i)| i.up && i.medium.is_cellular())
+                .map(|(id, _)| *id)
+                .collect();
+            if self.only_cellular() {
+                for i in cellular {
+                    self.note_radio(i, now);
+                }
+            }
+        }
         for ns in due {
             // The namespace was checked when subscribed.
             let _ = self.discover(&ns, now);
@@ -267,6 +296,25 @@ impl Engine {
                 .subscriptions
                 .insert(ns, interval.map(|every| now + every));
         }
+    }
+
+    /// The interval of subscription lookups now: the lifecycle's; `None`
+    /// while suspended.
+    fn subscription_interval(&self) -> Option<Duration> {
+        self.config.schedule.interval(self.power.lifecycle)
+    }
+
+    /// How long a due subscription lookup may wait for a radio wake-up:
+    /// half the current interval.
+    fn subscription_slack(&self) -> Duration {
+        self.subscription_interval()
+            .map_or(Duration::ZERO, |i| i / 2)
+    }
+
+    /// Whether every interface that is up is cellular (and one is).
+    fn only_cellular(&self) -> bool {
+        let mut up = self.interfaces.values().filter(|i| i.up).peekable();
+        up.peek().is_some() && up.all(|i| i.medium.is_cellular())
     }
 
     /// The lifecycle state changed: subscriptions follow the new interval
@@ -616,7 +664,28 @@ impl Engine {
             // reschedules them.
             .filter(|t| *t > self.last_now)
             .min();
-        let subscriptions = self.drivers.subscriptions.values().flatten().min().copied();
+        // A lookup deferred for a radio wake-up (only cellular up, the
+        // radio asleep) runs at the latest half an interval after it was
+        // due; otherwise when due.
+        let deferring = self.only_cellular() && !self.cellular_riding(self.last_now);
+        let slack = if deferring {
+            self.subscription_slack()
+        } else {
+            Duration::ZERO
+        };
+        let subscriptions = self
+            .drivers
+            .subscriptions
+            .values()
+            .flatten()
+            .map(|&t| {
+                if t > self.last_now {
+                    t
+                } else {
+                    (t + slack).max(self.last_now)
+                }
+            })
+            .min();
         [queries, refresh, subscriptions]
             .into_iter()
             .flatten()

@@ -1,4 +1,31 @@
-//! Keep-alives and liveness probes.
+//! Keep-alives and liveness probes, and quiet liveness.
+//!
+//! **Quiet liveness.** Nothing wakes a radio when nothing happens. A peer the
+//! app has not used for the profile's `quiet.after_s` is *quiet*: its
+//! connections get no probes on a timer, and the node's own side is watched
+//! through OS interface events and host hints instead. The first message
+//! after the quiet carries a probe (`quiet.probe_on_resume`) whose deadline
+//! is the route's RTO; unanswered, the connection is closed and the
+//! next-best route raced at once. A quiet peer's connection that closes (a
+//! relay's circuit limit, the remote, the connection manager) is not
+//! redialled: the peer goes *dormant* and is dialled through its best known
+//! route when the app next uses it. Over cellular, a quiet peer's
+//! connection is closed after `quiet.cellular_idle_close_s` (when the
+//! profile sets it).
+//!
+//! **Keep-alives for NAT bindings.** The connections that hold this node's
+//! relay reservations are the ones a NAT must not forget (the relay reaches
+//! the node through them): they get a keep-alive
+//! ([`Command::KeepReservations`]) every [`UDP_BINDING_KEEPALIVE`] over UDP
+//! and every profile keep-alive interval over TCP.
+//!
+//! **Riding wake-ups.** The engine records when each interface's radio last
+//! carried a packet it knows of (its probes, dials and lookups, and the
+//! app's use of a peer). Within [`RIDE_WINDOW`] of one, pending radio work
+//! is done at once: a probe on every connection over that interface not
+//! probed in the last half keep-alive interval (quiet ones too), and over
+//! cellular the idle closes and the reservation keep-alives and lookups due
+//! within half their interval.
 //!
 //! A cellular radio pays a promotion and a ≈ 10 s tail (≈ 11 J on LTE,
 //! docs/PARAMETERS.md) for every wake-up. If each connection sent its own
@@ -18,15 +45,247 @@
 
 use std::time::Duration;
 
+use libp2p_identity::PeerId;
+use multiaddr::Protocol;
 use multidriver_scoring::{Lifecycle, Timestamp};
 
-use crate::{CloseReason, Command, ConnectionHandle, Engine, SwitchReason};
+use crate::reach::ReservationState;
+use crate::{CloseReason, Command, Conn, ConnectionHandle, Engine, InterfaceId, SwitchReason};
+
+/// The keep-alive interval that holds a NAT's UDP binding: 25 s. The
+/// shortest UDP binding timeout measured on home gateways is 30 s
+/// (Hätönen et al., "An Experimental Study of Home Gateway
+/// Characteristics", IMC 2010); 25 s is WireGuard's conventional
+/// `PersistentKeepalive` for the same purpose (wireguard-tools docs).
+pub const UDP_BINDING_KEEPALIVE: Duration = Duration::from_secs(25);
 
 /// The longest deadline of a probe riding on app traffic: 60 s, RFC 6298
 /// (2.5)'s lowest allowed cap on the RTO.
 const MAX_RTO: Duration = Duration::from_secs(60);
 
+/// Work started within this long of a packet rides on that packet's radio
+/// wake-up: 1 s. **Ours**: it extends LTE's tail by at most 1 s, ≈ 1.1 J at
+/// the tail's 1.06 W, a tenth of a wake-up's ≈ 11 J (docs/PARAMETERS.md).
+pub const RIDE_WINDOW: Duration = Duration::from_secs(1);
+
 impl Engine {
+    /// When the app last used the peer of `c`, or when `c` opened if it
+    /// never did (or did before).
+    fn quiet_since(&self, c: &Conn) -> Timestamp {
+        self.peers
+            .get(&c.peer)
+            .and_then(|p| p.last_used)
+            .map_or(c.opened, |t| t.max(c.opened))
+    }
+
+    /// Whether the app left the peer of `c` quiet for the profile's
+    /// `quiet.after_s` at `now`.
+    fn conn_quiet(&self, c: &Conn, now: Timestamp) -> bool {
+        now.saturating_duration_since(self.quiet_since(c)) >= self.profile.quiet.after()
+    }
+
+    /// Whether the app left `peer` quiet (never used counts as quiet).
+    pub(crate) fn peer_quiet(&self, peer: &PeerId, now: Timestamp) -> bool {
+        let after = self.profile.quiet.after();
+        self.peers.get(peer).is_some_and(|p| {
+            p.last_used
+                .is_none_or(|t| now.saturating_duration_since(t) >= after)
+        })
+    }
+
+    /// The radio of `interface` carried a packet at `now` (the engine's
+    /// own, or the app's as reported with `mark_used`).
+    pub(crate) fn note_radio(&mut self, interface: InterfaceId, now: Timestamp) {
+        // Only packets within the window matter: older entries go (the map
+        // holds at most the interfaces that carried one in the last
+        // `RIDE_WINDOW`).
+        self.last_packet
+            .retain(|_, t| now.saturating_duration_since(*t) <= RIDE_WINDOW);
+        if self.interfaces.get(&interface).is_some_and(|i| i.up) {
+            let t = self.last_packet.entry(interface).or_insert(now);
+            *t = (*t).max(now);
+        }
+    }
+
+    /// The interfaces that are up and whose radio carried a packet within
+    /// [`RIDE_WINDOW`] of `now`.
+    pub(crate) fn riding(&self, now: Timestamp) -> Vec<InterfaceId> {
+        self.last_packet
+            .iter()
+            .filter(|(i, t)| {
+                now.saturating_duration_since(**t) <= RIDE_WINDOW
+                    && self.interfaces.get(i).is_some_and(|i| i.up)
+            })
+            .map(|(i, _)| *i)
+            .collect()
+    }
+
+    /// Whether a cellular radio is up at `now` and work started now rides
+    /// on its wake-up (see [`RIDE_WINDOW`]).
+    pub(crate) fn cellular_riding(&self, now: Timestamp) -> bool {
+        self.riding(now).iter().any(|i| {
+            self.interfaces
+                .get(i)
+                .is_some_and(|i| i.medium.is_cellular())
+        })
+    }
+
+    /// Does the radio work that can ride on a wake-up now, on every
+    /// interface whose radio just carried a packet: a probe on each of its
+    /// connections (but `except`) not probed nor proven alive in the last
+    /// half keep-alive interval (quiet ones too, the radio being up anyway,
+    /// unless the profile turns `quiet.probe_on_resume` off), and over
+    /// cellular the idle closes, the reservation keep-alives due within
+    /// half their interval, and the subscription lookups due within half
+    /// their interval.
+    pub(crate) fn piggyback(&mut self, now: Timestamp, except: Option<ConnectionHandle>) {
+        let riding = self.riding(now);
+        if riding.is_empty() {
+            return;
+        }
+        let cellular = self.cellular_riding(now);
+        if cellular {
+            // First, so that what closes is not probed.
+            self.close_idle_cellular(now);
+        }
+
+        let half = self.profile.usage.keepalive_interval() / 2;
+        let quiet_too = self.profile.quiet.probe_on_resume;
+        let due: Vec<ConnectionHandle> = self
+            .connections
+            .iter()
+            .filter(|(id, c)| {
+                Some(**id) != except
+                    && !self.closing.contains_key(id)
+                    && riding.contains(&c.interface)
+                    && c.probe_due.is_none()
+                    && (quiet_too || !self.conn_quiet(c, now))
+                    && now.saturating_duration_since(c.last_traffic) >= half
+                    && c.last_probe
+                        .is_none_or(|p| now.saturating_duration_since(p) >= half)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        self.probe(due, now);
+        if !cellular {
+            return;
+        }
+
+        if let Some(due) = self.next_binding
+            && let Some(every) = self.binding_interval()
+            && due.saturating_duration_since(now) <= every / 2
+        {
+            self.keep_reservations(now);
+        }
+        self.rediscover(now);
+    }
+
+    /// The relays holding a reservation of this node now.
+    fn reserved_relays(&self) -> impl Iterator<Item = (PeerId, &multiaddr::Multiaddr)> + '_ {
+        self.relays
+            .list
+            .iter()
+            .filter(|r| matches!(r.state, ReservationState::Reserved(_)))
+            .map(|r| (r.peer, &r.addr))
+    }
+
+    /// How often the reservations' connections need a keep-alive: the
+    /// shortest of [`UDP_BINDING_KEEPALIVE`] (a relay reached over UDP) and
+    /// the profile's keep-alive interval (over TCP); `None` without a
+    /// reservation.
+    fn binding_interval(&self) -> Option<Duration> {
+        let profile = self.profile.usage.keepalive_interval();
+        self.reserved_relays()
+            .map(|(_, addr)| {
+                if addr.iter().any(|p| matches!(p, Protocol::Udp(_))) {
+                    UDP_BINDING_KEEPALIVE.min(profile)
+                } else {
+                    profile
+                }
+            })
+            .min()
+    }
+
+    /// Starts the reservations' keep-alive schedule if one is held.
+    pub(crate) fn schedule_binding(&mut self, now: Timestamp) {
+        match self.binding_interval() {
+            Some(every) => {
+                let due = now + every;
+                self.next_binding = Some(self.next_binding.map_or(due, |d| d.min(due)));
+            }
+            None => self.next_binding = None,
+        }
+    }
+
+    /// Sends the reservations' keep-alives and schedules the next.
+    fn keep_reservations(&mut self, now: Timestamp) {
+        let relays: Vec<PeerId> = self.reserved_relays().map(|(p, _)| p).collect();
+        let interfaces: Vec<InterfaceId> = self
+            .relays
+            .list
+            .iter()
+            .filter_map(|r| match r.state {
+                ReservationState::Reserved(Some(i)) => Some(i),
+                _ => None,
+            })
+            .collect();
+        self.next_binding = None;
+        if relays.is_empty() {
+            return;
+        }
+        for i in interfaces {
+            self.note_radio(i, now);
+        }
+        self.commands
+            .push_back(Command::KeepReservations { relays });
+        self.schedule_binding(now);
+    }
+
+    /// Closes the cellular connections of peers quiet for the profile's
+    /// `quiet.cellular_idle_close_s` (and its quiet period); their peers go
+    /// dormant. Called only while the radio is up: the close rides on that
+    /// wake-up instead of causing one.
+    fn close_idle_cellular(&mut self, now: Timestamp) {
+        let Some(limit) = self.profile.quiet.cellular_idle_close() else {
+            return;
+        };
+        let limit = limit.max(self.profile.quiet.after());
+        let idle: Vec<ConnectionHandle> = self
+            .connections_on(true)
+            .filter(|id| {
+                self.connections.get(id).is_some_and(|c| {
+                    c.probe_due.is_none()
+                        && now.saturating_duration_since(self.quiet_since(c)) >= limit
+                })
+            })
+            .collect();
+        // All of them go before any peer reacts, so that a backup closing
+        // in the same sweep is never promoted.
+        let mut closed = Vec::new();
+        for id in idle {
+            self.closing.remove(&id);
+            if let Some(conn) = self.connections.remove(&id) {
+                self.commands.push_back(Command::CloseConnection {
+                    connection: id,
+                    reason: CloseReason::Idle,
+                });
+                closed.push((id, conn));
+            }
+        }
+        // The idle limit is at least the quiet period: their peers are
+        // quiet, and `lost_connection` leaves them dormant.
+        for (id, conn) in closed {
+            self.lost_connection(
+                conn.peer,
+                id,
+                conn.addr,
+                SwitchReason::ConnectionClosed,
+                now,
+            );
+        }
+        self.release_capacity(now);
+    }
+
     /// Open connections over cellular (`true`) or other interfaces, except
     /// those already closing after a switch.
     fn connections_on(&self, cellular: bool) -> impl Iterator<Item = ConnectionHandle> + '_ {
@@ -90,6 +349,9 @@ impl Engine {
         if let Some(due) = self.next_keepalive
             && due <= now
         {
+            // The cellular connections of peers in use that no wake-up
+            // carried a probe for in the last half interval: this batch
+            // wakes the radio once for all of them.
             let interval = self.profile.usage.keepalive_interval();
             self.next_keepalive = self.batch(true, interval, now).then_some(now + interval);
         }
@@ -103,6 +365,10 @@ impl Engine {
         if self.next_probe_due.is_some_and(|d| d <= now) {
             self.probe_deadlines(now);
         }
+        if self.next_binding.is_some_and(|d| d <= now) {
+            self.keep_reservations(now);
+        }
+        self.piggyback(now, None);
     }
 
     /// Closes every connection whose probe went unanswered by `now`, and
@@ -128,12 +394,15 @@ impl Engine {
                 lost.push((id, conn));
             }
         }
+        // A probe found the path dead: the radio is up for it anyway, so
+        // even a quiet peer is raced again at once rather than left dormant.
         for (id, conn) in lost {
-            self.lost_connection(
+            self.lost_connection_then(
                 conn.peer,
                 id,
                 conn.addr,
                 SwitchReason::ConnectionClosed,
+                false,
                 now,
             );
         }
@@ -152,9 +421,10 @@ impl Engine {
         let quiet: Vec<ConnectionHandle> = all
             .into_iter()
             .filter(|id| {
-                self.connections
-                    .get(id)
-                    .is_some_and(|c| now.saturating_duration_since(c.last_traffic) >= interval / 2)
+                self.connections.get(id).is_some_and(|c| {
+                    !self.conn_quiet(c, now)
+                        && now.saturating_duration_since(c.last_traffic) >= interval / 2
+                })
             })
             .collect();
         self.probe(quiet, now);
@@ -180,6 +450,9 @@ impl Engine {
             return;
         }
         for id in &connections {
+            if let Some(i) = self.connections.get(id).map(|c| c.interface) {
+                self.note_radio(i, now);
+            }
             if let Some(c) = self.connections.get_mut(id) {
                 c.last_probe = Some(now);
                 if let Some(t) = timeout {
@@ -194,7 +467,15 @@ impl Engine {
     /// The app used the peer of `connection`: probe it if it was not probed
     /// or proven alive in the last active heartbeat, with a deadline from
     /// its route's RTT (see [`Liveness`](crate::Liveness)).
-    pub(crate) fn probe_with_traffic(&mut self, connection: ConnectionHandle, now: Timestamp) {
+    ///
+    /// `resumed`: the use ends a quiet period; without the profile's
+    /// `quiet.probe_on_resume` no probe is sent then.
+    pub(crate) fn probe_with_traffic(
+        &mut self,
+        connection: ConnectionHandle,
+        resumed: bool,
+        now: Timestamp,
+    ) {
         let Some(l) = self.config.liveness else {
             return;
         };
@@ -204,6 +485,9 @@ impl Engine {
         let every = l.active_heartbeat.min(l.heartbeat);
         let recent = |t: Timestamp| now.saturating_duration_since(t) < every;
         if c.probe_due.is_some() || recent(c.last_traffic) || c.last_probe.is_some_and(recent) {
+            return;
+        }
+        if resumed && !self.profile.quiet.probe_on_resume {
             return;
         }
         // RFC 6298's RTO (SRTT + 4 × RTTVAR) of the route, within bounds.

@@ -121,6 +121,7 @@ mod connections;
 mod discovery;
 mod error;
 mod keepalive;
+mod memory;
 mod messages;
 mod nat;
 mod network;
@@ -142,6 +143,12 @@ use multidriver_scoring::{
 pub use config::{Config, DriverSchedule, Liveness, ProfileMap};
 pub use discovery::{MAX_NAMESPACE_LEN, MIN_ADVERT_TTL};
 pub use error::Error;
+pub use keepalive::{RIDE_WINDOW, UDP_BINDING_KEEPALIVE};
+pub use memory::{
+    ImportReport, MEMORY_MAGIC, MEMORY_MAX_ADDR_BYTES, MEMORY_MAX_PEERS, MEMORY_MAX_RELAYS,
+    MEMORY_MAX_ROUTES, MEMORY_VERSION, RememberedPeer, RememberedPunch, RememberedRelay,
+    RememberedRoute, RememberedSighting, RouteMemory,
+};
 pub use messages::{
     CloseReason, Command, ConnectionHandle, Discovered, DriverCaps, DriverId, EnergyClass, Event,
     InterfaceId, NetworkChange, QueryId, QueryOutcome, Reach, SwitchReason,
@@ -213,6 +220,11 @@ struct Peer {
     protected: bool,
     /// When the app last reported using the peer.
     last_used: Option<Timestamp>,
+    /// Wanted but left unconnected while the app is quiet: its connection
+    /// closed or was lost while the peer was quiet (see
+    /// [`Quiet`](multidriver_scoring::profile::Quiet)), and it is dialled
+    /// again only when the app next uses it.
+    dormant: bool,
     /// When a better route that failed is tried again (see
     /// [`Config::recheck`]), the wait that led there, and when the last
     /// try was made.
@@ -242,6 +254,7 @@ impl Peer {
             last_touch: touch,
             protected: false,
             last_used: None,
+            dormant: false,
             recheck_at: None,
             recheck_wait: Duration::ZERO,
             recheck_tried: None,
@@ -339,6 +352,16 @@ pub struct Engine {
     next_probe_due: Option<Timestamp>,
     /// Reachability and the relays this node may reserve on.
     relays: reach::Relays,
+    /// When the next keep-alive of the connections holding relay
+    /// reservations is due (their NAT bindings).
+    next_binding: Option<Timestamp>,
+    /// When each interface's radio last carried a packet the engine knows
+    /// of: work started soon after rides on that wake-up (at most one entry
+    /// per interface).
+    last_packet: BTreeMap<InterfaceId, Timestamp>,
+    /// Imported routes waiting for an interface, and imported confirmation
+    /// times (see the `memory` module).
+    memory: memory::MemoryState,
 }
 
 impl Engine {
@@ -371,6 +394,9 @@ impl Engine {
             next_heartbeat: None,
             next_probe_due: None,
             relays: reach::Relays::default(),
+            next_binding: None,
+            last_packet: BTreeMap::new(),
+            memory: memory::MemoryState::default(),
         })
     }
 
@@ -413,6 +439,7 @@ impl Engine {
             drivers,
             conn_manager,
             self.next_keepalive,
+            self.next_binding,
             self.liveness_next_timeout(),
             self.relays.next_timeout(),
         ]
@@ -512,6 +539,8 @@ impl Engine {
         }
         self.release_capacity(now);
         self.trim(now);
+        // What the dials above woke up, the pending work rides on.
+        self.piggyback(now, None);
     }
 
     // ------------------------------------------------------------------

@@ -183,6 +183,19 @@ pub enum Command {
         /// The connections.
         connections: Vec<ConnectionHandle>,
     },
+    /// Send one keep-alive (a ping) on a connection to each relay holding
+    /// one of this node's reservations, so that the NAT in front of this
+    /// node keeps the connection's binding and the relay can still reach
+    /// it. Asked for at the longest interval that holds a binding
+    /// ([`UDP_BINDING_KEEPALIVE`](crate::UDP_BINDING_KEEPALIVE) over UDP,
+    /// the profile's keep-alive interval over TCP), batched with the
+    /// engine's other radio work. No answer is expected: a reservation
+    /// that dies is reported with
+    /// [`Engine::handle_reservation_failed`](crate::Engine::handle_reservation_failed).
+    KeepReservations {
+        /// The relays.
+        relays: Vec<PeerId>,
+    },
     /// Hold a reservation on `relay` (listen on
     /// `addr/p2p/<relay>/p2p-circuit`), replacing one already held on it
     /// (renewing it over the interfaces up now); report the outcome with
@@ -234,6 +247,10 @@ pub enum CloseReason {
     /// A probe went unanswered ([`Liveness`](crate::Liveness)): the
     /// path is dead.
     Unresponsive,
+    /// The peer's app went quiet and the connection ran over cellular for
+    /// the profile's `quiet.cellular_idle_close_s`: it is dialled again
+    /// through its best known route when the app next uses the peer.
+    Idle,
 }
 
 /// Why a peer's route changed.

@@ -71,6 +71,9 @@ impl Engine {
                         }
                     }
                 }
+                // Imported routes that waited for an interface of this
+                // medium join now (see the `memory` module).
+                self.memory_interface_up(interface, now);
                 // New local addresses: renew every registration, and start
                 // LAN drivers if this brought a LAN.
                 self.readvertise_all(now);

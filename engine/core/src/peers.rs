@@ -116,7 +116,12 @@ impl Engine {
         self.last_now = self.last_now.max(now);
         self.ensure_peer(peer)?;
         self.touch_peer(peer);
-        self.peers.get_mut(&peer).expect("ensured above").wanted = true;
+        let p = self.peers.get_mut(&peer).expect("ensured above");
+        p.wanted = true;
+        p.dormant = false;
+        // Asking for a peer is using it: it is not quiet before the
+        // profile's quiet period has passed.
+        p.last_used = Some(p.last_used.map_or(now, |t| t.max(now)));
         self.progress(peer, now);
         Ok(())
     }
@@ -129,6 +134,7 @@ impl Engine {
             return;
         };
         p.wanted = false;
+        p.dormant = false;
         p.primary = None;
         p.backup = None;
         p.lost = None;

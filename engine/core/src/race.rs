@@ -20,7 +20,7 @@ impl Engine {
         if peer.race.is_some() {
             self.advance(peer_id, now);
         } else if peer.primary.is_none() {
-            if peer.wanted {
+            if peer.wanted && !peer.dormant {
                 self.start_race(peer_id, Purpose::Connect, now);
             }
         } else {
@@ -183,11 +183,12 @@ impl Engine {
             let i = peer.index_of(no).expect("a candidate exists");
             let route = &peer.routes[i];
             let wait = stagger(route, &self.profile.racing);
+            let interface = peer.meta[i].interface;
             self.commands.push_back(Command::Dial {
                 connection: id,
                 peer: peer_id,
                 addr: route.id.addr.clone(),
-                interface: peer.meta[i].interface,
+                interface,
             });
             let race = peer.race.as_mut().expect("looked up above");
             race.tried.push(no);
@@ -195,6 +196,7 @@ impl Engine {
             if !ahead {
                 race.next_due = now + wait;
             }
+            self.note_radio(interface, now);
             self.attempts.insert(
                 id,
                 Attempt {

@@ -201,6 +201,7 @@ impl Engine {
             return;
         }
         r.state = ReservationState::Reserved(interface);
+        self.schedule_binding(now);
     }
 
     /// The reservation on `relay` was refused, could not be asked for (the

@@ -179,9 +179,11 @@ fn no_heartbeat_while_suspended() {
     h.at(Duration::from_secs(120));
     assert!(keep_alives(&h).is_empty(), "{:#?}", keep_alives(&h));
     assert_eq!(h.engine.primary(&p), Some(wifi));
-    // Back in the foreground, the heartbeat resumes.
+    // Back in the foreground with the app using the peer, the heartbeat
+    // resumes.
     h.engine
         .handle_power(multidriver_scoring::PowerState::MAINS, h.now);
+    h.engine.mark_used(p, h.now);
     h.drain();
     h.at(Duration::from_secs(130));
     assert!(!keep_alives(&h).is_empty());

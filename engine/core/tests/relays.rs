@@ -324,8 +324,9 @@ fn held_back_routes_are_tried_again_when_the_wait_ends() {
         "no upgrade dial into the NAT: {:#?}",
         &h.dials()[before..]
     );
-    // ...but the next race dials it again.
+    // ...but the next race (of a peer the app is using) dials it again.
     let before = h.dials().len();
+    h.engine.mark_used(p, h.now);
     h.engine.handle_connection_lost(relayed, h.now);
     h.drain();
     assert!(

@@ -214,6 +214,21 @@ impl<D: DriverSet> Behaviour<D> {
             c @ (Command::Reserve { .. } | Command::Unreserve { .. }) => {
                 self.on_reservation_command(c)
             }
+            // A ping on a connection to each relay holding a reservation:
+            // its packets keep the NAT binding the relay reaches us through.
+            // The answer is not reported (the connection is not the
+            // engine's); a reservation that dies ends its listener, which
+            // the engine hears as a failed reservation.
+            Command::KeepReservations { relays } => {
+                for relay in relays {
+                    metrics::counter!("multidriver_reservation_keepalives_total").increment(1);
+                    self.actions.push_back(ToSwarm::NotifyHandler {
+                        peer_id: relay,
+                        handler: NotifyHandler::Any,
+                        event: either::Either::Left(handler::In::Probe),
+                    });
+                }
+            }
             other => {
                 tracing::debug!(target: "multidriver", command = ?other, "a command this adapter does not know; ignored")
             }

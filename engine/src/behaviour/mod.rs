@@ -98,7 +98,9 @@
 //! first route), `multidriver_route_switches_total{reason}`,
 //! `multidriver_driver_answer_seconds{driver}`,
 //! `multidriver_probes_total{outcome}`, `multidriver_hole_punches_total{outcome}`
-//! (with the `relay` feature), and
+//! (with the `relay` feature), `multidriver_reservation_keepalives_total`
+//! (pings that hold the NAT binding of a relay reservation's connection),
+//! and
 //! `multidriver_modelled_energy_millijoules_total{medium, activity}`: the
 //! radio energy `multidriver_scoring::energy` models for each dial (a
 //! promotion and the handshake's bytes) and each probe batch (one wake-up
@@ -140,6 +142,7 @@ use interfaces::Interfaces;
 
 use crate::Error;
 use crate::core::{ConnectionHandle, DriverId, Engine, InterfaceId, QueryId};
+pub use crate::core::{ImportReport, RouteMemory};
 pub use multidriver_routing::{DriverEvent, DriverSet};
 
 type Handler<D> = ConnectionHandlerSelect<handler::Handler, THandler<D>>;
@@ -416,6 +419,9 @@ impl<D: DriverSet> Behaviour<D> {
     }
 
     /// The app sent to or received from `peer` (see [`Engine::mark_used`]).
+    /// Call it for every message: a peer not used for the profile's
+    /// `quiet.after_s` is quiet (no timed probes, not redialled when its
+    /// connection closes until the next use).
     pub fn mark_used(&mut self, peer: PeerId) {
         let now = self.now();
         self.engine.mark_used(peer, now);
@@ -456,4 +462,71 @@ impl<D: DriverSet> Behaviour<D> {
     pub fn interface_for(&mut self, addr: &Multiaddr) -> Option<InterfaceId> {
         self.interfaces.route(addr)
     }
+
+    /// What the engine learned (routes with their measurements, relays,
+    /// reachability; see [`RouteMemory`]), stamped with the wall-clock
+    /// time, for the app to store before it stops
+    /// ([`RouteMemory::to_bytes`]) and give to
+    /// [`import_memory`](Self::import_memory) at its next start.
+    ///
+    /// ```
+    /// use multidriver::RouteMemory;
+    /// use multidriver::behaviour::{Behaviour, DriverSet};
+    ///
+    /// // Before the app stops:
+    /// fn save<D: DriverSet>(multidriver: &Behaviour<D>) -> Vec<u8> {
+    ///     multidriver.export_memory().to_bytes()
+    /// }
+    ///
+    /// // At its next start, before it asks for peers: the remembered best
+    /// // route of each is dialled at once, without waiting for discovery.
+    /// fn restore<D: DriverSet>(
+    ///     multidriver: &mut Behaviour<D>,
+    ///     stored: &[u8],
+    /// ) -> Result<(), multidriver::Error> {
+    ///     let memory = RouteMemory::from_bytes(stored)?;
+    ///     let report = multidriver.import_memory(&memory)?;
+    ///     println!("{} routes to {} peers remembered", report.routes + report.waiting, report.peers);
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn export_memory(&self) -> RouteMemory {
+        let memory = self.engine.export_memory(self.now());
+        match unix_ms() {
+            Some(t) => memory.with_saved_at_unix_ms(t),
+            None => memory,
+        }
+    }
+
+    /// Takes a memory from [`export_memory`](Self::export_memory) (see
+    /// [`Engine::import_memory`]), aged first by the wall-clock time since
+    /// it was exported, so that routes whose lifetime passed while the app
+    /// was down stay out. Imported routes go over an interface of the
+    /// medium they were remembered with, not through the kernel's routing
+    /// table, and do not follow their address to another interface as
+    /// routes from the drivers do.
+    ///
+    /// # Errors
+    /// As [`Engine::import_memory`].
+    pub fn import_memory(&mut self, memory: &RouteMemory) -> Result<ImportReport, Error> {
+        // A clock that went backwards counts as no time down.
+        let down = memory
+            .saved_at_unix_ms()
+            .zip(unix_ms())
+            .map_or(Duration::ZERO, |(saved, now)| {
+                Duration::from_millis(now.saturating_sub(saved))
+            });
+        let now = self.now();
+        let report = self.engine.import_memory(&memory.aged(down), now)?;
+        self.wake();
+        Ok(report)
+    }
+}
+
+/// The wall clock in milliseconds since the Unix epoch, if it is after it.
+fn unix_ms() -> Option<u64> {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .and_then(|d| u64::try_from(d.as_millis()).ok())
 }

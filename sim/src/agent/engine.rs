@@ -8,7 +8,7 @@ use std::time::Duration;
 use libp2p_identity::PeerId;
 use multidriver_core::{
     Command, Config, ConnectionHandle, Discovered, DriverCaps, DriverId, EnergyClass, Engine,
-    Event, InterfaceId, NetworkChange, QueryId, QueryOutcome, Reach,
+    Event, InterfaceId, NetworkChange, QueryId, QueryOutcome, Reach, RouteMemory,
 };
 use multidriver_scoring::{Medium, Profile, Source, Timestamp};
 
@@ -508,9 +508,18 @@ impl Agent for EngineAgent {
             // The app has a message for a peer it cannot reach: it looks the
             // peer up now (as the stock app model does), at most every
             // `RELOOKUP_GAP`.
+            // A peer left dormant while the app was quiet is dialled through
+            // its best known route first (`Engine::mark_used`); a lookup
+            // only if that started nothing.
             Input::NeedPeer { peer } => {
                 if !self.primary.contains_key(&peer) {
-                    self.relookup.push(peer);
+                    let dialling = self.ids.peers.get(peer as usize).is_some_and(|&pid| {
+                        self.engine.mark_used(pid, now);
+                        self.engine.attempts_in_flight_for(&pid) > 0
+                    });
+                    if !dialling {
+                        self.relookup.push(peer);
+                    }
                 }
             }
             Input::AppTraffic { peer } => {
@@ -560,6 +569,20 @@ impl Agent for EngineAgent {
 
     fn poll_output(&mut self) -> Option<Output> {
         self.out.pop_front()
+    }
+
+    fn export_memory(&self, now: Timestamp) -> Option<Vec<u8>> {
+        Some(self.engine.export_memory(now).to_bytes())
+    }
+
+    fn import_memory(&mut self, stored: &[u8], now: Timestamp) {
+        self.last_now = now;
+        // What this policy stored itself decodes; a full table drops what
+        // does not fit (counted in the report, which the app ignores).
+        if let Ok(memory) = RouteMemory::from_bytes(stored) {
+            let _ = self.engine.import_memory(&memory, now);
+        }
+        self.drain();
     }
 
     fn liveness(&self, _quic: bool, _medium: Medium) -> Liveness {

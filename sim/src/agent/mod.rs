@@ -210,6 +210,14 @@ pub(crate) trait Agent: Send {
     fn wants_path_changes(&self) -> bool {
         false
     }
+    /// What it remembers across an app restart, as the bytes an app would
+    /// store; `None` for a policy that remembers nothing.
+    fn export_memory(&self, _now: Timestamp) -> Option<Vec<u8>> {
+        None
+    }
+    /// Takes what [`Agent::export_memory`] stored, before
+    /// [`Input::Start`].
+    fn import_memory(&mut self, _stored: &[u8], _now: Timestamp) {}
 }
 
 /// The input that reports `kind` up with the node's current conditions:

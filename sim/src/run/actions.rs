@@ -49,6 +49,7 @@ impl Sim<'_> {
                     p.primary = None;
                     p.outage = None;
                     p.queue.clear();
+                    p.after_restart = false;
                 }
                 self.input(node, Input::Start);
                 self.paths_changed(node);
@@ -80,9 +81,8 @@ impl Sim<'_> {
                         && let Some(w) = p.want_since
                     {
                         // Never connected while it was up: a censored sample.
-                        self.metrics
-                            .ttfc_censored
-                            .push(now.saturating_duration_since(w).as_secs_f64());
+                        let secs = now.saturating_duration_since(w).as_secs_f64();
+                        self.metrics.ttfc(p.after_restart, secs, true);
                     }
                     if let Some((s, cause)) = p.outage.take() {
                         // Left before recovering: unfinished.
@@ -97,6 +97,7 @@ impl Sim<'_> {
                 }
                 self.paths_changed(node);
             }
+            WorldAction::Scenario(Action::Restart) => self.restart(node)?,
             WorldAction::Scenario(a) => self.scenario_action(node, a),
         }
         Ok(())
@@ -207,6 +208,8 @@ impl Sim<'_> {
                 }
             }
             Action::Move(to) => self.world.nodes[n].position = *to,
+            // Handled by `world_action` (it rebuilds the agent).
+            Action::Restart => {}
         }
     }
 }

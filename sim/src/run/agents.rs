@@ -11,7 +11,7 @@ use crate::agent::engine::{DriverSet, EngineAgent};
 use crate::agent::oracle::OracleAgent;
 use crate::agent::{Agent, DriverRef, Input, Liveness, Output};
 use crate::scenario::policy_profile;
-use crate::world::{IfKind, UNREACHABLE_TIMEOUT};
+use crate::world::{Cause, IfKind, UNREACHABLE_TIMEOUT};
 
 use super::Sim;
 use super::budget::Kind;
@@ -165,15 +165,26 @@ impl Sim<'_> {
                             self.now + hs,
                             up,
                             down,
+                            Cause::Connect,
                         );
                         let target = &mut self.world.nodes[addr.node as usize];
-                        target.radios[remote_kind as usize].activity(self.now + hs / 2, down, up);
+                        target.radios[remote_kind as usize].activity(
+                            self.now + hs / 2,
+                            down,
+                            up,
+                            Cause::Connect,
+                        );
                         self.push(self.now + hs, Ev::DialDone { key, ok: true });
                     }
                     None => {
                         // Nothing answers: a dead address, or a NAT that
                         // drops the unsolicited packets. The dial times out.
-                        self.world.nodes[n].radios[via as usize].activity(self.now, up, 0);
+                        self.world.nodes[n].radios[via as usize].activity(
+                            self.now,
+                            up,
+                            0,
+                            Cause::Connect,
+                        );
                         let timeout = if addr.quic {
                             UNREACHABLE_TIMEOUT
                         } else {

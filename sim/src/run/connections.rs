@@ -8,7 +8,7 @@ use multidriver_scoring::route::{RELAY_CIRCUIT_BYTES, RELAY_CIRCUIT_DURATION};
 
 use crate::agent::{Input, Liveness};
 use crate::nat::{DCUTR_ATTEMPTS, attempt_setup, attempts_to_success, punchable};
-use crate::world::{AddrKey, IfKind, PathClass, UNREACHABLE_TIMEOUT};
+use crate::world::{AddrKey, Cause, IfKind, PathClass, UNREACHABLE_TIMEOUT};
 
 use super::Sim;
 use super::events::Ev;
@@ -362,15 +362,24 @@ impl Sim<'_> {
         let path = self.conn_path(c);
         let bytes = multidriver_scoring::energy::KEEPALIVE_BYTES;
         if self.world.nodes[node as usize].usable(via) {
-            self.world.nodes[node as usize].radios[via as usize].activity(self.now, bytes, bytes);
+            self.world.nodes[node as usize].radios[via as usize].activity(
+                self.now,
+                bytes,
+                bytes,
+                Cause::Liveness,
+            );
         }
         if repeat && let Some(p) = lv.ping_every {
             self.push(self.now + p, Ev::Ping { key });
         }
         match path {
             Some(base) => {
-                self.world.nodes[remote.0 as usize].radios[remote.1 as usize]
-                    .activity(self.now, bytes, bytes);
+                self.world.nodes[remote.0 as usize].radios[remote.1 as usize].activity(
+                    self.now,
+                    bytes,
+                    bytes,
+                    Cause::Liveness,
+                );
                 self.circuit_bytes(key, 2 * bytes);
                 let rtt = self.world.sample_rtt(node, base);
                 if let Some(c) = self.conns.get_mut(&key) {
@@ -419,14 +428,23 @@ impl Sim<'_> {
         );
         let alive = self.conn_path(c).is_some();
         if self.world.nodes[node as usize].usable(via) {
-            self.world.nodes[node as usize].radios[via as usize].activity(self.now, 60, 60);
+            self.world.nodes[node as usize].radios[via as usize].activity(
+                self.now,
+                60,
+                60,
+                Cause::Liveness,
+            );
         }
         if let Some(k) = lv.quic_keepalive {
             self.push(self.now + k, Ev::QuicKeepalive { key });
         }
         if alive {
-            self.world.nodes[remote.0 as usize].radios[remote.1 as usize]
-                .activity(self.now, 60, 60);
+            self.world.nodes[remote.0 as usize].radios[remote.1 as usize].activity(
+                self.now,
+                60,
+                60,
+                Cause::Liveness,
+            );
             self.circuit_bytes(key, 120);
             if let Some(c) = self.conns.get_mut(&key) {
                 c.last_rx = self.now;

@@ -8,8 +8,8 @@ use multidriver_scoring::{Timestamp, TransportKind};
 use crate::agent::engine::ADVERT_TTL;
 use crate::agent::{DriverRef, Found, Input};
 use crate::world::{
-    AddrKey, BLE_SCAN, DHT_LOOKUP, DHT_OP_BYTES, DHT_PUBLISH, IfKind, MDNS_OP_BYTES, MDNS_TTL,
-    RENDEZVOUS_OP_BYTES, UNREACHABLE_TIMEOUT,
+    AddrKey, BLE_SCAN, Cause, DHT_LOOKUP, DHT_OP_BYTES, DHT_PUBLISH, IfKind, MDNS_OP_BYTES,
+    MDNS_TTL, RENDEZVOUS_OP_BYTES, UNREACHABLE_TIMEOUT,
 };
 
 use super::Sim;
@@ -121,6 +121,7 @@ impl Sim<'_> {
                     self.now,
                     MDNS_OP_BYTES,
                     MDNS_OP_BYTES,
+                    Cause::Discovery,
                 );
                 a.ok = true;
                 a.lookup = Some(Lookup::Mdns(via, lan, peer));
@@ -135,6 +136,7 @@ impl Sim<'_> {
                     self.now + BLE_SCAN,
                     0,
                     64,
+                    Cause::Discovery,
                 );
                 a.ok = true;
                 a.lookup = Some(Lookup::Ble(peer));
@@ -151,7 +153,7 @@ impl Sim<'_> {
         let lat = Duration::from_secs_f64(self.world.link_rng[n].quantiles(quantiles));
         let half = DHT_OP_BYTES / 2;
         let now = self.now;
-        self.world.nodes[n].radios[via as usize].busy(now, now + lat, half, half);
+        self.world.nodes[n].radios[via as usize].busy(now, now + lat, half, half, Cause::Discovery);
         Some(lat)
     }
 
@@ -168,14 +170,14 @@ impl Sim<'_> {
         let via = self.default_via(node)?;
         let (n, v) = (node as usize, via as usize);
         if !self.world.servers[s].up {
-            self.world.nodes[n].radios[v].activity(self.now, 200, 0);
+            self.world.nodes[n].radios[v].activity(self.now, 200, 0, Cause::Discovery);
             return Some(Err(()));
         }
         let rtt = self.world.server_rtt(node, via, s);
         let rounds = TransportKind::Tcp.handshake_round_trips() + 1;
         let lat = self.world.handshake_time(node, via, rtt, rounds, self.now);
         let now = self.now;
-        self.world.nodes[n].radios[v].busy(now, now + lat, up, down);
+        self.world.nodes[n].radios[v].busy(now, now + lat, up, down, Cause::Discovery);
         Some(Ok(lat))
     }
 

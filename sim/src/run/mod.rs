@@ -23,6 +23,7 @@ mod events;
 mod pairs;
 mod parallel;
 mod plan;
+mod restart;
 mod traffic;
 
 pub(crate) use pairs::Cause;
@@ -122,6 +123,7 @@ impl<'p> Sim<'p> {
                             last_class: None,
                             outage: None,
                             queue: std::collections::VecDeque::new(),
+                            after_restart: false,
                         }
                     })
                     .collect()
@@ -279,9 +281,8 @@ impl<'p> Sim<'p> {
                     if !p.connected_once
                         && let Some(w) = p.want_since
                     {
-                        self.metrics
-                            .ttfc_censored
-                            .push(end.saturating_duration_since(w).as_secs_f64());
+                        let secs = end.saturating_duration_since(w).as_secs_f64();
+                        self.metrics.ttfc(p.after_restart, secs, true);
                     }
                     if let Some((s, cause)) = p.outage {
                         self.metrics.failover(
@@ -300,8 +301,15 @@ impl<'p> Sim<'p> {
                 r.finish(end);
                 joules += r.joules;
                 self.metrics.joules_by_radio[i] += r.joules;
+                for (c, j) in r.joules_by_cause.iter().enumerate() {
+                    self.metrics.joules_by_cause[c] += j;
+                }
             }
-            promotions += node.radios[IfKind::Cellular as usize].promotions;
+            let cell = &node.radios[IfKind::Cellular as usize];
+            promotions += cell.promotions;
+            for (c, n) in cell.promotions_by_cause.iter().enumerate() {
+                self.metrics.lte_promotions_by_cause[c] += n;
+            }
         }
         self.metrics.joules = joules;
         self.metrics.lte_promotions = promotions;

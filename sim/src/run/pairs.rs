@@ -36,6 +36,10 @@ pub(super) struct Pair {
     pub(super) outage: Option<(Timestamp, Cause)>,
     /// When each waiting message was sent (bounded by the queue limit).
     pub(super) queue: std::collections::VecDeque<Timestamp>,
+    /// The app restarted since it was last connected to the contact: its
+    /// next first connection is a time to first connection after a
+    /// restart.
+    pub(super) after_restart: bool,
 }
 
 impl Sim<'_> {
@@ -110,10 +114,10 @@ impl Sim<'_> {
         };
         if !p.connected_once {
             p.connected_once = true;
-            self.metrics.ttfc.push(
-                now.saturating_duration_since(p.want_since.unwrap_or(now))
-                    .as_secs_f64(),
-            );
+            let secs = now
+                .saturating_duration_since(p.want_since.unwrap_or(now))
+                .as_secs_f64();
+            self.metrics.ttfc(p.after_restart, secs, false);
         }
         if p.last_class.is_some_and(|c| c != class) {
             self.metrics.switches += 1;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use multidriver_scoring::Lifecycle;
 
 use crate::agent::Input;
+use crate::world::Cause;
 
 use super::Sim;
 use super::events::Ev;
@@ -27,8 +28,18 @@ impl Sim<'_> {
         c.last_app = self.now;
         c.last_rx = self.now;
         let (node, via, remote) = (c.node, c.via, (c.addr.node, c.remote_kind));
-        self.world.nodes[node as usize].radios[via as usize].activity(self.now, bytes, 0);
-        self.world.nodes[remote.0 as usize].radios[remote.1 as usize].activity(self.now, 0, bytes);
+        self.world.nodes[node as usize].radios[via as usize].activity(
+            self.now,
+            bytes,
+            0,
+            Cause::App,
+        );
+        self.world.nodes[remote.0 as usize].radios[remote.1 as usize].activity(
+            self.now,
+            0,
+            bytes,
+            Cause::App,
+        );
         self.circuit_bytes(key, bytes);
     }
 
@@ -65,8 +76,12 @@ impl Sim<'_> {
                     && self.world.nodes[node as usize].usable(c.via)
                 {
                     let via = c.via;
-                    self.world.nodes[node as usize].radios[via as usize]
-                        .activity(self.now, bytes, 0);
+                    self.world.nodes[node as usize].radios[via as usize].activity(
+                        self.now,
+                        bytes,
+                        0,
+                        Cause::App,
+                    );
                 }
             }
             None => {

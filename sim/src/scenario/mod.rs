@@ -316,11 +316,17 @@ pub enum Action {
     RendezvousDown(usize),
     /// A rendezvous point answers again.
     RendezvousUp(usize),
+    /// The app process restarts: its connections close and every policy's
+    /// agent is rebuilt as at start, except that the `multidriver`
+    /// policies carry their route memory over (exported, stored as bytes
+    /// and imported into the new engine, as an app would).
+    Restart,
 }
 
 /// The names `action` accepts.
 pub const ACTION_NAMES: &str = "wifi-up, wifi-down, wifi-losing, wifi-stall, ethernet-up, \
-ethernet-down, cellular-up, cellular-down, lifecycle, battery, move, rendezvous-down, rendezvous-up";
+ethernet-down, cellular-up, cellular-down, lifecycle, battery, move, rendezvous-down, rendezvous-up, \
+restart";
 
 /// An event of the scenario file.
 #[derive(Debug, Clone)]

@@ -51,6 +51,15 @@ impl App {
         self.in_flight.insert(id, n);
     }
 
+    /// Numbers a new message without sending it: there is no connection,
+    /// and it goes with [`resend_all`](Self::resend_all) on the next one
+    /// (sparse traffic, [`Traffic`](super::Traffic)).
+    pub(super) fn queue_new(&mut self) {
+        let n = self.next;
+        self.next += 1;
+        lock(&self.log).messages.insert(n, false);
+    }
+
     /// Sends every unacknowledged message again.
     pub(super) fn resend_all(&mut self, app: &mut request_response::json::Behaviour<u64, u64>) {
         let pending: Vec<u64> = {

@@ -25,11 +25,15 @@ struct PeerBehaviour {
     ping: ping::Behaviour,
 }
 
-/// Starts the peer and the cellular relay in `ns`; its id, its addresses,
+/// Starts the peer, with `ping` for its pings, and the cellular relay in
+/// `ns`, where its Wi-Fi and cellular interfaces have the addresses
+/// `[wifi, cell]`; its id, its addresses (the cellular one the relay's),
 /// and the relay's meter of the phone's cellular radio.
-pub(super) fn start_peer(
+pub(crate) fn start_peer(
     ns: &Netns,
     transport: Transport,
+    [wifi_ip, cell_ip]: [IpAddr; 2],
+    ping: ping::Config,
     stop: &Arc<AtomicBool>,
 ) -> Result<(PeerId, Multiaddr, Multiaddr, Arc<RadioMeter>), SwitchError> {
     let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
@@ -39,7 +43,7 @@ pub(super) fn start_peer(
         let id = key.public().to_peer_id();
         let mut swarm = match base_swarm(key, transport, false, |_| PeerBehaviour {
             app: app_behaviour(),
-            ping: ping::Behaviour::default(),
+            ping: ping::Behaviour::new(ping),
         }) {
             Ok(s) => s,
             Err(e) => {
@@ -59,7 +63,7 @@ pub(super) fn start_peer(
             }
         };
         let upstream: SocketAddr = ([127, 0, 0, 1], port).into();
-        let relay_at: SocketAddr = "198.51.100.2:0".parse().expect("valid");
+        let relay_at = SocketAddr::new(cell_ip, 0);
         // Both kinds are started; the transport's one carries the traffic.
         let (relay, radio, _tcp, _udp) = match transport {
             Transport::Tcp => match DelayProxy::start(relay_at, upstream, CELL_ONE_WAY).await {
@@ -77,7 +81,7 @@ pub(super) fn start_peer(
                 }
             },
         };
-        let wifi: SocketAddr = ([10, 77, 30, 2], port).into();
+        let wifi = SocketAddr::new(wifi_ip, port);
         let _ = ready_tx.send(Ok((
             id,
             socket_to_multiaddr(transport, wifi),

@@ -14,10 +14,7 @@ use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Swarm, SwarmBuilder, noise, ping, tcp, yamux};
 
 use super::app::{App, app_behaviour};
-use super::{
-    MESSAGE_INTERVAL, Path, REDIAL_PAUSE, Shared, Target, Transport, base_swarm,
-    listen_knowing_both, lock,
-};
+use super::{Path, REDIAL_PAUSE, Shared, Target, Transport, base_swarm, listen_knowing_both, lock};
 
 /// A stock swarm over the case's transport: TCP + Noise + yamux or QUIC,
 /// with the swarm and QUIC settings `swarm` and `quic` make of libp2p's
@@ -58,20 +55,26 @@ struct StockPhone {
     ping: ping::Behaviour,
 }
 
-pub(super) async fn stock_phone(
+pub(crate) async fn stock_phone(
     transport: Transport,
     target: Target,
     log: Shared,
     sending: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
 ) {
-    let mut swarm = base_swarm(Keypair::generate_ed25519(), transport, false, |_| {
-        StockPhone {
-            app: app_behaviour(),
-            ping: ping::Behaviour::default(),
-        }
-    })
-    .expect("the stack builds");
+    let behaviour = |_: &Keypair| StockPhone {
+        app: app_behaviour(),
+        ping: ping::Behaviour::default(),
+    };
+    let key = Keypair::generate_ed25519();
+    let swarm = if target.traffic.sparse {
+        // libp2p-swarm's own idle timeout (10 s), which sparse traffic
+        // meets; see `Traffic`.
+        stock_swarm(key, transport, |c| c.with_smart_dial(), |c| c, behaviour)
+    } else {
+        base_swarm(key, transport, false, behaviour)
+    };
+    let mut swarm = swarm.expect("the stack builds");
     // It knows both addresses (as from identify or a rendezvous point) and
     // first connects over Wi-Fi.
     listen_knowing_both(&mut swarm, transport, &target);
@@ -84,7 +87,7 @@ pub(super) async fn stock_phone(
         .expect("a dial");
 
     let mut app = App::new(target.peer, log);
-    let mut tick = tokio::time::interval(MESSAGE_INTERVAL);
+    let mut tick = target.traffic.ticker(&stop);
     let mut connections = 0usize;
     let mut redial_at: Option<tokio::time::Instant> = None;
     while !stop.load(Ordering::SeqCst) {
@@ -98,6 +101,11 @@ pub(super) async fn stock_phone(
             _ = tick.tick() => {
                 if connections > 0 && sending.load(Ordering::SeqCst) {
                     app.send_new(&mut swarm.behaviour_mut().app);
+                } else if target.traffic.sparse && sending.load(Ordering::SeqCst) {
+                    // Sent on the connection this dial makes (or one
+                    // already being dialed).
+                    app.queue_new();
+                    let _ = swarm.dial(DialOpts::peer_id(target.peer).build());
                 }
             }
             () = redial => {
@@ -117,7 +125,7 @@ pub(super) async fn stock_phone(
                 SwarmEvent::ConnectionClosed { num_established, cause, .. } => {
                     lock(&app.log).notes.push((Instant::now(), format!("connection closed: {cause:?}")));
                     connections = num_established as usize;
-                    if connections == 0 {
+                    if connections == 0 && !target.traffic.leaves_closed(cause.as_ref(), &app.log) {
                         // Dial again at once (smart dial tries both
                         // addresses).
                         let _ = swarm.dial(DialOpts::peer_id(target.peer).build());

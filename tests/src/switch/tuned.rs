@@ -19,8 +19,8 @@ use multidriver::transports::connectivity::{ConnectivityHint, NetworkId};
 
 use super::app::{App, app_behaviour};
 use super::{
-    CELL_NET, CELL_PHONE, MESSAGE_INTERVAL, Path, REDIAL_PAUSE, Shared, Target, Transport,
-    WIFI_NET, WIFI_PHONE, listen_knowing_both, lock, stock,
+    CELL_NET, CELL_PHONE, Path, REDIAL_PAUSE, Shared, Target, Transport, WIFI_NET, WIFI_PHONE,
+    listen_knowing_both, lock, stock,
 };
 
 /// The tuned stack's ping interval: 1 s, multidriver's heartbeat on the
@@ -130,7 +130,8 @@ fn source_ip(addr: &Multiaddr) -> Option<IpAddr> {
     Some(socket.local_addr().ok()?.ip())
 }
 
-fn ip_of(cidr: &str) -> IpAddr {
+/// The address of `cidr` (`10.77.30.1/24` → `10.77.30.1`).
+pub(crate) fn ip_of(cidr: &str) -> IpAddr {
     cidr.split('/')
         .next()
         .and_then(|ip| ip.parse().ok())
@@ -313,7 +314,7 @@ impl TunedApp {
     }
 }
 
-pub(super) async fn tuned_phone(
+pub(crate) async fn tuned_phone(
     transport: Transport,
     target: Target,
     hinted: bool,
@@ -351,7 +352,7 @@ pub(super) async fn tuned_phone(
     // It first connects over Wi-Fi.
     tuned.dial(&mut swarm, vec![target.wifi.clone()], "start");
 
-    let mut tick = tokio::time::interval(MESSAGE_INTERVAL);
+    let mut tick = target.traffic.ticker(&stop);
     let mut redial_at: Option<tokio::time::Instant> = None;
     while !stop.load(Ordering::SeqCst) {
         let redial = async {
@@ -370,6 +371,14 @@ pub(super) async fn tuned_phone(
             _ = tick.tick() => {
                 if !tuned.conns.is_empty() && sending.load(Ordering::SeqCst) {
                     tuned.app.send_new(&mut swarm.behaviour_mut().app);
+                } else if target.traffic.sparse && sending.load(Ordering::SeqCst) {
+                    // Sent on the connection this dial makes (or the one
+                    // being dialed).
+                    tuned.app.queue_new();
+                    if tuned.dialing.is_empty() {
+                        let all = tuned.addresses(None, None);
+                        tuned.dial(&mut swarm, all, "message to send");
+                    }
                 }
             }
             () = redial => {
@@ -392,7 +401,8 @@ pub(super) async fn tuned_phone(
                 SwarmEvent::ConnectionClosed { connection_id, cause, .. } => {
                     tuned.note(format!("connection closed: {cause:?}"));
                     tuned.conns.remove(&connection_id);
-                    if tuned.conns.is_empty() && tuned.dialing.is_empty() {
+                    let idle = target.traffic.leaves_closed(cause.as_ref(), &tuned.app.log);
+                    if tuned.conns.is_empty() && tuned.dialing.is_empty() && !idle {
                         // Dial again at once.
                         let all = tuned.addresses(None, None);
                         tuned.dial(&mut swarm, all, "no connection");

@@ -59,6 +59,7 @@ impl Validator<'_> {
                 "ethernet-down" => Action::EthernetDown,
                 "cellular-up" => Action::CellularUp,
                 "cellular-down" => Action::CellularDown,
+                "restart" => Action::Restart,
                 "lifecycle" => {
                     let s = need(&e.state, "state")?;
                     Action::Lifecycle(
