@@ -88,8 +88,8 @@ impl Quiet {
     pub fn balanced() -> Quiet {
         Quiet {
             // Ours: two gaps of an app that sends once a minute. At
-            // Tailscale's 45 s the city runs lost 4–5 % more messages and
-            // found moved peers 1.5 s later (seeds 1–3, docs/PARAMETERS.md).
+            // Tailscale's 45 s the city runs lost 4–6 % more messages and
+            // found moved peers 1.2–1.7 s later (seeds 1–3, docs/PARAMETERS.md).
             after_s: 120,
             probe_on_resume: true,
             cellular_idle_close_s: 0,
