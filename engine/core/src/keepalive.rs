@@ -259,27 +259,39 @@ impl Engine {
                 })
             })
             .collect();
-        // All of them go before any peer reacts, so that a backup closing
-        // in the same sweep is never promoted.
+        // The idle limit is at least the quiet period: their peers are
+        // quiet, and `lost_connection` leaves them dormant.
+        self.close_all(idle, CloseReason::Idle, true, now);
+    }
+
+    /// Closes `ids` for `reason`, all of them before any peer reacts (so a
+    /// backup closing with its primary is never promoted), then lets each
+    /// peer react; `may_sleep` as in `lost_connection_then`.
+    fn close_all(
+        &mut self,
+        ids: Vec<ConnectionHandle>,
+        reason: CloseReason,
+        may_sleep: bool,
+        now: Timestamp,
+    ) {
         let mut closed = Vec::new();
-        for id in idle {
+        for id in ids {
             self.closing.remove(&id);
             if let Some(conn) = self.connections.remove(&id) {
                 self.commands.push_back(Command::CloseConnection {
                     connection: id,
-                    reason: CloseReason::Idle,
+                    reason,
                 });
                 closed.push((id, conn));
             }
         }
-        // The idle limit is at least the quiet period: their peers are
-        // quiet, and `lost_connection` leaves them dormant.
         for (id, conn) in closed {
-            self.lost_connection(
+            self.lost_connection_then(
                 conn.peer,
                 id,
                 conn.addr,
                 SwitchReason::ConnectionClosed,
+                may_sleep,
                 now,
             );
         }
@@ -382,31 +394,12 @@ impl Engine {
             .filter(|(_, c)| c.probe_due.is_some_and(|d| d <= now))
             .map(|(id, _)| *id)
             .collect();
-        let mut lost = Vec::new();
-        for id in dead {
-            self.penalise_host(id, now);
-            self.closing.remove(&id);
-            if let Some(conn) = self.connections.remove(&id) {
-                self.commands.push_back(Command::CloseConnection {
-                    connection: id,
-                    reason: CloseReason::Unresponsive,
-                });
-                lost.push((id, conn));
-            }
+        for id in &dead {
+            self.penalise_host(*id, now);
         }
         // A probe found the path dead: the radio is up for it anyway, so
         // even a quiet peer is raced again at once rather than left dormant.
-        for (id, conn) in lost {
-            self.lost_connection_then(
-                conn.peer,
-                id,
-                conn.addr,
-                SwitchReason::ConnectionClosed,
-                false,
-                now,
-            );
-        }
-        self.release_capacity(now);
+        self.close_all(dead, CloseReason::Unresponsive, false, now);
         self.next_probe_due = self.connections.values().filter_map(|c| c.probe_due).min();
     }
 
