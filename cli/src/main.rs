@@ -367,13 +367,18 @@ fn render_ranking(set: &RouteSet, profile: &Profile) -> String {
         ),
     };
     let mut out = format!(
-        "{} routes to {} at {} under profile `{}` ({}, {})\n\n",
+        "{} routes to {} at {} under profile `{}` ({}, {}{})\n\n",
         set.routes.len(),
         set.peer,
         set.now,
         profile.name,
         power,
         set.power.lifecycle,
+        if set.power.power_save {
+            ", power saving"
+        } else {
+            ""
+        },
     );
     out.push_str(
         &ranking

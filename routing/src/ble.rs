@@ -250,12 +250,24 @@ impl Transport for BleTransport {
 /// Pass it to `SwarmBuilder::with_other_transport` (its error type is the
 /// one that builder accepts).
 ///
+/// Any transport of byte streams works the same way: a host's own BLE
+/// links (`multidriver-mobile` upgrades its foreign radio's links with
+/// this), or an [`OptionalTransport`](libp2p::core::transport::OptionalTransport)
+/// of one.
+///
 /// # Errors
 /// Noise cannot derive its keys from `keypair`.
-pub fn upgraded(
-    transport: BleTransport,
+pub fn upgraded<T>(
+    transport: T,
     keypair: &Keypair,
-) -> Result<Boxed<(PeerId, StreamMuxerBox)>, Box<dyn std::error::Error + Send + Sync>> {
+) -> Result<Boxed<(PeerId, StreamMuxerBox)>, Box<dyn std::error::Error + Send + Sync>>
+where
+    T: Transport + Send + Unpin + 'static,
+    T::Output: libp2p::futures::AsyncRead + libp2p::futures::AsyncWrite + Unpin + Send + 'static,
+    T::Error: Send + Sync + 'static,
+    T::Dial: Send + 'static,
+    T::ListenerUpgrade: Send + 'static,
+{
     Ok(transport
         .upgrade(Version::V1)
         .authenticate(noise::Config::new(keypair)?)

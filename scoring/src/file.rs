@@ -247,6 +247,8 @@ mod route_set_file {
         charging: bool,
         #[serde(default, deserialize_with = "from_str_opt")]
         lifecycle: Option<Lifecycle>,
+        #[serde(default)]
+        power_save: bool,
     }
 
     #[derive(Deserialize, Default)]
@@ -337,6 +339,7 @@ mod route_set_file {
                 battery: raw.power.battery,
                 charging: raw.power.charging,
                 lifecycle: raw.power.lifecycle.unwrap_or_default(),
+                power_save: raw.power.power_save,
             };
             let mut links = LinkConditions::default();
             let c = &raw.conditions;

@@ -650,6 +650,11 @@ pub struct PowerState {
     /// lifecycle states to profiles, and ranking takes the profile it is
     /// given.
     pub lifecycle: Lifecycle,
+    /// The OS's power-saving mode is on (Android
+    /// `PowerManager.isPowerSaveMode()`, iOS
+    /// `ProcessInfo.isLowPowerModeEnabled`). The engine treats it as a low
+    /// battery whatever the level: the user asked every app to spend less.
+    pub power_save: bool,
 }
 
 impl PowerState {
@@ -658,6 +663,7 @@ impl PowerState {
         battery: None,
         charging: false,
         lifecycle: Lifecycle::Foreground,
+        power_save: false,
     };
 
     /// A phone on battery at `level` (`0.0..=1.0`), app in the foreground.
@@ -666,6 +672,7 @@ impl PowerState {
             battery: Some(level),
             charging: false,
             lifecycle: Lifecycle::Foreground,
+            power_save: false,
         }
     }
 

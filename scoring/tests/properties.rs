@@ -177,8 +177,13 @@ fn profile() -> impl Strategy<Value = Profile> {
 }
 
 fn power() -> impl Strategy<Value = PowerState> {
-    (prop::option::of(0.0f64..=1.0), any::<bool>(), 0usize..3).prop_map(|(battery, charging, l)| {
-        PowerState {
+    (
+        prop::option::of(0.0f64..=1.0),
+        any::<bool>(),
+        0usize..3,
+        any::<bool>(),
+    )
+        .prop_map(|(battery, charging, l, power_save)| PowerState {
             battery,
             charging,
             lifecycle: [
@@ -186,8 +191,8 @@ fn power() -> impl Strategy<Value = PowerState> {
                 Lifecycle::Background,
                 Lifecycle::Suspended,
             ][l],
-        }
-    })
+            power_save,
+        })
 }
 
 fn links() -> impl Strategy<Value = LinkConditions> {

@@ -148,10 +148,11 @@ impl DriverSchedule {
             Lifecycle::Background => &self.background,
             Lifecycle::Suspended => &self.suspended,
         };
-        let low_battery = !power.on_mains()
-            && power
-                .battery
-                .is_some_and(|b| b < self.high_energy_min_battery);
+        let low_battery = power.power_save
+            || !power.on_mains()
+                && power
+                    .battery
+                    .is_some_and(|b| b < self.high_energy_min_battery);
         kinds.contains(&kind) && !(energy == EnergyClass::High && low_battery)
     }
 }
@@ -184,10 +185,28 @@ impl ProfileMap {
         &self.suspended
     }
 
-    /// On battery below [`low_battery_below`](Self::low_battery_below),
-    /// whatever the lifecycle state.
+    /// On battery below [`low_battery_below`](Self::low_battery_below), or
+    /// with the OS's power-saving mode on, whatever the lifecycle state.
     pub fn low_battery(&self) -> &Profile {
         &self.low_battery
+    }
+
+    /// Builder: sets [`foreground`](Self::foreground).
+    pub fn with_foreground(mut self, foreground: Profile) -> Self {
+        self.foreground = foreground;
+        self
+    }
+
+    /// Builder: sets [`background`](Self::background).
+    pub fn with_background(mut self, background: Profile) -> Self {
+        self.background = background;
+        self
+    }
+
+    /// Builder: sets [`suspended`](Self::suspended).
+    pub fn with_suspended(mut self, suspended: Profile) -> Self {
+        self.suspended = suspended;
+        self
     }
 
     /// Builder: sets [`low_battery`](Self::low_battery).
@@ -223,12 +242,14 @@ impl Default for ProfileMap {
 }
 
 impl ProfileMap {
-    /// The profile for `power`. Low battery wins over the lifecycle state;
-    /// mains power (charging, or no battery) counts as foreground unless the
-    /// app is suspended.
+    /// The profile for `power`. Low battery (or the OS's power-saving mode)
+    /// wins over the lifecycle state; mains power (charging, or no battery)
+    /// counts as foreground unless the app is suspended.
     pub fn select(&self, power: PowerState) -> &Profile {
         let on_battery = !power.on_mains();
-        if on_battery && power.battery.is_some_and(|b| b < self.low_battery_below) {
+        if power.power_save
+            || on_battery && power.battery.is_some_and(|b| b < self.low_battery_below)
+        {
             return &self.low_battery;
         }
         match power.lifecycle {

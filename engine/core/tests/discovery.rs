@@ -224,6 +224,7 @@ fn background_on_low_battery_stops_the_dht_and_stretches_keep_alives() {
             battery: Some(0.15),
             charging: false,
             lifecycle: Lifecycle::Background,
+            power_save: false,
         },
         h.now,
     );
@@ -249,12 +250,38 @@ fn background_on_low_battery_stops_the_dht_and_stretches_keep_alives() {
             battery: Some(0.15),
             charging: true,
             lifecycle: Lifecycle::Foreground,
+            power_save: false,
         },
         h.now,
     );
     h.drain();
     assert_eq!(h.engine.profile(), &Profile::balanced());
     assert!(h.adverts_since(mark).iter().any(|x| x.2 == dht));
+}
+
+#[test]
+fn power_saving_mode_counts_as_a_low_battery_at_any_level() {
+    let mut h = Harness::new(Config::default());
+    h.up(WIFI, Medium::Wifi);
+    let dht = h.register(caps(Source::Dht));
+    h.engine.advertise("chat", TTL, h.now).unwrap();
+    h.drain();
+    for (_, q, _) in h.adverts_since(0) {
+        h.outcome(q, OK);
+    }
+    let saving = |power_save| PowerState {
+        battery: Some(0.9),
+        charging: false,
+        lifecycle: Lifecycle::Foreground,
+        power_save,
+    };
+    h.engine.handle_power(saving(true), h.now);
+    h.drain();
+    assert_eq!(h.engine.profile().name, "battery-saver");
+    assert_eq!(h.stops(), vec![dht], "the high-energy DHT stops");
+    h.engine.handle_power(saving(false), h.now);
+    h.drain();
+    assert_eq!(h.engine.profile(), &Profile::balanced());
 }
 
 #[test]
@@ -394,6 +421,7 @@ fn subscriptions_are_looked_up_again_at_the_lifecycle_interval() {
             battery: Some(0.8),
             charging: false,
             lifecycle: Lifecycle::Background,
+            power_save: false,
         },
         h.now,
     );
@@ -406,6 +434,7 @@ fn subscriptions_are_looked_up_again_at_the_lifecycle_interval() {
             battery: Some(0.8),
             charging: false,
             lifecycle: Lifecycle::Suspended,
+            power_save: false,
         },
         h.now,
     );
@@ -420,6 +449,7 @@ fn subscriptions_are_looked_up_again_at_the_lifecycle_interval() {
             battery: Some(0.8),
             charging: false,
             lifecycle: Lifecycle::Foreground,
+            power_save: false,
         },
         woke,
     );

@@ -531,6 +531,7 @@ impl World {
                     battery: battery.map(|b| f64::from(b) / 100.0),
                     charging,
                     lifecycle,
+                    power_save: false,
                 };
                 self.engine.handle_power(power, now);
             }
