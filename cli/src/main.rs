@@ -89,6 +89,12 @@ enum CliError {
     /// A profile name is neither a preset nor an existing file.
     #[error("unknown profile `{0}`: not a preset ({presets}) nor a profile file", presets = PRESET_NAMES.join(", "))]
     UnknownProfile(String),
+    /// A profile given as a path names no readable file.
+    #[error("profile file {path} does not exist or is not a file (the presets are {presets})", presets = PRESET_NAMES.join(", "))]
+    NoProfileFile {
+        /// The path given.
+        path: PathBuf,
+    },
     /// `multidriver node` failed.
     #[error(transparent)]
     Node(#[from] node::NodeError),
@@ -172,7 +178,16 @@ enum ProfilesCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => match from_the_environment(&e) {
+            Some(message) => {
+                eprint!("{message}");
+                return ExitCode::from(2);
+            }
+            None => e.exit(),
+        },
+    };
     match run(cli.command) {
         Ok(output) => match std::io::stdout().lock().write_all(output.as_bytes()) {
             // A reader that stopped early (`| head`) is not an error.
@@ -212,7 +227,7 @@ fn run(command: Command) -> Result<String, CliError> {
         }
         Command::Profiles {
             command: ProfilesCommand::Show { name },
-        } => Ok(load_profile(&name)?.to_toml_string()),
+        } => Ok(load_profile(&name)?.to_documented_toml()),
         Command::Sim {
             command:
                 SimCommand::Run {
@@ -303,6 +318,44 @@ fn sim_run(
     Ok(out)
 }
 
+/// clap's error for a bad value that came from an environment variable (the
+/// flag absent from the command line), rewritten to name the variable: an
+/// operator who never typed `--max-ttl` should read
+/// `MULTIDRIVER_RENDEZVOUS_MAX_TTL`. `None` for every other error.
+fn from_the_environment(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind as Kind};
+    if !matches!(e.kind(), Kind::ValueValidation | Kind::InvalidValue) {
+        return None;
+    }
+    let Some(ContextValue::String(shown)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let long = shown.split_whitespace().next()?.strip_prefix("--")?;
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv
+        .iter()
+        .any(|a| a == &format!("--{long}") || a.starts_with(&format!("--{long}=")))
+    {
+        return None;
+    }
+    // The variable behind that flag in whichever subcommand declared it.
+    fn env_of(cmd: &clap::Command, long: &str) -> Option<String> {
+        cmd.get_arguments()
+            .find(|a| a.get_long() == Some(long))
+            .and_then(|a| a.get_env())
+            .map(|v| v.to_string_lossy().into_owned())
+            .or_else(|| cmd.get_subcommands().find_map(|c| env_of(c, long)))
+    }
+    let var = env_of(&<Cli as clap::CommandFactory>::command(), long)?;
+    std::env::var_os(&var)?;
+    let rendered = e.render().to_string();
+    Some(rendered.replacen(
+        &format!("'{shown}'"),
+        &format!("the environment variable {var} (the setting behind --{long})"),
+        1,
+    ))
+}
+
 /// Reads a UTF-8 text file of at most [`MAX_INPUT_BYTES`].
 fn read(path: &Path) -> Result<String, CliError> {
     let failed = |source| CliError::Read {
@@ -329,7 +382,19 @@ fn load_profile(name: &str) -> Result<Profile, CliError> {
     }
     let path = Path::new(name);
     if !path.is_file() {
-        return Err(CliError::UnknownProfile(name.to_owned()));
+        // A value that looks like a path was meant as a file: say that the
+        // file is missing rather than that no preset has that name.
+        let looks_like_a_path = name.contains('/')
+            || name.contains(std::path::MAIN_SEPARATOR)
+            || name.ends_with(".toml")
+            || path.exists();
+        return Err(if looks_like_a_path {
+            CliError::NoProfileFile {
+                path: path.to_owned(),
+            }
+        } else {
+            CliError::UnknownProfile(name.to_owned())
+        });
     }
     let text = read(path)?;
     Profile::from_toml_str(&text).map_err(|source| CliError::Parse {

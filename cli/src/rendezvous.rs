@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use libp2p::Multiaddr;
+use multidriver_rendezvous::files::{connection_capacity, raise_open_file_limit};
 use multidriver_rendezvous::{Config, Durability, Server, ServerEvent, keys};
 
 /// `multidriver rendezvous …`
@@ -177,13 +178,28 @@ pub(crate) fn run(args: RendezvousArgs) -> Result<(), multidriver_rendezvous::Er
 }
 
 fn serve(config: Config) -> Result<(), multidriver_rendezvous::Error> {
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .try_init();
+    {
+        use tracing_subscriber::Layer;
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        let _ = tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_filter(rate_limited(LOG_BURST, LOG_WINDOW, |line| {
+                        eprintln!("{line}")
+                    })),
+            )
+            .with(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "warn".into()),
+            )
+            .try_init();
+    }
     let key = keys::read(&config.key)?;
+    // Each TCP connection holds a file: raise the soft limit before any
+    // socket opens, and say what the limit allows.
+    let files = raise_open_file_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -198,12 +214,31 @@ fn serve(config: Config) -> Result<(), multidriver_rendezvous::Error> {
             None => None,
         };
         let db = config.db.clone();
+        let max_connections = config.max_connections;
         let server = Server::new(config, key, prometheus)?;
         println!("peer id: {}", server.peer_id());
         println!(
             "{} registrations in {}",
             server.registrations(),
             db.display()
+        );
+        let shown = |n: Option<u64>| n.map_or("unlimited".to_owned(), |n| n.to_string());
+        let capacity = connection_capacity(files.now, max_connections);
+        // The warning first: whoever reads the connections line has it.
+        if capacity < max_connections {
+            eprintln!(
+                "warning: the open-file limit holds the point to {capacity} connections, under max_connections = {max_connections}; raise the hard limit (ulimit -Hn, LimitNOFILE=) to reach it"
+            );
+        }
+        println!(
+            "connections: at most {capacity} at once (max_connections {max_connections}; open files: {}{}, hard limit {})",
+            shown(files.now),
+            if files.now == files.before {
+                String::new()
+            } else {
+                format!(", raised from {}", shown(files.before))
+            },
+            shown(files.hard)
         );
         server
             .run(shutdown_signal(), |event| match event {
@@ -219,6 +254,93 @@ fn serve(config: Config) -> Result<(), multidriver_rendezvous::Error> {
             })
             .await
     })
+}
+
+/// Log lines one call site may print per [`LOG_WINDOW`] (our choice: a
+/// person reading the log sees the first few of a kind, and a client that
+/// provokes a warning per stream cannot flood the log).
+const LOG_BURST: u32 = 5;
+/// The window of [`LOG_BURST`].
+const LOG_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A filter that lets through at most `burst` events per call site per
+/// `window`, and reports through `report` how many it held back once the
+/// window turns. Its table holds one entry per call site (a static set).
+struct RateLimit<R> {
+    burst: u32,
+    window: std::time::Duration,
+    report: R,
+    sites: std::sync::Mutex<std::collections::HashMap<tracing::callsite::Identifier, Site>>,
+}
+
+/// One call site's window.
+struct Site {
+    since: std::time::Instant,
+    shown: u32,
+    held: u64,
+}
+
+fn rate_limited<R: Fn(String)>(burst: u32, window: std::time::Duration, report: R) -> RateLimit<R> {
+    RateLimit {
+        burst,
+        window,
+        report,
+        sites: std::sync::Mutex::new(std::collections::HashMap::new()),
+    }
+}
+
+impl<S, R: Fn(String)> tracing_subscriber::layer::Filter<S> for RateLimit<R> {
+    fn enabled(
+        &self,
+        meta: &tracing::Metadata<'_>,
+        _: &tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        if !meta.is_event() {
+            return true;
+        }
+        let now = std::time::Instant::now();
+        let mut sites = self
+            .sites
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let site = sites.entry(meta.callsite()).or_insert(Site {
+            since: now,
+            shown: 0,
+            held: 0,
+        });
+        if now.duration_since(site.since) >= self.window {
+            if site.held > 0 {
+                (self.report)(format!(
+                    "({} more lines from {} at {}:{} in the last {} s were not shown)",
+                    site.held,
+                    meta.target(),
+                    meta.file().unwrap_or("?"),
+                    meta.line().unwrap_or(0),
+                    self.window.as_secs()
+                ));
+            }
+            *site = Site {
+                since: now,
+                shown: 0,
+                held: 0,
+            };
+        }
+        if site.shown < self.burst {
+            site.shown += 1;
+            true
+        } else {
+            site.held += 1;
+            false
+        }
+    }
+
+    /// Asked per event, never cached per call site.
+    fn callsite_enabled(
+        &self,
+        _: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        tracing::subscriber::Interest::sometimes()
+    }
 }
 
 /// Completes on SIGINT or SIGTERM.
@@ -241,5 +363,57 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::rate_limited;
+
+    /// One call site flooding: `burst` lines pass per window, the rest are
+    /// counted, and the count is reported once the window turns; another
+    /// call site is not held back by the first.
+    #[test]
+    fn a_flooding_call_site_is_held_to_its_burst_and_the_rest_counted() {
+        let passed = Arc::new(Mutex::new(0u32));
+        let reports = Arc::new(Mutex::new(Vec::<String>::new()));
+        let counter = {
+            let passed = Arc::clone(&passed);
+            tracing_subscriber::fmt::layer()
+                .with_writer(move || {
+                    *passed.lock().unwrap() += 1;
+                    std::io::sink()
+                })
+                .with_filter(rate_limited(3, Duration::from_millis(200), {
+                    let reports = Arc::clone(&reports);
+                    move |line| reports.lock().unwrap().push(line)
+                }))
+        };
+        let subscriber = tracing_subscriber::registry().with(counter);
+        let flood = || tracing::warn!("flood");
+        tracing::subscriber::with_default(subscriber, || {
+            for _ in 0..100 {
+                flood();
+            }
+            tracing::warn!("another site");
+            assert_eq!(*passed.lock().unwrap(), 4);
+            assert!(reports.lock().unwrap().is_empty());
+            std::thread::sleep(Duration::from_millis(250));
+            for _ in 0..100 {
+                flood();
+            }
+        });
+        // Filters are asked once per call site per event: the first window's
+        // 97 held lines are reported when the second begins.
+        let reports = reports.lock().unwrap();
+        assert_eq!(reports.len(), 1, "{reports:?}");
+        assert!(reports[0].starts_with("(97 more lines"), "{}", reports[0]);
+        assert_eq!(*passed.lock().unwrap(), 7);
     }
 }

@@ -140,6 +140,33 @@ fn unknown_profile_lists_the_presets() {
 }
 
 #[test]
+fn a_missing_profile_file_is_named_as_a_missing_file() {
+    for given in ["no/such/profile.toml", "mine.toml", "profiles/nope"] {
+        let err = failure(&run(&[
+            "rank",
+            "examples/routes/commute.toml",
+            "--profile",
+            given,
+        ]));
+        assert!(
+            err.contains(&format!("profile file {given} does not exist")),
+            "{err}"
+        );
+        assert!(!err.contains("unknown profile"), "{err}");
+    }
+}
+
+#[test]
+fn profiles_show_writes_the_shipped_commented_file() {
+    for name in ["performance", "balanced", "battery-saver", "background"] {
+        let shown = stdout(&run(&["profiles", "show", name]));
+        let shipped =
+            std::fs::read_to_string(repo().join(format!("profiles/{name}.toml"))).unwrap();
+        assert_eq!(shown, shipped, "{name}");
+    }
+}
+
+#[test]
 fn missing_file_is_named() {
     let err = failure(&run(&["rank", "no/such/routes.toml"]));
     assert!(

@@ -517,3 +517,32 @@ fn an_unknown_profile_is_refused_before_the_node_starts() {
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("unknown profile `no-such-profile`"), "{err}");
 }
+
+/// A node asked to listen on a port another process holds exits non-zero
+/// naming the port, instead of sharing it through libp2p-tcp's
+/// SO_REUSEPORT (which would split the peers who dial it between the two).
+#[test]
+fn a_taken_listen_port_is_refused_by_name() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let listen = format!("/ip4/127.0.0.1/tcp/{port}");
+    let point = nobody();
+    let mut n = spawn(&[
+        "node",
+        "--namespace",
+        "node-test",
+        "--rendezvous",
+        &point,
+        "--listen",
+        &listen,
+        "--exit-after",
+        "10",
+    ]);
+    let status = n.wait_exit();
+    assert!(!status.success(), "{status}");
+    let err = n.stderr();
+    assert!(
+        err.contains(&format!("TCP port {port}")) && err.contains("already in use"),
+        "{err}"
+    );
+}

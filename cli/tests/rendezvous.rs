@@ -277,8 +277,71 @@ async fn metrics_show_ours_and_libp2ps() {
         !page.contains("# EOF"),
         "text format, no OpenMetrics terminator"
     );
+    assert_prometheus_text(page.split_once("\r\n\r\n").unwrap().1);
     assert!(http_get(&host, "/health").ends_with("ok\n"));
     assert!(http_get(&host, "/nope").starts_with("HTTP/1.1 404"));
+
+    // Clients that connect and never send a request cannot keep a health
+    // check out: more of them than the endpoint serves at once.
+    let idle: Vec<std::net::TcpStream> = (0..40)
+        .map(|_| std::net::TcpStream::connect(&host).unwrap())
+        .collect();
+    let asked = std::time::Instant::now();
+    assert!(http_get(&host, "/health").ends_with("ok\n"));
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "the health answer waited {:?} behind idle connections",
+        asked.elapsed()
+    );
+    drop(idle);
+}
+
+/// One valid Prometheus text exposition (format 0.0.4): every sample
+/// belongs to the family of the `# TYPE` line before it (a counter's
+/// samples carry its name exactly; histograms and summaries add
+/// `_bucket`, `_sum`, `_count`), each family is typed once, and no
+/// OpenMetrics-only line appears.
+fn assert_prometheus_text(body: &str) {
+    let mut typed: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    let mut current: Option<(String, String)> = None;
+    for line in body.lines().filter(|l| !l.is_empty()) {
+        assert!(
+            !line.starts_with("# UNIT") && line != "# EOF",
+            "OpenMetrics line: {line}"
+        );
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("a TYPE line names a type");
+            assert!(
+                ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
+                "{line}"
+            );
+            assert!(
+                typed.insert(name.to_owned(), kind.to_owned()).is_none(),
+                "typed twice: {line}"
+            );
+            current = Some((name.to_owned(), kind.to_owned()));
+            continue;
+        }
+        if line.starts_with('#') {
+            continue;
+        }
+        let name = line.split(['{', ' ']).next().unwrap();
+        let (family, kind) = current
+            .as_ref()
+            .unwrap_or_else(|| panic!("a sample before any TYPE: {line}"));
+        let ok = match kind.as_str() {
+            "histogram" | "summary" => [
+                family.clone(),
+                format!("{family}_bucket"),
+                format!("{family}_sum"),
+                format!("{family}_count"),
+            ]
+            .contains(&name.to_owned()),
+            _ => name == family,
+        };
+        assert!(ok, "sample {name} under `# TYPE {family} {kind}`");
+    }
+    assert!(!typed.is_empty());
 }
 
 fn run(args: &[&str], envs: &[(&str, &str)]) -> Output {
@@ -343,6 +406,84 @@ fn config_file_then_environment_then_flags() {
         &[],
     );
     assert_eq!(String::from_utf8(out.stdout).unwrap(), printed);
+}
+
+/// A second point on a port the first holds must refuse to start (libp2p-tcp's
+/// SO_REUSEPORT would let both listen, and clients would be split between
+/// them), and must not have created its database.
+#[test]
+fn a_taken_port_is_refused_before_the_database_is_created() {
+    let first_dir = TempDir::new("taken-a");
+    genkey(&first_dir);
+    let mut first = Point::start(&first_dir, &[]);
+    let mut addr = first.addr();
+    if matches!(
+        addr.iter().last(),
+        Some(libp2p::multiaddr::Protocol::P2p(_))
+    ) {
+        addr.pop();
+    }
+    let port = addr
+        .iter()
+        .find_map(|p| match p {
+            libp2p::multiaddr::Protocol::Tcp(port) => Some(port),
+            _ => None,
+        })
+        .unwrap();
+
+    let dir = TempDir::new("taken-b");
+    genkey(&dir);
+    let second = |extra: &[&str]| {
+        let key = dir.path("key").display().to_string();
+        let db = dir.path("rv.db").display().to_string();
+        let mut args = vec!["rendezvous", "run", "--key", &key, "--db", &db];
+        args.extend_from_slice(extra);
+        run(&args, &[])
+    };
+    let addr = addr.to_string();
+    let out = second(&["--listen", &addr]);
+    assert!(!out.status.success(), "{out:?}");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains(&format!("TCP port {port}")) && err.contains("already in use"),
+        "{err}"
+    );
+    assert!(!dir.path("rv.db").exists(), "the database was created");
+
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = metrics.local_addr().unwrap().to_string();
+    let out = second(&["--listen", "/ip4/127.0.0.1/tcp/0", "--metrics", &taken]);
+    assert!(!out.status.success(), "{out:?}");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains(&format!("metrics on {taken}")), "{err}");
+    assert!(!dir.path("rv.db").exists(), "the database was created");
+    // The first point still answers alone.
+    assert!(first.child.try_wait().unwrap().is_none());
+}
+
+#[test]
+fn a_bad_environment_value_names_the_variable() {
+    let out = run(
+        &["rendezvous", "run", "--print-config"],
+        &[("MULTIDRIVER_RENDEZVOUS_MAX_TTL", "a week")],
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("'a week'")
+            && err.contains("the environment variable MULTIDRIVER_RENDEZVOUS_MAX_TTL"),
+        "{err}"
+    );
+    // The same value given as the flag names the flag.
+    let out = run(
+        &["rendezvous", "run", "--print-config", "--max-ttl", "a week"],
+        &[],
+    );
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("--max-ttl") && !err.contains("MULTIDRIVER_RENDEZVOUS_MAX_TTL"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -510,4 +651,52 @@ async fn with_relay_a_peer_behind_the_point_is_reached_through_it() {
         ),
         "{page}"
     );
+}
+
+/// At the common soft limit of 1024 open files the default 10 000
+/// connections are out of reach: the point raises its soft limit toward
+/// the hard one and says how many connections it can hold, with a warning
+/// when that is under `max_connections`.
+#[cfg(unix)]
+#[test]
+fn the_point_raises_its_open_file_limit_and_reports_its_connection_capacity() {
+    let dir = TempDir::new("nofile");
+    genkey(&dir);
+    let start = |ulimits: &str| {
+        let script = format!(
+            "ulimit {ulimits} && exec \"$0\" rendezvous run --key \"$1\" --db \"$2\" --listen /ip4/127.0.0.1/tcp/0"
+        );
+        let mut child = Command::new("sh")
+            .args(["-c", &script, BIN])
+            .arg(dir.path("key"))
+            .arg(dir.path("rv.db"))
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find(|l| l.starts_with("connections: "))
+            .expect("a connections line");
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        (line, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    // Room to raise: 256 soft, 4096 hard.
+    let (line, err) = start("-Sn 256 && ulimit -Hn 4096");
+    assert!(
+        line.contains("at most 4032 at once") && line.contains("raised from 256"),
+        "{line}"
+    );
+    assert!(err.contains("holds the point to 4032 connections"), "{err}");
+    // Hard limit high enough: the configured limit.
+    let (line, err) = start("-Sn 1024 && ulimit -Hn 20000");
+    assert!(
+        line.contains("at most 10000 at once") && line.contains("raised from 1024"),
+        "{line}"
+    );
+    assert!(!err.contains("warning"), "{err}");
 }

@@ -298,6 +298,21 @@ pub struct Config {
     /// Most connections one peer may hold at once. Default 4 (our choice:
     /// a client needs one; a few allow TCP and QUIC side by side).
     pub max_connections_per_peer: u32,
+    /// Most inbound connections from one IP address at once, pending
+    /// handshakes included (peer ids are free; addresses are not). Default
+    /// 512 (our choice: a carrier-grade NAT puts many phones behind one
+    /// address, so hundreds fit, while one host can take at most about 5 %
+    /// of the default connection limit). At most `max_connections`. Past
+    /// it, a new connection from that address is refused before its
+    /// handshake.
+    pub max_connections_per_ip: u32,
+    /// Seconds a new connection may take to finish its handshake (TCP:
+    /// Noise and yamux; QUIC: the TLS handshake, within QUIC's own limit).
+    /// Default 3 (our choice: a handshake takes two to three round trips,
+    /// under 2 s even at 600 ms, a poor cellular path; libp2p's own default
+    /// of 10 s lets idle half-open connections hold slots and files for
+    /// long). 1..=60.
+    pub handshake_timeout_secs: u64,
     /// Rendezvous requests one connection may have open at once. Default 32
     /// (our choice: the per-peer registration limit, so a client can
     /// register all its namespaces at once; libp2p-request-response's
@@ -334,6 +349,8 @@ impl Default for Config {
             sweep_interval_secs: 60,
             max_connections: 10_000,
             max_connections_per_peer: 4,
+            max_connections_per_ip: 512,
+            handshake_timeout_secs: 3,
             max_streams_per_connection: 32,
             max_answer_bytes_in_flight: 64 * 1024 * 1024,
             idle_connection_timeout_secs: 60,
@@ -391,6 +408,21 @@ impl Config {
                     "{} is under one full answer ({} bytes)",
                     self.max_answer_bytes_in_flight,
                     crate::protocol::MAX_MESSAGE_BYTES
+                ),
+            });
+        }
+        if !(1..=60).contains(&self.handshake_timeout_secs) {
+            return Err(Error::Config {
+                field: "handshake_timeout_secs",
+                message: format!("{} is outside 1..=60", self.handshake_timeout_secs),
+            });
+        }
+        if self.max_connections_per_ip == 0 || self.max_connections_per_ip > self.max_connections {
+            return Err(Error::Config {
+                field: "max_connections_per_ip",
+                message: format!(
+                    "{} is outside 1..=max_connections ({})",
+                    self.max_connections_per_ip, self.max_connections
                 ),
             });
         }

@@ -70,7 +70,9 @@ use libp2p::Multiaddr;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 pub mod config;
+pub mod files;
 pub mod http;
+pub mod ip_limit;
 pub mod keys;
 pub mod protocol;
 mod relay;

@@ -19,10 +19,12 @@ use libp2p::{
     relay, tcp, yamux,
 };
 use metrics_exporter_prometheus::PrometheusHandle;
+use multidriver_transports::ports::ensure_port_free;
 
 use crate::Error;
 use crate::config::Config;
 use crate::http;
+use crate::ip_limit::PerIpLimit;
 use crate::protocol::{self, Codec, PROTOCOL, ResponseStatus};
 use crate::relay::{RelayStats, relay_config};
 use crate::service::{Outcome, Service};
@@ -47,6 +49,8 @@ const IDENTIFY_PROTOCOL: &str = "/multidriver/rendezvous/1.0.0";
 /// The point's protocols, side by side on each connection.
 #[derive(NetworkBehaviour)]
 struct Behaviour {
+    /// First: a connection refused by address takes no other slot.
+    per_ip: PerIpLimit,
     limits: connection_limits::Behaviour,
     rendezvous: request_response::Behaviour<Codec>,
     identify: identify::Behaviour,
@@ -89,6 +93,8 @@ pub struct Server {
     prometheus: Option<PrometheusHandle>,
     config: Config,
     listeners: Vec<libp2p::core::transport::ListenerId>,
+    /// The `/metrics` socket, bound before the store opened.
+    metrics_listener: Option<std::net::TcpListener>,
     /// Answers handed to the swarm and not yet taken by their clients.
     in_flight: HashMap<request_response::InboundRequestId, usize>,
     in_flight_bytes: usize,
@@ -125,6 +131,24 @@ impl Server {
         prometheus: Option<PrometheusHandle>,
     ) -> Result<Server, Error> {
         config.validate()?;
+        // Ports first, the database after: a point that cannot listen must
+        // not have created (or locked) a database. A taken listen port would
+        // otherwise be shared through libp2p-tcp's SO_REUSEPORT, and clients
+        // split between two points.
+        for addr in &config.listen {
+            ensure_port_free(addr).map_err(|e| Error::Listen {
+                addr: addr.clone(),
+                message: e.to_string(),
+            })?;
+        }
+        let metrics_listener = match config.metrics {
+            Some(addr) => Some(
+                std::net::TcpListener::bind(addr)
+                    .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                    .map_err(|e| Error::MetricsListen { addr, source: e })?,
+            ),
+            None => None,
+        };
         let store = Store::open(&config.db, config.durability)?;
         let service = Service::new(config.limits.clone(), store)?;
         let mut registry = Registry::default();
@@ -150,6 +174,7 @@ impl Server {
             .with_quic()
             .with_bandwidth_metrics(&mut registry)
             .with_behaviour(|key| Behaviour {
+                per_ip: PerIpLimit::new(config.max_connections_per_ip),
                 limits: connection_limits::Behaviour::new(limits),
                 rendezvous: request_response::Behaviour::with_codec(
                     Codec::with_max_request(config.limits.max_record_bytes + REQUEST_OVERHEAD),
@@ -178,6 +203,7 @@ impl Server {
             })
             .map_err(|e| stack("behaviour")(&e))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+            .with_connection_timeout(Duration::from_secs(config.handshake_timeout_secs))
             .build();
         let libp2p_metrics = Metrics::new(&mut registry);
         let mut listeners = Vec::new();
@@ -198,6 +224,7 @@ impl Server {
             prometheus,
             config,
             listeners,
+            metrics_listener,
             in_flight: HashMap::new(),
             in_flight_bytes: 0,
             expired_counted: 0,
@@ -237,10 +264,9 @@ impl Server {
         for addr in &self.config.announce {
             events(ServerEvent::Announcing(with_id(addr.clone(), id)));
         }
-        let http = match self.config.metrics {
-            Some(addr) => {
-                let listener = tokio::net::TcpListener::bind(addr)
-                    .await
+        let http = match (self.metrics_listener.take(), self.config.metrics) {
+            (Some(listener), Some(addr)) => {
+                let listener = tokio::net::TcpListener::from_std(listener)
                     .map_err(|e| Error::MetricsListen { addr, source: e })?;
                 let bound = listener
                     .local_addr()
@@ -252,7 +278,7 @@ impl Server {
                     http::render(prometheus.as_ref(), &registry)
                 })))
             }
-            None => None,
+            _ => None,
         };
         metrics::gauge!("multidriver_rendezvous_registrations")
             .set(self.service.store().len() as f64);

@@ -537,3 +537,59 @@ async fn clients_that_never_read_cannot_make_the_point_hold_answers_without_boun
     );
     point.stop().await;
 }
+
+/// Dials the point; whether a connection came up.
+async fn try_connect<B: NetworkBehaviour>(swarm: &mut Swarm<B>, point: &Multiaddr) -> bool {
+    swarm.dial(point.clone()).unwrap();
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            match swarm.select_next_some().await {
+                SwarmEvent::ConnectionEstablished { .. } => return true,
+                SwarmEvent::OutgoingConnectionError { .. } => return false,
+                // Denied after the handshake: it closes at once.
+                SwarmEvent::ConnectionClosed { .. } => return false,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("a dial outcome in time")
+}
+
+/// Peer ids are free: a host gets `max_connections_per_ip` connections
+/// whatever ids it uses, the next is refused, and a closed one frees its
+/// slot.
+#[tokio::test]
+async fn connections_per_ip_are_exact_at_the_bound() {
+    let point = start_point_with("per-ip", |c| c.max_connections_per_ip = 3).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut c = client();
+        assert!(
+            try_connect(&mut c, &point.tcp).await,
+            "a connection under the limit"
+        );
+        held.push(c);
+    }
+    let mut fourth = client();
+    assert!(
+        !try_connect(&mut fourth, &point.tcp).await,
+        "the fourth from one address"
+    );
+    // Keep the held connections polled while the point notices a close.
+    drop(held.pop());
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let mut again = client();
+        if try_connect(&mut again, &point.tcp).await {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the slot was never freed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(held);
+    point.stop().await;
+}

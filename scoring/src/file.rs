@@ -22,8 +22,106 @@ pub(crate) enum Seg<'a> {
 pub(crate) fn parse<T: DeserializeOwned>(text: &str) -> Result<T, Error> {
     toml::from_str(text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
-        at(text, span, e.message().trim_end().to_owned())
+        let message = explain_mistyped(text, &span, e.message().trim_end())
+            .unwrap_or_else(|| e.message().trim_end().to_owned());
+        at(text, span, message)
     })
+}
+
+/// serde's "invalid type: string \"one hour\", expected f64" in the words of
+/// the file: `duration_s: expected a number of seconds, got the string
+/// "one hour"`. `None` for any other message.
+fn explain_mistyped(text: &str, span: &Range<usize>, message: &str) -> Option<String> {
+    let rest = message
+        .strip_prefix("invalid type: ")
+        .or_else(|| message.strip_prefix("invalid value: "))?;
+    let (got, expected) = rest.rsplit_once(", expected ")?;
+    let path = path_at(text, span.start)?;
+    let field = path.rsplit(['.', ']']).next().unwrap_or(&path);
+    let expected = match expected {
+        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" | "i8" | "i16" | "i32" | "i64" | "i128"
+        | "isize" => format!("a whole number{}", unit_of(field)),
+        "f32" | "f64" => format!("a number{}", unit_of(field)),
+        "a boolean" | "bool" => "true or false".to_owned(),
+        "a string" | "a borrowed string" => "a string in quotes".to_owned(),
+        "a sequence" => "an array [..]".to_owned(),
+        other if other.starts_with("struct ") || other == "a map" => "a table".to_owned(),
+        other => other.to_owned(),
+    };
+    Some(format!(
+        "{path}: expected {expected}, got {}",
+        describe_value(got)
+    ))
+}
+
+/// The unit a field's name ends in, as words.
+fn unit_of(field: &str) -> &'static str {
+    const UNITS: [(&str, &str); 8] = [
+        ("_ms", " of milliseconds"),
+        ("_s", " of seconds"),
+        ("_m", " of metres"),
+        ("_mbps", " of megabits per second"),
+        ("_kbps", " of kilobits per second"),
+        ("_bytes", " of bytes"),
+        ("_per_hour", " per hour"),
+        ("_per_s", " per second"),
+    ];
+    UNITS
+        .iter()
+        .find(|(suffix, _)| field.ends_with(suffix))
+        .map_or("", |(_, unit)| unit)
+}
+
+/// serde's `string "x"`, ``integer `5` ``… as `the string "x"`, `the integer 5`.
+fn describe_value(got: &str) -> String {
+    let unquoted = |s: &str| s.trim_matches('`').to_owned();
+    if let Some(v) = got.strip_prefix("string ") {
+        format!("the string {v}")
+    } else if let Some(v) = got.strip_prefix("integer ") {
+        format!("the integer {}", unquoted(v))
+    } else if let Some(v) = got.strip_prefix("floating point ") {
+        format!("the number {}", unquoted(v))
+    } else if let Some(v) = got.strip_prefix("boolean ") {
+        format!("the boolean {}", unquoted(v))
+    } else {
+        match got {
+            "sequence" => "an array".to_owned(),
+            "map" => "a table".to_owned(),
+            other => other.to_owned(),
+        }
+    }
+}
+
+/// The dotted path (`racing.max_attempts`, `groups[2].count`) of the
+/// innermost key or array element whose value holds byte `offset`. Tables
+/// from `[section]` headers do not span their fields, so every branch is
+/// searched.
+fn path_at(text: &str, offset: usize) -> Option<String> {
+    fn holds(span: &Range<usize>, offset: usize) -> bool {
+        span.contains(&offset) || (span.end == offset && !span.is_empty())
+    }
+    fn walk(value: &DeValue<'_>, offset: usize, path: &str) -> Option<String> {
+        match value {
+            DeValue::Table(table) => table.iter().find_map(|(k, v)| {
+                let here = if path.is_empty() {
+                    k.get_ref().to_string()
+                } else {
+                    format!("{path}.{}", k.get_ref())
+                };
+                walk(v.get_ref(), offset, &here).or_else(|| {
+                    (holds(&k.span(), offset) || holds(&v.span(), offset)).then_some(here)
+                })
+            }),
+            DeValue::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+                let here = format!("{path}[{i}]");
+                walk(item.get_ref(), offset, &here)
+                    .or_else(|| holds(&item.span(), offset).then_some(here))
+            }),
+            _ => None,
+        }
+    }
+    let root = DeTable::parse(text).ok()?;
+    walk(&DeValue::Table(root.get_ref().clone()), offset, "")
 }
 
 /// An [`Error::Toml`] for the text at `span`.
@@ -53,8 +151,12 @@ fn excerpt(line: &str, column: usize) -> String {
     if count <= 2 * SNIPPET_REACH {
         return line.to_owned();
     }
-    let from = column.saturating_sub(SNIPPET_REACH + 1);
-    let to = (from + 2 * SNIPPET_REACH).min(count);
+    // The column may lie past the trimmed line's end (an error in trailing
+    // blanks): the window then ends at the line's last character.
+    let from = column
+        .saturating_sub(SNIPPET_REACH + 1)
+        .min(count - 2 * SNIPPET_REACH);
+    let to = from + 2 * SNIPPET_REACH;
     let mut out: String = if from > 0 {
         "…".to_owned()
     } else {
@@ -160,6 +262,33 @@ mod tests {
         assert_eq!(excerpt("short", 3), "short");
     }
 
+    /// Regression: an error position beyond a long line's trimmed end (trailing
+    /// blanks) made the window start after its end: a subtraction overflow.
+    #[test]
+    fn an_error_in_trailing_blanks_of_a_long_line_shows_the_line_end() {
+        let text = format!("x = \"{}\"{}\ny = 1\n", "a".repeat(150), " ".repeat(100));
+        for start in 0..=text.len() {
+            let Error::Toml { snippet, .. } = at(&text, start..start, "bad".into()) else {
+                panic!()
+            };
+            assert!(
+                snippet.chars().count() <= 2 * SNIPPET_REACH + 2,
+                "{start}: {snippet}"
+            );
+        }
+        let Error::Toml {
+            snippet, column, ..
+        } = at(&text, 240..240, "bad".into())
+        else {
+            panic!()
+        };
+        assert_eq!(column, 241);
+        assert!(
+            snippet.starts_with('…') && snippet.ends_with("aaa\""),
+            "{snippet}"
+        );
+    }
+
     #[test]
     fn column_and_snippet() {
         let Error::Toml {
@@ -207,7 +336,194 @@ mod profile_file {
             // a TOML document cannot fail.
             toml::to_string(self).unwrap_or_else(|e| unreachable!("profile to TOML: {e}"))
         }
+
+        /// The profile as the commented TOML document of `profiles/*.toml`:
+        /// a header, and above every field what it means and its range.
+        /// [`Profile::from_toml_str`] reads it back.
+        pub fn to_documented_toml(&self) -> String {
+            let header = match preset_summary(&self.name) {
+                Some(summary) => format!(
+                    "# The `{}` preset of multidriver-scoring. {summary}\n",
+                    self.name
+                ),
+                None => format!("# The profile `{}`, for multidriver-scoring.\n", self.name),
+            };
+            let mut out = header;
+            out.push_str(HEADER_TAIL);
+            let mut section = "";
+            for line in self.to_toml_string().lines() {
+                let trimmed = line.trim();
+                if let Some(name) = trimmed.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+                    section = FIELD_DOCS
+                        .iter()
+                        .find(|(s, _, _)| *s == name)
+                        .map_or("", |(s, _, _)| s);
+                } else if let Some((key, _)) = trimmed.split_once(" = ")
+                    && let Some((_, _, doc)) = FIELD_DOCS
+                        .iter()
+                        .find(|(s, k, _)| *s == section && *k == key)
+                {
+                    out.push_str("# ");
+                    out.push_str(doc);
+                    out.push('\n');
+                }
+                out.push_str(line);
+                out.push('\n');
+            }
+            out
+        }
     }
+
+    /// One line on what a preset is for.
+    fn preset_summary(name: &str) -> Option<&'static str> {
+        Some(match name {
+            "performance" => {
+                "Lowest latency: energy ignored, costly links fine, a warm backup kept, quick switching."
+            }
+            "balanced" => {
+                "The default: latency first; one joule of battery weighs as much as a millisecond (4x on a low battery)."
+            }
+            "battery-saver" => {
+                "Battery first: energy weighs 10x more than in balanced, costly links avoided, slow switching."
+            }
+            "background" => {
+                "For an app in the background: rare keep-alives, little traffic, energy dominant, one attempt at a time."
+            }
+            _ => return None,
+        })
+    }
+
+    const HEADER_TAIL: &str = "\
+# Costs are in ms-equivalents: lower is better. Every field is required;
+# copy this file and change values to make your own profile:
+#   multidriver rank FILE --profile my-profile.toml
+
+";
+
+    /// (section, field, what it means and its range), as
+    /// [`Profile::validate`] checks it.
+    const FIELD_DOCS: &[(&str, &str, &str)] = &[
+        (
+            "",
+            "name",
+            "Name for logs and explanations: 1-64 characters of a-z, 0-9, '-', '_'.",
+        ),
+        (
+            "weights",
+            "latency",
+            "Multiplier of the expected time to a first answer (ms-eq per ms). 0..=10",
+        ),
+        (
+            "weights",
+            "energy_ms_per_joule",
+            "Cost of one joule of modelled battery energy, in ms-eq. 0..=1000 (0 ignores energy)",
+        ),
+        (
+            "weights",
+            "reliability_ms",
+            "Cost of a route that certainly fails; a route pays this × its failure probability. 0..=60000",
+        ),
+        (
+            "weights",
+            "unvouched_ms",
+            "Cost of a route no signed record, the app, or the peer itself vouches for. 0..=60000",
+        ),
+        (
+            "links",
+            "costly",
+            "Metered, expensive or constrained links: \"allow\", \"avoid\" (add costly_penalty_ms) or \"forbid\" (never dial).",
+        ),
+        (
+            "links",
+            "costly_penalty_ms",
+            "Added to a costly route's cost under \"avoid\", in ms-eq. 0..=600000",
+        ),
+        (
+            "battery",
+            "low_threshold",
+            "Battery level under which the battery counts as low. 0..=1",
+        ),
+        (
+            "battery",
+            "low_factor",
+            "Energy cost multiplier on a low battery. 1..=100",
+        ),
+        (
+            "battery",
+            "mains_factor",
+            "Energy cost multiplier while charging or without a battery. 0..=1",
+        ),
+        (
+            "usage",
+            "horizon_s",
+            "How long a connection is expected to be used, in seconds (energy estimate). 1..=86400",
+        ),
+        (
+            "usage",
+            "keepalive_interval_s",
+            "Keep-alive interval, in seconds. 1..=3600",
+        ),
+        (
+            "usage",
+            "bytes_per_hour",
+            "App traffic each way per hour, in bytes. 0..=1000000000000",
+        ),
+        (
+            "switching",
+            "relative_margin",
+            "A candidate must save this fraction of the current route's cost... 0..=0.9",
+        ),
+        (
+            "switching",
+            "absolute_margin_ms",
+            "...and this many ms-eq... 0..=10000",
+        ),
+        (
+            "switching",
+            "dwell_ms",
+            "...continuously for this long before a connected peer switches, in ms. 0..=600000",
+        ),
+        (
+            "racing",
+            "min_stagger_ms",
+            "Shortest delay between two dial attempts, in ms. 10..=2000 (RFC 8305 §8 floor: 10 ms)",
+        ),
+        (
+            "racing",
+            "max_stagger_ms",
+            "Longest delay between two dial attempts, in ms. min_stagger_ms..=10000",
+        ),
+        (
+            "racing",
+            "max_attempts",
+            "Most routes one race dials. 1..=16",
+        ),
+        (
+            "racing",
+            "keep_warm_backup",
+            "Keep the runner-up connection open as a warm backup.",
+        ),
+        (
+            "racing",
+            "cancel_slower_discovery",
+            "Cancel the other drivers' lookups once one answered with routes.",
+        ),
+        (
+            "quiet",
+            "after_s",
+            "Seconds without app use after which a peer's connections get no liveness probes. 1..=86400",
+        ),
+        (
+            "quiet",
+            "probe_on_resume",
+            "Probe the path with the first message after a quiet period; unanswered within the route's RTO, race the next-best route.",
+        ),
+        (
+            "quiet",
+            "cellular_idle_close_s",
+            "Seconds a quiet peer's cellular connection stays open; it is redialled through its best known route on next use. 0 = never close. 0..=86400",
+        ),
+    ];
 }
 
 mod route_set_file {

@@ -30,6 +30,26 @@ fn presets_round_trip_through_toml() {
     }
 }
 
+/// `profiles/*.toml` are what `Profile::to_documented_toml` writes (and what
+/// `multidriver profiles show` prints), so the shipped files cannot drift
+/// from the presets.
+#[test]
+fn shipped_profile_files_are_the_documented_presets() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiles");
+    for name in PRESET_NAMES {
+        let p = Profile::preset(name).unwrap();
+        let documented = p.to_documented_toml();
+        let shipped = std::fs::read_to_string(dir.join(format!("{name}.toml"))).unwrap();
+        assert_eq!(documented, shipped, "profiles/{name}.toml");
+        assert_eq!(Profile::from_toml_str(&documented).unwrap(), p, "{name}");
+    }
+    let mut custom = Profile::balanced();
+    custom.name = "mine".to_owned();
+    let text = custom.to_documented_toml();
+    assert!(text.starts_with("# The profile `mine`"), "{text}");
+    assert_eq!(Profile::from_toml_str(&text).unwrap(), custom);
+}
+
 #[test]
 fn a_profile_written_before_quiet_liveness_loads_with_balanced_quiet_settings() {
     let mut p = Profile::background();
@@ -102,8 +122,32 @@ fn profile_missing_or_mistyped_fields_are_named() {
         .position(|l| l.starts_with("max_attempts"))
         .unwrap()
         + 1;
-    let (line, _) = toml_error(Profile::from_toml_str(&text));
+    let (line, message) = toml_error(Profile::from_toml_str(&text));
     assert_eq!(line, expected_line);
+    assert!(
+        message.contains(r#"racing.max_attempts: expected a whole number, got the string "three""#),
+        "{message}"
+    );
+
+    let text = Profile::balanced()
+        .to_toml_string()
+        .replace("dwell_ms = 2000", "dwell_ms = 2.5");
+    let (_, message) = toml_error(Profile::from_toml_str(&text));
+    assert!(
+        message.contains(
+            "switching.dwell_ms: expected a whole number of milliseconds, got the number 2.5"
+        ),
+        "{message}"
+    );
+
+    let text = Profile::balanced()
+        .to_toml_string()
+        .replace("keep_warm_backup = false", "keep_warm_backup = \"no\"");
+    let (_, message) = toml_error(Profile::from_toml_str(&text));
+    assert!(
+        message.contains(r#"racing.keep_warm_backup: expected true or false, got the string "no""#),
+        "{message}"
+    );
 
     let text = Profile::balanced()
         .to_toml_string()

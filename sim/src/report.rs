@@ -47,6 +47,35 @@ fn times(a: Option<f64>, b: Option<f64>) -> String {
     }
 }
 
+/// What every column of [`Report::table`] means, with its unit.
+const LEGEND: &str = "
+legend (n·h: per node and hour of simulated time; ×: the policy's figure divided by the baseline's):
+  ttfc p50, p95       time to first connection with a contact, seconds (median, 95th percentile)
+  fail p50, p95, p99  failover: seconds from the route in use dying, while another worked, to a working
+                      connection again; \"(k unrecovered)\": still down at the end, counted at their time so far
+  usable              of the time a contact was reachable, the share connected over a working route
+  best                of that connected time, the share on the best route available (lowest RTT, within 1 ms)
+  sw/n·h              route switches per node-hour
+  J/n·h               radio energy (Wi-Fi, cellular, Bluetooth), joules per node-hour
+  LTE↑/n·h            cellular promotions (the radio woken from idle) per node-hour
+  disc ok             of the discovery lookups answered, the share that returned a route
+  lost                app messages sent into dead connections, dropped from a full queue or never delivered
+  msg p99             send-to-delivery delay of delivered messages, seconds, 99th percentile
+  failover by cause   fail p50 / p95 in seconds (samples) when: the phone's own interface went (own interface
+                      lost), it went after the OS warned (lost after a warning), Wi-Fi stopped passing packets
+                      without going down (silent Wi-Fi stall), or the contact changed networks (peer moved)
+  direct              of the connected time, the share on a direct path (plain or hole-punched), not a relay
+  relayed             relayed connections opened (count)
+  punched/tried       DCUtR hole punches that opened a direct path / punches tried
+  circuits cut        relayed circuits ended by the relay's limits (2 min, 128 KiB)
+  energy by cause     joules per node-hour spent on the app's own traffic (app), dialling and racing
+                      (connect), keep-alives and probes (liveness) and lookups (discovery); in parentheses the
+                      cellular promotions per node-hour each caused
+  samples             contacts measured after an app restart (restart table)
+  × oracle, × stock, × tuned  the restart table's p50 against the oracle's, libp2p-stock's and libp2p-tuned's
+  ratios              below 1 is better than the baseline in every column; '-' where either figure is missing
+";
+
 impl Report {
     /// Time to first connection after an app restart (the `restart`
     /// action), for contacts connected before it, with ratios against the
@@ -253,17 +282,7 @@ impl Report {
                 );
             }
         }
-        let _ = writeln!(
-            s,
-            "\nttfc: time to first connection; fail: failover after the route in use died while another \
-             existed (s); usable: share of reachable time connected over a working route; best: share of \
-             that on the lowest-RTT route; sw: route switches; J: radio energy; LTE↑: cellular promotions; \
-             lost: app messages sent into dead connections, dropped from a full queue or never delivered; msg p99: \
-             send-to-delivery delay of delivered messages; direct: share of connected time on a direct \
-             (plain or hole-punched) path rather than a relay; relayed: relayed connections opened; \
-             punched/tried: DCUtR runs that opened a direct path; circuits cut: at the relay's 2 min / \
-             128 KiB limits."
-        );
+        s.push_str(LEGEND);
         s
     }
 }

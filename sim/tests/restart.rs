@@ -62,7 +62,18 @@ fn after_a_restart_multidriver_is_back_as_soon_as_the_oracle_and_before_stock() 
         "multidriver {md}, stock {stock}, tuned {tuned}"
     );
     // The table shows it.
-    assert!(r.table().contains("ttfc after an app restart"));
+    let table = r.table();
+    assert!(table.contains("ttfc after an app restart"));
+    // Its legend explains every column of every section.
+    let (body, legend) = table.split_once("\nlegend (").expect("a legend");
+    for header in body.lines().filter(|l| l.starts_with("policy ")) {
+        for word in header.split_whitespace().skip(1) {
+            assert!(
+                legend.contains(word),
+                "`{word}` of `{header}` is not in the legend"
+            );
+        }
+    }
 }
 
 #[test]

@@ -132,6 +132,44 @@ fn a_malformed_scenario_names_the_file_line_and_field() {
 }
 
 #[test]
+fn a_mistyped_value_names_the_field_and_what_it_expects() {
+    let e = Scenario::from_toml_str("name = \"x\"\nduration_s = \"one hour\"\ngroups = []\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(r#"duration_s: expected a number of seconds, got the string "one hour""#)
+            && e.contains("line 2"),
+        "{e}"
+    );
+    let e = Scenario::from_toml_str(
+        "name = \"x\"\nduration_s = 60\n[[groups]]\nname = \"a\"\ncount = 1\n[[groups]]\nname = \"b\"\ncount = \"ten\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains(r#"groups[1].count: expected a whole number, got the string "ten""#)
+            && e.contains("line 8"),
+        "{e}"
+    );
+}
+
+/// Regression: a group of no nodes listing contacts in itself wrapped its
+/// "other nodes" count (a panic in debug builds, 2^32 nodes in release).
+#[test]
+fn an_empty_group_with_contacts_in_itself_is_refused_by_name() {
+    let e = Scenario::from_toml_str(
+        "name = \"x\"\nduration_s = 5\n[[groups]]\nname = \"g\"\ncount = 0\nwifi = \"home\"\n\
+         contacts = [{ group = \"g\", count = 1 }]\n[[lans]]\nname = \"home\"\nrtt_ms = 1\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("groups.contacts.count = 1") && e.contains("has only 0 other node(s)"),
+        "{e}"
+    );
+}
+
+#[test]
 fn cgnat_runs_and_both_stacks_connect_relayed_first() {
     let s = scenario("cgnat");
     let policies = ["multidriver", "libp2p-stock", "oracle"];

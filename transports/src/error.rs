@@ -20,4 +20,19 @@ pub enum Error {
         /// What libp2p said.
         message: String,
     },
+    /// A listen address's port is held by another socket (see
+    /// [`crate::ports`]).
+    #[error(
+        "{protocol} port {port} of {addr} is already in use ({message}); stop what holds it or choose another port"
+    )]
+    PortTaken {
+        /// The listen address.
+        addr: String,
+        /// `TCP` or `UDP`.
+        protocol: &'static str,
+        /// The port.
+        port: u16,
+        /// What the OS said.
+        message: String,
+    },
 }

@@ -11,6 +11,8 @@
 //!   TCP + Noise + yamux, QUIC, WebRTC-direct (feature `webrtc`), and DNS
 //!   through hickory-resolver with an explicit resolver configuration (the
 //!   system one cannot be read on Android and iOS).
+//! - [`ports`]: refusing a listen address whose port another socket holds
+//!   (libp2p-tcp's `SO_REUSEPORT` would otherwise share it).
 //!
 //! The `if-watch` task that feeds the watcher runs inside
 //! `multidriver::behaviour::Behaviour`; the BLE-style stream transport is
@@ -31,6 +33,7 @@
 
 pub mod connectivity;
 mod error;
+pub mod ports;
 pub mod stack;
 
 pub use error::Error;

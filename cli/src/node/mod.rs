@@ -189,6 +189,14 @@ async fn node(args: NodeArgs, profile: Profile) -> Result<(), NodeError> {
     } else {
         args.listen.clone()
     };
+    // Every port checked before any is used: libp2p-tcp's SO_REUSEPORT
+    // would otherwise share a taken port with another process.
+    for addr in &listen {
+        multidriver_transports::ports::ensure_port_free(addr).map_err(|e| NodeError::Listen {
+            addr: addr.clone(),
+            message: e.to_string(),
+        })?;
+    }
     for addr in listen {
         swarm
             .listen_on(addr.clone())

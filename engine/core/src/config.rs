@@ -276,6 +276,7 @@ pub struct Config {
     pub(crate) max_connections: usize,
     pub(crate) max_interfaces: usize,
     pub(crate) max_pending_events: usize,
+    pub(crate) max_pending_commands: usize,
     pub(crate) dial_timeout: Duration,
     pub(crate) conn_low_watermark: usize,
     pub(crate) conn_high_watermark: usize,
@@ -388,6 +389,24 @@ impl Config {
     /// [`Event::EventsDropped`]: crate::Event::EventsDropped
     pub fn max_pending_events(&self) -> usize {
         self.max_pending_events
+    }
+
+    /// Most commands waiting for [`Engine::poll_command`]. A host that drains
+    /// commands after every input never comes near it; one that stops
+    /// polling finds at most this many. At the bound the oldest command is
+    /// dropped and counted ([`Engine::dropped_commands`]); the work it stood
+    /// for ends through its own deadline: a dropped dial fails after
+    /// [`Config::dial_timeout`], a dropped lookup after
+    /// [`Config::query_timeout`], a dropped probe counts as unanswered, and
+    /// a dropped close leaves that connection to the adapter, which reports
+    /// it when it closes. Default 4096 (our choice: four times the event
+    /// bound; one input produces at most a few hundred commands at the
+    /// default table bounds).
+    ///
+    /// [`Engine::poll_command`]: crate::Engine::poll_command
+    /// [`Engine::dropped_commands`]: crate::Engine::dropped_commands
+    pub fn max_pending_commands(&self) -> usize {
+        self.max_pending_commands
     }
 
     /// An attempt without a result after this long is cancelled and counted
@@ -693,6 +712,7 @@ impl Default for Config {
             max_connections: 512,
             max_interfaces: 16,
             max_pending_events: 1024,
+            max_pending_commands: 4096,
             dial_timeout: Duration::from_secs(5),
             close_grace: Duration::from_secs(2),
             conn_low_watermark: 150,
@@ -761,6 +781,12 @@ impl Config {
         self
     }
 
+    /// Builder: most commands waiting for the host.
+    pub fn with_max_pending_commands(mut self, n: usize) -> Self {
+        self.max_pending_commands = n;
+        self
+    }
+
     /// Builder: the dial timeout.
     pub fn with_dial_timeout(mut self, timeout: Duration) -> Self {
         self.dial_timeout = timeout;
@@ -815,6 +841,7 @@ impl Config {
             ("max_connections", self.max_connections),
             ("max_interfaces", self.max_interfaces),
             ("max_pending_events", self.max_pending_events),
+            ("max_pending_commands", self.max_pending_commands),
             ("max_drivers", self.max_drivers),
             ("max_namespaces", self.max_namespaces),
             ("max_queries", self.max_queries),

@@ -137,7 +137,7 @@ impl Engine {
             let Some(conn) = self.connections.remove(&id) else {
                 continue;
             };
-            self.commands.push_back(crate::Command::CloseConnection {
+            self.commands.push(crate::Command::CloseConnection {
                 connection: id,
                 reason: CloseReason::Trimmed,
             });

@@ -22,7 +22,7 @@ impl Engine {
         let Some(attempt) = self.attempts.remove(&connection) else {
             // A dial we cancelled or timed out still connected: the adapter
             // holds a connection nobody wants.
-            self.commands.push_back(Command::CloseConnection {
+            self.commands.push(Command::CloseConnection {
                 connection,
                 reason: CloseReason::Duplicate,
             });
@@ -36,7 +36,7 @@ impl Engine {
             .and_then(|p| p.index_of(attempt.route))
         else {
             // The peer or route is gone: nobody wants this connection.
-            self.commands.push_back(Command::CloseConnection {
+            self.commands.push(Command::CloseConnection {
                 connection,
                 reason: CloseReason::Duplicate,
             });
@@ -411,7 +411,7 @@ impl Engine {
         self.closing.remove(&connection);
         if self.connections.remove(&connection).is_some() {
             self.commands
-                .push_back(Command::CloseConnection { connection, reason });
+                .push(Command::CloseConnection { connection, reason });
         }
     }
 }

@@ -204,10 +204,10 @@ impl Engine {
         for (driver, slot) in advert.slots {
             if let Some(query) = slot.query {
                 self.drivers.queries.remove(&query);
-                self.commands.push_back(Command::CancelQuery { query });
+                self.commands.push(Command::CancelQuery { query });
             }
             if slot.active {
-                self.commands.push_back(Command::StopAdvertising {
+                self.commands.push(Command::StopAdvertising {
                     driver,
                     namespace: namespace.to_owned(),
                 });
@@ -354,7 +354,7 @@ impl Engine {
                 break;
             }
             let query = self.new_query(driver, Op::Discover(namespace.to_owned()), now);
-            self.commands.push_back(Command::Discover {
+            self.commands.push(Command::Discover {
                 query,
                 driver,
                 namespace: namespace.to_owned(),
@@ -497,7 +497,7 @@ impl Engine {
                         .collect();
                     for query in others {
                         self.drivers.queries.remove(&query);
-                        self.commands.push_back(Command::CancelQuery { query });
+                        self.commands.push(Command::CancelQuery { query });
                     }
                 }
             }
@@ -586,10 +586,10 @@ impl Engine {
                 if !runnable {
                     if let Some(query) = slot.query.take() {
                         self.drivers.queries.remove(&query);
-                        self.commands.push_back(Command::CancelQuery { query });
+                        self.commands.push(Command::CancelQuery { query });
                     }
                     if std::mem::take(&mut slot.active) {
-                        self.commands.push_back(Command::StopAdvertising {
+                        self.commands.push(Command::StopAdvertising {
                             driver,
                             namespace: ns.clone(),
                         });
@@ -610,7 +610,7 @@ impl Engine {
                         slot.query = Some(query);
                         slot.refresh_at = None;
                     }
-                    self.commands.push_back(Command::Advertise {
+                    self.commands.push(Command::Advertise {
                         query,
                         driver,
                         namespace: ns.clone(),
@@ -633,7 +633,7 @@ impl Engine {
             .collect();
         for id in expired {
             if let Some(q) = self.drivers.queries.remove(&id) {
-                self.commands.push_back(Command::CancelQuery { query: id });
+                self.commands.push(Command::CancelQuery { query: id });
                 self.query_finished(id, &q, QueryOutcome::Failed, now);
             }
         }

@@ -236,8 +236,7 @@ impl Engine {
         for i in interfaces {
             self.note_radio(i, now);
         }
-        self.commands
-            .push_back(Command::KeepReservations { relays });
+        self.commands.push(Command::KeepReservations { relays });
         self.schedule_binding(now);
     }
 
@@ -278,7 +277,7 @@ impl Engine {
         for id in ids {
             self.closing.remove(&id);
             if let Some(conn) = self.connections.remove(&id) {
-                self.commands.push_back(Command::CloseConnection {
+                self.commands.push(Command::CloseConnection {
                     connection: id,
                     reason,
                 });
@@ -454,7 +453,7 @@ impl Engine {
                 }
             }
         }
-        self.commands.push_back(Command::KeepAlive { connections });
+        self.commands.push(Command::KeepAlive { connections });
     }
 
     /// The app used the peer of `connection`: probe it if it was not probed

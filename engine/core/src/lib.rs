@@ -316,6 +316,27 @@ impl Conn {
     }
 }
 
+/// Commands for the adapter, bounded by [`Config::max_pending_commands`].
+#[derive(Debug, Clone)]
+struct CommandQueue {
+    queue: VecDeque<Command>,
+    /// Dropped at the bound, in all.
+    dropped: u64,
+    bound: usize,
+}
+
+impl CommandQueue {
+    /// Queues a command, dropping the oldest at the bound (see
+    /// [`Config::max_pending_commands`] for what that costs).
+    fn push(&mut self, command: Command) {
+        if self.queue.len() >= self.bound {
+            self.queue.pop_front();
+            self.dropped += 1;
+        }
+        self.queue.push_back(command);
+    }
+}
+
 /// The engine core. See the [module docs](self).
 ///
 /// It is `Clone`: a copy is an independent engine in the same state (the
@@ -335,7 +356,7 @@ pub struct Engine {
     connections: BTreeMap<ConnectionHandle, Conn>,
     /// Replaced connections closing after the grace period.
     closing: BTreeMap<ConnectionHandle, Timestamp>,
-    commands: VecDeque<Command>,
+    commands: CommandQueue,
     events: VecDeque<Event>,
     dropped_events: u64,
     next_id: u64,
@@ -370,6 +391,7 @@ impl Engine {
     /// # Errors
     /// [`Error::InvalidConfig`] or [`Error::Scoring`] if `config` is invalid.
     pub fn new(config: Config) -> Result<Self, Error> {
+        let command_bound = config.max_pending_commands;
         config.validate()?;
         let config_seed = config.seed;
         Ok(Engine {
@@ -383,7 +405,11 @@ impl Engine {
             attempts: BTreeMap::new(),
             connections: BTreeMap::new(),
             closing: BTreeMap::new(),
-            commands: VecDeque::new(),
+            commands: CommandQueue {
+                queue: VecDeque::new(),
+                dropped: 0,
+                bound: command_bound,
+            },
             events: VecDeque::new(),
             dropped_events: 0,
             next_id: 0,
@@ -404,11 +430,18 @@ impl Engine {
     // Outputs
     // ------------------------------------------------------------------
 
-    /// The next command for the adapter. Drain after every input: commands
-    /// are never dropped, and their number is bounded by the attempts and
-    /// connections the engine tracks.
+    /// The next command for the adapter. Drain after every input: a host
+    /// that does, never loses one. A host that does not poll finds at most
+    /// [`Config::max_pending_commands`] waiting: past that bound the oldest
+    /// is dropped and counted ([`Engine::dropped_commands`]).
     pub fn poll_command(&mut self) -> Option<Command> {
-        self.commands.pop_front()
+        self.commands.queue.pop_front()
+    }
+
+    /// Commands dropped because the host let [`Config::max_pending_commands`]
+    /// pile up, since the engine was made.
+    pub fn dropped_commands(&self) -> u64 {
+        self.commands.dropped
     }
 
     /// The next event for the app (see [`Config::max_pending_events`]).
@@ -501,8 +534,7 @@ impl Engine {
             .collect();
         for id in timed_out {
             if let Some(attempt) = self.attempts.remove(&id) {
-                self.commands
-                    .push_back(Command::CancelDial { connection: id });
+                self.commands.push(Command::CancelDial { connection: id });
                 self.record_failure(&attempt, id, now);
             }
         }
@@ -515,7 +547,7 @@ impl Engine {
         for id in due {
             self.closing.remove(&id);
             if self.connections.remove(&id).is_some() {
-                self.commands.push_back(Command::CloseConnection {
+                self.commands.push(Command::CloseConnection {
                     connection: id,
                     reason: CloseReason::Replaced,
                 });

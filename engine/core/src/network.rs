@@ -150,7 +150,7 @@ impl Engine {
         for (id, _) in &conns {
             self.connections.remove(id);
             self.closing.remove(id);
-            self.commands.push_back(Command::CloseConnection {
+            self.commands.push(Command::CloseConnection {
                 connection: *id,
                 reason: CloseReason::InterfaceDown,
             });
@@ -198,8 +198,7 @@ impl Engine {
             .collect();
         for (id, peer) in attempts {
             self.attempts.remove(&id);
-            self.commands
-                .push_back(Command::CancelDial { connection: id });
+            self.commands.push(Command::CancelDial { connection: id });
             if let Some(race) = self.peers.get_mut(&peer).and_then(|p| p.race.as_mut()) {
                 race.in_flight.retain(|c| *c != id);
                 race.next_due = now;

@@ -184,7 +184,7 @@ impl Engine {
             let route = &peer.routes[i];
             let wait = stagger(route, &self.profile.racing);
             let interface = peer.meta[i].interface;
-            self.commands.push_back(Command::Dial {
+            self.commands.push(Command::Dial {
                 connection: id,
                 peer: peer_id,
                 addr: route.id.addr.clone(),
@@ -239,8 +239,7 @@ impl Engine {
             .collect();
         for id in ids {
             self.attempts.remove(&id);
-            self.commands
-                .push_back(Command::CancelDial { connection: id });
+            self.commands.push(Command::CancelDial { connection: id });
         }
         if let Some(p) = self.peers.get_mut(&peer_id) {
             p.race = None;

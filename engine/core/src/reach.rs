@@ -171,8 +171,7 @@ impl Engine {
         };
         let r = self.relays.list.remove(i);
         if r.state != ReservationState::None {
-            self.commands
-                .push_back(Command::Unreserve { relay: r.peer });
+            self.commands.push(Command::Unreserve { relay: r.peer });
         }
         self.manage_reservations(now);
     }
@@ -196,8 +195,7 @@ impl Engine {
         if public {
             // Became public meanwhile: not needed.
             r.state = ReservationState::None;
-            self.commands
-                .push_back(Command::Unreserve { relay: *relay });
+            self.commands.push(Command::Unreserve { relay: *relay });
             return;
         }
         r.state = ReservationState::Reserved(interface);
@@ -230,8 +228,7 @@ impl Engine {
             for r in &mut self.relays.list {
                 if r.state != ReservationState::None {
                     r.state = ReservationState::None;
-                    self.commands
-                        .push_back(Command::Unreserve { relay: r.peer });
+                    self.commands.push(Command::Unreserve { relay: r.peer });
                 }
             }
             return;
@@ -259,7 +256,7 @@ impl Engine {
             }
             if r.state == ReservationState::None && r.retry_at.is_none() {
                 r.state = ReservationState::Requested;
-                self.commands.push_back(Command::Reserve {
+                self.commands.push(Command::Reserve {
                     relay: r.peer,
                     addr: r.addr.clone(),
                 });
@@ -284,15 +281,14 @@ impl Engine {
             };
             if renew && any_up {
                 r.state = ReservationState::Requested;
-                self.commands.push_back(Command::Reserve {
+                self.commands.push(Command::Reserve {
                     relay: r.peer,
                     addr: r.addr.clone(),
                 });
             } else if renew {
                 // Nothing to carry it: asked for when an interface is up.
                 r.state = ReservationState::None;
-                self.commands
-                    .push_back(Command::Unreserve { relay: r.peer });
+                self.commands.push(Command::Unreserve { relay: r.peer });
             }
         }
         if self.relays.reachability == Reachability::Unknown {

@@ -98,3 +98,83 @@ fn watermarks_are_validated() {
     let err = Engine::new(Config::default().with_watermarks(10, 5, Duration::ZERO)).unwrap_err();
     assert!(err.to_string().contains("conn_low_watermark"), "{err}");
 }
+
+/// A host that stops polling finds at most `max_pending_commands` waiting:
+/// the oldest are dropped and counted, and the dials they stood for end
+/// through the dial timeout instead of staying in flight.
+#[test]
+fn an_unpolled_command_queue_stays_bounded_and_dropped_dials_time_out() {
+    use multidriver_core::{Discovered, Event, NetworkChange};
+    use multidriver_scoring::{NetworkConditions, Source};
+
+    let config = Config::default()
+        .with_liveness(None)
+        .with_max_pending_commands(8);
+    assert_eq!(config.max_pending_commands(), 8);
+    let mut engine = Engine::new(config).unwrap();
+    let mut now = Timestamp::ZERO;
+    engine
+        .handle_network_change(
+            NetworkChange::Up {
+                interface: WIFI,
+                medium: Medium::Wifi,
+                conditions: NetworkConditions::default(),
+                validated: true,
+            },
+            now,
+        )
+        .unwrap();
+    for n in 1..=30u8 {
+        let p = peer(n);
+        engine
+            .handle_discovered(
+                Discovered {
+                    peer: p,
+                    addr: format!("/ip4/192.168.1.{n}/udp/4001/quic-v1")
+                        .parse()
+                        .unwrap(),
+                    interface: WIFI,
+                    source: Source::Mdns,
+                    signed: false,
+                    ttl: Duration::from_secs(600),
+                },
+                now,
+            )
+            .unwrap();
+        engine.connect(p, now).unwrap();
+    }
+    assert!(
+        engine.dropped_commands() >= 22,
+        "{}",
+        engine.dropped_commands()
+    );
+    let mut waiting = 0;
+    while engine.poll_command().is_some() {
+        waiting += 1;
+    }
+    assert_eq!(waiting, 8);
+    // Nobody answers any dial: every attempt, dropped or not, times out.
+    let mut unreachable = std::collections::BTreeSet::new();
+    for _ in 0..20 {
+        now = now + Duration::from_secs(6);
+        engine.handle_timeout(now);
+        while engine.poll_command().is_some() {}
+        while let Some(e) = engine.poll_event() {
+            if let Event::PeerUnreachable { peer, .. } = e {
+                unreachable.insert(peer);
+            }
+        }
+    }
+    assert_eq!(engine.attempts_in_flight(), 0);
+    // Every peer was reported unreachable: none is stuck behind a dial
+    // that was dropped.
+    assert_eq!(unreachable.len(), 30);
+}
+
+#[test]
+fn a_command_bound_of_zero_is_refused_by_name() {
+    let err = Engine::new(Config::default().with_max_pending_commands(0))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("max_pending_commands"), "{err}");
+}

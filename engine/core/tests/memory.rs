@@ -125,6 +125,28 @@ fn bytes_round_trip() {
     assert_eq!(RouteMemory::from_bytes(&empty.to_bytes()).unwrap(), empty);
 }
 
+/// A snapshot this release wrote, kept in the repository: what a phone
+/// saved before an update must still import after it, byte for byte the
+/// same export (a change of format must raise `MEMORY_VERSION`). The file
+/// also seeds the `route_memory` fuzz target. `MULTIDRIVER_BLESS=1`
+/// rewrites it after a deliberate change.
+#[test]
+fn a_kept_version_1_snapshot_still_decodes_to_the_same_export() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/memory-v1.mdrm");
+    let bytes = valid_bytes();
+    if std::env::var_os("MULTIDRIVER_BLESS").is_some() {
+        std::fs::write(&path, &bytes).unwrap();
+    }
+    let kept = std::fs::read(&path).unwrap();
+    assert_eq!(kept[4], 1, "the kept file is version 1");
+    let memory = RouteMemory::from_bytes(&kept).unwrap();
+    assert_eq!(memory.to_bytes(), kept);
+    assert_eq!(
+        kept, bytes,
+        "the export changed: raise MEMORY_VERSION, then bless"
+    );
+}
+
 #[test]
 fn a_restarted_engine_dials_the_remembered_best_route_first() {
     let (old, p) = experienced();

@@ -161,6 +161,9 @@ async fn run() -> Result<(), Box<dyn Error>> {
     } else {
         args.listen.clone()
     };
+    // A taken port is refused, not shared through libp2p-tcp's SO_REUSEPORT
+    // (which would split the peers who dial it between two processes).
+    multidriver::transports::ports::ensure_ports_free(&listen)?;
     for addr in listen {
         swarm.listen_on(addr)?;
     }

@@ -125,7 +125,11 @@ impl Validator<'_> {
         }
         for (g, raw_g) in groups.iter().zip(raw_groups) {
             for (&(gi, n), rc) in g.contacts.iter().zip(&raw_g.contacts) {
-                let available = groups[gi].count - u32::from(std::ptr::eq(g, &groups[gi]));
+                // A group of no nodes listing contacts in itself has no
+                // other node: saturate rather than wrap.
+                let available = groups[gi]
+                    .count
+                    .saturating_sub(u32::from(std::ptr::eq(g, &groups[gi])));
                 if n > available {
                     return Err(self.err(
                         rc.count.span(),

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Builds the fuzz targets with libFuzzer (a nightly toolchain; the same
+# instrumentation `cargo fuzz build` uses, with overflow checks and debug
+# assertions on) and runs them.
+#
+#   bash fuzz/run.sh                      # every target, 60 s each
+#   bash fuzz/run.sh -t 3600              # every target, an hour each
+#   bash fuzz/run.sh -t 600 core_sequence rendezvous_service
+#   bash fuzz/run.sh -t 30 --ci           # as .ci/run: fail on a crash
+#
+# Corpora live in fuzz/corpus/<target> (seeded from the shipped files by
+# fuzz/seed.sh; what a run finds is added there), crashes in
+# fuzz/artifacts/<target>. Each target prints libFuzzer's final line
+# (executions, rate, coverage); the summary table is printed at the end.
+# Needs: a nightly toolchain (`rustup toolchain list`); cargo-fuzz is not
+# needed, but `cargo +nightly fuzz run <target>` works on this folder too.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+seconds=60
+ci=false
+targets=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -t) seconds="$2"; shift 2 ;;
+    --ci) ci=true; shift ;;
+    -h|--help) sed -n 2,17p "$0"; exit 0 ;;
+    -*) echo "fuzz/run.sh: unknown option $1" >&2; exit 2 ;;
+    *) targets+=("$1"); shift ;;
+  esac
+done
+if [ ${#targets[@]} -eq 0 ]; then
+  mapfile -t targets < <(ls fuzz_targets | sed -n 's/\.rs$//p')
+fi
+for t in "${targets[@]}"; do
+  [ -f "fuzz_targets/$t.rs" ] || { echo "fuzz/run.sh: no target $t (see fuzz/fuzz_targets)" >&2; exit 2; }
+done
+
+rustup run nightly rustc --version >/dev/null 2>&1 ||
+  { echo "fuzz/run.sh: a nightly toolchain is required (rustup toolchain install nightly)" >&2; exit 1; }
+
+target_dir="${CARGO_TARGET_DIR:-$(pwd)/target}"
+export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
+-Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
+-Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cdebug-assertions -Coverflow-checks"
+echo "== building ${#targets[@]} fuzz target(s)"
+bins=()
+for t in "${targets[@]}"; do bins+=(--bin "$t"); done
+# An explicit --target keeps the flags off build scripts and proc macros.
+host="$(rustup run nightly rustc -vV | sed -n 's/^host: //p')"
+CARGO_TARGET_DIR="$target_dir" cargo +nightly build -q --release --target "$host" "${bins[@]}"
+bin_dir="$target_dir/$host/release"
+
+bash seed.sh >/dev/null
+summary="$(mktemp)"
+trap 'rm -f "$summary"' EXIT
+failed=0
+for t in "${targets[@]}"; do
+  mkdir -p "corpus/$t" "artifacts/$t"
+  echo "== $t: ${seconds} s"
+  log="$(mktemp)"
+  set +e
+  "$bin_dir/$t" "corpus/$t" -max_total_time="$seconds" -rss_limit_mb=2048 \
+    -max_len=65536 -timeout=10 -artifact_prefix="artifacts/$t/" -print_final_stats=1 >"$log" 2>&1
+  rc=$?
+  set -e
+  grep -E '^#[0-9]+.*(DONE|INITED|pulse)' "$log" | tail -1 || true
+  runs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")"
+  rate="$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log")"
+  cov="$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | cut -d' ' -f2)"
+  if [ "$rc" -ne 0 ]; then
+    failed=1
+    echo "!! $t crashed (exit $rc); the input is in fuzz/artifacts/$t/:"
+    grep -E 'panicked|ERROR: libFuzzer|SUMMARY|Test unit written' "$log" | head -8
+  fi
+  printf '%-22s %14s %10s %8s %s\n' "$t" "${runs:-?}" "${rate:-?}" "${cov:-?}" \
+    "$([ "$rc" -eq 0 ] && echo ok || echo CRASH)" >>"$summary"
+  rm -f "$log"
+done
+printf '\n%-22s %14s %10s %8s %s\n' target executions "exec/s" cov result
+cat "$summary"
+if [ "$failed" -ne 0 ]; then
+  echo "fuzz/run.sh: a target crashed; turn the input into a regression test" >&2
+  $ci && exit 1
+  exit 1
+fi
