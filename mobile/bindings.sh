@@ -23,7 +23,9 @@ case "${1:-}" in
   *) echo "usage: bash mobile/bindings.sh [--check]" >&2; exit 2 ;;
 esac
 
-cargo build -q -p multidriver-mobile -p multidriver-uniffi-bindgen
+# The same packages as mobile/tests/run.sh builds: the same feature set, so
+# after it this build has nothing to do.
+cargo build -q -p multidriver-mobile -p multidriver-cli -p multidriver-uniffi-bindgen
 target="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 lib="$target/debug/libmultidriver_mobile.so"
 

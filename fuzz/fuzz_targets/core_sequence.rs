@@ -18,7 +18,7 @@ mod world;
 
 use world::{
     ADDRS, ADVANCE_MS, BATTERY_PERCENT, FOUND, IFACES, KINDS, LIFECYCLES, Limits, NAMESPACES, Op,
-    PEERS, RTT_MS, TTL_MS,
+    PEERS, REACHABILITIES, RELAYS, RTT_MS, TTL_MS,
 };
 
 /// Most inputs one execution runs; time advances at most
@@ -55,7 +55,7 @@ fn config(u: &mut Unstructured<'_>) -> Result<Config> {
     .config())
 }
 
-/// One input, with the proptest's `op()` weights (out of 36).
+/// One input, with the proptest's `op()` weights (out of 42).
 fn op(u: &mut Unstructured<'_>) -> Result<Op> {
     let peer = |u: &mut Unstructured<'_>| within(u, 0..PEERS);
     let iface = |u: &mut Unstructured<'_>| index(u, IFACES.len());
@@ -63,7 +63,7 @@ fn op(u: &mut Unstructured<'_>) -> Result<Op> {
     // `pick` only chooses among a handful of open dials, connections or
     // queries (modulo their number): one byte is plenty.
     let pick = |u: &mut Unstructured<'_>| u.arbitrary::<u8>().map(usize::from);
-    Ok(match u.int_in_range(0u8..=35)? {
+    Ok(match u.int_in_range(0u8..=41)? {
         0..=3 => Op::Discover {
             peer: peer(u)?,
             addr: index(u, ADDRS.len())?,
@@ -120,6 +120,29 @@ fn op(u: &mut Unstructured<'_>) -> Result<Op> {
             pick: pick(u)?,
             success: u.arbitrary()?,
             found: within(u, FOUND)?,
+        },
+        36 => Op::Reachability {
+            which: index(u, REACHABILITIES.len())?,
+        },
+        37 => Op::AddRelay {
+            relay: index(u, RELAYS)?,
+        },
+        38 => Op::RemoveRelay {
+            relay: index(u, RELAYS)?,
+        },
+        39..=40 => Op::Reserved {
+            relay: index(u, RELAYS)?,
+            iface: if u.arbitrary()? {
+                Some(index(u, IFACES.len())?)
+            } else {
+                None
+            },
+            accepted: u.arbitrary()?,
+        },
+        41 => Op::Punch {
+            peer: peer(u)?,
+            iface: index(u, IFACES.len())?,
+            success: u.arbitrary()?,
         },
         _ => Op::Power {
             lifecycle: index(u, LIFECYCLES.len())?,

@@ -178,7 +178,8 @@ impl Engine {
 
     /// The relay accepted (or renewed) the reservation asked for; it is held
     /// over `interface` when the adapter knows which. Unknown relays are
-    /// ignored.
+    /// ignored; an acceptance nobody asked for (one that arrives after the
+    /// relay was released) is answered with [`Command::Unreserve`].
     pub fn handle_reservation_accepted(
         &mut self,
         relay: &PeerId,
@@ -190,6 +191,13 @@ impl Engine {
         let Some(r) = self.relays.get_mut(relay) else {
             return;
         };
+        if r.state == ReservationState::None {
+            // Not asked for: an answer that arrived after the relay was
+            // released (or failed). Holding it would exceed the
+            // reservations wanted; the adapter drops it again.
+            self.commands.push(Command::Unreserve { relay: *relay });
+            return;
+        }
         r.failures = 0;
         r.retry_at = None;
         if public {

@@ -13,7 +13,7 @@ use proptest::prelude::*;
 
 use world::{
     ADDRS, ADVANCE_MS, BATTERY_PERCENT, FOUND, IFACES, KINDS, LIFECYCLES, Limits, NAMESPACES, Op,
-    PEERS, RTT_MS, TTL_MS, run,
+    PEERS, REACHABILITIES, RELAYS, RTT_MS, TTL_MS, run,
 };
 
 fn op() -> impl Strategy<Value = Op> {
@@ -41,6 +41,13 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (any::<usize>(), any::<bool>(), FOUND).prop_map(|(pick, success, found)| Op::QueryDone { pick, success, found }),
         1 => (0..LIFECYCLES.len(), prop::option::of(BATTERY_PERCENT), any::<bool>())
             .prop_map(|(lifecycle, battery, charging)| Op::Power { lifecycle, battery, charging }),
+        1 => (0..REACHABILITIES.len()).prop_map(|which| Op::Reachability { which }),
+        1 => (0..RELAYS).prop_map(|relay| Op::AddRelay { relay }),
+        1 => (0..RELAYS).prop_map(|relay| Op::RemoveRelay { relay }),
+        2 => (0..RELAYS, prop::option::of(0..IFACES.len()), any::<bool>())
+            .prop_map(|(relay, iface, accepted)| Op::Reserved { relay, iface, accepted }),
+        1 => (0..PEERS, 0..IFACES.len(), any::<bool>())
+            .prop_map(|(peer, iface, success)| Op::Punch { peer, iface, success }),
     ]
 }
 

@@ -272,3 +272,33 @@ fn a_network_change_forgets_every_relay_backoff_and_renews_nothing_without_an_in
     h.up(WIFI, Medium::Wifi);
     assert_eq!(reservation_commands(&h, mark), vec![(a, true)]);
 }
+
+/// Found by the property test's relay inputs: an acceptance nobody asked
+/// for (one that arrives after the relay was released) made the engine
+/// hold it, and after a network change it renewed two reservations where
+/// one is wanted. It is released again instead.
+#[test]
+fn an_acceptance_nobody_asked_for_is_released_not_held() {
+    let (mut h, a, b) = with_relays();
+    let from = h.commands.len();
+    h.engine.handle_reservation_accepted(&b, None, h.now);
+    h.drain();
+    assert_eq!(reservation_commands(&h, from), vec![(b, false)]);
+    let states: Vec<_> = h.engine.relays().map(|(p, _, s)| (p, s)).collect();
+    assert_eq!(
+        states,
+        vec![
+            (a, ReservationState::Requested),
+            (b, ReservationState::None)
+        ]
+    );
+    // A network change renews only the one wanted.
+    let from = h.commands.len();
+    h.up(CELL, LTE);
+    h.change(NetworkChange::Down { interface: WIFI });
+    let reserves: Vec<_> = reservation_commands(&h, from)
+        .into_iter()
+        .filter(|(_, reserve)| *reserve)
+        .collect();
+    assert!(reserves.iter().all(|(r, _)| *r == a), "{reserves:?}");
+}

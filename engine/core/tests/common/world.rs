@@ -10,7 +10,7 @@
 //! ranges below, runs them with [`run`] and turns an `Err` into its own
 //! failure.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::{Range, RangeInclusive};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -19,7 +19,7 @@ use libp2p_identity::{Keypair, PeerId};
 use multiaddr::Multiaddr;
 use multidriver_core::{
     Command, Config, ConnectionHandle, Discovered, DriverCaps, DriverId, EnergyClass, Engine,
-    InterfaceId, NetworkChange, QueryId, QueryOutcome, Reach,
+    InterfaceId, NetworkChange, QueryId, QueryOutcome, Reach, Reachability,
 };
 use multidriver_scoring::{
     CellularGeneration, Lifecycle, Medium, NetworkConditions, PowerState, Profile, Source,
@@ -219,6 +219,59 @@ pub(crate) enum Op {
         battery: Option<u8>,
         charging: bool,
     },
+    /// What AutoNAT says of this node ([`REACHABILITIES`]).
+    Reachability {
+        which: usize,
+    },
+    /// A relay the node may reserve on (of [`RELAYS`]).
+    AddRelay {
+        relay: usize,
+    },
+    RemoveRelay {
+        relay: usize,
+    },
+    /// The relay client's answer to a reservation, asked for or not.
+    Reserved {
+        relay: usize,
+        iface: Option<usize>,
+        accepted: bool,
+    },
+    /// A DCUtR hole punch with the peer over the interface: it opened a
+    /// direct connection, or failed.
+    Punch {
+        peer: u8,
+        iface: usize,
+        success: bool,
+    },
+}
+
+/// How many relays [`Op::AddRelay`] picks from.
+pub(crate) const RELAYS: usize = 2;
+/// What [`Op::Reachability`] reports.
+pub(crate) const REACHABILITIES: [Reachability; 3] = [
+    Reachability::Unknown,
+    Reachability::Public,
+    Reachability::Private,
+];
+
+/// Relay `n`'s id and address.
+fn relay(n: usize) -> (PeerId, Multiaddr) {
+    static RELAY_IDS: OnceLock<Vec<PeerId>> = OnceLock::new();
+    let id = RELAY_IDS.get_or_init(|| {
+        (0..RELAYS as u8)
+            .map(|n| {
+                PeerId::from_public_key(
+                    &Keypair::ed25519_from_bytes([n + 100; 32]).unwrap().public(),
+                )
+            })
+            .collect()
+    })[n];
+    (
+        id,
+        format!("/ip4/198.51.100.{}/tcp/4001", n + 1)
+            .parse()
+            .unwrap(),
+    )
 }
 
 fn caps(kind: Source) -> DriverCaps {
@@ -275,6 +328,10 @@ pub(crate) struct World {
     open_queries: BTreeMap<QueryId, Timestamp>,
     /// Kinds of the registered drivers.
     drivers: BTreeMap<DriverId, Source>,
+    /// Relays added and not removed.
+    relays: BTreeSet<PeerId>,
+    /// Relays asked to hold a reservation and not released since.
+    reserving: BTreeSet<PeerId>,
     /// Every input and everything the engine said, with when.
     log: Vec<String>,
 }
@@ -291,6 +348,8 @@ impl World {
             open_conns: BTreeMap::new(),
             open_queries: BTreeMap::new(),
             drivers: BTreeMap::new(),
+            relays: BTreeSet::new(),
+            reserving: BTreeSet::new(),
             log: Vec::new(),
         }
     }
@@ -356,6 +415,22 @@ impl World {
                         ensure!(self.open_conns.contains_key(c), "keep-alive on closed {c}");
                     }
                 }
+                Command::Reserve { relay, .. } => {
+                    ensure!(
+                        self.relays.contains(&relay),
+                        "reservation on unknown relay {relay}"
+                    );
+                    self.reserving.insert(relay);
+                }
+                Command::Unreserve { relay } => {
+                    self.reserving.remove(&relay);
+                }
+                Command::KeepReservations { relays } => {
+                    ensure!(!relays.is_empty());
+                    for r in &relays {
+                        ensure!(self.relays.contains(r), "keep-alive to unknown relay {r}");
+                    }
+                }
                 other => return Err(fail!("unexpected command {other:?}")),
             }
         }
@@ -386,6 +461,12 @@ impl World {
             }
         }
         ensure!(self.engine.queries_in_flight() <= self.config.max_queries());
+        ensure!(
+            self.reserving.len() <= self.config.reservations(),
+            "{} reservations asked for, {} allowed",
+            self.reserving.len(),
+            self.config.reservations()
+        );
         Ok(())
     }
 
@@ -606,6 +687,52 @@ impl World {
                         QueryOutcome::Failed
                     };
                     self.engine.handle_query_outcome(q, outcome, now);
+                }
+            }
+            Op::Reachability { which } => {
+                self.engine.handle_reachability(REACHABILITIES[which], now);
+            }
+            Op::AddRelay { relay: r } => {
+                let (id, addr) = relay(r);
+                if self.engine.add_relay(id, addr, now).is_ok() {
+                    self.relays.insert(id);
+                }
+            }
+            Op::RemoveRelay { relay: r } => {
+                let (id, _) = relay(r);
+                self.engine.remove_relay(&id, now);
+                self.relays.remove(&id);
+            }
+            Op::Reserved {
+                relay: r,
+                iface,
+                accepted,
+            } => {
+                let (id, _) = relay(r);
+                if accepted {
+                    self.engine
+                        .handle_reservation_accepted(&id, iface.map(|i| IFACES[i].0), now);
+                } else {
+                    // A failed or ended reservation is no longer held.
+                    self.engine.handle_reservation_failed(&id, now);
+                    self.reserving.remove(&id);
+                }
+            }
+            Op::Punch {
+                peer: p,
+                iface,
+                success,
+            } => {
+                let (interface, _) = IFACES[iface];
+                let up = self.ifaces.get(&interface).is_some_and(|s| s.0);
+                if !success {
+                    self.engine
+                        .handle_hole_punch_failed(peer(p), interface, now);
+                } else if up {
+                    let a = addr(1, p);
+                    if let Ok(id) = self.engine.handle_hole_punched(peer(p), a, interface, now) {
+                        self.open_conns.insert(id, peer(p));
+                    }
                 }
             }
             Op::Power {
