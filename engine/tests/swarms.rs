@@ -236,3 +236,54 @@ async fn kademlia_over_tcp() {
 async fn kademlia_over_quic() {
     dht_discovery("/ip4/127.0.0.1/udp/0/quic-v1").await;
 }
+
+/// A peer that dialled us before the app wanted it (the chat answering a
+/// first message): asking for it holds the open connection as its route,
+/// and the app never hears "unreachable" for a connected peer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wanting_a_peer_that_dialled_us_uses_its_connection_and_never_reports_it_unreachable() {
+    let mut a = node(DiscoveryConfig::default());
+    let mut b = node(DiscoveryConfig::default());
+    let a_addr = listen(&mut a, "/ip4/127.0.0.1/tcp/0").await;
+    let (a_id, b_id) = (*a.local_peer_id(), *b.local_peer_id());
+    b.behaviour_mut()
+        .add_route(a_id, a_addr, Duration::from_secs(600))
+        .unwrap();
+    b.behaviour_mut().connect(a_id).unwrap();
+    // Until A's swarm has B's connection (A's app knows nothing of B yet).
+    timeout(Duration::from_secs(20), async {
+        loop {
+            tokio::select! {
+                e = a.select_next_some() => {
+                    if let SwarmEvent::ConnectionEstablished { peer_id, .. } = e
+                        && peer_id == b_id
+                    {
+                        return;
+                    }
+                }
+                _ = b.select_next_some() => {}
+            }
+        }
+    })
+    .await
+    .expect("B connects to A");
+    // B's first message arrives: A's app now wants B.
+    a.behaviour_mut().connect(b_id).unwrap();
+    let mut nodes = [a, b];
+    let unreachable = std::cell::Cell::new(0);
+    let seen = run_until(
+        &mut nodes,
+        Duration::from_secs(20),
+        |i, e, _| {
+            if let Event::PeerUnreachable { peer, .. } = e
+                && i == 0
+                && *peer == b_id
+            {
+                unreachable.set(unreachable.get() + 1);
+            }
+        },
+        |seen| seen[0].selected.iter().any(|(p, _)| *p == b_id),
+    )
+    .await;
+    assert_eq!(unreachable.get(), 0, "A reported B unreachable: {seen:?}");
+}

@@ -401,11 +401,14 @@ impl<D: DriverSet> Behaviour<D> {
     /// As [`Engine::connect`].
     pub fn connect(&mut self, peer: PeerId) -> Result<(), Error> {
         let now = self.now();
+        // Connections the peer opened before the app wanted it go to the
+        // engine first: it then holds the peer as connected instead of
+        // racing its routes (and reporting it unreachable with none).
+        self.adopt_untracked(peer, now);
         self.engine.connect(peer, now)?;
         if self.wanted_since.len() < self.config.engine.max_peers() {
             self.wanted_since.entry(peer).or_insert_with(Instant::now);
         }
-        self.adopt(peer, now);
         self.wake();
         Ok(())
     }

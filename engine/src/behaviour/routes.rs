@@ -136,6 +136,11 @@ impl<D: DriverSet> Behaviour<D> {
         if !self.engine.wants(&peer) && self.engine.route_count(&peer) == 0 {
             return;
         }
+        self.adopt_untracked(peer, now);
+    }
+
+    /// Hands the engine every untracked inbound connection of `peer`.
+    pub(crate) fn adopt_untracked(&mut self, peer: PeerId, now: Timestamp) {
         let theirs: Vec<SwarmConnectionId> = self
             .untracked
             .iter()

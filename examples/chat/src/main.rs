@@ -133,8 +133,10 @@ async fn run() -> Result<(), Box<dyn Error>> {
     if args.mdns {
         drivers = drivers.with_mdns();
     }
+    let mut points = BTreeSet::new();
     for addr in &args.rendezvous {
         let (peer, addr) = point(addr)?;
+        points.insert(peer);
         drivers = drivers.with_rendezvous(peer, addr);
     }
     if !args.mdns && args.rendezvous.is_empty() && !args.serve_rendezvous {
@@ -180,6 +182,8 @@ async fn run() -> Result<(), Box<dyn Error>> {
     let mut stdin = BufReader::new(tokio::io::stdin()).lines();
     let mut stdin_open = true;
     let mut peers: BTreeSet<PeerId> = BTreeSet::new();
+    // Peers that dialled in before we knew them, greeted once.
+    let mut met: BTreeSet<PeerId> = BTreeSet::new();
     let deadline = args
         .exit_after
         .map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
@@ -216,6 +220,18 @@ async fn run() -> Result<(), Box<dyn Error>> {
                     } else {
                         println!("listening on {address}");
                     }
+                }
+                // A later chat found us first and dialled in: we want it too,
+                // now rather than at our next lookup. (Only chats and the
+                // rendezvous points connect to a chat.)
+                SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. }
+                    if endpoint.is_listener()
+                        && !points.contains(&peer_id)
+                        && !peers.contains(&peer_id)
+                        && met.insert(peer_id) =>
+                {
+                    println!("found …{} (it connected to us)", short(&peer_id));
+                    swarm.behaviour_mut().multidriver.connect(peer_id)?;
                 }
                 SwarmEvent::Behaviour(ChatEvent::Multidriver(event)) => match event {
                     Event::PeerDiscovered { peer, source } => {

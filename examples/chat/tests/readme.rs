@@ -113,3 +113,60 @@ fn two_chats_meet_at_a_rendezvous_point_and_talk() {
     b.expect(": hello from A");
     a.expect(": hello from B");
 }
+
+/// The first chat finds a later one as soon as that one connects (not at
+/// its own next lookup, 30 s later), and never calls a connected peer
+/// unreachable.
+#[test]
+fn the_first_chat_finds_a_later_one_within_seconds() {
+    let mut point = Proc::start(&[
+        "--serve-rendezvous",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--exit-after",
+        "60",
+    ]);
+    let line = point.expect("rendezvous point: ");
+    let addr = line.trim_start_matches("rendezvous point: ").to_owned();
+    let mut a = Proc::start(&[
+        "--rendezvous",
+        &addr,
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--exit-after",
+        "60",
+    ]);
+    a.expect("listening on");
+    std::thread::sleep(Duration::from_millis(500));
+    let mut b = Proc::start(&[
+        "--rendezvous",
+        &addr,
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--send",
+        "hello from B",
+        "--exit-after",
+        "60",
+    ]);
+    let me = b.expect("I am ");
+    let short: String = me
+        .split('(')
+        .nth(1)
+        .unwrap()
+        .trim_end_matches(')')
+        .to_owned();
+    let started = Instant::now();
+    let found = a.expect(&format!("found {short} (it connected to us)"));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "A found B after {:?}: {found}",
+        started.elapsed()
+    );
+    a.expect(&format!("route to {short}"));
+    a.expect(": hello from B");
+    let seen = a.seen.clone();
+    assert!(
+        !seen.iter().any(|l| l.contains("unreachable")),
+        "A called B unreachable: {seen:?}"
+    );
+}
