@@ -6,8 +6,8 @@
 #   bash fuzz/run.sh                      # every target, 60 s each
 #   bash fuzz/run.sh -t 3600              # every target, an hour each
 #   bash fuzz/run.sh -t 600 core_sequence rendezvous_service
-#   bash fuzz/run.sh -t 30 --ci           # as .ci/run: fail on a crash
 #
+# It exits non-zero when a target crashed (as .ci/run relies on).
 # Corpora live in fuzz/corpus/<target> (seeded from the shipped files by
 # fuzz/seed.sh; what a run finds is added there), crashes in
 # fuzz/artifacts/<target>. Each target prints libFuzzer's final line
@@ -18,12 +18,10 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 seconds=60
-ci=false
 targets=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    -t) seconds="$2"; shift 2 ;;
-    --ci) ci=true; shift ;;
+    -t) seconds="${2:?fuzz/run.sh: -t needs a number of seconds}"; shift 2 ;;
     -h|--help) sed -n 2,17p "$0"; exit 0 ;;
     -*) echo "fuzz/run.sh: unknown option $1" >&2; exit 2 ;;
     *) targets+=("$1"); shift ;;
@@ -64,14 +62,15 @@ for t in "${targets[@]}"; do
     -max_len=65536 -timeout=10 -artifact_prefix="artifacts/$t/" -print_final_stats=1 >"$log" 2>&1
   rc=$?
   set -e
-  grep -E '^#[0-9]+.*(DONE|INITED|pulse)' "$log" | tail -1 || true
+  { grep -E '^#[0-9]+.*(DONE|INITED|pulse)' "$log" || true; } | tail -1
   runs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")"
   rate="$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log")"
-  cov="$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | cut -d' ' -f2)"
+  cov="$({ grep -oE 'cov: [0-9]+' "$log" || true; } | tail -1 | cut -d' ' -f2)"
   if [ "$rc" -ne 0 ]; then
     failed=1
-    echo "!! $t crashed (exit $rc); the input is in fuzz/artifacts/$t/:"
-    grep -E 'panicked|ERROR: libFuzzer|SUMMARY|Test unit written' "$log" | head -8
+    cp "$log" "artifacts/$t/log.txt"
+    echo "!! $t crashed (exit $rc); its input and log are in fuzz/artifacts/$t/:"
+    { grep -E -A4 'panicked|ERROR: libFuzzer|SUMMARY|Test unit written' "$log" || true; } | head -24
   fi
   printf '%-22s %14s %10s %8s %s\n' "$t" "${runs:-?}" "${rate:-?}" "${cov:-?}" \
     "$([ "$rc" -eq 0 ] && echo ok || echo CRASH)" >>"$summary"
@@ -81,6 +80,5 @@ printf '\n%-22s %14s %10s %8s %s\n' target executions "exec/s" cov result
 cat "$summary"
 if [ "$failed" -ne 0 ]; then
   echo "fuzz/run.sh: a target crashed; turn the input into a regression test" >&2
-  $ci && exit 1
   exit 1
 fi

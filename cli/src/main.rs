@@ -331,7 +331,10 @@ fn from_the_environment(e: &clap::Error) -> Option<String> {
         return None;
     };
     let long = shown.split_whitespace().next()?.strip_prefix("--")?;
-    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let argv: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     if argv
         .iter()
         .any(|a| a == &format!("--{long}") || a.starts_with(&format!("--{long}=")))

@@ -302,9 +302,10 @@ pub struct Config {
     /// handshakes included (peer ids are free; addresses are not). Default
     /// 512 (our choice: a carrier-grade NAT puts many phones behind one
     /// address, so hundreds fit, while one host can take at most about 5 %
-    /// of the default connection limit). At most `max_connections`. Past
-    /// it, a new connection from that address is refused before its
-    /// handshake.
+    /// of the default connection limit). A value above `max_connections`
+    /// acts as `max_connections`. IPv6 addresses count per /64 prefix (one
+    /// host is handed a whole /64). Past it, a new connection from that
+    /// address is refused before its handshake.
     pub max_connections_per_ip: u32,
     /// Seconds a new connection may take to finish its handshake (TCP:
     /// Noise and yamux; QUIC: the TLS handshake, within QUIC's own limit).
@@ -417,19 +418,16 @@ impl Config {
                 message: format!("{} is outside 1..=60", self.handshake_timeout_secs),
             });
         }
-        if self.max_connections_per_ip == 0 || self.max_connections_per_ip > self.max_connections {
-            return Err(Error::Config {
-                field: "max_connections_per_ip",
-                message: format!(
-                    "{} is outside 1..=max_connections ({})",
-                    self.max_connections_per_ip, self.max_connections
-                ),
-            });
-        }
         if self.max_connections == 0 || self.max_connections_per_peer == 0 {
             return Err(Error::Config {
                 field: "max_connections",
                 message: "connection limits must be at least 1".into(),
+            });
+        }
+        if self.max_connections_per_ip == 0 {
+            return Err(Error::Config {
+                field: "max_connections_per_ip",
+                message: "must be at least 1".into(),
             });
         }
         Ok(())

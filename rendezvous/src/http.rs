@@ -5,9 +5,10 @@
 //! must arrive within [`HEADER_TIMEOUT`] and the whole exchange end within
 //! [`REQUEST_TIMEOUT`]. The accept loop never waits for a slot: when all
 //! are held, the connection that has waited longest without sending its
-//! request is closed to make room, so idle or slow clients cannot keep a
-//! health check out. Serve it on a private address (it has no
-//! authentication).
+//! request is closed to make room, so idle clients cannot keep a health
+//! check out (a client that opens connections faster than a health check
+//! sends its request still can: serve it on a private address, which it
+//! needs anyway, having no authentication).
 
 use std::collections::VecDeque;
 use std::convert::Infallible;

@@ -3,13 +3,13 @@
 //! Peer ids are free, so the per-peer connection limit does not stop one
 //! host from opening thousands of connections under fresh ids. This
 //! behaviour counts inbound connections (pending and established) by the
-//! remote IP address and refuses one past [`crate::Config::max_connections_per_ip`]
+//! remote IPv4 address or IPv6 /64 prefix and refuses one past [`crate::Config::max_connections_per_ip`]
 //! before its handshake runs. The table holds one entry per IP address
 //! with a connection, so it is bounded by the connection limit.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::task::{Context, Poll};
 
 use libp2p::PeerId;
@@ -50,11 +50,15 @@ pub(crate) struct PerIpLimit {
     by_connection: HashMap<ConnectionId, IpAddr>,
 }
 
-/// The IP address a multiaddr starts from, if any.
+/// The address a connection counts against: its IPv4 address, or the /64
+/// prefix of its IPv6 address (a host is handed a whole /64, so its
+/// addresses are as free as peer ids).
 fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
     addr.iter().find_map(|p| match p {
         Protocol::Ip4(a) => Some(IpAddr::V4(a)),
-        Protocol::Ip6(a) => Some(IpAddr::V6(a)),
+        Protocol::Ip6(a) => Some(IpAddr::V6(Ipv6Addr::from(
+            u128::from(a) & !((1u128 << 64) - 1),
+        ))),
         _ => None,
     })
 }
@@ -207,5 +211,22 @@ mod tests {
         l.release(ConnectionId::new_unchecked(3));
         assert_eq!(l.count(ip_of(&a).unwrap()), 3);
         assert_eq!(l.per_ip.len(), 2);
+    }
+
+    #[test]
+    fn ipv6_addresses_count_per_64_prefix() {
+        let mut l = PerIpLimit::new(1);
+        let local: Multiaddr = "/ip6/::1/tcp/4001".parse().unwrap();
+        let a: Multiaddr = "/ip6/2001:db8:1:2::1/tcp/5000".parse().unwrap();
+        let b: Multiaddr = "/ip6/2001:db8:1:2:ffff::9/tcp/5000".parse().unwrap();
+        let other: Multiaddr = "/ip6/2001:db8:1:3::1/tcp/5000".parse().unwrap();
+        l.handle_pending_inbound_connection(ConnectionId::new_unchecked(0), &local, &a)
+            .unwrap();
+        assert!(
+            l.handle_pending_inbound_connection(ConnectionId::new_unchecked(1), &local, &b)
+                .is_err()
+        );
+        l.handle_pending_inbound_connection(ConnectionId::new_unchecked(2), &local, &other)
+            .unwrap();
     }
 }

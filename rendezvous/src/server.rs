@@ -174,7 +174,7 @@ impl Server {
             .with_quic()
             .with_bandwidth_metrics(&mut registry)
             .with_behaviour(|key| Behaviour {
-                per_ip: PerIpLimit::new(config.max_connections_per_ip),
+                per_ip: PerIpLimit::new(config.max_connections_per_ip.min(config.max_connections)),
                 limits: connection_limits::Behaviour::new(limits),
                 rendezvous: request_response::Behaviour::with_codec(
                     Codec::with_max_request(config.limits.max_record_bytes + REQUEST_OVERHEAD),

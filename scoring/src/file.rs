@@ -56,15 +56,16 @@ fn explain_mistyped(text: &str, span: &Range<usize>, message: &str) -> Option<St
 
 /// The unit a field's name ends in, as words.
 fn unit_of(field: &str) -> &'static str {
+    // Longer suffixes first: `_per_s` before `_s`.
     const UNITS: [(&str, &str); 8] = [
-        ("_ms", " of milliseconds"),
-        ("_s", " of seconds"),
-        ("_m", " of metres"),
+        ("_per_hour", " per hour"),
+        ("_per_s", " per second"),
         ("_mbps", " of megabits per second"),
         ("_kbps", " of kilobits per second"),
         ("_bytes", " of bytes"),
-        ("_per_hour", " per hour"),
-        ("_per_s", " per second"),
+        ("_ms", " of milliseconds"),
+        ("_s", " of seconds"),
+        ("_m", " of metres"),
     ];
     UNITS
         .iter()

@@ -20,10 +20,11 @@ pub enum Error {
         /// What libp2p said.
         message: String,
     },
-    /// A listen address's port is held by another socket (see
-    /// [`crate::ports`]).
+    /// A listen address's port could not be bound: held by another socket
+    /// (the OS says "address already in use"), or the address is not this
+    /// host's (see [`crate::ports`]).
     #[error(
-        "{protocol} port {port} of {addr} is already in use ({message}); stop what holds it or choose another port"
+        "{protocol} port {port} of {addr} cannot be taken: {message}; stop what holds it or choose another port"
     )]
     PortTaken {
         /// The listen address.

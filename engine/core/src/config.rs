@@ -393,13 +393,14 @@ impl Config {
 
     /// Most commands waiting for [`Engine::poll_command`]. A host that drains
     /// commands after every input never comes near it; one that stops
-    /// polling finds at most this many. At the bound the oldest command is
-    /// dropped and counted ([`Engine::dropped_commands`]); the work it stood
-    /// for ends through its own deadline: a dropped dial fails after
-    /// [`Config::dial_timeout`], a dropped lookup after
-    /// [`Config::query_timeout`], a dropped probe counts as unanswered, and
-    /// a dropped close leaves that connection to the adapter, which reports
-    /// it when it closes. Default 4096 (our choice: four times the event
+    /// polling finds at most this many. At the bound the oldest command
+    /// whose work ends by a deadline of its own is dropped and counted
+    /// ([`Engine::dropped_commands`]): a dropped dial fails after
+    /// [`Config::dial_timeout`], a dropped lookup or advertisement after
+    /// [`Config::query_timeout`], a dropped keep-alive counts as unanswered.
+    /// Reservations, releases, stops and closes, which have no deadline, are
+    /// kept while any other command can go; only a queue of nothing else
+    /// loses its oldest. Default 4096 (our choice: four times the event
     /// bound; one input produces at most a few hundred commands at the
     /// default table bounds).
     ///

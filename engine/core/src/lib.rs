@@ -326,14 +326,31 @@ struct CommandQueue {
 }
 
 impl CommandQueue {
-    /// Queues a command, dropping the oldest at the bound (see
-    /// [`Config::max_pending_commands`] for what that costs).
+    /// Queues a command. At the bound the oldest command whose work ends by
+    /// a deadline of its own is dropped (see
+    /// [`Config::max_pending_commands`]); only when every waiting command is
+    /// one without (reservations, releases, closes) does the oldest of
+    /// those go.
     fn push(&mut self, command: Command) {
         if self.queue.len() >= self.bound {
-            self.queue.pop_front();
+            let at = self.queue.iter().position(|c| !Self::kept(c)).unwrap_or(0);
+            self.queue.remove(at);
             self.dropped += 1;
         }
         self.queue.push_back(command);
+    }
+
+    /// Commands with no deadline behind them: dropping one would leave a
+    /// relay requested, or a reservation, an advertisement or a connection
+    /// on the adapter's side that the engine has let go.
+    fn kept(command: &Command) -> bool {
+        matches!(
+            command,
+            Command::Reserve { .. }
+                | Command::Unreserve { .. }
+                | Command::StopAdvertising { .. }
+                | Command::CloseConnection { .. }
+        )
     }
 }
 

@@ -178,3 +178,63 @@ fn a_command_bound_of_zero_is_refused_by_name() {
         .to_string();
     assert!(err.contains("max_pending_commands"), "{err}");
 }
+
+/// At the command bound dials go first: a reservation (which has no
+/// deadline of its own) stays queued while any dial can be dropped instead.
+#[test]
+fn at_the_command_bound_a_reservation_outlives_the_dials() {
+    use multidriver_core::{Command, Discovered, NetworkChange};
+    use multidriver_scoring::{NetworkConditions, Source};
+
+    let mut engine = Engine::new(
+        Config::default()
+            .with_liveness(None)
+            .with_max_pending_commands(3),
+    )
+    .unwrap();
+    let now = Timestamp::ZERO;
+    engine
+        .handle_network_change(
+            NetworkChange::Up {
+                interface: WIFI,
+                medium: Medium::Wifi,
+                conditions: NetworkConditions::default(),
+                validated: true,
+            },
+            now,
+        )
+        .unwrap();
+    let relay = peer(200);
+    engine
+        .add_relay(relay, "/ip4/198.51.100.1/tcp/4001".parse().unwrap(), now)
+        .unwrap();
+    for n in 1..=10u8 {
+        let p = peer(n);
+        engine
+            .handle_discovered(
+                Discovered {
+                    peer: p,
+                    addr: format!("/ip4/192.168.1.{n}/tcp/4001").parse().unwrap(),
+                    interface: WIFI,
+                    source: Source::Mdns,
+                    signed: false,
+                    ttl: Duration::from_secs(600),
+                },
+                now,
+            )
+            .unwrap();
+        engine.connect(p, now).unwrap();
+    }
+    let mut waiting = Vec::new();
+    while let Some(c) = engine.poll_command() {
+        waiting.push(c);
+    }
+    assert_eq!(waiting.len(), 3, "{waiting:?}");
+    assert!(
+        waiting
+            .iter()
+            .any(|c| matches!(c, Command::Reserve { relay: r, .. } if *r == relay)),
+        "{waiting:?}"
+    );
+    assert!(engine.dropped_commands() >= 8);
+}

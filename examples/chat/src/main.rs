@@ -99,6 +99,11 @@ enum ChatError {
     NoDiscovery,
 }
 
+/// Peers greeted as "it connected to us" that the chat remembers (our
+/// choice: a chat room's worth; past it, more are still connected to by the
+/// message they send).
+const MAX_MET: usize = 1024;
+
 /// Splits `/…/p2p/<id>` into the peer and the address before it.
 fn point(addr: &Multiaddr) -> Result<(PeerId, Multiaddr), ChatError> {
     let mut rest = addr.clone();
@@ -182,7 +187,8 @@ async fn run() -> Result<(), Box<dyn Error>> {
     let mut stdin = BufReader::new(tokio::io::stdin()).lines();
     let mut stdin_open = true;
     let mut peers: BTreeSet<PeerId> = BTreeSet::new();
-    // Peers that dialled in before we knew them, greeted once.
+    // Peers that dialled in before we knew them, greeted once (at most
+    // MAX_MET remembered).
     let mut met: BTreeSet<PeerId> = BTreeSet::new();
     let deadline = args
         .exit_after
@@ -228,10 +234,14 @@ async fn run() -> Result<(), Box<dyn Error>> {
                     if endpoint.is_listener()
                         && !points.contains(&peer_id)
                         && !peers.contains(&peer_id)
+                        && met.len() < MAX_MET
                         && met.insert(peer_id) =>
                 {
                     println!("found …{} (it connected to us)", short(&peer_id));
-                    swarm.behaviour_mut().multidriver.connect(peer_id)?;
+                    // A full table is the engine's to report; the chat goes on.
+                    if let Err(e) = swarm.behaviour_mut().multidriver.connect(peer_id) {
+                        eprintln!("…{}: {e}", short(&peer_id));
+                    }
                 }
                 SwarmEvent::Behaviour(ChatEvent::Multidriver(event)) => match event {
                     Event::PeerDiscovered { peer, source } => {
