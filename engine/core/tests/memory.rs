@@ -441,6 +441,28 @@ fn first_route_addr_at(bytes: &[u8]) -> usize {
     at + 2 // route count
 }
 
+/// Found by the `route_memory` fuzz target: durations at the format's
+/// largest value (`u64::MAX` ns) decode and encode to the same bytes; only
+/// the srtt field reserves that value (for "no sample").
+#[test]
+fn the_largest_durations_survive_a_round_trip() {
+    let mut bytes = valid_bytes();
+    let addr_at = first_route_addr_at(&bytes);
+    let len = u16::from_be_bytes([bytes[addr_at], bytes[addr_at + 1]]) as usize;
+    let age_at = addr_at + 2 + len + 1;
+    // age, ttl, srtt, rttvar, then samples (u32), then the failure penalty.
+    for at in [age_at, age_at + 8, age_at + 24, age_at + 36] {
+        bytes[at..at + 8].copy_from_slice(&u64::MAX.to_be_bytes());
+    }
+    bytes[age_at + 16..age_at + 24].copy_from_slice(&(u64::MAX - 1).to_be_bytes());
+    let memory = RouteMemory::from_bytes(&bytes).unwrap();
+    let route = &memory.peers()[0].routes()[0];
+    assert_eq!(route.rttvar(), Duration::from_nanos(u64::MAX));
+    assert_eq!(route.srtt(), Some(Duration::from_nanos(u64::MAX - 1)));
+    assert_eq!(memory.to_bytes(), bytes);
+    assert_eq!(RouteMemory::from_bytes(&memory.to_bytes()).unwrap(), memory);
+}
+
 #[test]
 fn bad_magic_is_refused() {
     for input in [&b""[..], b"MDR", b"JSON{}", b"mdrm\x01"] {

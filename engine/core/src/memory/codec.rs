@@ -125,7 +125,7 @@ impl RouteMemory {
                 out.push(r.interface.map_or(MEDIUM_NOT_KNOWN, medium_code));
                 put_u64(&mut out, nanos(r.age));
                 put_u64(&mut out, nanos(r.ttl));
-                put_u64(&mut out, r.srtt.map_or(u64::MAX, nanos));
+                put_u64(&mut out, r.srtt.map_or(u64::MAX, srtt_nanos));
                 put_u64(&mut out, nanos(r.rttvar));
                 out.extend_from_slice(&r.samples.to_be_bytes());
                 put_u64(&mut out, nanos(r.penalty));
@@ -426,11 +426,16 @@ fn put_addr(out: &mut Vec<u8>, addr: &Multiaddr) {
     out.extend_from_slice(b);
 }
 
+/// A duration in nanoseconds, saturating at `u64::MAX` (about 584 years).
 fn nanos(d: Duration) -> u64 {
-    // u64::MAX stands for "no sample" in the srtt field.
-    u64::try_from(d.as_nanos())
-        .unwrap_or(u64::MAX)
-        .min(u64::MAX - 1)
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// As [`nanos`], one below: `u64::MAX` stands for "no sample" in the srtt
+/// field. Only the srtt field is capped there; the others keep `u64::MAX`,
+/// so every decoded snapshot encodes to the same bytes.
+fn srtt_nanos(d: Duration) -> u64 {
+    nanos(d).min(u64::MAX - 1)
 }
 
 fn medium_code(m: Medium) -> u8 {
