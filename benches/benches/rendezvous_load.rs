@@ -2,11 +2,12 @@
 //! rendezvous clients register in several namespaces, then discover. Prints
 //! registrations per second, discovers per second and the point's peak
 //! memory for our point (with each durability) and for the stock
-//! rust-libp2p server (in memory), side by side in one run, with ratios.
+//! rust-libp2p server (in memory), side by side in one run, with ratios:
+//! medians of `--runs` runs (default 5) with their spread.
 //!
 //! ```text
 //! cargo bench -p multidriver-benches --bench rendezvous_load
-//! cargo bench -p multidriver-benches --bench rendezvous_load -- --clients 400 --namespaces 25 --discovers 10
+//! cargo bench -p multidriver-benches --bench rendezvous_load -- --clients 400 --namespaces 25 --discovers 10 --runs 5
 //! ```
 //!
 //! Each point runs in its own process (this binary, re-run as a child), so
@@ -30,6 +31,7 @@ use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, SwarmBuilder, noise, tcp, yamux};
 use multidriver_rendezvous::protocol::{self as wire, MessageType};
 use multidriver_rendezvous::{Config, Durability, Limits, Server, ServerEvent};
+use tokio::signal::unix::SignalKind;
 use tokio::sync::{Barrier, mpsc};
 
 /// Set in a child process: which point to run.
@@ -70,6 +72,7 @@ struct Params {
     clients: usize,
     namespaces: usize,
     discovers: usize,
+    runs: usize,
 }
 
 fn parse_args() -> Params {
@@ -77,6 +80,7 @@ fn parse_args() -> Params {
         clients: 200,
         namespaces: 25,
         discovers: 10,
+        runs: 5,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -91,6 +95,7 @@ fn parse_args() -> Params {
             "--clients" => p.clients = value(),
             "--namespaces" => p.namespaces = value(),
             "--discovers" => p.discovers = value(),
+            "--runs" => p.runs = value(),
             // cargo bench passes --bench; nothing else is ours.
             _ => {
                 i += 1;
@@ -119,42 +124,354 @@ fn main() {
         Role::Ours(Durability::PowerLoss),
         Role::Stock,
     ];
-    let mut results = Vec::new();
-    for role in roles {
-        eprintln!("== {}", role.name());
-        results.push((role, load(role, &p)));
+    // Runs interleave the points, each run starting with the next one, so
+    // a slow spell of the machine, or going first, falls on all three alike.
+    let mut results: Vec<Vec<Figures>> = roles.iter().map(|_| Vec::new()).collect();
+    for run in 1..=p.runs {
+        for k in 0..roles.len() {
+            let i = (run - 1 + k) % roles.len();
+            eprintln!("== run {run}/{}: {}", p.runs, roles[i].name());
+            results[i].push(load(roles[i], &p));
+        }
     }
+    let stat = |figures: &[Figures], f: &dyn Fn(&Figures) -> f64| -> (f64, f64, f64) {
+        let mut v: Vec<f64> = figures.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        (v[v.len() / 2], v[0], v[v.len() - 1])
+    };
+    let columns: [(&str, &Column); 6] = [
+        ("regs/s", &|r| r.register.per_second),
+        ("CPU µs/reg", &|r| r.register.cpu_us),
+        ("discovers/s", &|r| r.discover.per_second),
+        ("CPU µs/disc", &|r| r.discover.cpu_us),
+        ("peak MiB", &|r| r.peak_kib as f64 / 1024.0),
+        ("idle MiB", &|r| r.idle_kib as f64 / 1024.0),
+    ];
     println!();
     println!(
-        "{:<40} {:>9} {:>11} {:>11} {:>13} {:>9} {:>9}",
-        "point", "regs/s", "CPU µs/reg", "discovers/s", "CPU µs/disc", "peak MiB", "idle MiB"
+        "medians of {} runs [min–max]; the point and the clients share the machine's cores",
+        p.runs
     );
-    for (role, r) in &results {
-        println!(
-            "{:<40} {:>9.0} {:>11.0} {:>11.0} {:>13.0} {:>9.1} {:>9.1}",
-            role.name(),
-            r.register.per_second,
-            r.register.cpu_us,
-            r.discover.per_second,
-            r.discover.cpu_us,
-            r.peak_kib as f64 / 1024.0,
-            r.idle_kib as f64 / 1024.0
-        );
+    print!("{:<40}", "point");
+    for (name, _) in &columns {
+        print!(" {name:>20}");
     }
-    let stock = &results[2].1;
-    for (role, r) in &results[..2] {
+    println!();
+    for (role, figures) in roles.iter().zip(&results) {
+        print!("{:<40}", role.name());
+        for (_, f) in &columns {
+            let (median, min, max) = stat(figures, *f);
+            let cell = if median >= 100.0 {
+                format!("{median:.0} [{min:.0}–{max:.0}]")
+            } else {
+                format!("{median:.1} [{min:.1}–{max:.1}]")
+            };
+            print!(" {cell:>20}");
+        }
+        println!();
+    }
+    let median = |i: usize, c: usize| stat(&results[i], columns[c].1).0;
+    for (i, role) in roles.iter().enumerate().take(2) {
         println!(
             "{} vs stock: registrations/s ×{:.2} (CPU per registration ×{:.2}), \
              discovers/s ×{:.2} (CPU per discover ×{:.2}), peak memory ×{:.2}",
             role.name(),
-            r.register.per_second / stock.register.per_second,
-            r.register.cpu_us / stock.register.cpu_us,
-            r.discover.per_second / stock.discover.per_second,
-            r.discover.cpu_us / stock.discover.cpu_us,
-            r.peak_kib as f64 / stock.peak_kib as f64
+            median(i, 0) / median(2, 0),
+            median(i, 1) / median(2, 1),
+            median(i, 2) / median(2, 2),
+            median(i, 3) / median(2, 3),
+            median(i, 4) / median(2, 4),
         );
     }
+    // Ratios within each run (the points of one run met the same machine).
+    let per_run: Vec<f64> = (0..p.runs)
+        .map(|r| results[0][r].register.per_second / results[2][r].register.per_second)
+        .collect();
+    let (m, lo, hi) = {
+        let mut v = per_run.clone();
+        v.sort_by(f64::total_cmp);
+        (v[v.len() / 2], v[0], v[v.len() - 1])
+    };
+    println!(
+        "registrations/s, multidriver (process-crash) over stock within each run: \
+         median ×{m:.2} [×{lo:.2}–×{hi:.2}]"
+    );
+    stalled_readers(&p);
 }
+
+/// Peers registered in the stall namespace, with records of about 5 KiB
+/// (under the default 8 KiB limit): a discover of it is a page of about
+/// 0.7 MB.
+const STALL_PEERS: usize = 140;
+/// Clients that ask for that page and never read it: about 90 MB of
+/// answers, more than the default 64 MiB limit admits.
+const STALLERS: usize = 128;
+
+/// Our point under clients that ask for full pages and never read them:
+/// how far its resident memory rises over the in-flight limit, what it
+/// keeps once they leave, and how long it takes to stop while they hold
+/// their answers (`SIGTERM`, handled as `multidriver rendezvous run`
+/// handles it).
+fn stalled_readers(p: &Params) {
+    let limit = Config::default().max_answer_bytes_in_flight as f64 / 1024.0;
+    println!();
+    println!(
+        "multidriver point, {STALLERS} clients asking for 0.7 MB pages and never reading them \
+         (in-flight limit {:.0} MiB), {} runs:",
+        limit / 1024.0,
+        p.runs
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut rise = Vec::new();
+    let mut kept = Vec::new();
+    let mut stop = Vec::new();
+    for run in 1..=p.runs {
+        eprintln!("== stalled readers, run {run}/{}", p.runs);
+        let mut point = spawn(Role::Ours(Durability::ProcessCrash), p);
+        let pid = point.child.id();
+        let addr = point.addr.clone();
+        let (rise_kib, kept_kib) = runtime.block_on(async {
+            register_big(&addr).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let (before, _) = memory(pid);
+            reset_peak(pid);
+            let stallers = stall(&addr, STALLERS).await;
+            let peak = settle_peak(pid).await;
+            drop(stallers);
+            // Connections close, answers are released.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let (after, _) = memory(pid);
+            (peak.saturating_sub(before), after.saturating_sub(before))
+        });
+        // Hold answers again, then stop the point and time its exit.
+        let (secs, _stallers) = runtime.block_on(async {
+            let stallers = stall(&addr, STALLERS).await;
+            settle_peak(pid).await;
+            let t = Instant::now();
+            let sent = Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .expect("kill runs");
+            assert!(sent.success(), "SIGTERM was sent");
+            let exited = tokio::task::spawn_blocking(move || {
+                let _ = point.child.wait();
+                point
+            })
+            .await
+            .expect("waited");
+            let secs = t.elapsed().as_secs_f64();
+            drop(exited);
+            (secs, stallers)
+        });
+        eprintln!(
+            "   rise {:.1} MiB, kept {:.1} MiB, stopped in {secs:.2} s",
+            rise_kib as f64 / 1024.0,
+            kept_kib as f64 / 1024.0
+        );
+        rise.push(rise_kib as f64 / 1024.0);
+        kept.push(kept_kib as f64 / 1024.0);
+        stop.push(secs);
+    }
+    let spread = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (v[v.len() / 2], v[0], v[v.len() - 1])
+    };
+    let (r, r0, r1) = spread(&mut rise);
+    let (k, k0, k1) = spread(&mut kept);
+    let (t, t0, t1) = spread(&mut stop);
+    println!(
+        "  resident memory rise while they wait: {r:.1} MiB [{r0:.1}–{r1:.1}] = ×{:.2} the limit",
+        r * 1024.0 / limit
+    );
+    println!("  kept after they leave (3 s later):   {k:.1} MiB [{k0:.1}–{k1:.1}]");
+    println!(
+        "  SIGTERM to exit while they wait:     {t:.2} s [{t0:.2}–{t1:.2}] \
+         (answers get up to 1 s to reach their clients)"
+    );
+}
+
+/// Registers `STALL_PEERS` peers with large records in `stall`.
+async fn register_big(addr: &Multiaddr) {
+    let point = point_id(addr);
+    let mut tasks = Vec::new();
+    for _ in 0..STALL_PEERS {
+        let addr = addr.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut swarm = client_swarm();
+            for i in 0..28 {
+                let long = format!("/dns4/{i}.{}.example/tcp/4001", "x".repeat(220));
+                swarm.add_external_address(long.parse().expect("valid"));
+            }
+            swarm.dial(addr).expect("dial");
+            let ns = Namespace::new("stall".into()).expect("valid");
+            let mut asked = false;
+            tokio::time::timeout(PHASE_DEADLINE, async {
+                loop {
+                    match swarm.select_next_some().await {
+                        SwarmEvent::ConnectionEstablished { .. } if !asked => {
+                            asked = true;
+                            swarm
+                                .behaviour_mut()
+                                .stock
+                                .register(ns.clone(), point, None)
+                                .expect("external addresses");
+                        }
+                        SwarmEvent::Behaviour(ClientEvent::Stock(
+                            rendezvous::client::Event::Registered { .. },
+                        )) => return,
+                        SwarmEvent::Behaviour(ClientEvent::Stock(
+                            rendezvous::client::Event::RegisterFailed { error, .. },
+                        )) => panic!("a large record was refused: {error:?}"),
+                        _ => {}
+                    }
+                }
+            })
+            .await
+            .expect("registered in time");
+        }));
+    }
+    for t in tasks {
+        t.await.expect("a registering client");
+    }
+}
+
+/// A codec that sends a request and never reads its answer.
+#[derive(Clone, Default)]
+struct Stall;
+
+impl request_response::Codec for Stall {
+    type Protocol = libp2p::StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = ();
+
+    async fn read_request<T>(&mut self, _: &Self::Protocol, _: &mut T) -> std::io::Result<Vec<u8>>
+    where
+        T: libp2p::futures::AsyncRead + Unpin + Send,
+    {
+        Err(std::io::Error::other("outbound only"))
+    }
+
+    async fn read_response<T>(&mut self, _: &Self::Protocol, _: &mut T) -> std::io::Result<()>
+    where
+        T: libp2p::futures::AsyncRead + Unpin + Send,
+    {
+        std::future::pending().await
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &Self::Protocol,
+        io: &mut T,
+        request: Vec<u8>,
+    ) -> std::io::Result<()>
+    where
+        T: libp2p::futures::AsyncWrite + Unpin + Send,
+    {
+        libp2p::futures::AsyncWriteExt::write_all(io, &request).await?;
+        libp2p::futures::AsyncWriteExt::close(io).await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &Self::Protocol,
+        _: &mut T,
+        _: (),
+    ) -> std::io::Result<()>
+    where
+        T: libp2p::futures::AsyncWrite + Unpin + Send,
+    {
+        Err(std::io::Error::other("outbound only"))
+    }
+}
+
+/// `n` clients, each asking for the `stall` page once and never reading
+/// it; they stay connected until the handles are dropped.
+async fn stall(addr: &Multiaddr, n: usize) -> Stallers {
+    let point = point_id(addr);
+    let request = prost::Message::encode_length_delimited_to_vec(&wire::Message {
+        r#type: Some(MessageType::Discover as i32),
+        discover: Some(wire::Discover {
+            ns: Some(b"stall".to_vec()),
+            limit: None,
+            cookie: None,
+        }),
+        ..wire::Message::default()
+    });
+    let (asked_tx, mut asked) = mpsc::channel::<()>(n);
+    let handles: Vec<_> = (0..n)
+        .map(|_| {
+            let (addr, request, asked_tx) = (addr.clone(), request.clone(), asked_tx.clone());
+            tokio::spawn(async move {
+                let mut swarm = tcp_swarm(Duration::from_secs(600), |_| {
+                    request_response::Behaviour::with_codec(
+                        Stall,
+                        [(wire::PROTOCOL, ProtocolSupport::Outbound)],
+                        request_response::Config::default()
+                            .with_request_timeout(Duration::from_secs(600)),
+                    )
+                });
+                swarm.dial(addr).expect("dial");
+                loop {
+                    if let SwarmEvent::ConnectionEstablished { .. } = swarm.select_next_some().await
+                    {
+                        swarm.behaviour_mut().send_request(&point, request.clone());
+                        let _ = asked_tx.send(()).await;
+                        break;
+                    }
+                }
+                loop {
+                    swarm.select_next_some().await;
+                }
+            })
+        })
+        .collect();
+    let stallers = Stallers(handles);
+    for _ in 0..n {
+        let _ = tokio::time::timeout(PHASE_DEADLINE, asked.recv()).await;
+    }
+    stallers
+}
+
+/// The stalling clients; dropping them closes their connections.
+struct Stallers(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Stallers {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// Waits until the point's resident memory stops rising (no new high for
+/// 1 s, 20 s at most); the highest value seen since `reset_peak`, KiB.
+async fn settle_peak(pid: u32) -> u64 {
+    let started = Instant::now();
+    let mut high = 0;
+    let mut since = Instant::now();
+    while started.elapsed() < Duration::from_secs(20) && since.elapsed() < Duration::from_secs(1) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (_, peak) = memory(pid);
+        if peak > high {
+            high = peak;
+            since = Instant::now();
+        }
+    }
+    high
+}
+
+/// Resets the kernel's peak resident memory (`VmHWM`) of `pid` to its
+/// current value (`clear_refs`, mode 5, Linux 4.0+).
+fn reset_peak(pid: u32) {
+    let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+}
+
+/// One figure of a run, for the table.
+type Column = dyn Fn(&Figures) -> f64;
 
 struct Figures {
     register: Phase,
@@ -520,10 +837,17 @@ fn serve(role: &str) {
                 };
                 let server =
                     Server::new(config, Keypair::generate_ed25519(), None).expect("the point");
+                // Stopped as the command stops it: on SIGTERM (or when the
+                // parent is done).
+                let mut term = tokio::signal::unix::signal(SignalKind::terminate())
+                    .expect("a SIGTERM handler");
                 server
                     .run(
                         async move {
-                            let _ = stop.await;
+                            tokio::select! {
+                                _ = stop => {}
+                                _ = term.recv() => {}
+                            }
                         },
                         |e| {
                             if let ServerEvent::Listening(a) = e {

@@ -96,7 +96,7 @@ struct RunArgs {
     )]
     sweep_interval: Option<u64>,
     /// `process-crash` (survives kill -9) or `power-loss` (also survives a
-    /// power cut; one fsync per write).
+    /// power cut; one fsync per committed group of requests).
     #[arg(long, value_name = "MODE", env = "MULTIDRIVER_RENDEZVOUS_DURABILITY", value_parser = parse_durability)]
     durability: Option<Durability>,
     /// Also serve circuit relay v2, so that peers behind NAT hold a

@@ -1,7 +1,8 @@
 //! The rendezvous point's request handling against a real (in-memory
 //! SQLite) store: a sequence of registrations, discovers with cookies,
 //! unregistrations, raw messages from the wire and time passing (with
-//! expiry sweeps), under small limits. After every step a model of what
+//! expiry sweeps), inside and outside group-commit batches, under small
+//! limits. After every step a model of what
 //! was confirmed is checked against the point:
 //! - the per-peer and total caps hold, and a refusal for a cap comes only
 //!   when the cap is exactly reached;
@@ -138,7 +139,7 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
         if u.is_empty() {
             break;
         }
-        match u.int_in_range(0u8..=6)? {
+        match u.int_in_range(0u8..=7)? {
             0 | 1 => {
                 let p = u.int_in_range(0..=PEERS - 1)?;
                 let ns = *u.choose(&NAMESPACES)?;
@@ -227,6 +228,15 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
                 }
             }
             4 => check_full_discover(&mut service, &model, None, now),
+            // Group commit: requests inside a batch see each other's
+            // writes, and the same checks hold before and after its commit.
+            7 => {
+                if service.store().in_batch() {
+                    service.commit().expect("a batch commits");
+                } else {
+                    service.begin().expect("a batch begins");
+                }
+            }
             5 => {
                 now += u.int_in_range(0..=600)?;
                 if u.arbitrary()? {

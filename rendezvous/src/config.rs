@@ -288,6 +288,15 @@ pub struct Config {
     pub limits: Limits,
     /// How much a committed registration survives.
     pub durability: Durability,
+    /// Most requests committed together (group commit). Requests that have
+    /// arrived are handled in order inside one transaction, committed once,
+    /// and only then answered, so no registration is confirmed before it is
+    /// committed. Default 256 (our choice: a batch takes a few
+    /// milliseconds, and 256 registrations share one write of the log, and
+    /// with `durability = "power-loss"` one `fsync`). When it is reached
+    /// the batch is committed and the next requests start a new one.
+    /// 1..=65536; 1 commits each request on its own.
+    pub max_batch: usize,
     /// Seconds between sweeps of expired registrations. Default 60 (our
     /// choice). Expired registrations are never served in between; the
     /// sweep only frees their rows.
@@ -319,11 +328,14 @@ pub struct Config {
     /// register all its namespaces at once; libp2p-request-response's
     /// default is 100). Past it, new streams are dropped.
     pub max_streams_per_connection: usize,
-    /// Bytes of answers written but not yet taken by their clients, across
-    /// all connections. Default 64 MiB (our choice). A discover whose answer
-    /// would go past it gets `E_UNAVAILABLE` instead, so clients that ask
-    /// and never read cannot make the point hold their answers without
-    /// bound.
+    /// Memory that answers waiting for their clients may hold, across all
+    /// connections. Each answer counts twice its size: its bytes, and the
+    /// copy the multiplexer and encryption hold while it is written.
+    /// Default 64 MiB (our choice). A discover whose answer would go past
+    /// it gets `E_UNAVAILABLE` instead, so clients that ask and never read
+    /// cannot make the point hold their answers without bound. When such
+    /// answers are gone, the memory they held is handed back to the system.
+    /// At least 2 MiB (one full answer).
     pub max_answer_bytes_in_flight: usize,
     /// Seconds a connection without streams stays open. Default 60 (our
     /// choice; libp2p-swarm's default is 10 s).
@@ -347,6 +359,7 @@ impl Default for Config {
             metrics: None,
             limits: Limits::default(),
             durability: Durability::default(),
+            max_batch: 256,
             sweep_interval_secs: 60,
             max_connections: 10_000,
             max_connections_per_peer: 4,
@@ -402,14 +415,21 @@ impl Config {
                 message: "must be at least 1".into(),
             });
         }
-        if self.max_answer_bytes_in_flight < crate::protocol::MAX_MESSAGE_BYTES {
+        if self.max_answer_bytes_in_flight < 2 * crate::protocol::MAX_MESSAGE_BYTES {
             return Err(Error::Config {
                 field: "max_answer_bytes_in_flight",
                 message: format!(
-                    "{} is under one full answer ({} bytes)",
+                    "{} is under what one full answer holds ({} bytes: twice its {} bytes)",
                     self.max_answer_bytes_in_flight,
+                    2 * crate::protocol::MAX_MESSAGE_BYTES,
                     crate::protocol::MAX_MESSAGE_BYTES
                 ),
+            });
+        }
+        if !(1..=65_536).contains(&self.max_batch) {
+            return Err(Error::Config {
+                field: "max_batch",
+                message: format!("{} is outside 1..=65536", self.max_batch),
             });
         }
         if !(1..=60).contains(&self.handshake_timeout_secs) {

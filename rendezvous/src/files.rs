@@ -70,6 +70,28 @@ pub fn connection_capacity(open_files: Option<u64>, max_connections: u32) -> u32
     }
 }
 
+/// Returns the allocator's free memory to the system (glibc's
+/// `malloc_trim(0)`, which since glibc 2.8 releases free pages in every
+/// arena, not only at the top of the heap). Elsewhere it does nothing:
+/// other allocators return memory on their own schedule.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[expect(
+    unsafe_code,
+    reason = "malloc_trim is a C function without a safe binding"
+)]
+pub fn release_free_memory() {
+    // SAFETY: malloc_trim takes no pointer from us; it only walks the
+    // allocator's own free lists, under the allocator's locks (MT-Safe).
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Returns the allocator's free memory to the system: nothing to do here,
+/// off glibc (see the Linux/glibc version).
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn release_free_memory() {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -270,8 +270,12 @@ async fn read_message<T: AsyncRead + Unpin>(io: &mut T, max: usize) -> io::Resul
     Message::decode(buf.as_slice()).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
-async fn write_message<T: AsyncWrite + Unpin>(io: &mut T, message: &Message) -> io::Result<()> {
+/// Writes `message`, length-prefixed. It is encoded first and dropped
+/// before the write starts, so while a slow reader holds the write, only
+/// the encoded bytes stay in memory, not the message beside them.
+async fn write_message<T: AsyncWrite + Unpin>(io: &mut T, message: Message) -> io::Result<()> {
     let bytes = message.encode_length_delimited_to_vec();
+    drop(message);
     if bytes.len() > MAX_MESSAGE_BYTES + 10 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -310,7 +314,7 @@ impl libp2p::request_response::Codec for Codec {
     where
         T: AsyncWrite + Unpin + Send,
     {
-        write_message(io, &req).await
+        write_message(io, req).await
     }
 
     async fn write_response<T>(
@@ -322,7 +326,182 @@ impl libp2p::request_response::Codec for Codec {
     where
         T: AsyncWrite + Unpin + Send,
     {
-        write_message(io, &res).await
+        write_message(io, res).await
+    }
+}
+
+/// Whose a registration's signed peer record is, once checked; or why it
+/// is refused (the status and the text sent with it).
+pub type RecordCheck = Result<libp2p::PeerId, (ResponseStatus, String)>;
+
+/// Checks a registration's signed peer record: its size against
+/// `max_record_bytes`, the envelope, the signature, and the record format
+/// (libp2p's own; the spec's Go/JS format only with `accept_spec_records`).
+/// Gives the peer the record is signed by.
+pub fn check_record(
+    bytes: &[u8],
+    max_record_bytes: usize,
+    accept_spec_records: bool,
+) -> RecordCheck {
+    use libp2p::core::{PeerRecord, SignedEnvelope};
+    let bad_record = |why: String| (ResponseStatus::InvalidSignedPeerRecord, why);
+    if bytes.len() > max_record_bytes {
+        return Err(bad_record(format!(
+            "signed peer record of {} bytes is over the {max_record_bytes}-byte limit",
+            bytes.len()
+        )));
+    }
+    let envelope = SignedEnvelope::from_protobuf_encoding(bytes)
+        .map_err(|e| bad_record(format!("not a signed envelope: {e}")))?;
+    // Rust clients sign in libp2p's own format, Go and JS clients in the
+    // spec's (RFC 0002/0003); the bytes are stored and served as received,
+    // so the spec's format is accepted only when configured (see
+    // `Limits::accept_spec_records`).
+    match PeerRecord::from_signed_envelope(envelope.clone()) {
+        Ok(record) => Ok(record.peer_id()),
+        Err(e) => match PeerRecord::from_signed_envelope_interop(envelope) {
+            Ok(record) if accept_spec_records => Ok(record.peer_id()),
+            Ok(_) => Err(bad_record(
+                "a record in the spec's (Go/JS) format, which this point does not accept: \
+                 stock rust-libp2p clients cannot read it"
+                    .into(),
+            )),
+            Err(_) => Err(bad_record(format!("not a valid peer record: {e}"))),
+        },
+    }
+}
+
+/// A request as the point reads it: the message and, for a registration
+/// that carries a signed record, that record already checked
+/// ([`check_record`]). [`ServerCodec`] checks it while reading the stream,
+/// on the connection's own task, so signature checks run on every core
+/// instead of in the point's one loop.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inbound {
+    /// The message.
+    pub message: Message,
+    /// The registration's record, checked; `None` when not checked yet (or
+    /// when there is none).
+    pub record: Option<RecordCheck>,
+}
+
+impl From<Message> for Inbound {
+    fn from(message: Message) -> Inbound {
+        Inbound {
+            message,
+            record: None,
+        }
+    }
+}
+
+/// An answer, encoded (length-prefixed) before it is handed to the
+/// connection: what waits for a slow client is these bytes alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer(Vec<u8>);
+
+impl Answer {
+    /// Encodes `message`.
+    pub fn new(message: &Message) -> Answer {
+        Answer(message.encode_length_delimited_to_vec())
+    }
+
+    /// Its encoded size, length prefix included.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether it is empty (never: an answer has at least its prefix).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// The point's side of the codec: reads requests (at most `max_request`
+/// bytes, with a registration's record checked as it is read) and writes
+/// answers. It never sends requests.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerCodec {
+    max_request: usize,
+    max_record_bytes: usize,
+    accept_spec_records: bool,
+}
+
+impl ServerCodec {
+    /// A codec reading requests of at most `max_request` bytes (capped at
+    /// [`MAX_MESSAGE_BYTES`]) and checking records as [`check_record`]
+    /// does with these limits.
+    pub fn new(max_request: usize, max_record_bytes: usize, accept_spec_records: bool) -> Self {
+        ServerCodec {
+            max_request: max_request.min(MAX_MESSAGE_BYTES),
+            max_record_bytes,
+            accept_spec_records,
+        }
+    }
+}
+
+impl libp2p::request_response::Codec for ServerCodec {
+    type Protocol = StreamProtocol;
+    type Request = Inbound;
+    type Response = Answer;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Inbound>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        let message = read_message(io, self.max_request).await?;
+        let record = match (&message.r#type, &message.register) {
+            (
+                Some(t),
+                Some(Register {
+                    signed_peer_record: Some(bytes),
+                    ..
+                }),
+            ) if *t == MessageType::Register as i32 => Some(check_record(
+                bytes,
+                self.max_record_bytes,
+                self.accept_spec_records,
+            )),
+            _ => None,
+        };
+        Ok(Inbound { message, record })
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, _: &mut T) -> io::Result<Answer>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        Err(io::Error::other("the point sends no requests"))
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        _: &mut T,
+        _: Inbound,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        Err(io::Error::other("the point sends no requests"))
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: Answer,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        if res.0.len() > MAX_MESSAGE_BYTES + 10 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "message over the 1 MiB limit",
+            ));
+        }
+        io.write_all(&res.0).await?;
+        io.flush().await
     }
 }
 
@@ -382,7 +561,7 @@ mod tests {
         futures::executor::block_on(async {
             let msg = register_response(ResponseStatus::Ok, String::new(), Some(7200));
             let mut buf = Vec::new();
-            write_message(&mut buf, &msg).await.unwrap();
+            write_message(&mut buf, msg.clone()).await.unwrap();
             let back = read_message(&mut buf.as_slice(), MAX_MESSAGE_BYTES)
                 .await
                 .unwrap();

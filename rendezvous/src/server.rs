@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use libp2p::identity::Keypair;
 use libp2p::metrics::{Metrics, Recorder, Registry};
 use libp2p::multiaddr::Protocol;
@@ -25,7 +25,7 @@ use crate::Error;
 use crate::config::Config;
 use crate::http;
 use crate::ip_limit::PerIpLimit;
-use crate::protocol::{self, Codec, PROTOCOL, ResponseStatus};
+use crate::protocol::{self, PROTOCOL, ResponseStatus, ServerCodec};
 use crate::relay::{RelayStats, relay_config};
 use crate::service::{Outcome, Service};
 use crate::store::Store;
@@ -38,6 +38,16 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// clients (our choice: a loopback or LAN client takes them in
 /// milliseconds).
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What an answer waiting for its client is counted as, in multiples of
+/// its size: its encoded bytes, and room for the copies the connection's
+/// multiplexer and encryption make while it is written, and for the
+/// allocator's slack. Our choice, from
+/// `cargo bench -p multidriver-benches --bench rendezvous_load` (128
+/// clients that never read 0.7 MB answers, 64 MiB limit): resident memory
+/// rose by about 1.1× the answer bytes held, so counted twice the rise stays
+/// near 0.6× the limit.
+const ANSWER_MEMORY_FACTOR: usize = 2;
 
 /// Room in a request beside its signed record: the namespace (255 bytes)
 /// and the protobuf framing, rounded up.
@@ -52,7 +62,7 @@ struct Behaviour {
     /// First: a connection refused by address takes no other slot.
     per_ip: PerIpLimit,
     limits: connection_limits::Behaviour,
-    rendezvous: request_response::Behaviour<Codec>,
+    rendezvous: request_response::Behaviour<ServerCodec>,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     relay: Toggle<relay::Behaviour>,
@@ -98,10 +108,25 @@ pub struct Server {
     /// Answers handed to the swarm and not yet taken by their clients.
     in_flight: HashMap<request_response::InboundRequestId, usize>,
     in_flight_bytes: usize,
+    /// The most answer memory held since memory was last given back.
+    in_flight_high: usize,
     /// Expired registrations already counted in the metric.
     expired_counted: u64,
     /// The relay's reservations and circuits, when it runs.
     relay_stats: RelayStats,
+    /// Requests received and not yet handled: they are handled in order and
+    /// committed together at the end of the burst they came in
+    /// ([`Config::max_batch`] at most).
+    batch: Vec<Pending>,
+}
+
+/// A request waiting for its batch.
+struct Pending {
+    peer: PeerId,
+    request_id: request_response::InboundRequestId,
+    request: protocol::Inbound,
+    channel: request_response::ResponseChannel<protocol::Answer>,
+    received: Instant,
 }
 
 impl std::fmt::Debug for Server {
@@ -177,7 +202,11 @@ impl Server {
                 per_ip: PerIpLimit::new(config.max_connections_per_ip.min(config.max_connections)),
                 limits: connection_limits::Behaviour::new(limits),
                 rendezvous: request_response::Behaviour::with_codec(
-                    Codec::with_max_request(config.limits.max_record_bytes + REQUEST_OVERHEAD),
+                    ServerCodec::new(
+                        config.limits.max_record_bytes + REQUEST_OVERHEAD,
+                        config.limits.max_record_bytes,
+                        config.limits.accept_spec_records,
+                    ),
                     [(PROTOCOL, ProtocolSupport::Inbound)],
                     request_response::Config::default()
                         .with_request_timeout(REQUEST_TIMEOUT)
@@ -227,8 +256,10 @@ impl Server {
             metrics_listener,
             in_flight: HashMap::new(),
             in_flight_bytes: 0,
+            in_flight_high: 0,
             expired_counted: 0,
             relay_stats: RelayStats::default(),
+            batch: Vec::new(),
         })
     }
 
@@ -253,8 +284,9 @@ impl Server {
     }
 
     /// Runs until `shutdown` completes, reporting through `events`.
-    /// Registrations are committed as they arrive, so stopping (or being
-    /// killed) loses none.
+    /// Requests that arrive together are committed together before any of
+    /// them is answered (see [`Config::max_batch`]), so stopping (or being
+    /// killed) loses no confirmed registration.
     pub async fn run(
         mut self,
         shutdown: impl Future<Output = ()>,
@@ -303,9 +335,25 @@ impl Server {
                         Err(e) => tracing::error!(target: "multidriver_rendezvous", "sweep: {e}"),
                     }
                 }
-                event = self.swarm.select_next_some() => self.on_event(event, id, &mut events),
+                event = self.swarm.select_next_some() => {
+                    self.on_event(event, id, &mut events);
+                    // Take in what else is ready (at most `max_batch` more
+                    // events, so a busy swarm cannot keep the timer and the
+                    // stop signal waiting), then commit it together.
+                    for _ in 0..self.config.max_batch {
+                        if self.batch.len() >= self.config.max_batch {
+                            break;
+                        }
+                        match self.swarm.next().now_or_never() {
+                            Some(Some(event)) => self.on_event(event, id, &mut events),
+                            _ => break,
+                        }
+                    }
+                    self.flush();
+                }
             }
         }
+        self.flush();
         // Stop taking connections, then give answers already handed out a
         // moment to reach their clients: the registrations they confirm are
         // committed either way.
@@ -316,6 +364,7 @@ impl Server {
             while !self.in_flight.is_empty() {
                 let event = self.swarm.select_next_some().await;
                 self.on_event(event, id, &mut events);
+                self.flush();
             }
         })
         .await;
@@ -340,6 +389,21 @@ impl Server {
             self.in_flight_bytes -= bytes;
             metrics::gauge!("multidriver_rendezvous_answer_bytes_in_flight")
                 .set(self.in_flight_bytes as f64);
+            self.give_memory_back();
+        }
+    }
+
+    /// Once answers that held at least half the in-flight limit are gone
+    /// (less than an eighth is left), hands the freed memory back to the
+    /// system: the allocator keeps freed pages for reuse, and after a burst
+    /// of large answers that is tens of MiB the point would hold for good.
+    fn give_memory_back(&mut self) {
+        let held = self.in_flight_bytes * ANSWER_MEMORY_FACTOR;
+        let limit = self.config.max_answer_bytes_in_flight;
+        self.in_flight_high = self.in_flight_high.max(held);
+        if self.in_flight_high >= limit / 2 && held <= limit / 8 {
+            self.in_flight_high = held;
+            crate::files::release_free_memory();
         }
     }
 
@@ -398,9 +462,122 @@ impl Server {
         }
     }
 
+    /// Handles the waiting requests in order inside one transaction,
+    /// commits it, and only then answers them: a registration is confirmed
+    /// once it is committed, and one commit serves the whole batch. If the
+    /// commit fails, none of the batch's writes happened and every request
+    /// in it is answered with `E_INTERNAL_ERROR`.
+    fn flush(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.batch);
+        let now = unix_now();
+        // Without a transaction each write commits on its own, as it runs.
+        let batched = match self.service.begin() {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(target: "multidriver_rendezvous", "begin: {e}");
+                false
+            }
+        };
+        // Bytes of discover answers made in this batch and not yet sent:
+        // they count against the in-flight limit from the moment they
+        // exist.
+        let mut made = 0;
+        let mut answers = Vec::with_capacity(batch.len());
+        for Pending {
+            peer,
+            request_id,
+            request,
+            channel,
+            received,
+        } in batch
+        {
+            let (mut answer, mut outcome) = self.service.handle(&peer, request, now);
+            let mut size = answer.as_ref().map_or(0, prost::Message::encoded_len);
+            if matches!(outcome, Outcome::Discover(ResponseStatus::Ok, _))
+                && (self.in_flight_bytes + made + size) * ANSWER_MEMORY_FACTOR
+                    > self.config.max_answer_bytes_in_flight
+            {
+                let busy = protocol::discover_error(
+                    ResponseStatus::Unavailable,
+                    "busy: too many answers waiting for their clients; retry shortly".into(),
+                );
+                size = prost::Message::encoded_len(&busy);
+                answer = Some(busy);
+                outcome = Outcome::Discover(ResponseStatus::Unavailable, 0);
+            }
+            made += size;
+            answers.push((peer, request_id, channel, received, answer, outcome, size));
+        }
+        if batched && let Err(e) = self.service.commit() {
+            tracing::error!(
+                target: "multidriver_rendezvous",
+                "commit of {} requests: {e}; none of them took effect",
+                answers.len()
+            );
+            for (_, _, _, _, answer, outcome, size) in &mut answers {
+                let failed = match outcome {
+                    Outcome::Register(_) => {
+                        *outcome = Outcome::Register(ResponseStatus::InternalError);
+                        protocol::register_response(
+                            ResponseStatus::InternalError,
+                            "store failure".into(),
+                            None,
+                        )
+                    }
+                    Outcome::Discover(..) => {
+                        *outcome = Outcome::Discover(ResponseStatus::InternalError, 0);
+                        protocol::discover_error(
+                            ResponseStatus::InternalError,
+                            "store failure".into(),
+                        )
+                    }
+                    Outcome::Unregister(_) | Outcome::NotARequest => continue,
+                };
+                *size = prost::Message::encoded_len(&failed);
+                *answer = Some(failed);
+            }
+        }
+        for (peer, request_id, channel, received, answer, outcome, size) in answers {
+            let kind = outcome.kind();
+            metrics::histogram!("multidriver_rendezvous_request_duration_seconds", "kind" => kind)
+                .record(received.elapsed().as_secs_f64());
+            metrics::counter!(
+                "multidriver_rendezvous_requests_total",
+                "kind" => kind,
+                "status" => outcome.status()
+            )
+            .increment(1);
+            if let Outcome::Discover(_, n) = outcome {
+                metrics::counter!("multidriver_rendezvous_discovered_total").increment(n as u64);
+            }
+            tracing::debug!(target: "multidriver_rendezvous", %peer, ?outcome, "request");
+            // Encoded here, on the point's own thread, so the decoded page
+            // is freed where it was made and only the bytes wait for the
+            // client.
+            if let Some(answer) = answer.map(|m| protocol::Answer::new(&m))
+                // Fails only if the peer is gone; nothing to track then.
+                && self
+                    .swarm
+                    .behaviour_mut()
+                    .rendezvous
+                    .send_response(channel, answer)
+                    .is_ok()
+            {
+                self.in_flight.insert(request_id, size);
+                self.in_flight_bytes += size;
+            }
+        }
+        metrics::gauge!("multidriver_rendezvous_answer_bytes_in_flight")
+            .set(self.in_flight_bytes as f64);
+        self.count_store();
+    }
+
     fn on_rendezvous(
         &mut self,
-        event: request_response::Event<protocol::Message, protocol::Message>,
+        event: request_response::Event<protocol::Inbound, protocol::Answer>,
     ) {
         match event {
             request_response::Event::Message {
@@ -412,51 +589,13 @@ impl Server {
                         channel,
                     },
                 ..
-            } => {
-                let started = Instant::now();
-                let (mut answer, mut outcome) = self.service.handle(&peer, request, unix_now());
-                let mut size = answer.as_ref().map_or(0, prost::Message::encoded_len);
-                if matches!(outcome, Outcome::Discover(ResponseStatus::Ok, _))
-                    && self.in_flight_bytes + size > self.config.max_answer_bytes_in_flight
-                {
-                    let busy = protocol::discover_error(
-                        ResponseStatus::Unavailable,
-                        "busy: too many answers waiting for their clients; retry shortly".into(),
-                    );
-                    size = prost::Message::encoded_len(&busy);
-                    answer = Some(busy);
-                    outcome = Outcome::Discover(ResponseStatus::Unavailable, 0);
-                }
-                let kind = outcome.kind();
-                metrics::histogram!("multidriver_rendezvous_request_duration_seconds", "kind" => kind)
-                    .record(started.elapsed().as_secs_f64());
-                metrics::counter!(
-                    "multidriver_rendezvous_requests_total",
-                    "kind" => kind,
-                    "status" => outcome.status()
-                )
-                .increment(1);
-                if let Outcome::Discover(_, n) = outcome {
-                    metrics::counter!("multidriver_rendezvous_discovered_total")
-                        .increment(n as u64);
-                }
-                self.count_store();
-                tracing::debug!(target: "multidriver_rendezvous", %peer, ?outcome, "request");
-                if let Some(answer) = answer
-                    // Fails only if the peer is gone; nothing to track then.
-                    && self
-                        .swarm
-                        .behaviour_mut()
-                        .rendezvous
-                        .send_response(channel, answer)
-                        .is_ok()
-                {
-                    self.in_flight.insert(request_id, size);
-                    self.in_flight_bytes += size;
-                    metrics::gauge!("multidriver_rendezvous_answer_bytes_in_flight")
-                        .set(self.in_flight_bytes as f64);
-                }
-            }
+            } => self.batch.push(Pending {
+                peer,
+                request_id,
+                request,
+                channel,
+                received: Instant::now(),
+            }),
             request_response::Event::ResponseSent { request_id, .. } => self.answered(request_id),
             request_response::Event::InboundFailure {
                 peer,

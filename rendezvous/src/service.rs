@@ -2,12 +2,11 @@
 //! [`Store`]. No clock, no sockets: the caller passes `now` in Unix seconds.
 
 use libp2p::PeerId;
-use libp2p::core::{PeerRecord, SignedEnvelope};
 
 use crate::Error;
 use crate::config::Limits;
 use crate::protocol::{
-    self, Cookie, DiscoverResponse, Message, MessageType, Register, ResponseStatus,
+    self, Cookie, DiscoverResponse, Inbound, Message, MessageType, Register, ResponseStatus,
 };
 use crate::store::{Caps, Registered, Store};
 
@@ -86,6 +85,19 @@ impl Service {
         &self.store
     }
 
+    /// Opens a batch of requests committed together ([`Store::begin`]):
+    /// answers to requests handled inside it must wait for
+    /// [`Service::commit`] to succeed.
+    pub fn begin(&mut self) -> Result<(), Error> {
+        self.store.begin()
+    }
+
+    /// Commits the open batch ([`Store::commit`]); on failure none of its
+    /// writes happened and its answers must not be sent.
+    pub fn commit(&mut self) -> Result<(), Error> {
+        self.store.commit()
+    }
+
     /// Deletes expired registrations; how many.
     pub fn sweep(&mut self, now: u64) -> Result<u64, Error> {
         self.store.sweep(now)
@@ -93,12 +105,18 @@ impl Service {
 
     /// Answers one request from `from`. `None`: no answer is due (an
     /// unregistration, or a message that is not a request).
+    /// A request read by [`protocol::ServerCodec`] carries its record
+    /// already checked; a plain [`Message`] has it checked here.
     pub fn handle(
         &mut self,
         from: &PeerId,
-        request: Message,
+        request: impl Into<Inbound>,
         now: u64,
     ) -> (Option<Message>, Outcome) {
+        let Inbound {
+            message: request,
+            record: checked,
+        } = request.into();
         let kind = request.r#type.and_then(|t| MessageType::try_from(t).ok());
         match (kind, request) {
             (
@@ -108,7 +126,7 @@ impl Service {
                     ..
                 },
             ) => {
-                let (status, text, ttl) = match self.register(from, register, now) {
+                let (status, text, ttl) = match self.register(from, register, checked, now) {
                     Ok(ttl) => (ResponseStatus::Ok, String::new(), Some(ttl)),
                     Err((status, text)) => (status, text, None),
                 };
@@ -202,46 +220,34 @@ impl Service {
             .map_err(|_| invalid("namespace is not UTF-8".into()))
     }
 
-    fn register(&mut self, from: &PeerId, r: Register, now: u64) -> Result<u64, Refusal> {
+    /// `checked`: the record as [`protocol::ServerCodec`] already checked
+    /// it, if it did.
+    fn register(
+        &mut self,
+        from: &PeerId,
+        r: Register,
+        checked: Option<protocol::RecordCheck>,
+        now: u64,
+    ) -> Result<u64, Refusal> {
         let namespace = self.namespace(r.ns.as_deref())?;
-        let bad_record = |why: String| (ResponseStatus::InvalidSignedPeerRecord, why);
-        let bytes = r
-            .signed_peer_record
-            .ok_or_else(|| bad_record("no signed peer record".into()))?;
-        if bytes.len() > self.limits.max_record_bytes {
-            return Err(bad_record(format!(
-                "signed peer record of {} bytes is over the {}-byte limit",
-                bytes.len(),
-                self.limits.max_record_bytes
-            )));
-        }
-        let envelope = SignedEnvelope::from_protobuf_encoding(&bytes)
-            .map_err(|e| bad_record(format!("not a signed envelope: {e}")))?;
-        // Rust clients sign in libp2p's own format, Go and JS clients in the
-        // spec's (RFC 0002/0003); the bytes are stored and served as
-        // received, so the spec's format is accepted only when configured
-        // (see `Limits::accept_spec_records`).
-        let record = match PeerRecord::from_signed_envelope(envelope.clone()) {
-            Ok(record) => record,
-            Err(e) => match PeerRecord::from_signed_envelope_interop(envelope) {
-                Ok(record) if self.limits.accept_spec_records => record,
-                Ok(_) => {
-                    return Err(bad_record(
-                        "a record in the spec's (Go/JS) format, which this point does not \
-                         accept: stock rust-libp2p clients cannot read it"
-                            .into(),
-                    ));
-                }
-                Err(_) => return Err(bad_record(format!("not a valid peer record: {e}"))),
-            },
+        let bytes = r.signed_peer_record.ok_or_else(|| {
+            (
+                ResponseStatus::InvalidSignedPeerRecord,
+                "no signed peer record".to_owned(),
+            )
+        })?;
+        let owner = match checked {
+            Some(check) => check?,
+            None => protocol::check_record(
+                &bytes,
+                self.limits.max_record_bytes,
+                self.limits.accept_spec_records,
+            )?,
         };
-        if record.peer_id() != *from {
+        if owner != *from {
             return Err((
                 ResponseStatus::NotAuthorized,
-                format!(
-                    "the record is {}'s, the request came from {from}",
-                    record.peer_id()
-                ),
+                format!("the record is {owner}'s, the request came from {from}"),
             ));
         }
         let ttl = r.ttl.unwrap_or(self.limits.default_ttl);

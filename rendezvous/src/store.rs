@@ -14,7 +14,8 @@
 //! [`Durability::ProcessCrash`] (SQLite `synchronous=NORMAL`) a committed
 //! registration survives the process being killed, `kill -9` included, but
 //! may be lost if the machine loses power; [`Durability::PowerLoss`]
-//! (`synchronous=FULL`) also survives that, at one `fsync` per write
+//! (`synchronous=FULL`) also survives that, at one `fsync` per commit (one
+//! per batch, see [`Store::begin`])
 //! (<https://www.sqlite.org/pragma.html#pragma_synchronous>). The file is
 //! locked exclusively, so a second process on the same database fails at
 //! open instead of corrupting counts.
@@ -48,7 +49,7 @@ pub enum Durability {
     /// power loss. SQLite `synchronous=NORMAL` in WAL mode.
     #[default]
     ProcessCrash,
-    /// Survives a power loss too; one `fsync` per write.
+    /// Survives a power loss too; one `fsync` per commit.
     /// SQLite `synchronous=FULL`.
     PowerLoss,
 }
@@ -99,6 +100,24 @@ pub struct Store {
     last_position: u64,
     /// Expired rows deleted since the store was opened.
     expired: u64,
+    /// No registration expires before this (Unix seconds; `u64::MAX` when
+    /// there are none): a lower bound, so a registration deletes expired
+    /// rows only once one may have expired.
+    next_expiry: u64,
+    /// The counts when the open batch began; `None` outside a batch.
+    batch: Option<Counters>,
+    /// Why the open batch cannot be committed: a registration in it failed
+    /// part way.
+    batch_failed: Option<String>,
+}
+
+/// The store's counts, kept to restore them when a batch fails.
+#[derive(Debug, Clone, Copy)]
+struct Counters {
+    rows: u64,
+    last_position: u64,
+    expired: u64,
+    next_expiry: u64,
 }
 
 impl std::fmt::Debug for Store {
@@ -204,12 +223,18 @@ impl Store {
             .map_err(fail)?
             .unwrap_or(0);
         let last_position = unsigned(last_position);
+        let next_expiry: Option<i64> = conn
+            .query_row("SELECT MIN(expires) FROM registrations", [], |r| r.get(0))
+            .map_err(fail)?;
         Ok(Store {
+            next_expiry: next_expiry.map_or(u64::MAX, unsigned),
             conn,
             path,
             rows,
             last_position,
             expired: 0,
+            batch: None,
+            batch_failed: None,
         })
     }
 
@@ -250,69 +275,117 @@ impl Store {
         now: u64,
         caps: Caps,
     ) -> Result<Registered, Error> {
-        let Caps {
-            per_peer: max_per_peer,
-            total: max_total,
-        } = caps;
         let peer_bytes = peer.to_bytes();
-        let tx = self.conn.transaction().map_err(|e| Error::Store {
-            path: self.path.clone().unwrap_or_default(),
-            message: e.to_string(),
-        })?;
-        let result = (|| {
-            let swept = tx
-                .prepare_cached("DELETE FROM registrations WHERE expires <= ?1")?
-                .execute(params![sql(now)])? as u64;
-            let existing: Option<i64> = tx
-                .prepare_cached(
-                    "SELECT position FROM registrations WHERE namespace = ?1 AND peer = ?2",
-                )?
-                .query_row(params![namespace, peer_bytes], |r| r.get(0))
-                .optional()?;
-            let rows = self.rows - swept;
-            if existing.is_none() {
-                let held: i64 = tx
-                    .prepare_cached("SELECT COUNT(*) FROM registrations WHERE peer = ?1")?
-                    .query_row(params![peer_bytes], |r| r.get(0))?;
-                if unsigned(held) >= max_per_peer {
-                    return Ok((Registered::PeerLimit, swept, rows));
-                }
-                if rows >= max_total {
-                    return Ok((Registered::TotalLimit, swept, rows));
-                }
-            } else {
-                tx.prepare_cached("DELETE FROM registrations WHERE namespace = ?1 AND peer = ?2")?
-                    .execute(params![namespace, peer_bytes])?;
+        let counts = (self.rows, self.next_expiry);
+        let result = if self.batch.is_some() {
+            // Inside a batch, no savepoint of its own (two more statements
+            // per registration): a failure fails the whole batch instead,
+            // and its commit rolls all of it back.
+            let result = register_rows(
+                &self.conn,
+                &peer_bytes,
+                namespace,
+                record,
+                expires,
+                now,
+                caps,
+                counts,
+            );
+            if let Err(e) = &result {
+                self.batch_failed.get_or_insert_with(|| e.to_string());
             }
-            tx.prepare_cached(
-                "INSERT INTO registrations (namespace, peer, record, expires)
-                 VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![namespace, peer_bytes, record, sql(expires)])?;
-            let outcome = if existing.is_some() {
-                Registered::Refreshed
-            } else {
-                Registered::New
-            };
-            let rows = if existing.is_some() { rows } else { rows + 1 };
-            Ok::<_, rusqlite::Error>((outcome, swept, rows))
-        })();
+            result
+        } else {
+            self.conn.transaction().and_then(|tx| {
+                let result = register_rows(
+                    &tx,
+                    &peer_bytes,
+                    namespace,
+                    record,
+                    expires,
+                    now,
+                    caps,
+                    counts,
+                )?;
+                tx.commit()?;
+                Ok(result)
+            })
+        };
         match result {
-            Ok((outcome, swept, rows)) => {
-                let position = tx.last_insert_rowid();
-                tx.commit().map_err(|e| self.error(&e))?;
-                self.rows = rows;
-                self.expired += swept;
-                if matches!(outcome, Registered::New | Registered::Refreshed) {
-                    self.last_position = u64::try_from(position).unwrap_or(self.last_position);
+            Ok(done) => {
+                self.next_expiry = done.next_expiry;
+                self.rows = done.rows;
+                self.expired += done.swept;
+                if let Some(position) = done.position {
+                    self.last_position = position;
                 }
-                Ok(outcome)
+                Ok(done.outcome)
             }
-            Err(e) => Err(Error::Store {
-                path: self.path.clone().unwrap_or_default(),
-                message: e.to_string(),
-            }),
+            Err(e) => Err(self.error(&e)),
         }
+    }
+
+    /// Opens a batch: the registrations and unregistrations until
+    /// [`Store::commit`] become durable together, in one transaction (group
+    /// commit: one write of the log, and with [`Durability::PowerLoss`] one
+    /// `fsync`, for all of them). Reads inside the batch see its writes.
+    /// Whoever opens a batch must not confirm a write in it before
+    /// [`Store::commit`] returns `Ok`.
+    pub fn begin(&mut self) -> Result<(), Error> {
+        if self.batch.is_some() {
+            return Ok(());
+        }
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| self.error(&e))?;
+        self.batch = Some(Counters {
+            rows: self.rows,
+            last_position: self.last_position,
+            expired: self.expired,
+            next_expiry: self.next_expiry,
+        });
+        Ok(())
+    }
+
+    /// Commits the open batch (nothing when none is open). On failure the
+    /// batch is rolled back, the counts return to what they were at
+    /// [`Store::begin`], and none of its writes happened.
+    pub fn commit(&mut self) -> Result<(), Error> {
+        let Some(before) = self.batch.take() else {
+            return Ok(());
+        };
+        let committed = match self.batch_failed.take() {
+            Some(why) => Err(Error::Store {
+                path: self
+                    .path
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from(":memory:")),
+                message: format!("a registration in the batch failed: {why}"),
+            }),
+            None => self
+                .conn
+                .execute_batch("COMMIT")
+                .map_err(|e| self.error(&e)),
+        };
+        match committed {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                // A failed COMMIT can leave the transaction open.
+                if !self.conn.is_autocommit() {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                }
+                self.rows = before.rows;
+                self.last_position = before.last_position;
+                self.expired = before.expired;
+                self.next_expiry = before.next_expiry;
+                Err(error)
+            }
+        }
+    }
+
+    /// Whether a batch is open.
+    pub fn in_batch(&self) -> bool {
+        self.batch.is_some()
     }
 
     /// Drops `peer`'s registration in `namespace`; whether there was one.
@@ -400,6 +473,11 @@ impl Store {
             .map_err(|e| self.error(&e))? as u64;
         self.rows -= n;
         self.expired += n;
+        let earliest: Option<i64> = self
+            .conn
+            .query_row("SELECT MIN(expires) FROM registrations", [], |r| r.get(0))
+            .map_err(|e| self.error(&e))?;
+        self.next_expiry = earliest.map_or(u64::MAX, unsigned);
         Ok(n)
     }
 
@@ -408,6 +486,94 @@ impl Store {
     pub fn expired(&self) -> u64 {
         self.expired
     }
+}
+
+/// What one registration did to the table.
+struct RegisterRows {
+    outcome: Registered,
+    /// Expired rows deleted on the way.
+    swept: u64,
+    /// Rows held after it.
+    rows: u64,
+    /// The new lower bound of expiries.
+    next_expiry: u64,
+    /// The new row's sequence number, if one was written.
+    position: Option<u64>,
+}
+
+/// The statements of [`Store::register`], on `conn` (a transaction, or the
+/// connection inside an open batch). `counts`: the rows held and the
+/// expiry lower bound before it.
+#[allow(clippy::too_many_arguments)]
+fn register_rows(
+    conn: &Connection,
+    peer_bytes: &[u8],
+    namespace: &str,
+    record: &[u8],
+    expires: u64,
+    now: u64,
+    caps: Caps,
+    (rows, next_expiry): (u64, u64),
+) -> rusqlite::Result<RegisterRows> {
+    // Nothing can have expired before the earliest expiry: skip the delete
+    // until then.
+    let due = next_expiry <= now;
+    let swept = if due {
+        conn.prepare_cached("DELETE FROM registrations WHERE expires <= ?1")?
+            .execute(params![sql(now)])? as u64
+    } else {
+        0
+    };
+    let next_expiry = if due {
+        let earliest: Option<i64> = conn
+            .prepare_cached("SELECT MIN(expires) FROM registrations")?
+            .query_row([], |r| r.get(0))?;
+        earliest.map_or(u64::MAX, unsigned)
+    } else {
+        next_expiry
+    };
+    let existing: Option<i64> = conn
+        .prepare_cached("SELECT position FROM registrations WHERE namespace = ?1 AND peer = ?2")?
+        .query_row(params![namespace, peer_bytes], |r| r.get(0))
+        .optional()?;
+    let rows = rows - swept;
+    let refused = |outcome| RegisterRows {
+        outcome,
+        swept,
+        rows,
+        next_expiry,
+        position: None,
+    };
+    if existing.is_none() {
+        let held: i64 = conn
+            .prepare_cached("SELECT COUNT(*) FROM registrations WHERE peer = ?1")?
+            .query_row(params![peer_bytes], |r| r.get(0))?;
+        if unsigned(held) >= caps.per_peer {
+            return Ok(refused(Registered::PeerLimit));
+        }
+        if rows >= caps.total {
+            return Ok(refused(Registered::TotalLimit));
+        }
+    } else {
+        conn.prepare_cached("DELETE FROM registrations WHERE namespace = ?1 AND peer = ?2")?
+            .execute(params![namespace, peer_bytes])?;
+    }
+    conn.prepare_cached(
+        "INSERT INTO registrations (namespace, peer, record, expires)
+         VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![namespace, peer_bytes, record, sql(expires)])?;
+    Ok(RegisterRows {
+        outcome: if existing.is_some() {
+            Registered::Refreshed
+        } else {
+            Registered::New
+        },
+        swept,
+        rows: if existing.is_some() { rows } else { rows + 1 },
+        next_expiry: next_expiry.min(expires),
+        position: u64::try_from(conn.last_insert_rowid()).ok(),
+    })
 }
 
 #[cfg(test)]
@@ -441,6 +607,68 @@ mod tests {
             Registered::PeerLimit
         );
         assert_eq!(s.len(), 2);
+    }
+
+    /// A fresh database file in the system's temporary folder; removed
+    /// with its WAL files when dropped.
+    struct TempDb(PathBuf);
+
+    impl TempDb {
+        fn new(name: &str) -> TempDb {
+            let path = std::env::temp_dir().join(format!(
+                "multidriver-store-{name}-{}.db",
+                std::process::id()
+            ));
+            let db = TempDb(path);
+            db.clean();
+            db
+        }
+        fn clean(&self) {
+            for suffix in ["", "-wal", "-shm"] {
+                let mut p = self.0.clone().into_os_string();
+                p.push(suffix);
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+
+    impl Drop for TempDb {
+        fn drop(&mut self) {
+            self.clean();
+        }
+    }
+
+    #[test]
+    fn a_batch_sees_its_own_writes_and_keeps_them_only_once_committed() {
+        let db = TempDb::new("batch");
+        let (a, b, c) = (peer(), peer(), peer());
+        {
+            let mut s = Store::open(&db.0, Durability::ProcessCrash).unwrap();
+            s.begin().unwrap();
+            assert!(s.in_batch());
+            s.register(&a, "ns", b"a", 100, 0, caps(1, 10)).unwrap();
+            s.register(&b, "ns", b"b", 100, 0, caps(1, 10)).unwrap();
+            // A refusal inside the batch takes none of the batch with it.
+            assert_eq!(
+                s.register(&a, "other", b"a", 100, 0, caps(1, 10)).unwrap(),
+                Registered::PeerLimit
+            );
+            assert!(s.unregister(&b, "ns").unwrap());
+            assert_eq!(s.len(), 1);
+            let (page, _) = s.discover(Some("ns"), 0, 10, 0, |_| true).unwrap();
+            assert_eq!(page.len(), 1);
+            s.commit().unwrap();
+            assert!(!s.in_batch());
+            // A batch never committed is gone with the process.
+            s.begin().unwrap();
+            s.register(&c, "ns", b"c", 100, 0, caps(1, 10)).unwrap();
+            assert_eq!(s.len(), 2);
+        }
+        let s = Store::open(&db.0, Durability::ProcessCrash).unwrap();
+        assert_eq!(s.len(), 1);
+        let (page, _) = s.discover(Some("ns"), 0, 10, 0, |_| true).unwrap();
+        assert_eq!(page.len(), 1);
+        assert_eq!(page[0].record, b"a");
     }
 
     #[test]

@@ -467,3 +467,75 @@ fn a_page_is_cut_to_fit_the_message_limit_and_the_cookie_carries_on() {
     let (_, rest, _) = discover(&mut s, Some("ns"), None, cookie, NOW);
     assert_eq!(rest, [peers[2].id]);
 }
+
+/// The point's codec checks a registration's record as it reads the stream
+/// (on the connection's task); the answer must be the one the service
+/// gives when it checks the record itself, for every kind of record.
+#[test]
+fn records_checked_by_the_codec_get_the_answers_the_service_gives() {
+    use libp2p::request_response::Codec as _;
+    use multidriver_rendezvous::protocol::{PROTOCOL, ServerCodec};
+    use prost::Message as _;
+
+    let limits = Limits {
+        max_record_bytes: 200,
+        ..Limits::default()
+    };
+    let p = peer();
+    let many: Vec<Multiaddr> = (0..20)
+        .map(|i| format!("/ip4/192.0.2.{i}/tcp/4001").parse().unwrap())
+        .collect();
+    let big = PeerRecord::new(&p.key, many)
+        .unwrap()
+        .into_signed_envelope()
+        .into_protobuf_encoding();
+    let interop = PeerRecord::new_interop(&p.key, vec![addr()])
+        .unwrap()
+        .into_signed_envelope()
+        .into_protobuf_encoding();
+    let mut tampered = record(&p.key);
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    let cases = [
+        ("own", record(&p.key), ResponseStatus::Ok),
+        (
+            "garbage",
+            vec![1, 2, 3],
+            ResponseStatus::InvalidSignedPeerRecord,
+        ),
+        (
+            "another peer's",
+            record(&peer().key),
+            ResponseStatus::NotAuthorized,
+        ),
+        ("oversized", big, ResponseStatus::InvalidSignedPeerRecord),
+        (
+            "spec format",
+            interop,
+            ResponseStatus::InvalidSignedPeerRecord,
+        ),
+        (
+            "bad signature",
+            tampered,
+            ResponseStatus::InvalidSignedPeerRecord,
+        ),
+    ];
+    for (what, record, expected) in cases {
+        let msg = register_msg(b"ns", record, None);
+        let bytes = msg.encode_length_delimited_to_vec();
+        let mut codec = ServerCodec::new(64 * 1024, limits.max_record_bytes, false);
+        let inbound =
+            futures::executor::block_on(codec.read_request(&PROTOCOL, &mut bytes.as_slice()))
+                .unwrap();
+        assert!(inbound.record.is_some(), "{what}: the codec checked it");
+        let (by_codec, _) = service(limits.clone()).handle(&p.id, inbound, NOW);
+        let (by_service, _) = service(limits.clone()).handle(&p.id, msg, NOW);
+        assert_eq!(by_codec, by_service, "{what}");
+        let status = by_codec.unwrap().register_response.unwrap().status.unwrap();
+        assert_eq!(
+            ResponseStatus::try_from(status).unwrap(),
+            expected,
+            "{what}"
+        );
+    }
+}
