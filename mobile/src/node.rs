@@ -1101,15 +1101,12 @@ impl Task {
                     peer: peer.to_base58(),
                 }
             }
+            // A connected peer whose every route failed (its only network
+            // went) was reported disconnected just before (the engine's
+            // `PeerDisconnected`), so the host's view of who is connected
+            // follows the events alone.
             Event::PeerUnreachable { peer, tried } => {
-                // A connected peer whose every route failed at once (its
-                // only network went): lost first, so that the host's view
-                // of who is connected follows the events alone.
-                if lock(&self.shared).routes.remove(&peer).is_some() {
-                    self.events.emit(NodeEvent::PeerLost {
-                        peer: peer.to_base58(),
-                    });
-                }
+                lock(&self.shared).routes.remove(&peer);
                 NodeEvent::PeerUnreachable {
                     peer: peer.to_base58(),
                     tried: u32::try_from(tried).unwrap_or(u32::MAX),

@@ -594,3 +594,71 @@ async fn connections_per_ip_are_exact_at_the_bound() {
     drop(held);
     point.stop().await;
 }
+
+/// The `host:port` of a `/ip4/…/tcp/…` address.
+fn socket_addr(addr: &Multiaddr) -> std::net::SocketAddr {
+    use libp2p::multiaddr::Protocol;
+    let mut ip = None;
+    let mut port = None;
+    for p in addr.iter() {
+        match p {
+            Protocol::Ip4(a) => ip = Some(std::net::IpAddr::V4(a)),
+            Protocol::Tcp(p) => port = Some(p),
+            _ => {}
+        }
+    }
+    std::net::SocketAddr::new(ip.expect("an IPv4 address"), port.expect("a TCP port"))
+}
+
+/// Half-open handshakes (TCP connected, nothing sent) hold a slot only for
+/// `handshake_timeout_secs`: the point closes them, and the slots they
+/// held go to real clients. With the point's 1 s here, they must be gone
+/// well before libp2p's own 10 s connection timeout would close them.
+#[tokio::test]
+async fn silent_handshakes_are_closed_at_the_handshake_timeout() {
+    use tokio::io::AsyncReadExt;
+    let point = start_point_with("handshake", |c| {
+        c.max_connections_per_ip = 2;
+        c.handshake_timeout_secs = 1;
+    })
+    .await;
+    let to = socket_addr(&point.tcp);
+    let mut silent = Vec::new();
+    for _ in 0..2 {
+        silent.push(tokio::net::TcpStream::connect(to).await.unwrap());
+    }
+    // Both slots of the address are held by the silent handshakes.
+    let mut refused = client();
+    assert!(
+        !try_connect(&mut refused, &point.tcp).await,
+        "a third connection while two handshakes are pending"
+    );
+    // libp2p's default connection timeout, which the point shortens.
+    let libp2p_default = Duration::from_secs(10);
+    let started = tokio::time::Instant::now();
+    for mut s in silent {
+        let mut buf = [0u8; 64];
+        // The point may send its multistream header before it gives up;
+        // what matters is that it closes (end of stream or reset).
+        let closed = tokio::time::timeout(libp2p_default / 2, async {
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(
+            closed.is_ok(),
+            "a silent handshake still open {:?} after it started",
+            started.elapsed()
+        );
+    }
+    let mut later = client();
+    assert!(
+        try_connect(&mut later, &point.tcp).await,
+        "the slots of the closed handshakes are free again"
+    );
+    point.stop().await;
+}

@@ -334,7 +334,11 @@ pub enum Event<C = ConnectionHandle> {
         /// Why.
         reason: SwitchReason,
     },
-    /// Every dialable route to a peer the app wants failed.
+    /// Every dialable route to a peer the app wants failed. When the race
+    /// was to replace a connection the peer lost, [`PeerDisconnected`]
+    /// comes just before.
+    ///
+    /// [`PeerDisconnected`]: Event::PeerDisconnected
     PeerUnreachable {
         /// The peer.
         peer: PeerId,

@@ -221,7 +221,13 @@ impl Engine {
         peer.race = None;
         self.blocked.remove(&peer_id);
         if purpose == Purpose::Connect && peer.primary.is_none() && peer.wanted {
-            peer.lost = None;
+            // A race that was to replace a lost connection: the peer was
+            // connected and no longer is, which the app hears first (an app
+            // that tracks who is connected by `RouteSelected` and
+            // `PeerDisconnected` alone would otherwise keep the peer).
+            if peer.lost.take().is_some() {
+                self.push_event(Event::PeerDisconnected { peer: peer_id });
+            }
             self.push_event(Event::PeerUnreachable {
                 peer: peer_id,
                 tried,

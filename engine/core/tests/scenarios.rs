@@ -391,6 +391,81 @@ fn connection_closed_by_the_remote_re_races_a_wanted_peer() {
     h.disconnect_all(p);
 }
 
+/// The chat's case: the remote went away, so its connection closed and the
+/// redial of each route fails. The app hears that the peer is disconnected,
+/// then that it is unreachable; never "unreachable" alone for a peer it was
+/// told is connected.
+#[test]
+fn a_lost_peer_whose_redial_fails_is_disconnected_then_unreachable() {
+    let mut h = Harness::new(Config::default());
+    let p = peer(1);
+    let wifi = connected_over_wifi(&mut h, p);
+    h.at(ms(1_000));
+    let before = h.events.len();
+    let mut next = h.dials().len();
+    h.engine.handle_connection_closed(wifi, h.now);
+    h.drain();
+    // Fail each redial as it starts, letting the race's timers run between.
+    for _ in 0..32 {
+        let unreachable = h.events[before..]
+            .iter()
+            .any(|(_, e)| matches!(e, Event::PeerUnreachable { .. }));
+        if unreachable {
+            break;
+        }
+        if next < h.dials().len() {
+            let c = h.dials()[next].1;
+            next += 1;
+            h.fail(c);
+        } else if let Some(t) = h.engine.poll_timeout() {
+            h.run_until(t);
+        } else {
+            break;
+        }
+    }
+    assert!(next > 1, "the lost peer was redialled");
+    let tail: Vec<&Event> = h.events[before..]
+        .iter()
+        .map(|(_, e)| e)
+        .filter(|e| {
+            matches!(
+                e,
+                Event::PeerDisconnected { .. } | Event::PeerUnreachable { .. }
+            )
+        })
+        .collect();
+    assert!(
+        matches!(
+            tail.as_slice(),
+            [Event::PeerDisconnected { peer: a }, Event::PeerUnreachable { peer: b, tried }]
+                if *a == p && *b == p && *tried >= 1
+        ),
+        "{tail:#?}"
+    );
+    assert_eq!(h.engine.primary(&p), None);
+}
+
+#[test]
+fn every_route_failing_of_a_peer_never_connected_is_unreachable_only() {
+    let mut h = Harness::new(Config::default());
+    h.up(WIFI, Medium::Wifi);
+    let p = peer(1);
+    h.discover(p, LAN, WIFI, Source::Mdns);
+    h.connect(p);
+    h.fail(h.dial_to(LAN));
+    assert!(
+        !h.events
+            .iter()
+            .any(|(_, e)| matches!(e, Event::PeerDisconnected { .. })),
+        "{:#?}",
+        h.events
+    );
+    assert!(matches!(
+        h.events.last().unwrap().1,
+        Event::PeerUnreachable { tried: 1, .. }
+    ));
+}
+
 #[test]
 fn a_connection_that_went_dark_re_races_other_hosts_first() {
     let mut h = Harness::new(Config::default());
