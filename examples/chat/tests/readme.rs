@@ -170,3 +170,62 @@ fn the_first_chat_finds_a_later_one_within_seconds() {
         "A called B unreachable: {seen:?}"
     );
 }
+
+/// A chat that leaves is reported as gone in the order a person reads it:
+/// "disconnected" first, and only then "unreachable" once the redial to
+/// its old address fails (before the fix, the engine said "unreachable"
+/// alone and the chat kept the peer in its list).
+#[test]
+fn a_chat_that_leaves_is_disconnected_before_unreachable() {
+    let mut point = Proc::start(&[
+        "--serve-rendezvous",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--exit-after",
+        "60",
+    ]);
+    let line = point.expect("rendezvous point: ");
+    let addr = line.trim_start_matches("rendezvous point: ").to_owned();
+    let mut a = Proc::start(&[
+        "--rendezvous",
+        &addr,
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--exit-after",
+        "60",
+    ]);
+    a.expect("listening on");
+    let mut b = Proc::start(&[
+        "--rendezvous",
+        &addr,
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--send",
+        "hello from B",
+        "--exit-after",
+        "60",
+    ]);
+    let me = b.expect("I am ");
+    let short: String = me
+        .split('(')
+        .nth(1)
+        .unwrap()
+        .trim_end_matches(')')
+        .to_owned();
+    a.expect(": hello from B");
+    // B goes away for good; its port closes with it.
+    drop(b);
+    a.expect(&format!("{short} disconnected"));
+    a.expect(&format!("{short} unreachable"));
+    let position = |needle: &str| {
+        a.seen
+            .iter()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} in {:#?}", a.seen))
+    };
+    assert!(
+        position("disconnected") < position("unreachable"),
+        "unreachable before disconnected: {:#?}",
+        a.seen
+    );
+}
