@@ -6,6 +6,8 @@
 #   bash fuzz/run.sh                      # every target, 60 s each
 #   bash fuzz/run.sh -t 3600              # every target, an hour each
 #   bash fuzz/run.sh -t 600 core_sequence rendezvous_service
+#   bash fuzz/run.sh -n 10000000 -t 7200 core_sequence   # 10 M executions, at most 2 h
+#   (-t 0: no time limit)
 #
 # It exits non-zero when a target crashed (as .ci/run relies on).
 # Corpora live in fuzz/corpus/<target> (seeded from the shipped files by
@@ -15,14 +17,17 @@
 # Needs: a nightly toolchain (`rustup toolchain list`); cargo-fuzz is not
 # needed, but `cargo +nightly fuzz run <target>` works on this folder too.
 set -euo pipefail
-cd "$(dirname "$0")"
+script="$(readlink -f "$0")"
+cd "$(dirname "$script")"
 
 seconds=60
+max_runs=""
 targets=()
 while [ $# -gt 0 ]; do
   case "$1" in
     -t) seconds="${2:?fuzz/run.sh: -t needs a number of seconds}"; shift 2 ;;
-    -h|--help) sed -n 2,17p "$0"; exit 0 ;;
+    -n) max_runs="${2:?fuzz/run.sh: -n needs a number of executions}"; shift 2 ;;
+    -h|--help) sed -n 2,18p "$script"; exit 0 ;;
     -*) echo "fuzz/run.sh: unknown option $1" >&2; exit 2 ;;
     *) targets+=("$1"); shift ;;
   esac
@@ -30,6 +35,9 @@ done
 if [ ${#targets[@]} -eq 0 ]; then
   mapfile -t targets < <(ls fuzz_targets | sed -n 's/\.rs$//p')
 fi
+for v in "$seconds" "${max_runs:-1}"; do
+  [[ "$v" =~ ^[0-9]+$ ]] || { echo "fuzz/run.sh: -t and -n take a whole number, not '$v'" >&2; exit 2; }
+done
 for t in "${targets[@]}"; do
   [ -f "fuzz_targets/$t.rs" ] || { echo "fuzz/run.sh: no target $t (see fuzz/fuzz_targets)" >&2; exit 2; }
 done
@@ -55,11 +63,22 @@ trap 'rm -f "$summary"' EXIT
 failed=0
 for t in "${targets[@]}"; do
   mkdir -p "corpus/$t" "artifacts/$t"
-  echo "== $t: ${seconds} s"
+  echo "== $t: ${seconds} s${max_runs:+ or $max_runs executions, whichever comes first}"
   log="$(mktemp)"
   set +e
-  "$bin_dir/$t" "corpus/$t" -max_total_time="$seconds" -rss_limit_mb=2048 \
-    -max_len=65536 -timeout=10 -artifact_prefix="artifacts/$t/" -print_final_stats=1 >"$log" 2>&1
+  "$bin_dir/$t" "corpus/$t" -max_total_time="$seconds" ${max_runs:+-runs="$max_runs"} -rss_limit_mb=2048 \
+    -max_len=65536 -timeout=10 -artifact_prefix="artifacts/$t/" -print_final_stats=1 >"$log" 2>&1 &
+  pid=$!
+  # Progress on long runs: libFuzzer's latest status line every 5 minutes.
+  waited=0
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 1
+    waited=$((waited + 1))
+    if [ $((waited % 300)) -eq 0 ]; then
+      { grep -E '^#[0-9]+' "$log" || true; } | tail -1 | cut -c1-120
+    fi
+  done
+  wait "$pid"
   rc=$?
   set -e
   { grep -E '^#[0-9]+.*(DONE|INITED|pulse)' "$log" || true; } | tail -1
