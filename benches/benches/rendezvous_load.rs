@@ -8,12 +8,15 @@
 //! ```text
 //! cargo bench -p multidriver-benches --bench rendezvous_load
 //! cargo bench -p multidriver-benches --bench rendezvous_load -- --clients 400 --namespaces 25 --discovers 10 --runs 5
+//! cargo bench -p multidriver-benches --bench rendezvous_load -- --pin
 //! ```
 //!
 //! Each point runs in its own process (this binary, re-run as a child), so
-//! its peak resident memory (`VmHWM`) is its own. Clients and point share
-//! the machine's cores, so the figures are for comparison in one run, not
-//! a capacity claim.
+//! its peak resident memory (`VmHWM`) is its own. By default clients and
+//! point share the machine's cores, so the figures are for comparison in
+//! one run, not a capacity claim; with `--pin` (Linux, `taskset`) every
+//! point runs on the first core and the clients on the others, so each
+//! point gets the same one core and the clients cannot take it from it.
 
 #![allow(missing_docs)]
 
@@ -73,6 +76,8 @@ struct Params {
     namespaces: usize,
     discovers: usize,
     runs: usize,
+    /// Points on the first core, clients on the rest (`--pin`).
+    pin: bool,
 }
 
 fn parse_args() -> Params {
@@ -81,6 +86,7 @@ fn parse_args() -> Params {
         namespaces: 25,
         discovers: 10,
         runs: 5,
+        pin: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -96,6 +102,11 @@ fn parse_args() -> Params {
             "--namespaces" => p.namespaces = value(),
             "--discovers" => p.discovers = value(),
             "--runs" => p.runs = value(),
+            "--pin" => {
+                p.pin = true;
+                i += 1;
+                continue;
+            }
             // cargo bench passes --bench; nothing else is ours.
             _ => {
                 i += 1;
@@ -113,6 +124,9 @@ fn main() {
         return;
     }
     let p = parse_args();
+    if p.pin {
+        pin_clients();
+    }
     let total = p.clients * p.namespaces;
     println!(
         "rendezvous load over loopback TCP: {} clients × {} namespaces = {total} registrations, \
@@ -149,8 +163,13 @@ fn main() {
     ];
     println!();
     println!(
-        "medians of {} runs [min–max]; the point and the clients share the machine's cores",
-        p.runs
+        "medians of {} runs [min–max]; {}",
+        p.runs,
+        if p.pin {
+            "each point on the first core, the clients on the others"
+        } else {
+            "the point and the clients share the machine's cores"
+        }
     );
     print!("{:<40}", "point");
     for (name, _) in &columns {
@@ -500,7 +519,15 @@ fn spawn(role: Role, p: &Params) -> Point {
         std::env::temp_dir().join(format!("md-rv-bench-{}-{}", std::process::id(), role.arg()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let mut child = Command::new(std::env::current_exe().expect("own path"))
+    let exe = std::env::current_exe().expect("own path");
+    let mut command = if p.pin {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "0"]).arg(exe);
+        c
+    } else {
+        Command::new(exe)
+    };
+    let mut child = command
         .env(ROLE, role.arg())
         .env(TOTAL, (p.clients * p.namespaces).to_string())
         .env(PER_PEER, p.namespaces.to_string())
@@ -522,6 +549,28 @@ fn spawn(role: Role, p: &Params) -> Point {
         }
     };
     Point { child, addr, dir }
+}
+
+/// `--pin`: moves this process off the first core, which is left to the
+/// point. Done on the main thread before any runtime starts, so every
+/// client thread inherits it. Assumes the cores are numbered from 0.
+fn pin_clients() {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    assert!(
+        cores >= 2,
+        "--pin needs at least 2 cores (one for the point, the rest for the clients); \
+         this machine offers {cores}"
+    );
+    let others = format!("1-{}", cores - 1);
+    match Command::new("taskset")
+        .args(["-p", "-c", &others, &std::process::id().to_string()])
+        .stdout(Stdio::null())
+        .status()
+    {
+        Ok(s) if s.success() => {}
+        Ok(s) => panic!("--pin: `taskset -p -c {others}` failed ({s})"),
+        Err(e) => panic!("--pin needs taskset (util-linux): {e}"),
+    }
 }
 
 /// Resident memory of `pid`: (current, peak), KiB.
