@@ -114,11 +114,9 @@ fn two_chats_meet_at_a_rendezvous_point_and_talk() {
     a.expect(": hello from B");
 }
 
-/// The first chat finds a later one as soon as that one connects (not at
-/// its own next lookup, 30 s later), and never calls a connected peer
-/// unreachable.
-#[test]
-fn the_first_chat_finds_a_later_one_within_seconds() {
+/// A rendezvous point, chat A, and half a second later chat B, which sends
+/// "hello from B"; with B's short id as the chats print it.
+fn point_then_a_then_b() -> (Proc, Proc, Proc, String) {
     let mut point = Proc::start(&[
         "--serve-rendezvous",
         "--listen",
@@ -155,6 +153,15 @@ fn the_first_chat_finds_a_later_one_within_seconds() {
         .unwrap()
         .trim_end_matches(')')
         .to_owned();
+    (point, a, b, short)
+}
+
+/// The first chat finds a later one as soon as that one connects (not at
+/// its own next lookup, 30 s later), and never calls a connected peer
+/// unreachable.
+#[test]
+fn the_first_chat_finds_a_later_one_within_seconds() {
+    let (_point, mut a, _b, short) = point_then_a_then_b();
     let started = Instant::now();
     let found = a.expect(&format!("found {short} (it connected to us)"));
     assert!(
@@ -177,41 +184,7 @@ fn the_first_chat_finds_a_later_one_within_seconds() {
 /// alone and the chat kept the peer in its list).
 #[test]
 fn a_chat_that_leaves_is_disconnected_before_unreachable() {
-    let mut point = Proc::start(&[
-        "--serve-rendezvous",
-        "--listen",
-        "/ip4/127.0.0.1/tcp/0",
-        "--exit-after",
-        "60",
-    ]);
-    let line = point.expect("rendezvous point: ");
-    let addr = line.trim_start_matches("rendezvous point: ").to_owned();
-    let mut a = Proc::start(&[
-        "--rendezvous",
-        &addr,
-        "--listen",
-        "/ip4/127.0.0.1/tcp/0",
-        "--exit-after",
-        "60",
-    ]);
-    a.expect("listening on");
-    let mut b = Proc::start(&[
-        "--rendezvous",
-        &addr,
-        "--listen",
-        "/ip4/127.0.0.1/tcp/0",
-        "--send",
-        "hello from B",
-        "--exit-after",
-        "60",
-    ]);
-    let me = b.expect("I am ");
-    let short: String = me
-        .split('(')
-        .nth(1)
-        .unwrap()
-        .trim_end_matches(')')
-        .to_owned();
+    let (_point, mut a, b, short) = point_then_a_then_b();
     a.expect(": hello from B");
     // B goes away for good; its port closes with it.
     drop(b);
