@@ -182,6 +182,7 @@ impl Engine {
     /// limits by design (scoring already counts those cuts), and a relay
     /// that went down shows in the failed redial.
     pub fn handle_connection_lost(&mut self, connection: ConnectionHandle, now: Timestamp) {
+        self.last_now = self.last_now.max(now);
         if !self
             .connections
             .get(&connection)

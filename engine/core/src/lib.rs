@@ -508,6 +508,7 @@ impl Engine {
     /// # Errors
     /// [`Error::Scoring`] if the profile is invalid; the old one stays.
     pub fn set_profile(&mut self, profile: Profile, now: Timestamp) -> Result<(), Error> {
+        self.last_now = self.last_now.max(now);
         profile.validate()?;
         self.profile = profile;
         self.reevaluate_all(now);

@@ -95,3 +95,28 @@ proptest! {
         prop_assert_eq!(first, second);
     }
 }
+
+/// Found by the `core_sequence` fuzz target: a subscription, half a minute,
+/// then a profile change left a timer in the past.
+#[test]
+fn a_profile_change_after_a_subscription_schedules_no_timer_in_the_past() {
+    let mut ops = vec![
+        Op::Up {
+            iface: 1,
+            validated: true,
+        },
+        Op::Discover {
+            peer: 0,
+            addr: 0,
+            iface: 1,
+            ttl_ms: 103_143,
+        },
+        Op::Connect { peer: 0 },
+        Op::Subscribe { ns: 0, on: true },
+    ];
+    for ms in [3980, 3980, 3980, 3980, 3429, 3980, 3980, 3420] {
+        ops.push(Op::Advance { ms });
+    }
+    ops.push(Op::SetProfile { performance: false });
+    run(&ops, &Config::default()).unwrap();
+}
