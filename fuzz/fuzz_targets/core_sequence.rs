@@ -168,7 +168,7 @@ fuzz_target!(|data: &[u8]| {
             Err(_) => break,
         }
     }
-    if let Err(message) = world::run(&ops, &config) {
+    if let Err(message) = world::check(&ops, &config) {
         panic!("{message}\nops: {ops:?}");
     }
 });
