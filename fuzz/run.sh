@@ -59,11 +59,15 @@ bin_dir="$target_dir/$host/release"
 
 bash seed.sh >/dev/null
 summary="$(mktemp)"
-trap 'rm -f "$summary"' EXIT
+pid=""
+# A stopped script stops its fuzzer too (with -t 0 it would run forever).
+trap 'if [ -n "$pid" ]; then kill "$pid" 2>/dev/null; fi; rm -f "$summary"' EXIT
+trap 'exit 130' INT TERM HUP
 failed=0
 for t in "${targets[@]}"; do
   mkdir -p "corpus/$t" "artifacts/$t"
-  echo "== $t: ${seconds} s${max_runs:+ or $max_runs executions, whichever comes first}"
+  if [ "$seconds" -eq 0 ]; then limit="no time limit"; else limit="${seconds} s"; fi
+  echo "== $t: ${limit}${max_runs:+, at most $max_runs executions}"
   log="$(mktemp)"
   set +e
   "$bin_dir/$t" "corpus/$t" -max_total_time="$seconds" ${max_runs:+-runs="$max_runs"} -rss_limit_mb=2048 \
@@ -75,11 +79,15 @@ for t in "${targets[@]}"; do
     sleep 1
     waited=$((waited + 1))
     if [ $((waited % 300)) -eq 0 ]; then
-      { grep -E '^#[0-9]+' "$log" || true; } | tail -1 | cut -c1-120
+      # libFuzzer prints a line when it finds something (and at powers of
+      # two): the count is as of that line, not of now.
+      last="$({ grep -E '^#[0-9]+' "$log" || true; } | tail -1 | cut -c1-100)"
+      echo "   after ${waited} s, libFuzzer's latest line: ${last:-none yet}"
     fi
   done
   wait "$pid"
   rc=$?
+  pid=""
   set -e
   { grep -E '^#[0-9]+.*(DONE|INITED|pulse)' "$log" || true; } | tail -1
   runs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")"

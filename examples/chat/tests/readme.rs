@@ -197,7 +197,7 @@ fn a_chat_that_leaves_is_disconnected_before_unreachable() {
             .unwrap_or_else(|| panic!("no {needle:?} in {:#?}", a.seen))
     };
     assert!(
-        position("disconnected") < position("unreachable"),
+        position(&format!("{short} disconnected")) < position(&format!("{short} unreachable")),
         "unreachable before disconnected: {:#?}",
         a.seen
     );
