@@ -294,7 +294,11 @@ pub struct Config {
     /// committed. Default 256 (our choice: a batch takes a few
     /// milliseconds, and 256 registrations share one write of the log, and
     /// with `durability = "power-loss"` one `fsync`). When it is reached
-    /// the batch is committed and the next requests start a new one.
+    /// the batch is committed and the next requests start a new one. A
+    /// database error on any write of a batch fails the whole batch: none
+    /// of it is kept and every register in it is answered
+    /// `E_INTERNAL_ERROR` (database errors are disk, I/O or corruption
+    /// errors; refusals for limits are answers, not errors).
     /// 1..=65536; 1 commits each request on its own.
     pub max_batch: usize,
     /// Seconds between sweeps of expired registrations. Default 60 (our

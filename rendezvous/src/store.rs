@@ -275,6 +275,7 @@ impl Store {
         now: u64,
         caps: Caps,
     ) -> Result<Registered, Error> {
+        self.batch_still_open()?;
         let peer_bytes = peer.to_bytes();
         let counts = (self.rows, self.next_expiry);
         let result = if self.batch.is_some() {
@@ -388,15 +389,45 @@ impl Store {
         self.batch.is_some()
     }
 
+    /// Inside a batch that already failed, or whose transaction SQLite
+    /// rolled back by itself (an I/O error, a full disk), refuses the
+    /// write before it touches the database: outside the transaction it
+    /// would commit on its own while the batch is answered as failed.
+    fn batch_still_open(&mut self) -> Result<(), Error> {
+        if self.batch.is_none() {
+            return Ok(());
+        }
+        if self.batch_failed.is_none() && self.conn.is_autocommit() {
+            self.batch_failed = Some("the database rolled the batch back".to_owned());
+        }
+        match &self.batch_failed {
+            None => Ok(()),
+            Some(why) => Err(Error::Store {
+                path: self
+                    .path
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from(":memory:")),
+                message: format!("an earlier write in this batch failed: {why}"),
+            }),
+        }
+    }
+
     /// Drops `peer`'s registration in `namespace`; whether there was one.
+    /// Inside a batch, a failure fails the batch (see [`Store::commit`]).
     pub fn unregister(&mut self, peer: &PeerId, namespace: &str) -> Result<bool, Error> {
-        let n = self
-            .conn
-            .execute(
-                "DELETE FROM registrations WHERE namespace = ?1 AND peer = ?2",
-                params![namespace, peer.to_bytes()],
-            )
-            .map_err(|e| self.error(&e))? as u64;
+        self.batch_still_open()?;
+        let n = match self.conn.execute(
+            "DELETE FROM registrations WHERE namespace = ?1 AND peer = ?2",
+            params![namespace, peer.to_bytes()],
+        ) {
+            Ok(n) => n as u64,
+            Err(e) => {
+                if self.batch.is_some() {
+                    self.batch_failed.get_or_insert_with(|| e.to_string());
+                }
+                return Err(self.error(&e));
+            }
+        };
         self.rows -= n;
         Ok(n > 0)
     }
@@ -669,6 +700,32 @@ mod tests {
         let (page, _) = s.discover(Some("ns"), 0, 10, 0, |_| true).unwrap();
         assert_eq!(page.len(), 1);
         assert_eq!(page[0].record, b"a");
+    }
+
+    /// When SQLite rolls a batch's transaction back by itself (an I/O
+    /// error, a full disk), later writes of the batch are refused instead
+    /// of committing one by one, and the commit reports the failure.
+    #[test]
+    fn a_batch_rolled_back_under_it_takes_no_more_writes() {
+        let db = TempDb::new("rolled-back");
+        let (a, b) = (peer(), peer());
+        {
+            let mut s = Store::open(&db.0, Durability::ProcessCrash).unwrap();
+            s.begin().unwrap();
+            s.register(&a, "ns", b"a", 100, 0, caps(1, 10)).unwrap();
+            // What SQLite does on its own after such an error.
+            s.conn.execute_batch("ROLLBACK").unwrap();
+            let e = s
+                .register(&b, "ns", b"b", 100, 0, caps(1, 10))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("an earlier write in this batch failed"), "{e}");
+            assert!(s.unregister(&a, "ns").is_err());
+            assert!(s.commit().is_err());
+            assert_eq!(s.len(), 0);
+        }
+        let s = Store::open(&db.0, Durability::ProcessCrash).unwrap();
+        assert_eq!(s.len(), 0, "nothing of the failed batch was kept");
     }
 
     #[test]
