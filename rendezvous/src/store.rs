@@ -239,12 +239,17 @@ impl Store {
     }
 
     fn error(&self, e: &rusqlite::Error) -> Error {
+        self.failure(e.to_string())
+    }
+
+    /// A store error naming this database.
+    fn failure(&self, message: String) -> Error {
         Error::Store {
             path: self
                 .path
                 .clone()
                 .unwrap_or_else(|| PathBuf::from(":memory:")),
-            message: e.to_string(),
+            message,
         }
     }
 
@@ -356,13 +361,7 @@ impl Store {
             return Ok(());
         };
         let committed = match self.batch_failed.take() {
-            Some(why) => Err(Error::Store {
-                path: self
-                    .path
-                    .clone()
-                    .unwrap_or_else(|| PathBuf::from(":memory:")),
-                message: format!("a registration in the batch failed: {why}"),
-            }),
+            Some(why) => Err(self.failure(format!("a registration in the batch failed: {why}"))),
             None => self
                 .conn
                 .execute_batch("COMMIT")
@@ -402,13 +401,7 @@ impl Store {
         }
         match &self.batch_failed {
             None => Ok(()),
-            Some(why) => Err(Error::Store {
-                path: self
-                    .path
-                    .clone()
-                    .unwrap_or_else(|| PathBuf::from(":memory:")),
-                message: format!("an earlier write in this batch failed: {why}"),
-            }),
+            Some(why) => Err(self.failure(format!("an earlier write in this batch failed: {why}"))),
         }
     }
 
