@@ -128,6 +128,7 @@ mod network;
 mod peers;
 mod race;
 mod reach;
+mod schedule;
 mod switching;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -140,7 +141,7 @@ use multidriver_scoring::{
     Timestamp,
 };
 
-pub use config::{Config, DriverSchedule, Liveness, ProfileMap};
+pub use config::{Config, Liveness};
 pub use discovery::{MAX_NAMESPACE_LEN, MIN_ADVERT_TTL};
 pub use error::Error;
 pub use keepalive::{RIDE_WINDOW, UDP_BINDING_KEEPALIVE};
@@ -155,6 +156,7 @@ pub use messages::{
 };
 pub use nat::{PUNCH_BACKOFF_BASE, PUNCH_BACKOFF_MAX, RELAYS_AHEAD};
 pub use reach::{Reachability, ReservationState};
+pub use schedule::{DriverSchedule, ProfileMap};
 
 /// A route's number within its peer; stable while the route exists.
 type RouteNo = u32;
