@@ -7,7 +7,7 @@
 //! swarm. Host calls only queue work for the swarm task (bounded) and
 //! return; [`Node::stop`] ends all three threads.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -42,8 +42,9 @@ pub const MESSAGE_PROTOCOL: &str = "/multidriver-mobile/message/1";
 /// protocol encodes bytes as JSON numbers (up to 4 bytes each), which
 /// keeps 64 KiB under libp2p's 1 MiB request limit.
 pub const MAX_MESSAGE: usize = 64 * 1024;
-/// Most messages waiting for their acknowledgement; beyond it a message
-/// fails at once with [`NodeEvent::MessageFailed`]. Our choice.
+/// Most messages waiting for their acknowledgement (the one in flight to
+/// each peer and those queued behind it); beyond it a message fails at
+/// once with [`NodeEvent::MessageFailed`]. Our choice.
 const MAX_MESSAGES_IN_FLIGHT: usize = 256;
 /// Most listen addresses [`Node::listen_addrs`] reports (the rest are
 /// still listened on). Our choice.
@@ -380,6 +381,8 @@ impl Node {
                 events,
                 shared: shared.clone(),
                 in_flight: HashMap::new(),
+                outbox: HashMap::new(),
+                unacknowledged: 0,
                 losing: HashMap::new(),
                 power: PowerState::MAINS,
             }
@@ -514,7 +517,9 @@ impl Node {
     /// Sends `data` to `peer` on the trial protocol
     /// ([`MESSAGE_PROTOCOL`]), connecting first if needed. Returns the
     /// message's id; [`NodeEvent::MessageDelivered`] or
-    /// [`NodeEvent::MessageFailed`] carries it.
+    /// [`NodeEvent::MessageFailed`] carries it. Messages to one peer go
+    /// one at a time, each after the one before it is acknowledged or
+    /// failed, so the peer receives them in the order they were sent.
     ///
     /// # Errors
     /// [`MobileError::InvalidInput`] for a malformed peer id or data over

@@ -15,6 +15,9 @@ from helpers import (
 )
 
 NS = "multidriver-mobile-test"
+# Messages the delivery test sends: enough that requests on separate
+# streams would overtake one another without the per-peer order.
+SENT = 20
 REPO = os.path.join(os.path.dirname(__file__), "..", "..")
 
 
@@ -78,9 +81,9 @@ class NodeTests(unittest.TestCase):
         self.assertEqual(p.b.route(a_id), p.route)
         self.assertIn(p.route, p.b.routes())
 
-        ids = [p.b.send(a_id, f"hello {i}".encode()) for i in range(3)]
-        self.assertEqual(len(set(ids)), 3)
-        for i in range(3):
+        ids = [p.b.send(a_id, f"hello {i}".encode()) for i in range(SENT)]
+        self.assertEqual(len(set(ids)), SENT)
+        for i in range(SENT):
             p.ra.wait_for(
                 f"message {i}",
                 lambda e, i=i: is_(e, "MESSAGE_RECEIVED")
@@ -93,7 +96,7 @@ class NodeTests(unittest.TestCase):
             )
         # Messages arrive in the order they were sent.
         got = [e.data for e in p.ra.variants("MESSAGE_RECEIVED") if e.peer == b_id]
-        self.assertEqual(got, [b"hello 0", b"hello 1", b"hello 2"])
+        self.assertEqual(got, [f"hello {i}".encode() for i in range(SENT)])
         # b's events in the order things happened.
         i_listen, _ = p.rb.wait_for("listening", lambda e: is_(e, "LISTENING"))
         i_found, found = p.rb.wait_for(

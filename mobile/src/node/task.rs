@@ -10,7 +10,15 @@ pub(super) struct Task {
     pub(super) swarm: Swarm<Mobile>,
     pub(super) events: Events,
     pub(super) shared: Arc<Mutex<Shared>>,
+    /// The one message per peer waiting for its acknowledgement.
     pub(super) in_flight: HashMap<OutboundRequestId, (PeerId, u64)>,
+    /// Messages sent after the one in flight to the same peer, in the
+    /// order they were sent: each goes once the one before it is
+    /// acknowledged or failed, so a peer receives them in that order.
+    pub(super) outbox: HashMap<PeerId, VecDeque<(u64, Vec<u8>)>>,
+    /// Messages in `in_flight` and `outbox` together (at most
+    /// `MAX_MESSAGES_IN_FLIGHT`).
+    pub(super) unacknowledged: usize,
     /// Networks the host warned about, with the end of their time to live.
     pub(super) losing: HashMap<NetworkId, tokio::time::Instant>,
     pub(super) power: PowerState,
@@ -112,7 +120,7 @@ impl Task {
             }
             Call::Disconnect(peer) => md.disconnect(peer),
             Call::Send { peer, data, id } => {
-                if self.in_flight.len() >= MAX_MESSAGES_IN_FLIGHT {
+                if self.unacknowledged >= MAX_MESSAGES_IN_FLIGHT {
                     self.events.emit(NodeEvent::MessageFailed {
                         peer: peer.to_base58(),
                         id,
@@ -123,12 +131,15 @@ impl Task {
                     return;
                 }
                 md.mark_used(peer);
-                let request = self
-                    .swarm
-                    .behaviour_mut()
-                    .messages
-                    .send_request(&peer, data);
-                self.in_flight.insert(request, (peer, id));
+                self.unacknowledged += 1;
+                match self.outbox.get_mut(&peer) {
+                    // One is in flight to this peer: this one waits its turn.
+                    Some(queue) => queue.push_back((id, data)),
+                    None => {
+                        self.outbox.insert(peer, VecDeque::new());
+                        self.send_now(peer, id, data);
+                    }
+                }
             }
             Call::Hint(hint) => {
                 if let ConnectivityHint::Lost { network }
@@ -327,6 +338,33 @@ impl Task {
         self.events.emit(out);
     }
 
+    /// Puts one message on the wire; the peer's outbox entry exists and
+    /// nothing else is in flight to it.
+    fn send_now(&mut self, peer: PeerId, id: u64, data: Vec<u8>) {
+        let request = self
+            .swarm
+            .behaviour_mut()
+            .messages
+            .send_request(&peer, data);
+        self.in_flight.insert(request, (peer, id));
+    }
+
+    /// The message to `peer` in flight was answered or failed: one is
+    /// gone from the count, and the next one waiting (if any) goes.
+    fn send_next(&mut self, peer: PeerId) {
+        self.unacknowledged = self.unacknowledged.saturating_sub(1);
+        let next = match self.outbox.get_mut(&peer) {
+            Some(queue) => queue.pop_front(),
+            None => None,
+        };
+        match next {
+            Some((id, data)) => self.send_now(peer, id, data),
+            None => {
+                self.outbox.remove(&peer);
+            }
+        }
+    }
+
     fn message_event(&mut self, event: request_response::Event<Vec<u8>, ()>) {
         match event {
             request_response::Event::Message {
@@ -357,6 +395,7 @@ impl Task {
                         peer: peer.to_base58(),
                         id,
                     });
+                    self.send_next(peer);
                 }
             }
             request_response::Event::OutboundFailure {
@@ -368,6 +407,7 @@ impl Task {
                         id,
                         reason: error.to_string(),
                     });
+                    self.send_next(peer);
                 }
             }
             _ => {}
