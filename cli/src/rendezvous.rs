@@ -44,6 +44,19 @@ struct RunArgs {
     /// The SQLite database; created if missing.
     #[arg(long, value_name = "FILE", env = "MULTIDRIVER_RENDEZVOUS_DB")]
     db: Option<PathBuf>,
+    /// A PostgreSQL registry shared with other points instead of the
+    /// SQLite file: `postgres://user[:password]@host[:port]/database`
+    /// (add `?sslmode=require` for TLS). Points on one database serve one
+    /// registry.
+    #[arg(long, value_name = "URL", env = "MULTIDRIVER_RENDEZVOUS_STORE")]
+    store: Option<String>,
+    /// CA certificates (PEM) to check the database's certificate against
+    /// with `sslmode=require` (default: the system's roots).
+    #[arg(long, value_name = "FILE", env = "MULTIDRIVER_RENDEZVOUS_STORE_CA")]
+    store_ca: Option<PathBuf>,
+    /// Most connections to the shared registry.
+    #[arg(long, value_name = "N", env = "MULTIDRIVER_RENDEZVOUS_STORE_POOL_SIZE")]
+    store_pool_size: Option<usize>,
     /// Listen addresses (repeatable, or comma-separated in the variable).
     /// Default: TCP and QUIC on port 4001 of every IPv4 interface.
     #[arg(
@@ -132,6 +145,13 @@ impl RunArgs {
         if let Some(v) = &self.db {
             c.db.clone_from(v);
         }
+        if let Some(v) = &self.store {
+            c.store = Some(v.clone());
+        }
+        if let Some(v) = &self.store_ca {
+            c.store_ca = Some(v.clone());
+        }
+        c.store_pool_size = self.store_pool_size.unwrap_or(c.store_pool_size);
         if !self.listen.is_empty() {
             c.listen.clone_from(&self.listen);
         }
@@ -213,15 +233,9 @@ fn serve(config: Config) -> Result<(), multidriver_rendezvous::Error> {
             Some(_) => Some(multidriver_rendezvous::install_recorder()?),
             None => None,
         };
-        let db = config.db.clone();
         let max_connections = config.max_connections;
         let server = Server::new(config, key, prometheus)?;
         println!("peer id: {}", server.peer_id());
-        println!(
-            "{} registrations in {}",
-            server.registrations(),
-            db.display()
-        );
         let shown = |n: Option<u64>| n.map_or("unlimited".to_owned(), |n| n.to_string());
         let capacity = connection_capacity(files.now, max_connections);
         // The warning first: whoever reads the connections line has it.
@@ -246,6 +260,10 @@ fn serve(config: Config) -> Result<(), multidriver_rendezvous::Error> {
                 ServerEvent::Expired(addr) => println!("no longer listening on {addr}"),
                 ServerEvent::Announcing(addr) => println!("announcing {addr}"),
                 ServerEvent::Metrics(addr) => println!("metrics on http://{addr}/metrics"),
+                ServerEvent::Store {
+                    store,
+                    registrations,
+                } => println!("{registrations} registrations in {store}"),
                 ServerEvent::Swept { expired, left } => {
                     println!("swept {expired} expired registrations, {left} left");
                 }

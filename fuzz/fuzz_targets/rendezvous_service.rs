@@ -138,6 +138,14 @@ fn check_full_discover(service: &mut Service, model: &Model, ns: Option<&str>, n
     assert_eq!(seen, expected, "discover of {ns:?} at {now}");
 }
 
+/// The service's SQLite store, to open and commit batches by hand.
+fn sqlite(service: &mut Service) -> &mut Store {
+    service
+        .store_mut()
+        .as_sqlite_mut()
+        .expect("the service runs on SQLite")
+}
+
 fn run(u: &mut Unstructured<'_>) -> Result<()> {
     let limits = Limits {
         min_ttl: 10,
@@ -255,16 +263,17 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
             // Group commit: requests inside a batch see each other's
             // writes, and the same checks hold before and after its commit.
             7 => {
-                if service.store().in_batch() {
-                    service.commit().expect("a batch commits");
+                let store = sqlite(&mut service);
+                if store.in_batch() {
+                    store.commit().expect("a batch commits");
                 } else {
-                    service.begin().expect("a batch begins");
+                    store.begin().expect("a batch begins");
                 }
             }
             5 => {
                 now += u.int_in_range(0..=600)?;
                 if u.arbitrary()? {
-                    service.sweep(now).expect("the sweep runs");
+                    sqlite(&mut service).sweep(now).expect("the sweep runs");
                     model.retain(|_, e| *e > now);
                 }
                 let ns = *u.choose(&NAMESPACES)?;
@@ -275,14 +284,14 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
                 let p = u.int_in_range(0..=PEERS - 1)?;
                 let bytes: &[u8] = u.arbitrary()?;
                 if let Ok(request) = Message::decode(bytes) {
-                    let before = service.store().len();
+                    let before = service.store().counts().rows;
                     let (answer, outcome) = service.handle(&peers()[p].0, request, now);
                     if let Some(a) = &answer {
                         assert!(a.encoded_len() <= MAX_MESSAGE_BYTES);
                     }
                     // A raw message may register or unregister for real:
                     // re-read the model from the point's answers.
-                    if service.store().len() != before
+                    if service.store().counts().rows != before
                         || matches!(
                             outcome,
                             Outcome::Register(ResponseStatus::Ok) | Outcome::Unregister(true)
@@ -293,7 +302,7 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
                 }
             }
         }
-        assert!(service.store().len() <= limits.max_registrations);
+        assert!(service.store().counts().rows <= limits.max_registrations);
         let total_live = live(&model, now).count() as u64;
         assert!(total_live <= limits.max_registrations);
         for p in 0..PEERS {

@@ -273,8 +273,28 @@ impl RelayLimits {
 pub struct Config {
     /// The key file (`multidriver rendezvous genkey` writes one).
     pub key: PathBuf,
-    /// The SQLite database; created if missing.
+    /// The SQLite database; created if missing. Unused with `store`.
     pub db: PathBuf,
+    /// A PostgreSQL registry shared by several points
+    /// (`postgres://user[:password]@host[:port]/database`, with
+    /// `?sslmode=require` for TLS), instead of the SQLite file `db`. Every
+    /// point on the same database serves the same registrations, limits
+    /// and cookies. The point creates the schema at start and refuses a
+    /// newer one. `None` (the default): SQLite.
+    pub store: Option<String>,
+    /// Most connections to `store` this point opens, and so most batches
+    /// it runs at once. Default 8 (our choice: writing batches take turns
+    /// on the registry's lock, so more connections help discovers only).
+    /// 1..=256.
+    pub store_pool_size: usize,
+    /// Seconds a batch may wait for a `store` connection and take before
+    /// its requests are answered `E_UNAVAILABLE`; also the connect
+    /// timeout. Default 5 (our choice: under libp2p-request-response's
+    /// 10 s, so the client hears the refusal). 1..=60.
+    pub store_timeout_secs: u64,
+    /// CA certificates (PEM) the database's certificate is checked against
+    /// with `sslmode=require`; `None` for the system's roots.
+    pub store_ca: Option<PathBuf>,
     /// Addresses to listen on. Default TCP and QUIC on port 4001 of every
     /// IPv4 interface.
     pub listen: Vec<Multiaddr>,
@@ -353,6 +373,10 @@ impl Default for Config {
         Config {
             key: PathBuf::from("rendezvous.key"),
             db: PathBuf::from("rendezvous.db"),
+            store: None,
+            store_pool_size: 8,
+            store_timeout_secs: 5,
+            store_ca: None,
             listen: vec![
                 "/ip4/0.0.0.0/tcp/4001".parse().expect("valid multiaddr"),
                 "/ip4/0.0.0.0/udp/4001/quic-v1"
@@ -434,6 +458,24 @@ impl Config {
             return Err(Error::Config {
                 field: "max_batch",
                 message: format!("{} is outside 1..=65536", self.max_batch),
+            });
+        }
+        if let Some(url) = &self.store {
+            crate::postgres::check_url(url).map_err(|message| Error::Config {
+                field: "store",
+                message,
+            })?;
+        }
+        if !(1..=256).contains(&self.store_pool_size) {
+            return Err(Error::Config {
+                field: "store_pool_size",
+                message: format!("{} is outside 1..=256", self.store_pool_size),
+            });
+        }
+        if !(1..=60).contains(&self.store_timeout_secs) {
+            return Err(Error::Config {
+                field: "store_timeout_secs",
+                message: format!("{} is outside 1..=60", self.store_timeout_secs),
             });
         }
         if !(1..=60).contains(&self.handshake_timeout_secs) {

@@ -195,12 +195,16 @@ impl Drop for Slot {
     }
 }
 
-/// Serves until the task is dropped.
-pub async fn serve<F>(listener: TcpListener, render: F)
+/// Serves until the task is dropped. `render` makes the `/metrics` page;
+/// `health` tells the store's state for `/health`: `Ok` is answered
+/// `200 ok`, `Err` `503 unavailable`, each with the store's line.
+pub async fn serve<F, H>(listener: TcpListener, render: F, health: H)
 where
     F: Fn() -> String + Send + Sync + 'static,
+    H: Fn() -> Result<String, String> + Send + Sync + 'static,
 {
     let render = Arc::new(render);
+    let health = Arc::new(health);
     let slots = Arc::new(Slots::default());
     loop {
         let stream = match listener.accept().await {
@@ -219,12 +223,13 @@ where
             continue;
         };
         let render = Arc::clone(&render);
+        let health = Arc::clone(&health);
         tokio::spawn(async move {
             let slot = Arc::new(slot);
             let in_service = Arc::clone(&slot);
             let service = service_fn(move |req: Request<Incoming>| {
                 in_service.answering();
-                let response = answer(&req, &*render);
+                let response = answer(&req, &*render, &*health);
                 async move { Ok::<_, Infallible>(response) }
             });
             let connection = http1::Builder::new()
@@ -244,11 +249,22 @@ where
 }
 
 /// The answer to one request.
-fn answer(req: &Request<Incoming>, render: &(dyn Fn() -> String + Sync)) -> Response<Full<Bytes>> {
+fn answer(
+    req: &Request<Incoming>,
+    render: &(dyn Fn() -> String + Sync),
+    health: &(dyn Fn() -> Result<String, String> + Sync),
+) -> Response<Full<Bytes>> {
     let text = "text/plain; charset=utf-8";
     let (status, content_type, body) = match (req.method(), req.uri().path()) {
         (&Method::GET, "/metrics") => (StatusCode::OK, PROMETHEUS_TEXT, render()),
-        (&Method::GET, "/health") => (StatusCode::OK, text, "ok\n".to_owned()),
+        (&Method::GET, "/health") => match health() {
+            Ok(store) => (StatusCode::OK, text, format!("ok\nstore: {store}\n")),
+            Err(why) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                text,
+                format!("unavailable\nstore: {why}\n"),
+            ),
+        },
         (&Method::GET, _) => (
             StatusCode::NOT_FOUND,
             text,

@@ -69,18 +69,22 @@ use std::sync::OnceLock;
 use libp2p::Multiaddr;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
+pub mod backend;
 pub mod config;
 pub mod files;
 pub mod http;
 pub mod ip_limit;
 pub mod keys;
+pub mod postgres;
 pub mod protocol;
 mod relay;
 pub mod server;
 pub mod service;
 pub mod store;
 
+pub use backend::Backend;
 pub use config::{Config, Limits, RelayLimits};
+pub use postgres::PgStore;
 pub use server::{Server, ServerEvent};
 pub use service::{Outcome, Service};
 pub use store::{Durability, Store};
@@ -104,6 +108,18 @@ pub enum Error {
         path: PathBuf,
         /// What SQLite said.
         message: String,
+    },
+    /// The shared registry (PostgreSQL) could not be reached or used.
+    #[error("registry {url}: {message}")]
+    Registry {
+        /// The registry's address, without its password.
+        url: String,
+        /// What went wrong.
+        message: String,
+        /// Whether it could not be reached (the connection, a timeout, a
+        /// server shutting down): requests are answered `E_UNAVAILABLE`
+        /// then, and the point goes on trying.
+        unavailable: bool,
     },
     /// A key file holds no valid key.
     #[error("key file {path}: {message}")]
@@ -156,6 +172,29 @@ pub enum Error {
         /// Why.
         message: String,
     },
+}
+
+impl Error {
+    /// Whether the error is a store that cannot be reached now (and may be
+    /// later), rather than one that failed.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            Error::Registry {
+                unavailable: true,
+                ..
+            }
+        )
+    }
+
+    /// A store that returned fewer answers than ops: a bug, never expected.
+    pub(crate) fn missing_answer() -> Error {
+        Error::Registry {
+            url: String::new(),
+            message: "the store returned fewer answers than requests".to_owned(),
+            unavailable: false,
+        }
+    }
 }
 
 /// Histogram buckets, seconds: 100 µs (a store write) to 30 s (a slow dial).

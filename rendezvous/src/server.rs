@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use libp2p::identity::Keypair;
 use libp2p::metrics::{Metrics, Recorder, Registry};
@@ -22,12 +24,14 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use multidriver_transports::ports::ensure_port_free;
 
 use crate::Error;
+use crate::backend::Done;
 use crate::config::Config;
 use crate::http;
 use crate::ip_limit::PerIpLimit;
+use crate::postgres::{PgOptions, PgStore};
 use crate::protocol::{self, PROTOCOL, ResponseStatus, ServerCodec};
 use crate::relay::{RelayStats, relay_config};
-use crate::service::{Outcome, Service};
+use crate::service::{Ask, Outcome, Plan, Service};
 use crate::store::Store;
 
 /// How long a request may take before the stream is dropped: 10 s,
@@ -52,6 +56,10 @@ const ANSWER_MEMORY_FACTOR: usize = 2;
 /// Room in a request beside its signed record: the namespace (255 bytes)
 /// and the protobuf framing, rounded up.
 const REQUEST_OVERHEAD: usize = 4096;
+
+/// How often a point on a shared registry checks that it can reach it
+/// when nothing else did (our choice: `/health` is at most this stale).
+const PROBE_INTERVAL: Duration = Duration::from_secs(2);
 
 /// The identify protocol version we announce.
 const IDENTIFY_PROTOCOL: &str = "/multidriver/rendezvous/1.0.0";
@@ -83,6 +91,14 @@ pub enum ServerEvent {
     Announcing(Multiaddr),
     /// `/metrics` is served here.
     Metrics(SocketAddr),
+    /// The store is open (a shared registry: reached, its schema checked)
+    /// and holds this many registrations.
+    Store {
+        /// The store (`sqlite <file>`, `postgres <url without password>`).
+        store: String,
+        /// Registrations it holds.
+        registrations: u64,
+    },
     /// Expired registrations were swept.
     Swept {
         /// How many.
@@ -118,6 +134,34 @@ pub struct Server {
     /// committed together at the end of the burst they came in
     /// ([`Config::max_batch`] at most).
     batch: Vec<Pending>,
+    /// Batches, sweeps and probes the store is working on
+    /// ([`Backend::concurrency`] batches at most).
+    running: FuturesUnordered<BoxFuture<'static, Finished>>,
+    /// Batches among `running`.
+    batches_running: usize,
+    /// Whether a sweep, a probe is among `running`.
+    sweeping: bool,
+    probing: bool,
+}
+
+/// A request whose answer waits for its batch.
+struct Waiting {
+    peer: PeerId,
+    request_id: request_response::InboundRequestId,
+    channel: request_response::ResponseChannel<protocol::Answer>,
+    received: Instant,
+    ask: Ask,
+}
+
+/// What the store finished.
+enum Finished {
+    Batch {
+        waiting: Vec<Waiting>,
+        done: Result<Vec<Done>, Error>,
+        now: u64,
+    },
+    Sweep(Result<u64, Error>),
+    Probe(Result<(), Error>),
 }
 
 /// A request waiting for its batch.
@@ -174,8 +218,21 @@ impl Server {
             ),
             None => None,
         };
-        let store = Store::open(&config.db, config.durability)?;
-        let service = Service::new(config.limits.clone(), store)?;
+        let service = match &config.store {
+            Some(url) => Service::new(
+                config.limits.clone(),
+                PgStore::new(&PgOptions {
+                    url: url.clone(),
+                    pool_size: config.store_pool_size,
+                    timeout: Duration::from_secs(config.store_timeout_secs),
+                    ca: config.store_ca.clone(),
+                })?,
+            )?,
+            None => Service::new(
+                config.limits.clone(),
+                Store::open(&config.db, config.durability)?,
+            )?,
+        };
         let mut registry = Registry::default();
         let stack = |part: &'static str| {
             move |e: &dyn std::fmt::Display| Error::Stack {
@@ -260,12 +317,17 @@ impl Server {
             expired_counted: 0,
             relay_stats: RelayStats::default(),
             batch: Vec::new(),
+            running: FuturesUnordered::new(),
+            batches_running: 0,
+            sweeping: false,
+            probing: false,
         })
     }
 
-    /// Registrations held now.
+    /// Registrations held now (on a shared registry: as of this point's
+    /// last transaction).
     pub fn registrations(&self) -> u64 {
-        self.service.store().len()
+        self.service.store().counts().rows
     }
 
     /// Relay reservations held now (0 without `--relay`).
@@ -296,6 +358,18 @@ impl Server {
         for addr in &self.config.announce {
             events(ServerEvent::Announcing(with_id(addr.clone(), id)));
         }
+        // A shared registry is reached, and its schema created or checked,
+        // before anything is served: a point on a newer schema stops here.
+        if let Some(start) = self.service.store_mut().start() {
+            start.await?;
+        }
+        let store = self.service.store();
+        events(ServerEvent::Store {
+            store: match (store.health())() {
+                Ok(what) | Err(what) => what,
+            },
+            registrations: store.counts().rows,
+        });
         let http = match (self.metrics_listener.take(), self.config.metrics) {
             (Some(listener), Some(addr)) => {
                 let listener = tokio::net::TcpListener::from_std(listener)
@@ -306,36 +380,39 @@ impl Server {
                 events(ServerEvent::Metrics(bound));
                 let prometheus = self.prometheus.clone();
                 let registry = Arc::clone(&self.registry);
-                Some(tokio::spawn(http::serve(listener, move || {
-                    http::render(prometheus.as_ref(), &registry)
-                })))
+                let health = self.service.store().health();
+                Some(tokio::spawn(http::serve(
+                    listener,
+                    move || http::render(prometheus.as_ref(), &registry),
+                    move || health(),
+                )))
             }
             _ => None,
         };
-        metrics::gauge!("multidriver_rendezvous_registrations")
-            .set(self.service.store().len() as f64);
+        self.count_store();
         let mut sweep = tokio::time::interval(self.config.sweep_interval());
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut probe = tokio::time::interval(PROBE_INTERVAL);
+        probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
+            // With every batch slot taken and a full batch waiting, the
+            // swarm is left unpolled until a batch finishes: requests wait
+            // in their connections (bounded by the stream limits) instead
+            // of in the point.
+            let room = self.batch.len() < self.config.max_batch || self.has_slot();
             tokio::select! {
                 () = &mut shutdown => {
                     events(ServerEvent::Stopping);
                     break;
                 }
-                _ = sweep.tick() => {
-                    match self.service.sweep(unix_now()) {
-                        Ok(expired) => {
-                            let left = self.service.store().len();
-                            self.count_store();
-                            if expired > 0 {
-                                events(ServerEvent::Swept { expired, left });
-                            }
-                        }
-                        Err(e) => tracing::error!(target: "multidriver_rendezvous", "sweep: {e}"),
-                    }
+                _ = sweep.tick() => self.sweep(&mut events),
+                _ = probe.tick() => self.probe(),
+                Some(finished) = self.running.next(), if !self.running.is_empty() => {
+                    self.finished(finished, &mut events);
+                    self.flush();
                 }
-                event = self.swarm.select_next_some() => {
+                event = self.swarm.select_next_some(), if room => {
                     self.on_event(event, id, &mut events);
                     // Take in what else is ready (at most `max_batch` more
                     // events, so a busy swarm cannot keep the timer and the
@@ -353,7 +430,19 @@ impl Server {
                 }
             }
         }
-        self.flush();
+        // What was received is handled, and what the store works on
+        // finished (each batch within the store's own timeout), before the
+        // point stops.
+        loop {
+            self.flush();
+            if self.batch.is_empty() && self.batches_running == 0 {
+                break;
+            }
+            match self.running.next().await {
+                Some(finished) => self.finished(finished, &mut events),
+                None => break,
+            }
+        }
         // Stop taking connections, then give answers already handed out a
         // moment to reach their clients: the registrations they confirm are
         // committed either way.
@@ -377,11 +466,77 @@ impl Server {
     /// Brings the store's gauges and the expiry counter up to date.
     fn count_store(&mut self) {
         let store = self.service.store();
-        let expired = store.expired();
+        let counts = store.counts();
         metrics::counter!("multidriver_rendezvous_expired_total")
-            .increment(expired - self.expired_counted);
-        self.expired_counted = expired;
-        metrics::gauge!("multidriver_rendezvous_registrations").set(store.len() as f64);
+            .increment(counts.expired.saturating_sub(self.expired_counted));
+        self.expired_counted = counts.expired;
+        metrics::gauge!("multidriver_rendezvous_registrations").set(counts.rows as f64);
+        store.record_metrics();
+    }
+
+    /// Whether the store may take another batch now.
+    fn has_slot(&self) -> bool {
+        self.batches_running < self.service.store().concurrency()
+    }
+
+    /// Starts a sweep, unless one is running.
+    fn sweep(&mut self, events: &mut impl FnMut(ServerEvent)) {
+        if self.sweeping {
+            return;
+        }
+        let mut job = self
+            .service
+            .store_mut()
+            .sweep(unix_now(), self.config.sweep_interval_secs);
+        match (&mut job).now_or_never() {
+            Some(result) => self.finished(Finished::Sweep(result), events),
+            None => {
+                self.sweeping = true;
+                self.running
+                    .push(Box::pin(async move { Finished::Sweep(job.await) }));
+            }
+        }
+    }
+
+    /// Checks that a store that can be lost is still there, unless a check
+    /// or a batch is already running (its outcome tells the same).
+    fn probe(&mut self) {
+        if self.probing || self.batches_running > 0 {
+            return;
+        }
+        if let Some(job) = self.service.store_mut().probe() {
+            self.probing = true;
+            self.running
+                .push(Box::pin(async move { Finished::Probe(job.await) }));
+        }
+    }
+
+    fn finished(&mut self, finished: Finished, events: &mut impl FnMut(ServerEvent)) {
+        match finished {
+            Finished::Batch { waiting, done, now } => {
+                self.batches_running = self.batches_running.saturating_sub(1);
+                self.answer_batch(waiting, done, now);
+            }
+            Finished::Sweep(result) => {
+                self.sweeping = false;
+                match result {
+                    Ok(expired) => {
+                        let left = self.service.store().counts().rows;
+                        if expired > 0 {
+                            events(ServerEvent::Swept { expired, left });
+                        }
+                    }
+                    Err(e) => tracing::error!(target: "multidriver_rendezvous", "sweep: {e}"),
+                }
+            }
+            Finished::Probe(result) => {
+                self.probing = false;
+                if let Err(e) = result {
+                    tracing::warn!(target: "multidriver_rendezvous", "registry check: {e}");
+                }
+            }
+        }
+        self.count_store();
     }
 
     fn answered(&mut self, request: request_response::InboundRequestId) {
@@ -462,30 +617,19 @@ impl Server {
         }
     }
 
-    /// Handles the waiting requests in order inside one transaction,
-    /// commits it, and only then answers them: a registration is confirmed
-    /// once it is committed, and one commit serves the whole batch. If the
-    /// commit fails, none of the batch's writes happened and every request
-    /// in it is answered with `E_INTERNAL_ERROR`.
+    /// Plans the waiting requests, answers at once those that need no
+    /// store, and hands the others to the store as one batch (one
+    /// transaction), when it has a slot; their answers wait for it to
+    /// commit ([`Server::answer_batch`]), so a registration is confirmed
+    /// only once it is committed and one commit serves the whole batch.
     fn flush(&mut self) {
-        if self.batch.is_empty() {
+        if self.batch.is_empty() || !self.has_slot() {
             return;
         }
         let batch = std::mem::take(&mut self.batch);
         let now = unix_now();
-        // Without a transaction each write commits on its own, as it runs.
-        let batched = match self.service.begin() {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::error!(target: "multidriver_rendezvous", "begin: {e}");
-                false
-            }
-        };
-        // Bytes of discover answers made in this batch and not yet sent:
-        // they count against the in-flight limit from the moment they
-        // exist.
-        let mut made = 0;
-        let mut answers = Vec::with_capacity(batch.len());
+        let mut ops = Vec::with_capacity(batch.len());
+        let mut waiting = Vec::with_capacity(batch.len());
         for Pending {
             peer,
             request_id,
@@ -494,85 +638,130 @@ impl Server {
             received,
         } in batch
         {
-            let (mut answer, mut outcome) = self.service.handle(&peer, request, now);
-            let mut size = answer.as_ref().map_or(0, prost::Message::encoded_len);
-            if matches!(outcome, Outcome::Discover(ResponseStatus::Ok, _))
-                && (self.in_flight_bytes + made + size) * ANSWER_MEMORY_FACTOR
-                    > self.config.max_answer_bytes_in_flight
-            {
-                let busy = protocol::discover_error(
-                    ResponseStatus::Unavailable,
-                    "busy: too many answers waiting for their clients; retry shortly".into(),
-                );
-                size = prost::Message::encoded_len(&busy);
-                answer = Some(busy);
-                outcome = Outcome::Discover(ResponseStatus::Unavailable, 0);
-            }
-            made += size;
-            answers.push((peer, request_id, channel, received, answer, outcome, size));
-        }
-        if batched && let Err(e) = self.service.commit() {
-            tracing::error!(
-                target: "multidriver_rendezvous",
-                "commit of {} requests: {e}; none of them took effect",
-                answers.len()
-            );
-            for (_, _, _, _, answer, outcome, size) in &mut answers {
-                let failed = match outcome {
-                    Outcome::Register(_) => {
-                        *outcome = Outcome::Register(ResponseStatus::InternalError);
-                        protocol::register_response(
-                            ResponseStatus::InternalError,
-                            "store failure".into(),
-                            None,
-                        )
-                    }
-                    Outcome::Discover(..) => {
-                        *outcome = Outcome::Discover(ResponseStatus::InternalError, 0);
-                        protocol::discover_error(
-                            ResponseStatus::InternalError,
-                            "store failure".into(),
-                        )
-                    }
-                    Outcome::Unregister(_) | Outcome::NotARequest => continue,
-                };
-                *size = prost::Message::encoded_len(&failed);
-                *answer = Some(failed);
+            match self.service.plan(&peer, request, now) {
+                Plan::Answer(answer, outcome) => {
+                    self.deliver(peer, request_id, channel, received, answer, outcome);
+                }
+                Plan::Store(op, ask) => {
+                    ops.push(op);
+                    waiting.push(Waiting {
+                        peer,
+                        request_id,
+                        channel,
+                        received,
+                        ask,
+                    });
+                }
             }
         }
-        for (peer, request_id, channel, received, answer, outcome, size) in answers {
-            let kind = outcome.kind();
-            metrics::histogram!("multidriver_rendezvous_request_duration_seconds", "kind" => kind)
-                .record(received.elapsed().as_secs_f64());
-            metrics::counter!(
-                "multidriver_rendezvous_requests_total",
-                "kind" => kind,
-                "status" => outcome.status()
-            )
-            .increment(1);
-            if let Outcome::Discover(_, n) = outcome {
-                metrics::counter!("multidriver_rendezvous_discovered_total").increment(n as u64);
-            }
-            tracing::debug!(target: "multidriver_rendezvous", %peer, ?outcome, "request");
-            // Encoded here, on the point's own thread, so the decoded page
-            // is freed where it was made and only the bytes wait for the
-            // client.
-            if let Some(answer) = answer.map(|m| protocol::Answer::new(&m))
-                // Fails only if the peer is gone; nothing to track then.
-                && self
-                    .swarm
-                    .behaviour_mut()
-                    .rendezvous
-                    .send_response(channel, answer)
-                    .is_ok()
-            {
-                self.in_flight.insert(request_id, size);
-                self.in_flight_bytes += size;
+        if !ops.is_empty() {
+            let mut job = self.service.store_mut().run(ops, now);
+            match (&mut job).now_or_never() {
+                Some(done) => self.answer_batch(waiting, done, now),
+                None => {
+                    self.batches_running += 1;
+                    self.running.push(Box::pin(async move {
+                        Finished::Batch {
+                            waiting,
+                            done: job.await,
+                            now,
+                        }
+                    }));
+                }
             }
         }
         metrics::gauge!("multidriver_rendezvous_answer_bytes_in_flight")
             .set(self.in_flight_bytes as f64);
         self.count_store();
+    }
+
+    /// Answers the requests of a finished batch. If it failed, none of its
+    /// writes happened and every register and discover in it is answered
+    /// with the failure (`E_UNAVAILABLE` when the store cannot be reached,
+    /// `E_INTERNAL_ERROR` otherwise).
+    fn answer_batch(&mut self, waiting: Vec<Waiting>, done: Result<Vec<Done>, Error>, now: u64) {
+        let (done, failure) = match done {
+            Ok(done) if done.len() == waiting.len() => (done, None),
+            Ok(_) => (Vec::new(), Some(Error::missing_answer())),
+            Err(e) => {
+                tracing::error!(
+                    target: "multidriver_rendezvous",
+                    "batch of {} requests: {e}; none of them took effect",
+                    waiting.len()
+                );
+                (Vec::new(), Some(e))
+            }
+        };
+        let mut done = done.into_iter();
+        let missing = Error::missing_answer();
+        for w in waiting {
+            let result = match &failure {
+                Some(e) => Err(e),
+                None => match done.next() {
+                    Some(d) => Ok(d),
+                    None => Err(&missing),
+                },
+            };
+            let (answer, outcome) = self.service.answer(&w.ask, result, now);
+            self.deliver(w.peer, w.request_id, w.channel, w.received, answer, outcome);
+        }
+        metrics::gauge!("multidriver_rendezvous_answer_bytes_in_flight")
+            .set(self.in_flight_bytes as f64);
+    }
+
+    /// Sends one answer (if one is due) and counts the request. A discover
+    /// page that would take the answers waiting for their clients past
+    /// [`Config::max_answer_bytes_in_flight`] is replaced by `E_UNAVAILABLE`.
+    fn deliver(
+        &mut self,
+        peer: PeerId,
+        request_id: request_response::InboundRequestId,
+        channel: request_response::ResponseChannel<protocol::Answer>,
+        received: Instant,
+        mut answer: Option<protocol::Message>,
+        mut outcome: Outcome,
+    ) {
+        let mut size = answer.as_ref().map_or(0, prost::Message::encoded_len);
+        if matches!(outcome, Outcome::Discover(ResponseStatus::Ok, _))
+            && (self.in_flight_bytes + size) * ANSWER_MEMORY_FACTOR
+                > self.config.max_answer_bytes_in_flight
+        {
+            let busy = protocol::discover_error(
+                ResponseStatus::Unavailable,
+                "busy: too many answers waiting for their clients; retry shortly".into(),
+            );
+            size = prost::Message::encoded_len(&busy);
+            answer = Some(busy);
+            outcome = Outcome::Discover(ResponseStatus::Unavailable, 0);
+        }
+        let kind = outcome.kind();
+        metrics::histogram!("multidriver_rendezvous_request_duration_seconds", "kind" => kind)
+            .record(received.elapsed().as_secs_f64());
+        metrics::counter!(
+            "multidriver_rendezvous_requests_total",
+            "kind" => kind,
+            "status" => outcome.status()
+        )
+        .increment(1);
+        if let Outcome::Discover(_, n) = outcome {
+            metrics::counter!("multidriver_rendezvous_discovered_total").increment(n as u64);
+        }
+        tracing::debug!(target: "multidriver_rendezvous", %peer, ?outcome, "request");
+        // Encoded here, on the point's own thread, so the decoded page
+        // is freed where it was made and only the bytes wait for the
+        // client.
+        if let Some(answer) = answer.map(|m| protocol::Answer::new(&m))
+            // Fails only if the peer is gone; nothing to track then.
+            && self
+                .swarm
+                .behaviour_mut()
+                .rendezvous
+                .send_response(channel, answer)
+                .is_ok()
+        {
+            self.in_flight.insert(request_id, size);
+            self.in_flight_bytes += size;
+        }
     }
 
     fn on_rendezvous(

@@ -1,26 +1,25 @@
-//! The rendezvous point's logic: a request in, an answer out, over the
-//! [`Store`]. No clock, no sockets: the caller passes `now` in Unix seconds.
+//! The rendezvous point's logic: a request in, an answer out, over a
+//! [`Backend`]. No clock, no sockets: the caller passes `now` in Unix
+//! seconds.
+//!
+//! A request is first [planned](Service::plan): checked, and either
+//! answered at once (a malformed request) or turned into an [`Op`] for
+//! the store. The server runs the ops of a batch together
+//! ([`Backend::run`]) and [answers](Service::answer) each from what its op
+//! came to. [`Service::handle`] does the three steps for one request.
 
 use libp2p::PeerId;
 
 use crate::Error;
+use crate::backend::{Backend, Done, Op, Page};
 use crate::config::Limits;
 use crate::protocol::{
     self, Cookie, DiscoverResponse, Inbound, Message, MessageType, Register, ResponseStatus,
 };
-use crate::store::{Caps, Registered, Store};
+use crate::store::{Caps, Registered};
 
 /// Bytes kept free in a discover answer for its cookie, status and framing.
 const PAGE_OVERHEAD: usize = 1024;
-
-/// Bytes one registration takes in a discover answer, at most: the
-/// namespace and record with their tags and length prefixes, the TTL, and
-/// the entry's own tag and length (protobuf: 1-byte tags, varints of at
-/// most 10 bytes).
-fn entry_len(namespace: usize, record: usize) -> usize {
-    let inner = (1 + 10 + namespace) + (1 + 10 + record) + (1 + 10);
-    1 + 10 + inner
-}
 
 /// What one request came to, for logs and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,17 +61,54 @@ impl Outcome {
 #[derive(Debug)]
 pub struct Service {
     limits: Limits,
-    store: Store,
+    store: Box<dyn Backend>,
+}
+
+/// What a request came to before the store: an answer now, or an op whose
+/// answer waits for the batch.
+#[derive(Debug)]
+pub enum Plan {
+    /// Answered without the store (a malformed or refused request).
+    Answer(Option<Message>, Outcome),
+    /// To run in the store; [`Service::answer`] turns its result into the
+    /// answer.
+    Store(Op, Ask),
+}
+
+/// What [`Service::answer`] needs to know of the request behind an op.
+#[derive(Debug, Clone)]
+pub enum Ask {
+    /// A registration with this TTL.
+    Register {
+        /// Seconds.
+        ttl: u64,
+        /// The limits it was counted against.
+        caps: Caps,
+    },
+    /// An unregistration.
+    Unregister,
+    /// A discovery.
+    Discover {
+        /// Its namespace, for the cookie.
+        namespace: Option<String>,
+        /// The cookie's position.
+        after: u64,
+    },
 }
 
 /// A refusal: the status and the text sent with it.
 type Refusal = (ResponseStatus, String);
 
 impl Service {
-    /// A service over `store`; fails if the limits contradict each other.
-    pub fn new(limits: Limits, store: Store) -> Result<Service, Error> {
+    /// A service over `store` (a [`Store`](crate::Store), a
+    /// [`PgStore`](crate::PgStore)); fails if the limits contradict each
+    /// other.
+    pub fn new(limits: Limits, store: impl Backend + 'static) -> Result<Service, Error> {
         limits.validate()?;
-        Ok(Service { limits, store })
+        Ok(Service {
+            limits,
+            store: Box::new(store),
+        })
     }
 
     /// The limits in force.
@@ -81,38 +117,45 @@ impl Service {
     }
 
     /// The store.
-    pub fn store(&self) -> &Store {
-        &self.store
+    pub fn store(&self) -> &dyn Backend {
+        &*self.store
     }
 
-    /// Opens a batch of requests committed together ([`Store::begin`]):
-    /// answers to requests handled inside it must wait for
-    /// [`Service::commit`] to succeed.
-    pub fn begin(&mut self) -> Result<(), Error> {
-        self.store.begin()
+    /// The store, to run batches and sweeps on.
+    pub fn store_mut(&mut self) -> &mut dyn Backend {
+        &mut *self.store
     }
 
-    /// Commits the open batch ([`Store::commit`]); on failure none of its
-    /// writes happened and its answers must not be sent.
-    pub fn commit(&mut self) -> Result<(), Error> {
-        self.store.commit()
-    }
-
-    /// Deletes expired registrations; how many.
-    pub fn sweep(&mut self, now: u64) -> Result<u64, Error> {
-        self.store.sweep(now)
-    }
-
-    /// Answers one request from `from`. `None`: no answer is due (an
-    /// unregistration, or a message that is not a request).
-    /// A request read by [`protocol::ServerCodec`] carries its record
-    /// already checked; a plain [`Message`] has it checked here.
+    /// Answers one request from `from` at once: [`Service::plan`], the
+    /// op alone in its batch, [`Service::answer`]. `None`: no answer is due
+    /// (an unregistration, or a message that is not a request).
+    ///
+    /// It waits for the store on this thread: for a store that answers as
+    /// it is called (SQLite); the server runs batches without waiting.
     pub fn handle(
         &mut self,
         from: &PeerId,
         request: impl Into<Inbound>,
         now: u64,
     ) -> (Option<Message>, Outcome) {
+        match self.plan(from, request, now) {
+            Plan::Answer(answer, outcome) => (answer, outcome),
+            Plan::Store(op, ask) => {
+                match futures::executor::block_on(self.store.run(vec![op], now)) {
+                    Ok(mut done) => match done.pop() {
+                        Some(done) => self.answer(&ask, Ok(done), now),
+                        None => self.answer(&ask, Err(&Error::missing_answer()), now),
+                    },
+                    Err(e) => self.answer(&ask, Err(&e), now),
+                }
+            }
+        }
+    }
+
+    /// Checks one request from `from`: an answer now, or the op to run.
+    /// A request read by [`protocol::ServerCodec`] carries its record
+    /// already checked; a plain [`Message`] has it checked here.
+    pub fn plan(&self, from: &PeerId, request: impl Into<Inbound>, now: u64) -> Plan {
         let Inbound {
             message: request,
             record: checked,
@@ -125,19 +168,16 @@ impl Service {
                     register: Some(register),
                     ..
                 },
-            ) => {
-                let (status, text, ttl) = match self.register(from, register, checked, now) {
-                    Ok(ttl) => (ResponseStatus::Ok, String::new(), Some(ttl)),
-                    Err((status, text)) => (status, text, None),
-                };
-                (
-                    Some(protocol::register_response(status, text, ttl)),
+            ) => match self.register(from, register, checked, now) {
+                Ok((op, ask)) => Plan::Store(op, ask),
+                Err((status, text)) => Plan::Answer(
+                    Some(protocol::register_response(status, text, None)),
                     Outcome::Register(status),
-                )
-            }
+                ),
+            },
             (Some(MessageType::Register), _) => {
                 let status = ResponseStatus::InvalidNamespace;
-                (
+                Plan::Answer(
                     Some(protocol::register_response(
                         status,
                         "REGISTER without a register body".into(),
@@ -154,43 +194,32 @@ impl Service {
                 },
             ) => {
                 let own = u.id.as_deref().is_none_or(|id| id == from.to_bytes());
-                let dropped = match (own, u.ns.as_deref().map(std::str::from_utf8)) {
-                    (true, Some(Ok(ns))) => match self.store.unregister(from, ns) {
-                        Ok(dropped) => dropped,
-                        Err(e) => {
-                            tracing::error!(target: "multidriver_rendezvous", "unregister: {e}");
-                            false
-                        }
-                    },
-                    _ => false,
-                };
-                (None, Outcome::Unregister(dropped))
+                match (own, u.ns.as_deref().map(std::str::from_utf8)) {
+                    (true, Some(Ok(ns))) => Plan::Store(
+                        Op::Unregister {
+                            peer: *from,
+                            namespace: ns.to_owned(),
+                        },
+                        Ask::Unregister,
+                    ),
+                    _ => Plan::Answer(None, Outcome::Unregister(false)),
+                }
             }
             (
                 Some(MessageType::Discover),
                 Message {
                     discover: Some(d), ..
                 },
-            ) => match self.discover(&d, now) {
-                Ok(page) => {
-                    let n = page.registrations.len();
-                    (
-                        Some(Message {
-                            r#type: Some(MessageType::DiscoverResponse as i32),
-                            discover_response: Some(page),
-                            ..Message::default()
-                        }),
-                        Outcome::Discover(ResponseStatus::Ok, n),
-                    )
-                }
-                Err((status, text)) => (
+            ) => match self.discover(&d) {
+                Ok((op, ask)) => Plan::Store(op, ask),
+                Err((status, text)) => Plan::Answer(
                     Some(protocol::discover_error(status, text)),
                     Outcome::Discover(status, 0),
                 ),
             },
             (Some(MessageType::Discover), _) => {
                 let status = ResponseStatus::InvalidNamespace;
-                (
+                Plan::Answer(
                     Some(protocol::discover_error(
                         status,
                         "DISCOVER without a discover body".into(),
@@ -198,7 +227,96 @@ impl Service {
                     Outcome::Discover(status, 0),
                 )
             }
-            _ => (None, Outcome::NotARequest),
+            _ => Plan::Answer(None, Outcome::NotARequest),
+        }
+    }
+
+    /// The answer to the request behind `ask`, from what its op came to.
+    /// A store that cannot be reached gives `E_UNAVAILABLE` (retry later),
+    /// any other store failure `E_INTERNAL_ERROR`; neither confirms
+    /// anything.
+    pub fn answer(
+        &self,
+        ask: &Ask,
+        done: Result<Done, &Error>,
+        now: u64,
+    ) -> (Option<Message>, Outcome) {
+        let failure = |e: &Error, what: &str| {
+            tracing::error!(target: "multidriver_rendezvous", "{what}: {e}");
+            if e.is_unavailable() {
+                (
+                    ResponseStatus::Unavailable,
+                    "the registry is unavailable; retry shortly".to_owned(),
+                )
+            } else {
+                (ResponseStatus::InternalError, "store failure".to_owned())
+            }
+        };
+        match (ask, done) {
+            (Ask::Register { ttl, caps }, done) => {
+                let result = match done {
+                    Ok(Done::Register(Registered::New | Registered::Refreshed)) => Ok(*ttl),
+                    Ok(Done::Register(Registered::PeerLimit)) => Err((
+                        ResponseStatus::Unavailable,
+                        format!(
+                            "this peer holds {} registrations, the per-peer limit",
+                            caps.per_peer
+                        ),
+                    )),
+                    Ok(Done::Register(Registered::TotalLimit)) => Err((
+                        ResponseStatus::Unavailable,
+                        format!("the point holds {} registrations, its limit", caps.total),
+                    )),
+                    Ok(other) => Err(mismatch(&other)),
+                    Err(e) => Err(failure(e, "register")),
+                };
+                let (status, text, ttl) = match result {
+                    Ok(ttl) => (ResponseStatus::Ok, String::new(), Some(ttl)),
+                    Err((status, text)) => (status, text, None),
+                };
+                (
+                    Some(protocol::register_response(status, text, ttl)),
+                    Outcome::Register(status),
+                )
+            }
+            (Ask::Unregister, done) => {
+                let dropped = match done {
+                    Ok(Done::Unregister(dropped)) => dropped,
+                    Ok(other) => {
+                        mismatch(&other);
+                        false
+                    }
+                    Err(e) => {
+                        failure(e, "unregister");
+                        false
+                    }
+                };
+                (None, Outcome::Unregister(dropped))
+            }
+            (Ask::Discover { namespace, after }, done) => {
+                let page = match done {
+                    Ok(Done::Discover(page)) => page_answer(page, namespace.clone(), *after, now),
+                    Ok(other) => Err(mismatch(&other)),
+                    Err(e) => Err(failure(e, "discover")),
+                };
+                match page {
+                    Ok(page) => {
+                        let n = page.registrations.len();
+                        (
+                            Some(Message {
+                                r#type: Some(MessageType::DiscoverResponse as i32),
+                                discover_response: Some(page),
+                                ..Message::default()
+                            }),
+                            Outcome::Discover(ResponseStatus::Ok, n),
+                        )
+                    }
+                    Err((status, text)) => (
+                        Some(protocol::discover_error(status, text)),
+                        Outcome::Discover(status, 0),
+                    ),
+                }
+            }
         }
     }
 
@@ -223,12 +341,12 @@ impl Service {
     /// `checked`: the record as [`protocol::ServerCodec`] already checked
     /// it, if it did.
     fn register(
-        &mut self,
+        &self,
         from: &PeerId,
         r: Register,
         checked: Option<protocol::RecordCheck>,
         now: u64,
-    ) -> Result<u64, Refusal> {
+    ) -> Result<(Op, Ask), Refusal> {
         let namespace = self.namespace(r.ns.as_deref())?;
         let bytes = r.signed_peer_record.ok_or_else(|| {
             (
@@ -264,36 +382,25 @@ impl Service {
             per_peer: self.limits.max_registrations_per_peer,
             total: self.limits.max_registrations,
         };
-        match self
-            .store
-            .register(from, &namespace, &bytes, now.saturating_add(ttl), now, caps)
-        {
-            Ok(Registered::New | Registered::Refreshed) => Ok(ttl),
-            Ok(Registered::PeerLimit) => Err((
-                ResponseStatus::Unavailable,
-                format!(
-                    "this peer holds {} registrations, the per-peer limit",
-                    caps.per_peer
-                ),
-            )),
-            Ok(Registered::TotalLimit) => Err((
-                ResponseStatus::Unavailable,
-                format!("the point holds {} registrations, its limit", caps.total),
-            )),
-            Err(e) => {
-                tracing::error!(target: "multidriver_rendezvous", "register: {e}");
-                Err((ResponseStatus::InternalError, "store failure".into()))
-            }
-        }
+        Ok((
+            Op::Register {
+                peer: *from,
+                namespace,
+                record: bytes,
+                expires: now.saturating_add(ttl),
+                caps,
+            },
+            Ask::Register { ttl, caps },
+        ))
     }
 
-    fn discover(&self, d: &protocol::Discover, now: u64) -> Result<DiscoverResponse, Refusal> {
+    fn discover(&self, d: &protocol::Discover) -> Result<(Op, Ask), Refusal> {
         let namespace = match d.ns.as_deref() {
             None => None,
             Some(ns) => Some(self.namespace(Some(ns))?),
         };
         let invalid = |why: &str| (ResponseStatus::InvalidCookie, why.to_owned());
-        let position = match d.cookie.as_deref() {
+        let after = match d.cookie.as_deref() {
             None => 0,
             Some(bytes) => {
                 let cookie =
@@ -307,9 +414,6 @@ impl Service {
                     }
                     _ => {}
                 }
-                if cookie.position > self.store.last_position() {
-                    return Err(invalid("the cookie was not issued by this point"));
-                }
                 cookie.position
             }
         };
@@ -317,46 +421,65 @@ impl Service {
             .limit
             .unwrap_or(u64::MAX)
             .min(self.limits.max_discover_limit);
-        // Entries are admitted while they fit under the message limit; the
-        // store stops reading rows at the first that does not.
-        let mut budget = protocol::MAX_MESSAGE_BYTES - PAGE_OVERHEAD;
-        let (rows, complete) = self
-            .store
-            .discover(namespace.as_deref(), position, limit, now, |row| {
-                let size = entry_len(row.namespace.len(), row.record.len());
-                let fits = size <= budget;
-                if fits {
-                    budget -= size;
-                }
-                fits
-            })
-            .map_err(|e| {
-                tracing::error!(target: "multidriver_rendezvous", "discover: {e}");
-                (ResponseStatus::InternalError, "store failure".to_owned())
-            })?;
-        let mut end = rows.last().map_or(position, |r| r.position);
-        // A page that held every match also covers everything up to the
-        // last position given; otherwise it ends at its last entry.
-        if complete {
-            end = end.max(self.store.last_position());
-        }
-        let registrations = rows
-            .into_iter()
-            .map(|row| Register {
-                ns: Some(row.namespace.into_bytes()),
-                signed_peer_record: Some(row.record),
-                ttl: Some(row.expires.saturating_sub(now)),
-            })
-            .collect();
-        let cookie = Cookie {
-            position: end,
-            namespace,
-        };
-        Ok(DiscoverResponse {
-            registrations,
-            cookie: Some(cookie.to_bytes()),
-            status: Some(ResponseStatus::Ok as i32),
-            status_text: None,
-        })
+        Ok((
+            Op::Discover {
+                namespace: namespace.clone(),
+                after,
+                limit,
+                // Entries are admitted while they fit under the message
+                // limit; the store stops reading rows at the first that
+                // does not.
+                budget: protocol::MAX_MESSAGE_BYTES - PAGE_OVERHEAD,
+            },
+            Ask::Discover { namespace, after },
+        ))
     }
+}
+
+/// A discover answer from the store's page: the cookie of a page that held
+/// every match covers everything committed up to the page's snapshot;
+/// otherwise it ends at the page's last entry. A cookie past everything
+/// committed was not issued by any point of this registry.
+fn page_answer(
+    page: Page,
+    namespace: Option<String>,
+    after: u64,
+    now: u64,
+) -> Result<DiscoverResponse, Refusal> {
+    if after > page.last_position {
+        return Err((
+            ResponseStatus::InvalidCookie,
+            "the cookie was not issued by this point".to_owned(),
+        ));
+    }
+    let mut end = page.rows.last().map_or(after, |r| r.position);
+    if page.complete {
+        end = end.max(page.last_position);
+    }
+    let registrations = page
+        .rows
+        .into_iter()
+        .map(|row| Register {
+            ns: Some(row.namespace.into_bytes()),
+            signed_peer_record: Some(row.record),
+            ttl: Some(row.expires.saturating_sub(now)),
+        })
+        .collect();
+    let cookie = Cookie {
+        position: end,
+        namespace,
+    };
+    Ok(DiscoverResponse {
+        registrations,
+        cookie: Some(cookie.to_bytes()),
+        status: Some(ResponseStatus::Ok as i32),
+        status_text: None,
+    })
+}
+
+/// A store that answered an op with another op's result: a bug in the
+/// backend, answered as an internal error.
+fn mismatch(done: &Done) -> Refusal {
+    tracing::error!(target: "multidriver_rendezvous", ?done, "the store answered another kind of op");
+    (ResponseStatus::InternalError, "store failure".to_owned())
 }

@@ -383,6 +383,20 @@ impl Store {
         }
     }
 
+    /// Marks the open batch failed, so [`Store::commit`] rolls it back.
+    pub fn fail_batch(&mut self, why: &Error) {
+        if self.batch.is_some() {
+            self.batch_failed.get_or_insert_with(|| why.to_string());
+        }
+    }
+
+    /// The database's path (`:memory:` for one in memory).
+    pub fn shown_path(&self) -> PathBuf {
+        self.path
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(":memory:"))
+    }
+
     /// Whether a batch is open.
     pub fn in_batch(&self) -> bool {
         self.batch.is_some()
