@@ -118,8 +118,9 @@ pub trait Backend: Send + std::fmt::Debug {
     fn run(&mut self, ops: Vec<Op>, now: u64) -> Pending<Vec<Done>>;
 
     /// Deletes expired registrations, unless another point of the same
-    /// registry swept within `interval_secs`; how many this call deleted.
-    fn sweep(&mut self, now: u64, interval_secs: u64) -> Pending<u64>;
+    /// registry swept within `interval_secs`: how many this call deleted,
+    /// or `None` when it left the sweep to that point.
+    fn sweep(&mut self, now: u64, interval_secs: u64) -> Pending<Option<u64>>;
 
     /// Counts for metrics.
     fn counts(&self) -> Counts;
@@ -160,8 +161,8 @@ impl Backend for Store {
         Box::pin(std::future::ready(done))
     }
 
-    fn sweep(&mut self, now: u64, _interval_secs: u64) -> Pending<u64> {
-        let swept = Store::sweep(self, now);
+    fn sweep(&mut self, now: u64, _interval_secs: u64) -> Pending<Option<u64>> {
+        let swept = Store::sweep(self, now).map(Some);
         Box::pin(std::future::ready(swept))
     }
 

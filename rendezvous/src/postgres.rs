@@ -400,7 +400,18 @@ impl Job {
     fn pg(&self, e: &tokio_postgres::Error) -> Error {
         let message = match e.as_db_error() {
             Some(db) => format!("{}: {}", db.code().code(), db.message()),
-            None => e.to_string(),
+            // The client's own errors hide their cause (a refused
+            // connection, a certificate) in their sources.
+            None => {
+                let mut message = e.to_string();
+                let mut source = std::error::Error::source(e);
+                while let Some(cause) = source {
+                    message.push_str(": ");
+                    message.push_str(&cause.to_string());
+                    source = cause.source();
+                }
+                message
+            }
         };
         Error::Registry {
             url: self.shown.clone(),
@@ -461,7 +472,7 @@ impl Backend for PgStore {
         })
     }
 
-    fn sweep(&mut self, now: u64, interval_secs: u64) -> Pending<u64> {
+    fn sweep(&mut self, now: u64, interval_secs: u64) -> Pending<Option<u64>> {
         let job = Job::new(self);
         Box::pin(async move {
             let started = Instant::now();
@@ -844,7 +855,7 @@ async fn discover(
 }
 
 /// The periodic sweep: only when no point swept within `interval_secs`.
-async fn sweep(job: Job, now: u64, interval_secs: u64) -> Result<u64, Error> {
+async fn sweep(job: Job, now: u64, interval_secs: u64) -> Result<Option<u64>, Error> {
     let mut client = job.client().await?;
     let tx = client.transaction().await.map_err(|e| job.pg(&e))?;
     let work = async {
@@ -857,7 +868,7 @@ async fn sweep(job: Job, now: u64, interval_secs: u64) -> Result<u64, Error> {
         let rows = unsigned(row.get(0));
         let last_sweep = unsigned(row.get(1));
         if last_sweep.saturating_add(interval_secs) > now {
-            return Ok((0, rows));
+            return Ok((None, rows));
         }
         let n = tx
             .execute(
@@ -873,12 +884,12 @@ async fn sweep(job: Job, now: u64, interval_secs: u64) -> Result<u64, Error> {
             &[&sql(rows), &sql(next_expiry), &sql(now)],
         )
         .await?;
-        Ok::<_, tokio_postgres::Error>((n, rows))
+        Ok::<_, tokio_postgres::Error>((Some(n), rows))
     };
     let (n, rows) = work.await.map_err(|e| job.pg(&e))?;
     tx.commit().await.map_err(|e| job.pg(&e))?;
     let mut state = job.state();
     state.rows = rows;
-    state.expired += n;
+    state.expired += n.unwrap_or(0);
     Ok(n)
 }

@@ -160,7 +160,7 @@ enum Finished {
         done: Result<Vec<Done>, Error>,
         now: u64,
     },
-    Sweep(Result<u64, Error>),
+    Sweep(Result<Option<u64>, Error>),
     Probe(Result<(), Error>),
 }
 
@@ -520,11 +520,17 @@ impl Server {
             Finished::Sweep(result) => {
                 self.sweeping = false;
                 match result {
-                    Ok(expired) => {
+                    Ok(Some(expired)) => {
+                        metrics::counter!("multidriver_rendezvous_sweeps_total", "by" => "this_point")
+                            .increment(1);
                         let left = self.service.store().counts().rows;
                         if expired > 0 {
                             events(ServerEvent::Swept { expired, left });
                         }
+                    }
+                    Ok(None) => {
+                        metrics::counter!("multidriver_rendezvous_sweeps_total", "by" => "another_point")
+                            .increment(1);
                     }
                     Err(e) => tracing::error!(target: "multidriver_rendezvous", "sweep: {e}"),
                 }

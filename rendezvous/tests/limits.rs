@@ -428,7 +428,9 @@ fn expired_registrations_are_not_served_and_discovered_ttls_count_down() {
     let (_, gone, _) = discover(&mut s, Some("ns"), None, None, NOW + 7200);
     assert!(gone.is_empty());
     assert_eq!(
-        futures::executor::block_on(s.store_mut().sweep(NOW + 7200, 60)).unwrap(),
+        futures::executor::block_on(s.store_mut().sweep(NOW + 7200, 60))
+            .unwrap()
+            .unwrap(),
         1
     );
     assert_eq!(s.store().counts().rows, 0);

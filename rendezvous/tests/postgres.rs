@@ -41,6 +41,10 @@ const LOAD_DEADLINE: Duration = Duration::from_secs(120);
 const POINT_URL: &str = "MD_PG_POINT_URL";
 /// `max_registrations,max_registrations_per_peer` of a point.
 const POINT_LIMITS: &str = "MD_PG_POINT_LIMITS";
+/// A key file for the point (a new key when unset).
+const POINT_KEY: &str = "MD_PG_POINT_KEY";
+/// The CA file the point checks the database's certificate against.
+const POINT_CA: &str = "MD_PG_POINT_CA";
 
 /// One scenario, on the shared cluster and runtime.
 type Scenario = dyn Fn(&mut Cluster, &tokio::runtime::Runtime);
@@ -69,7 +73,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let tests: [(&str, &Scenario); 5] = [
+    let tests: [(&str, &Scenario); 8] = [
         ("registrations_and_cookies_carry_across_points", &|c, rt| {
             rt.block_on(registrations_and_cookies_carry_across_points(c));
         }),
@@ -77,6 +81,21 @@ fn main() {
             "limits_are_exact_with_registrations_spread_over_three_points",
             &|c, rt| {
                 rt.block_on(limits_are_exact_with_registrations_spread_over_three_points(c));
+            },
+        ),
+        ("points_sharing_one_key_answer_as_one_point", &|c, rt| {
+            rt.block_on(points_sharing_one_key_answer_as_one_point(c));
+        }),
+        (
+            "expired_registrations_are_swept_once_by_the_fleet",
+            &|c, rt| {
+                rt.block_on(expired_registrations_are_swept_once_by_the_fleet(c));
+            },
+        ),
+        (
+            "tls_to_the_registry_is_verified_against_the_ca",
+            &|c, rt| {
+                rt.block_on(tls_to_the_registry_is_verified_against_the_ca(c));
             },
         ),
         ("a_newer_schema_is_refused_at_start", &|c, rt| {
@@ -151,13 +170,20 @@ fn run_point(url: &str) {
         store_timeout_secs: 2,
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
         metrics: Some("127.0.0.1:0".parse().unwrap()),
+        store_ca: std::env::var(POINT_CA).ok().map(Into::into),
         sweep_interval_secs: 1,
         limits: Limits {
             max_registrations: max,
             max_registrations_per_peer: per_peer,
+            // Short registrations, to see them expire.
+            min_ttl: 1,
             ..Limits::default()
         },
         ..Config::default()
+    };
+    let key = match std::env::var(POINT_KEY) {
+        Ok(path) => multidriver_rendezvous::keys::read(std::path::Path::new(&path)).unwrap(),
+        Err(_) => Keypair::generate_ed25519(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -165,7 +191,8 @@ fn run_point(url: &str) {
         .build()
         .unwrap();
     let result = runtime.block_on(async move {
-        let server = Server::new(config, Keypair::generate_ed25519(), None)?;
+        let prometheus = multidriver_rendezvous::install_recorder()?;
+        let server = Server::new(config, key, Some(prometheus))?;
         println!("peer {}", server.peer_id());
         let (closed_tx, closed) = tokio::sync::oneshot::channel::<()>();
         std::thread::spawn(move || {
@@ -181,6 +208,7 @@ fn run_point(url: &str) {
                     ServerEvent::Listening(a) => println!("listening {a}"),
                     ServerEvent::Metrics(a) => println!("metrics {a}"),
                     ServerEvent::Store { store, .. } => println!("store {store}"),
+                    ServerEvent::Swept { expired, .. } => println!("swept {expired}"),
                     _ => {}
                 },
             )
@@ -204,7 +232,20 @@ struct Point {
 
 impl Point {
     fn start(url: &str, limits: (u64, u64)) -> Point {
-        let (child, stdin, lines) = spawn_point(url, limits);
+        Point::start_with(url, limits, None)
+    }
+
+    fn start_with(url: &str, limits: (u64, u64), key: Option<&std::path::Path>) -> Point {
+        Point::start_env(url, limits, key, None)
+    }
+
+    fn start_env(
+        url: &str,
+        limits: (u64, u64),
+        key: Option<&std::path::Path>,
+        ca: Option<&std::path::Path>,
+    ) -> Point {
+        let (child, stdin, lines) = spawn(url, limits, key, ca);
         let mut point = Point {
             child,
             stdin: Some(stdin),
@@ -249,15 +290,29 @@ impl Point {
     }
 
     fn health_at(metrics: SocketAddr) -> (u16, String) {
-        let mut s = std::net::TcpStream::connect(metrics).unwrap();
-        s.set_read_timeout(Some(DEADLINE)).unwrap();
-        write!(s, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        let code = out[9..12].parse().unwrap();
-        let body = out.split_once("\r\n\r\n").unwrap().1.to_owned();
-        (code, body)
+        http_get(metrics, "/health")
     }
+
+    /// A counter's value on `/metrics` (0 when it is not there yet).
+    fn counter(&self, series: &str) -> u64 {
+        let (code, page) = http_get(self.metrics, "/metrics");
+        assert_eq!(code, 200);
+        page.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+/// One GET: the status code and the body.
+fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let code = out[9..12].parse().unwrap();
+    let body = out.split_once("\r\n\r\n").unwrap().1.to_owned();
+    (code, body)
 }
 
 impl Drop for Point {
@@ -278,7 +333,23 @@ impl Drop for Point {
 }
 
 fn spawn_point(url: &str, limits: (u64, u64)) -> (Child, ChildStdin, mpsc::Receiver<String>) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
+    spawn(url, limits, None, None)
+}
+
+fn spawn(
+    url: &str,
+    limits: (u64, u64),
+    key: Option<&std::path::Path>,
+    ca: Option<&std::path::Path>,
+) -> (Child, ChildStdin, mpsc::Receiver<String>) {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    if let Some(key) = key {
+        command.env(POINT_KEY, key);
+    }
+    if let Some(ca) = ca {
+        command.env(POINT_CA, ca);
+    }
+    let mut child = command
         .env(POINT_URL, url)
         .env(POINT_LIMITS, format!("{},{}", limits.0, limits.1))
         .stdin(Stdio::piped())
@@ -556,6 +627,164 @@ async fn limits_are_exact_with_registrations_spread_over_three_points(cluster: &
     .get(0);
     assert_eq!(rows, TOTAL as i64);
     assert_eq!(discover_everything(&points[1]).await.len(), TOTAL as usize);
+}
+
+async fn points_sharing_one_key_answer_as_one_point(cluster: &mut Cluster) {
+    let url = database(cluster, "md_one_key");
+    let dir = std::env::temp_dir().join(format!("md-pg-key-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key_file = dir.join("point.key");
+    let _ = std::fs::remove_file(&key_file);
+    let key = multidriver_rendezvous::keys::generate(&key_file).unwrap();
+    let points: Vec<Point> = (0..3)
+        .map(|_| Point::start_with(&url, (10_000, 32), Some(&key_file)))
+        .collect();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let id = key.public().to_peer_id();
+    assert!(
+        points.iter().all(|p| p.id == id),
+        "one peer id for the fleet"
+    );
+
+    // Whichever address a client reaches, it speaks to "the" point.
+    let mut a = client();
+    assert!(connect(&mut a, &points[0].addr).await);
+    register(&mut a, id, "one-name").await.unwrap();
+    let mut b = client();
+    assert!(connect(&mut b, &points[2].addr).await);
+    register(&mut b, id, "one-name").await.unwrap();
+    let mut seeker = client();
+    assert!(connect(&mut seeker, &points[1].addr).await);
+    let (page, _) = discover(&mut seeker, id, Some("one-name"), None).await;
+    let peers: HashSet<PeerId> = page.iter().map(|(p, _)| *p).collect();
+    assert_eq!(
+        peers,
+        HashSet::from([*a.local_peer_id(), *b.local_peer_id()])
+    );
+}
+
+async fn expired_registrations_are_swept_once_by_the_fleet(cluster: &mut Cluster) {
+    const PEERS: usize = 9;
+    let url = database(cluster, "md_expiry");
+    let points = three(&url, (10_000, 32));
+    for i in 0..PEERS {
+        let p = &points[i % 3];
+        let mut c = client();
+        assert!(connect(&mut c, &p.addr).await);
+        c.behaviour_mut()
+            .register(ns("short-lived"), p.id, Some(1))
+            .unwrap();
+        match next(&mut c).await {
+            rendezvous::client::Event::Registered { ttl, .. } => assert_eq!(ttl, 1),
+            other => panic!("expected Registered, got {other:?}"),
+        }
+    }
+    // Past their TTL they are not served, swept or not.
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    assert!(discover_everything(&points[0]).await.is_empty());
+    // Each point sweeps every second; between them each registration is
+    // deleted once.
+    let mut swept = 0;
+    let deadline = Instant::now() + DEADLINE;
+    while swept < PEERS {
+        assert!(Instant::now() < deadline, "{swept} of {PEERS} swept");
+        for p in &points {
+            for line in p.lines.try_iter() {
+                if let Some(n) = line.strip_prefix("swept ") {
+                    swept += n.parse::<usize>().unwrap();
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for p in &points {
+        for line in p.lines.try_iter() {
+            assert!(!line.starts_with("swept "), "swept twice: {line}");
+        }
+    }
+    assert_eq!(swept, PEERS);
+    let rows: i64 = sql(
+        &url,
+        "SELECT count(*) FROM multidriver_rendezvous_registrations",
+    )
+    .await
+    .get(0);
+    assert_eq!(rows, 0);
+    // Every point's timer fires each second, and in each second one of
+    // them sweeps: the others leave it to that one.
+    let by = |who: &str| -> u64 {
+        points
+            .iter()
+            .map(|p| {
+                p.counter(&format!(
+                    "multidriver_rendezvous_sweeps_total{{by=\"{who}\"}}"
+                ))
+            })
+            .sum()
+    };
+    let (ran, left) = (by("this_point"), by("another_point"));
+    assert!(
+        ran >= 1 && left >= ran,
+        "{ran} sweeps ran, {left} left to another point"
+    );
+    println!("  {ran} sweeps ran, {left} ticks left the sweep to the point that had just run one");
+}
+
+/// A CA, and a certificate for 127.0.0.1 it signed: (CA PEM, chain PEM,
+/// key PEM).
+fn certificates() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    (ca.pem(), cert.pem(), key.serialize_pem())
+}
+
+async fn tls_to_the_registry_is_verified_against_the_ca(cluster: &mut Cluster) {
+    let (ca, chain, key) = certificates();
+    cluster.enable_tls(&chain, &key).unwrap();
+    let url = format!("{}?sslmode=require", database(cluster, "md_tls"));
+    let dir = std::env::temp_dir().join(format!("md-pg-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, ca).unwrap();
+    let other_ca = dir.join("other-ca.pem");
+    std::fs::write(&other_ca, certificates().0).unwrap();
+
+    // Against the CA that signed the server's certificate: it serves, over
+    // TLS.
+    let point = Point::start_env(&url, (10_000, 32), None, Some(&ca_file));
+    let mut c = client();
+    assert!(connect(&mut c, &point.addr).await);
+    register(&mut c, point.id, "sealed").await.unwrap();
+    let tls: i64 = sql(
+        &url.replace("?sslmode=require", ""),
+        "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid)
+         WHERE ssl AND application_name = 'multidriver-rendezvous'",
+    )
+    .await
+    .get(0);
+    assert!(tls >= 1, "the point's connections use TLS");
+
+    // Against another CA: the point refuses the database and says why.
+    let (mut child, _stdin, lines) = spawn(&url, (10_000, 32), None, Some(&other_ca));
+    let status = wait_exit(&mut child);
+    assert!(!status.success());
+    let out: Vec<String> = lines.try_iter().collect();
+    assert!(
+        out.iter()
+            .any(|l| l.starts_with("error ") && l.contains("certificate")),
+        "{out:?}"
+    );
+    drop(point);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 async fn a_newer_schema_is_refused_at_start(cluster: &mut Cluster) {

@@ -142,6 +142,42 @@ impl Cluster {
         self.pg_ctl_start()
     }
 
+    /// Turns TLS on with this certificate chain and key (PEM): writes them
+    /// into the cluster's directory, owned by the user the server runs as
+    /// (the key readable by it alone, as the server requires), and reloads
+    /// the configuration. Plain connections are still accepted.
+    pub fn enable_tls(&self, cert_pem: &str, key_pem: &str) -> Result<(), String> {
+        use std::os::unix::fs::PermissionsExt;
+        let cert = self.dir.join("server.crt");
+        let key = self.dir.join("server.key");
+        for (path, text, mode) in [(&cert, cert_pem, 0o644), (&key, key_pem, 0o600)] {
+            std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            if let Some((uid, gid)) = self.run_as {
+                std::os::unix::fs::chown(path, Some(uid), Some(gid))
+                    .map_err(|e| format!("chown {}: {e}", path.display()))?;
+            }
+        }
+        self.psql_in(
+            "postgres",
+            &format!(
+                "ALTER SYSTEM SET ssl_cert_file = {}",
+                conf_quote(&cert.display().to_string())
+            ),
+        )?;
+        self.psql_in(
+            "postgres",
+            &format!(
+                "ALTER SYSTEM SET ssl_key_file = {}",
+                conf_quote(&key.display().to_string())
+            ),
+        )?;
+        self.psql_in("postgres", "ALTER SYSTEM SET ssl = on")?;
+        self.psql_in("postgres", "SELECT pg_reload_conf()")?;
+        Ok(())
+    }
+
     /// Runs SQL with psql against database `multidriver` as the superuser
     /// (`psql -At -c`, stopping at the first error) and returns its stdout
     /// without the final newline.
