@@ -48,7 +48,7 @@ struct RunArgs {
     /// SQLite file: `postgres://user[:password]@host[:port]/database`
     /// (add `?sslmode=require` for TLS). Points on one database serve one
     /// registry.
-    #[arg(long, value_name = "URL", env = "MULTIDRIVER_RENDEZVOUS_STORE")]
+    #[arg(long, value_name = "URL", env = "MULTIDRIVER_RENDEZVOUS_STORE", value_parser = parse_store)]
     store: Option<String>,
     /// CA certificates (PEM) to check the database's certificate against
     /// with `sslmode=require` (default: the system's roots).
@@ -120,6 +120,10 @@ struct RunArgs {
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
+}
+
+fn parse_store(s: &str) -> Result<String, String> {
+    multidriver_rendezvous::postgres::check_url(s).map(|()| s.to_owned())
 }
 
 fn parse_durability(s: &str) -> Result<Durability, String> {

@@ -462,6 +462,55 @@ fn a_taken_port_is_refused_before_the_database_is_created() {
 }
 
 #[test]
+fn a_shared_registry_comes_from_the_variable_and_a_bad_url_is_named() {
+    let url = "postgres://rendezvous@db.internal:5432/rendezvous?sslmode=require";
+    let out = run(
+        &["rendezvous", "run", "--print-config"],
+        &[("MULTIDRIVER_RENDEZVOUS_STORE", url)],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let config: toml::Table = String::from_utf8(out.stdout).unwrap().parse().unwrap();
+    assert_eq!(config["store"].as_str(), Some(url));
+    assert_eq!(config["store_pool_size"].as_integer(), Some(8));
+
+    let out = run(
+        &["rendezvous", "run", "--print-config"],
+        &[(
+            "MULTIDRIVER_RENDEZVOUS_STORE",
+            "mysql://db.internal/rendezvous",
+        )],
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("is not a postgres:// URL")
+            && err.contains("the environment variable MULTIDRIVER_RENDEZVOUS_STORE"),
+        "{err}"
+    );
+    // In the file, the error names the field.
+    let dir = TempDir::new("bad-store");
+    let file = dir.path("rv.toml");
+    std::fs::write(
+        &file,
+        "store = \"postgres://db.internal/rv?sslmode=verify-full\"\n",
+    )
+    .unwrap();
+    let out = run(
+        &[
+            "rendezvous",
+            "run",
+            "--config",
+            file.to_str().unwrap(),
+            "--print-config",
+        ],
+        &[],
+    );
+    assert!(!out.status.success(), "{out:?}");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("config store: "), "{err}");
+}
+
+#[test]
 fn a_bad_environment_value_names_the_variable() {
     let out = run(
         &["rendezvous", "run", "--print-config"],

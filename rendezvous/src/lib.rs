@@ -6,6 +6,10 @@
 //!
 //! - **keeps registrations on disk** (SQLite, WAL): a restart, even after
 //!   `kill -9`, loses none; expired ones are swept;
+//! - **runs as a fleet** on one PostgreSQL database ([`Config::store`],
+//!   [`PgStore`]): several points are one registry, with limits exact
+//!   across them, cookies valid at each, and `E_UNAVAILABLE` while the
+//!   database is out of reach. Both stores sit behind [`Backend`];
 //! - **enforces every limit exactly** ([`Limits`]): TTL bounds, per-peer and
 //!   total registrations, namespace length, record size, discover page
 //!   size. Refreshing a registration a peer already holds is accepted at the
@@ -46,6 +50,17 @@
 //! # }
 //! ```
 //!
+//! A point of a fleet differs only in its store:
+//!
+//! ```no_run
+//! # use multidriver_rendezvous::Config;
+//! let config = Config {
+//!     store: Some("postgres://rendezvous@db.internal/rendezvous?sslmode=require".into()),
+//!     store_ca: Some("db-ca.pem".into()),
+//!     ..Config::default()
+//! };
+//! ```
+//!
 //! ## Metrics
 //!
 //! | name | kind | labels |
@@ -55,6 +70,11 @@
 //! | `multidriver_rendezvous_request_duration_seconds` | histogram | `kind` |
 //! | `multidriver_rendezvous_discovered_total` | counter | registrations returned |
 //! | `multidriver_rendezvous_expired_total` | counter | |
+//! | `multidriver_rendezvous_sweeps_total` | counter | `by` (`this_point`, or `another_point` when a point of the fleet had just swept) |
+//! | `multidriver_rendezvous_store_up` | gauge | (PostgreSQL) 1 when the registry answered last, 0 when it did not |
+//! | `multidriver_rendezvous_store_pool_connections` | gauge | (PostgreSQL) `state` (idle, busy) |
+//! | `multidriver_rendezvous_store_pool_max`, `…_store_pool_waiting` | gauge | (PostgreSQL) the pool's size, batches waiting for a connection |
+//! | `multidriver_rendezvous_store_seconds` | histogram | (PostgreSQL) `op` (batch, sweep, probe) |
 //! | `multidriver_rendezvous_inbound_failures_total` | counter | `reason` (malformed, timeout, …) |
 //! | `multidriver_rendezvous_connections` | gauge | |
 //! | `multidriver_rendezvous_relay_reservations`, `…_relay_circuits` | gauge | (with `--relay`) |
