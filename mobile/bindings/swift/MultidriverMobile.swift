@@ -1048,7 +1048,9 @@ public protocol NodeProtocol: AnyObject, Sendable {
      * Sends `data` to `peer` on the trial protocol
      * ([`MESSAGE_PROTOCOL`]), connecting first if needed. Returns the
      * message's id; [`NodeEvent::MessageDelivered`] or
-     * [`NodeEvent::MessageFailed`] carries it.
+     * [`NodeEvent::MessageFailed`] carries it. Messages to one peer go
+     * one at a time, each after the one before it is acknowledged or
+     * failed, so the peer receives them in the order they were sent.
      *
      * # Errors
      * [`MobileError::InvalidInput`] for a malformed peer id or data over
@@ -1514,7 +1516,9 @@ open func routes() -> [RouteInfo]  {
      * Sends `data` to `peer` on the trial protocol
      * ([`MESSAGE_PROTOCOL`]), connecting first if needed. Returns the
      * message's id; [`NodeEvent::MessageDelivered`] or
-     * [`NodeEvent::MessageFailed`] carries it.
+     * [`NodeEvent::MessageFailed`] carries it. Messages to one peer go
+     * one at a time, each after the one before it is acknowledged or
+     * failed, so the peer receives them in the order they were sent.
      *
      * # Errors
      * [`MobileError::InvalidInput`] for a malformed peer id or data over
@@ -4161,7 +4165,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_multidriver_mobile_checksum_method_node_routes() != 41269) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_multidriver_mobile_checksum_method_node_send() != 22615) {
+    if (uniffi_multidriver_mobile_checksum_method_node_send() != 55702) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_multidriver_mobile_checksum_method_node_set_battery() != 60658) {

@@ -1182,7 +1182,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_multidriver_mobile_checksum_method_node_routes() and 0xFFFF) != 41269) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_multidriver_mobile_checksum_method_node_send() and 0xFFFF) != 22615) {
+    if ((lib.uniffi_multidriver_mobile_checksum_method_node_send() and 0xFFFF) != 55702) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_multidriver_mobile_checksum_method_node_set_battery() and 0xFFFF) != 60658) {
@@ -2289,7 +2289,9 @@ public interface NodeInterface {
      * Sends `data` to `peer` on the trial protocol
      * ([`MESSAGE_PROTOCOL`]), connecting first if needed. Returns the
      * message's id; [`NodeEvent::MessageDelivered`] or
-     * [`NodeEvent::MessageFailed`] carries it.
+     * [`NodeEvent::MessageFailed`] carries it. Messages to one peer go
+     * one at a time, each after the one before it is acknowledged or
+     * failed, so the peer receives them in the order they were sent.
      *
      * # Errors
      * [`MobileError::InvalidInput`] for a malformed peer id or data over
@@ -2882,7 +2884,9 @@ open class Node: Disposable, AutoCloseable, NodeInterface
      * Sends `data` to `peer` on the trial protocol
      * ([`MESSAGE_PROTOCOL`]), connecting first if needed. Returns the
      * message's id; [`NodeEvent::MessageDelivered`] or
-     * [`NodeEvent::MessageFailed`] carries it.
+     * [`NodeEvent::MessageFailed`] carries it. Messages to one peer go
+     * one at a time, each after the one before it is acknowledged or
+     * failed, so the peer receives them in the order they were sent.
      *
      * # Errors
      * [`MobileError::InvalidInput`] for a malformed peer id or data over
