@@ -10,6 +10,9 @@
 //! registration never holds a slot, positions only grow, and a discover
 //! page ends at a position the store has committed.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use futures::future::BoxFuture;
 use libp2p::PeerId;
 
@@ -23,6 +26,95 @@ use crate::store::{Caps, Registered, Store, Stored};
 pub fn entry_len(namespace: usize, record: usize) -> usize {
     let inner = (1 + 10 + namespace) + (1 + 10 + record) + (1 + 10);
     1 + 10 + inner
+}
+
+/// Bytes a discover answer holds beside its entries: its cookie, status
+/// and framing (an upper bound).
+pub const PAGE_OVERHEAD: usize = 1024;
+
+/// What an answer waiting for its client is counted as, in multiples of
+/// its size: its encoded bytes, and room for the copies the connection's
+/// multiplexer and encryption make while it is written, and for the
+/// allocator's slack. Our choice, from
+/// `cargo bench -p multidriver-benches --bench rendezvous_load` (128
+/// clients that never read 0.7 MB answers, 64 MiB limit): resident memory
+/// rose by about 1.1× the answer bytes held, so counted twice the rise stays
+/// near 0.6× the limit.
+pub const ANSWER_MEMORY_FACTOR: usize = 2;
+
+/// The memory discover answers may hold, from the moment the store has
+/// built a page until its client has taken it
+/// ([`Config::max_answer_bytes_in_flight`](crate::Config)), shared by the
+/// point and its store. A page is charged as the store builds it; one that
+/// does not fit is dropped there and answered `E_UNAVAILABLE` (busy), so
+/// clients that ask and never read cannot make the point build pages
+/// without bound.
+#[derive(Debug)]
+pub struct AnswerBudget {
+    /// Answer bytes charged now.
+    charged: AtomicUsize,
+    /// Answer bytes that may be charged: the memory limit over
+    /// [`ANSWER_MEMORY_FACTOR`].
+    limit: usize,
+}
+
+impl AnswerBudget {
+    /// A budget of `memory` bytes (each answer byte counted
+    /// [`ANSWER_MEMORY_FACTOR`] times).
+    pub fn new(memory: usize) -> Arc<AnswerBudget> {
+        Arc::new(AnswerBudget {
+            charged: AtomicUsize::new(0),
+            limit: memory / ANSWER_MEMORY_FACTOR,
+        })
+    }
+
+    /// No limit, for a caller that sends nothing (tests, tools).
+    pub fn unlimited() -> Arc<AnswerBudget> {
+        Arc::new(AnswerBudget {
+            charged: AtomicUsize::new(0),
+            limit: usize::MAX,
+        })
+    }
+
+    /// Charges `bytes` if they fit under the limit; whether they did.
+    pub fn try_charge(&self, bytes: usize) -> bool {
+        self.charged
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| {
+                now.checked_add(bytes).filter(|total| *total <= self.limit)
+            })
+            .is_ok()
+    }
+
+    /// Charges `bytes` whatever the limit (a small answer that must be
+    /// sent: a registration's, an error).
+    pub fn charge(&self, bytes: usize) {
+        self.charged.fetch_add(bytes, Ordering::AcqRel);
+    }
+
+    /// Gives back what an answer was charged, once it is gone.
+    pub fn release(&self, bytes: usize) {
+        let _ = self
+            .charged
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| {
+                Some(now.saturating_sub(bytes))
+            });
+    }
+
+    /// Answer bytes charged now.
+    pub fn charged(&self) -> usize {
+        self.charged.load(Ordering::Acquire)
+    }
+
+    /// Charges a page's worth (its entries and [`PAGE_OVERHEAD`]); the
+    /// charge, or `None` when it does not fit.
+    pub fn charge_page(&self, rows: &[Stored]) -> Option<usize> {
+        let bytes = rows
+            .iter()
+            .map(|r| entry_len(r.namespace.len(), r.record.len()))
+            .sum::<usize>()
+            + PAGE_OVERHEAD;
+        self.try_charge(bytes).then_some(bytes)
+    }
 }
 
 /// The fixed part of [`entry_len`] (everything but the namespace and the
@@ -75,6 +167,18 @@ pub enum Done {
     Unregister(bool),
     /// A discover page.
     Discover(Page),
+    /// A discover page that did not fit the [`AnswerBudget`]: dropped,
+    /// to be answered `E_UNAVAILABLE` (busy).
+    Busy,
+    /// A discover that failed after the batch's writes committed (they
+    /// stand; this one op is answered with the failure).
+    Failed {
+        /// Whether the store could not be reached (`E_UNAVAILABLE`), rather
+        /// than failed (`E_INTERNAL_ERROR`).
+        unavailable: bool,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 /// A discover page.
@@ -89,6 +193,9 @@ pub struct Page {
     /// snapshot), for the cookie of a complete page and to refuse cookies
     /// no point of this registry issued.
     pub last_position: u64,
+    /// What the page was charged in the [`AnswerBudget`], to release when
+    /// its answer is gone.
+    pub charged: usize,
 }
 
 /// What a backend's counts look like now, for metrics.
@@ -103,7 +210,7 @@ pub struct Counts {
 
 /// Tells the store's state: `Ok(what)` when it serves, `Err(why)` when
 /// it does not.
-pub type Health = std::sync::Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
+pub type Health = Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
 
 /// A batch or a sweep that is still running.
 pub type Pending<T> = BoxFuture<'static, Result<T, Error>>;
@@ -111,11 +218,14 @@ pub type Pending<T> = BoxFuture<'static, Result<T, Error>>;
 /// A store of registrations. Calls never read the clock: `now` is Unix
 /// seconds, passed in.
 pub trait Backend: Send + std::fmt::Debug {
-    /// Runs `ops` in order inside one transaction and, once it committed,
-    /// returns one [`Done`] per op. On an error nothing of the batch took
-    /// effect (or, for a connection lost during the commit, it may have:
-    /// the caller confirms nothing either way).
-    fn run(&mut self, ops: Vec<Op>, now: u64) -> Pending<Vec<Done>>;
+    /// Runs `ops` inside one transaction and, once it committed, returns
+    /// one [`Done`] per op. Writes take effect in order, and the writes of
+    /// one store's batches in the order `run` was called. Each discover
+    /// page is charged in `answers` as it is built ([`Done::Busy`] when it
+    /// does not fit). On an error nothing of the batch took effect (or,
+    /// for a connection lost during the commit, it may have: the caller
+    /// confirms nothing either way).
+    fn run(&mut self, ops: Vec<Op>, now: u64, answers: &Arc<AnswerBudget>) -> Pending<Vec<Done>>;
 
     /// Deletes expired registrations, unless another point of the same
     /// registry swept within `interval_secs`: how many this call deleted,
@@ -139,6 +249,13 @@ pub trait Backend: Send + std::fmt::Debug {
         None
     }
 
+    /// Whether the store is known to be out of reach now (its last
+    /// attempt failed so): batches are answered `E_UNAVAILABLE` at once,
+    /// without waiting for it, until a [`Backend::probe`] succeeds.
+    fn is_down(&self) -> bool {
+        false
+    }
+
     /// Checks that the store is reachable when nothing else has lately;
     /// `None` for a store that cannot be lost (a local file).
     fn probe(&mut self) -> Option<Pending<()>> {
@@ -156,8 +273,8 @@ pub trait Backend: Send + std::fmt::Debug {
 }
 
 impl Backend for Store {
-    fn run(&mut self, ops: Vec<Op>, now: u64) -> Pending<Vec<Done>> {
-        let done = self.run_now(ops, now);
+    fn run(&mut self, ops: Vec<Op>, now: u64, answers: &Arc<AnswerBudget>) -> Pending<Vec<Done>> {
+        let done = self.run_now(ops, now, answers);
         Box::pin(std::future::ready(done))
     }
 
@@ -183,13 +300,21 @@ impl Backend for Store {
 
     fn health(&self) -> Health {
         let what = format!("sqlite {}", self.shown_path().display());
-        std::sync::Arc::new(move || Ok(what.clone()))
+        Arc::new(move || Ok(what.clone()))
     }
 }
 
 impl Store {
-    /// [`Backend::run`] for SQLite: the batch in one transaction, now.
-    pub fn run_now(&mut self, ops: Vec<Op>, now: u64) -> Result<Vec<Done>, Error> {
+    /// [`Backend::run`] for SQLite: the batch in one transaction, now, in
+    /// order (a discover sees the writes before it). Pages are built one
+    /// at a time and charged at once, so at most one page beyond the
+    /// budget exists.
+    pub fn run_now(
+        &mut self,
+        ops: Vec<Op>,
+        now: u64,
+        answers: &AnswerBudget,
+    ) -> Result<Vec<Done>, Error> {
         let batched = ops.len() > 1;
         if batched {
             self.begin()?;
@@ -224,12 +349,14 @@ impl Store {
                         }
                         fits
                     })
-                    .map(|(rows, complete)| {
-                        Done::Discover(Page {
+                    .map(|(rows, complete)| match answers.charge_page(&rows) {
+                        Some(charged) => Done::Discover(Page {
                             rows,
                             complete,
                             last_position: self.last_position(),
-                        })
+                            charged,
+                        }),
+                        None => Done::Busy,
                     }),
             };
             match result {
@@ -243,17 +370,25 @@ impl Store {
                 }
             }
         }
-        if batched {
-            // A failed write already failed the batch; its commit rolls
-            // every write of it back.
-            let committed = self.commit();
-            if let Some(e) = failed {
-                return Err(e);
+        // A failed write already failed the batch; its commit rolls every
+        // write of it back.
+        let committed = if batched { self.commit() } else { Ok(()) };
+        match failed.map_or(committed, Err) {
+            Ok(()) => Ok(done),
+            Err(e) => {
+                release_pages(&done, answers);
+                Err(e)
             }
-            committed?;
-        } else if let Some(e) = failed {
-            return Err(e);
         }
-        Ok(done)
+    }
+}
+
+/// Gives back what the pages among `done` were charged (their batch
+/// failed, and they will not be sent).
+pub fn release_pages(done: &[Done], answers: &AnswerBudget) {
+    for d in done {
+        if let Done::Discover(page) = d {
+            answers.release(page.charged);
+        }
     }
 }

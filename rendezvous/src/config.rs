@@ -287,10 +287,13 @@ pub struct Config {
     /// on the registry's lock, so more connections help discovers only).
     /// 1..=256.
     pub store_pool_size: usize,
-    /// Seconds a batch may wait for a `store` connection and take before
-    /// its requests are answered `E_UNAVAILABLE`; also the connect
-    /// timeout. Default 5 (our choice: under libp2p-request-response's
-    /// 10 s, so the client hears the refusal). 1..=60.
+    /// Seconds a batch may wait for its turn and a `store` connection,
+    /// and take, before its requests are answered `E_UNAVAILABLE`; also
+    /// the connect timeout, and the database's `statement_timeout` and
+    /// `lock_timeout` for the point's sessions. Once the store is found
+    /// out of reach, requests are answered at once until a check (every
+    /// 2 s) reaches it. Default 5 (our choice). 1..=8: under
+    /// libp2p-request-response's 10 s, so the client hears the refusal.
     pub store_timeout_secs: u64,
     /// CA certificates (PEM) the database's certificate is checked against
     /// with `sslmode=require`; `None` for the system's roots.
@@ -355,8 +358,10 @@ pub struct Config {
     /// Memory that answers waiting for their clients may hold, across all
     /// connections. Each answer counts twice its size: its bytes, and the
     /// copy the multiplexer and encryption hold while it is written.
-    /// Default 64 MiB (our choice). A discover whose answer would go past
-    /// it gets `E_UNAVAILABLE` instead, so clients that ask and never read
+    /// Default 64 MiB (our choice). A page is counted as the store builds
+    /// it, and a discover whose page would go past it gets `E_UNAVAILABLE`
+    /// instead (on PostgreSQL, each running batch reads at most four pages
+    /// beyond it), so clients that ask and never read
     /// cannot make the point hold their answers without bound. When such
     /// answers are gone, the memory they held is handed back to the system.
     /// At least 2 MiB (one full answer).
@@ -472,10 +477,13 @@ impl Config {
                 message: format!("{} is outside 1..=256", self.store_pool_size),
             });
         }
-        if !(1..=60).contains(&self.store_timeout_secs) {
+        if !(1..=8).contains(&self.store_timeout_secs) {
             return Err(Error::Config {
                 field: "store_timeout_secs",
-                message: format!("{} is outside 1..=60", self.store_timeout_secs),
+                message: format!(
+                    "{} is outside 1..=8 (a client gives up on a request after 10 s)",
+                    self.store_timeout_secs
+                ),
             });
         }
         if !(1..=60).contains(&self.handshake_timeout_secs) {

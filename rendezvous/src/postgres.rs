@@ -24,6 +24,8 @@
 //!   interval.
 //! - The schema is created and migrated at start, under an advisory lock,
 //!   and a schema newer than this build is refused.
+//! - Statements are prepared once per connection (deadpool's statement
+//!   cache), so each later runs in one round trip.
 //! - Namespaces are stored as `bytea`: a namespace is any UTF-8 string,
 //!   NUL included, which `text` cannot hold.
 //!
@@ -38,12 +40,17 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use deadpool_postgres::{
+    ClientWrapper, Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime,
+};
+use futures::StreamExt;
 use tokio_postgres::config::{Host, SslMode};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{IsolationLevel, NoTls};
 
 use crate::Error;
-use crate::backend::{Backend, Counts, Done, ENTRY_OVERHEAD, Health, Op, Page, Pending};
+use crate::backend::{
+    AnswerBudget, Backend, Counts, Done, ENTRY_OVERHEAD, Health, Op, Page, Pending, release_pages,
+};
 use crate::store::{Registered, Stored};
 
 /// The schema version this build writes and reads.
@@ -83,6 +90,9 @@ pub struct PgStore {
     shown: String,
     timeout: Duration,
     state: Arc<Mutex<State>>,
+    /// Taken by a batch with writes for its write phase, in the order the
+    /// batches were made, so one point's writes happen in that order.
+    writes: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// What the point last saw of the registry.
@@ -94,6 +104,9 @@ struct State {
     expired: u64,
     /// Why the last attempt failed; `None` after a success.
     down: Option<String>,
+    /// Whether that failure was the registry being out of reach (batches
+    /// are then answered at once until a probe succeeds).
+    unreachable: bool,
     /// When the registry last answered.
     last_ok: Option<Instant>,
 }
@@ -182,12 +195,20 @@ fn unreachable(e: &tokio_postgres::Error) -> bool {
         None => std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()),
         Some(code) => {
             let code = code.code();
-            // Class 08: connection exception; 57P01-57P03: admin shutdown,
-            // crash shutdown, cannot connect now; 53300: too many
-            // connections; 25006: read-only transaction (a standby). The
-            // PostgreSQL manual, "PostgreSQL Error Codes".
-            code.starts_with("08")
-                || matches!(code, "57P01" | "57P02" | "57P03" | "53300" | "25006")
+            // Class 08: connection exception; 53: insufficient resources
+            // (disk full, out of memory, too many connections); 28: the
+            // role cannot log in (a password rotated); 57P01-57P03: admin
+            // shutdown, crash shutdown, cannot connect now; 57014: our
+            // statement_timeout; 55P03: our lock_timeout; 40001, 40P01:
+            // serialization failure, deadlock; 25006: read-only transaction
+            // (a standby). The PostgreSQL manual, "PostgreSQL Error Codes".
+            ["08", "53", "28"]
+                .iter()
+                .any(|class| code.starts_with(class))
+                || matches!(
+                    code,
+                    "57P01" | "57P02" | "57P03" | "57014" | "55P03" | "40001" | "40P01" | "25006"
+                )
         }
     }
 }
@@ -216,8 +237,28 @@ impl PgStore {
         if config.get_application_name().is_none() {
             config.application_name("multidriver-rendezvous");
         }
+        // Server-side bounds, so a point cut off in the middle of a
+        // transaction cannot hold the registry's lock for long: its
+        // statements, lock waits and idle transactions end within the
+        // timeout (twice it for an idle transaction), and the server's own
+        // keepalive notices a vanished point as ours notices a vanished
+        // server.
+        let ms = options.timeout.as_millis();
+        let mut session = config.get_options().unwrap_or("").to_owned();
+        session.push_str(&format!(
+            " -c statement_timeout={ms} -c lock_timeout={ms} \
+             -c idle_in_transaction_session_timeout={} \
+             -c tcp_keepalives_idle={} -c tcp_keepalives_interval={} -c tcp_keepalives_count={}",
+            ms * 2,
+            KEEPALIVE_IDLE.as_secs(),
+            KEEPALIVE_INTERVAL.as_secs(),
+            KEEPALIVE_RETRIES
+        ));
+        config.options(session.trim());
+        // A connection is checked (an empty query) before it is reused,
+        // so one left blocked or broken by a timed-out batch is replaced.
         let manager_config = ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
+            recycling_method: RecyclingMethod::Verified,
         };
         let manager = if config.get_ssl_mode() == SslMode::Require {
             let tls = tls(options.ca.as_deref()).map_err(fail)?;
@@ -241,6 +282,7 @@ impl PgStore {
             shown: shown(&config),
             timeout: options.timeout,
             state: Arc::new(Mutex::new(State::default())),
+            writes: Arc::new(tokio::sync::Mutex::new(())),
         })
     }
 
@@ -425,7 +467,12 @@ impl Job {
             let (message, unavailable) = match &e {
                 PoolError::Backend(pg) => return self.pg(pg),
                 PoolError::Timeout(t) => {
-                    (format!("no connection within the timeout ({t:?})"), true)
+                    let what = match t {
+                        deadpool_postgres::TimeoutType::Wait => "waiting for a free connection",
+                        deadpool_postgres::TimeoutType::Create => "connecting",
+                        deadpool_postgres::TimeoutType::Recycle => "checking a connection",
+                    };
+                    (format!("timed out {what} (after {:?})", self.timeout), true)
                 }
                 other => (other.to_string(), true),
             };
@@ -447,25 +494,45 @@ impl Job {
                 unavailable: true,
             }),
         };
+        self.note(&result.as_ref().map(|_| ()));
+        result
+    }
+
+    /// Notes how the registry fared: any failure shows on `/health` until
+    /// the next success.
+    fn note(&self, result: &Result<(), &Error>) {
         let mut state = self.state();
-        match &result {
-            Ok(_) => {
+        match result {
+            Ok(()) => {
                 state.down = None;
+                state.unreachable = false;
                 state.last_ok = Some(Instant::now());
             }
-            Err(e) if e.is_unavailable() => state.down = Some(e.to_string()),
-            Err(_) => {}
+            Err(e) => {
+                state.down = Some(e.to_string());
+                state.unreachable = e.is_unavailable();
+            }
         }
-        result
     }
 }
 
 impl Backend for PgStore {
-    fn run(&mut self, ops: Vec<Op>, now: u64) -> Pending<Vec<Done>> {
+    fn run(&mut self, ops: Vec<Op>, now: u64, answers: &Arc<AnswerBudget>) -> Pending<Vec<Done>> {
         let job = Job::new(self);
+        let answers = Arc::clone(answers);
+        // The writes of this point's batches go in the order `run` was
+        // called: the batch queues for its turn on its first poll (the
+        // caller polls it at once), and tokio's mutex is fair.
+        let turn = ops
+            .iter()
+            .any(|op| !matches!(op, Op::Discover { .. }))
+            .then(|| Arc::clone(&self.writes));
         Box::pin(async move {
             let started = Instant::now();
-            let result = job.clone().timed(run_batch(job.clone(), ops, now)).await;
+            let result = job
+                .clone()
+                .timed(run_batch(job.clone(), ops, now, turn, answers))
+                .await;
             metrics::histogram!("multidriver_rendezvous_store_seconds", "op" => "batch")
                 .record(started.elapsed().as_secs_f64());
             result
@@ -487,8 +554,8 @@ impl Backend for PgStore {
     }
 
     fn counts(&self) -> Counts {
-        let state = Job::new(self);
-        let state = state.state();
+        let job = Job::new(self);
+        let state = job.state();
         Counts {
             rows: state.rows,
             expired: state.expired,
@@ -521,8 +588,13 @@ impl Backend for PgStore {
             shown: self.shown.clone(),
             timeout: self.timeout,
             state: Arc::clone(&self.state),
+            writes: Arc::clone(&self.writes),
         };
         Some(Box::pin(async move { store.migrate().await }))
+    }
+
+    fn is_down(&self) -> bool {
+        Job::new(self).state().unreachable
     }
 
     fn probe(&mut self) -> Option<Pending<()>> {
@@ -559,9 +631,20 @@ impl Backend for PgStore {
     }
 }
 
-/// One batch: its writes in one transaction under the registry's lock,
-/// then its discovers, each one statement.
-async fn run_batch(job: Job, ops: Vec<Op>, now: u64) -> Result<Vec<Done>, Error> {
+/// One batch: its writes in one transaction under the registry's lock
+/// (after the point's earlier batches' writes), then its discovers, each
+/// one statement, a few at a time.
+async fn run_batch(
+    job: Job,
+    ops: Vec<Op>,
+    now: u64,
+    turn: Option<Arc<tokio::sync::Mutex<()>>>,
+    answers: Arc<AnswerBudget>,
+) -> Result<Vec<Done>, Error> {
+    let my_turn = match turn {
+        Some(turn) => Some(turn.lock_owned().await),
+        None => None,
+    };
     let mut client = job.client().await?;
     let mut done: Vec<Option<Done>> = vec![None; ops.len()];
     let writes: Vec<(usize, &Op)> = ops
@@ -570,72 +653,189 @@ async fn run_batch(job: Job, ops: Vec<Op>, now: u64) -> Result<Vec<Done>, Error>
         .filter(|(_, op)| !matches!(op, Op::Discover { .. }))
         .collect();
     if !writes.is_empty() {
-        for (i, d) in write(&job, &mut client, &writes, now).await? {
+        let written = write(&job, &mut client, &writes, now).await;
+        if written.is_err() {
+            // A connection that failed mid-transaction is not reused.
+            let _ = deadpool_postgres::Object::take(client);
+            return written.map(|_| Vec::new());
+        }
+        for (i, d) in written? {
             done[i] = Some(d);
         }
     }
-    let discovers = ops.iter().enumerate().filter_map(|(i, op)| match op {
-        Op::Discover {
-            namespace,
-            after,
-            limit,
-            budget,
-        } => Some((i, namespace.as_deref(), *after, *limit, *budget)),
-        _ => None,
-    });
-    // Sent together: the connection pipelines them.
-    let pages = futures::future::join_all(discovers.map(|(i, ns, after, limit, budget)| {
-        let client = &client;
-        let job = &job;
-        async move {
-            discover(client, ns, after, limit, budget, now)
-                .await
-                .map(|page| (i, page))
-                .map_err(|e| job.pg(&e))
+    drop(my_turn);
+    let discovers: Vec<_> = ops
+        .iter()
+        .enumerate()
+        .filter_map(|(i, op)| match op {
+            Op::Discover {
+                namespace,
+                after,
+                limit,
+                budget,
+            } => Some((i, namespace.as_deref(), *after, *limit, *budget)),
+            _ => None,
+        })
+        .collect();
+    // A few at a time on the connection (pipelined), each page charged as
+    // it arrives: at most DISCOVERS_AT_ONCE pages beyond the budget exist.
+    let client = &client;
+    let mut waiting = discovers.into_iter();
+    let mut pages = futures::stream::FuturesOrdered::new();
+    loop {
+        while pages.len() < DISCOVERS_AT_ONCE {
+            let Some((i, ns, after, limit, budget)) = waiting.next() else {
+                break;
+            };
+            pages.push_back(indexed(i, discover(client, ns, after, limit, budget, now)));
         }
-    }))
-    .await;
-    for page in pages {
-        let (i, page) = page?;
-        done[i] = Some(Done::Discover(page));
+        let Some((i, page)) = pages.next().await else {
+            break;
+        };
+        done[i] = Some(match page {
+            Ok(mut page) => match answers.charge_page(&page.rows) {
+                Some(charged) => {
+                    page.charged = charged;
+                    Done::Discover(page)
+                }
+                None => Done::Busy,
+            },
+            // The writes stand; this discover alone failed.
+            Err(e) => {
+                let e = job.pg(&e);
+                job.note(&Err(&e));
+                Done::Failed {
+                    unavailable: e.is_unavailable(),
+                    message: e.to_string(),
+                }
+            }
+        });
     }
-    done.into_iter()
-        .map(|d| d.ok_or_else(Error::missing_answer))
-        .collect()
+    let done: Vec<Done> = done.into_iter().flatten().collect();
+    if done.len() != ops.len() {
+        release_pages(&done, &answers);
+        return Err(Error::missing_answer());
+    }
+    Ok(done)
 }
+
+/// `work`'s outcome with the op's index.
+async fn indexed<T>(i: usize, work: impl Future<Output = T>) -> (usize, T) {
+    (i, work.await)
+}
+
+/// Discovers of one batch sent at once on its connection (our choice:
+/// enough to keep the connection busy, few enough that the pages being
+/// read beyond the answer budget stay a handful of MiB per batch).
+const DISCOVERS_AT_ONCE: usize = 4;
+
+/// Expired registrations one writing transaction deletes at most, under
+/// the registry's lock (our choice: a few milliseconds of work; the rest
+/// go in later transactions and the periodic sweep, and are never served
+/// or counted meanwhile).
+const WRITE_SWEEP_CHUNK: i64 = 1_000;
+
+/// Expired registrations one sweep transaction deletes at most, and
+/// transactions one sweep runs at most (our choice: 100 000 per sweep,
+/// each transaction well inside the store timeout).
+const SWEEP_CHUNK: i64 = 10_000;
+const SWEEP_CHUNKS: usize = 10;
 
 /// A registration's final state after the batch: its row, or gone.
 type Final = Option<(i64, Vec<u8>, i64)>;
 
+/// The registry's lock taken, with the counts under it; a newer schema
+/// (a point of a newer build migrated it while this one ran) is refused.
+async fn lock_registry(
+    tx: &deadpool_postgres::Transaction<'_>,
+    shown: &str,
+) -> Result<Result<tokio_postgres::Row, Error>, tokio_postgres::Error> {
+    let row = tx
+        .query_one(
+            &tx.prepare_cached(
+                "SELECT r.rows, r.last_position, r.next_expiry, r.last_sweep, s.version
+                 FROM multidriver_rendezvous_registry r, multidriver_rendezvous_schema s
+                 FOR UPDATE OF r",
+            )
+            .await?,
+            &[],
+        )
+        .await?;
+    let version: i32 = row.get(4);
+    if version > SCHEMA_VERSION {
+        return Ok(Err(Error::Registry {
+            url: shown.to_owned(),
+            message: format!(
+                "schema version {version} is newer than this build's {SCHEMA_VERSION} \
+                 (a newer point migrated it); upgrade this point"
+            ),
+            unavailable: false,
+        }));
+    }
+    Ok(Ok(row))
+}
+
+/// Deletes up to `chunk` expired registrations; how many.
+async fn delete_expired(
+    tx: &deadpool_postgres::Transaction<'_>,
+    now: i64,
+    chunk: i64,
+) -> Result<u64, tokio_postgres::Error> {
+    tx.execute(
+        &tx.prepare_cached(
+            "DELETE FROM multidriver_rendezvous_registrations WHERE position IN (
+                 SELECT position FROM multidriver_rendezvous_registrations
+                 WHERE expires <= $1 LIMIT $2)",
+        )
+        .await?,
+        &[&now, &chunk],
+    )
+    .await
+}
+
 /// The batch's writes, in order, in one transaction.
 async fn write(
     job: &Job,
-    client: &mut Client,
+    client: &mut ClientWrapper,
     writes: &[(usize, &Op)],
     now: u64,
 ) -> Result<Vec<(usize, Done)>, Error> {
-    let tx = client.transaction().await.map_err(|e| job.pg(&e))?;
+    let tx = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::ReadCommitted)
+        .start()
+        .await
+        .map_err(|e| job.pg(&e))?;
     let now_sql = sql(now);
     let work = async {
-        let row = tx
-            .query_one(
-                "SELECT rows, last_position, next_expiry FROM multidriver_rendezvous_registry
-                 FOR UPDATE",
-                &[],
-            )
-            .await?;
+        let row = match lock_registry(&tx, &job.shown).await? {
+            Ok(row) => row,
+            Err(newer) => return Ok(Err(newer)),
+        };
+        // `rows` counts every stored row; `stale` the expired ones still
+        // stored, which hold no slot.
         let mut rows = unsigned(row.get(0));
         let mut last = unsigned(row.get(1));
         let mut next_expiry = unsigned(row.get(2));
         let mut swept = 0;
+        let mut stale_count = 0;
         if next_expiry <= now {
-            swept = tx
-                .execute(
-                    "DELETE FROM multidriver_rendezvous_registrations WHERE expires <= $1",
-                    &[&now_sql],
-                )
-                .await?;
+            swept = delete_expired(&tx, now_sql, WRITE_SWEEP_CHUNK).await?;
             rows = rows.saturating_sub(swept);
+            if swept == WRITE_SWEEP_CHUNK as u64 {
+                let left: i64 = tx
+                    .query_one(
+                        &tx.prepare_cached(
+                            "SELECT count(*) FROM multidriver_rendezvous_registrations
+                             WHERE expires <= $1",
+                        )
+                        .await?,
+                        &[&now_sql],
+                    )
+                    .await?
+                    .get(0);
+                stale_count = unsigned(left);
+            }
             next_expiry = earliest(&tx).await?;
         }
         // What the batch's peers hold now.
@@ -650,17 +850,25 @@ async fn write(
             .collect();
         let held_rows = tx
             .query(
-                "SELECT peer, namespace FROM multidriver_rendezvous_registrations
-                 WHERE peer = ANY($1)",
-                &[&peers],
+                &tx.prepare_cached(
+                    "SELECT peer, namespace, expires > $2 FROM multidriver_rendezvous_registrations
+                     WHERE peer = ANY($1)",
+                )
+                .await?,
+                &[&peers, &now_sql],
             )
             .await?;
         let mut held: HashSet<(Vec<u8>, Vec<u8>)> = HashSet::new();
+        let mut stale: HashSet<(Vec<u8>, Vec<u8>)> = HashSet::new();
         let mut per_peer: HashMap<Vec<u8>, u64> = HashMap::new();
         for r in held_rows {
-            let peer: Vec<u8> = r.get(0);
-            *per_peer.entry(peer.clone()).or_default() += 1;
-            held.insert((peer, r.get(1)));
+            let key: (Vec<u8>, Vec<u8>) = (r.get(0), r.get(1));
+            if r.get::<_, bool>(2) {
+                *per_peer.entry(key.0.clone()).or_default() += 1;
+                held.insert(key);
+            } else {
+                stale.insert(key);
+            }
         }
         let mut finals: HashMap<(Vec<u8>, Vec<u8>), Final> = HashMap::new();
         let mut done = Vec::with_capacity(writes.len());
@@ -674,14 +882,21 @@ async fn write(
                     caps,
                 } => {
                     let key = (peer.to_bytes(), namespace.as_bytes().to_vec());
+                    let live = rows.saturating_sub(stale_count);
                     let outcome = if held.contains(&key) {
                         Registered::Refreshed
                     } else if per_peer.get(&key.0).copied().unwrap_or(0) >= caps.per_peer {
                         Registered::PeerLimit
-                    } else if rows >= caps.total {
+                    } else if live >= caps.total {
                         Registered::TotalLimit
                     } else {
-                        rows += 1;
+                        if stale.remove(&key) {
+                            // Its expired row is replaced: stored rows
+                            // stay, one more is live.
+                            stale_count = stale_count.saturating_sub(1);
+                        } else {
+                            rows += 1;
+                        }
                         *per_peer.entry(key.0.clone()).or_default() += 1;
                         held.insert(key.clone());
                         Registered::New
@@ -701,8 +916,13 @@ async fn write(
                         if let Some(n) = per_peer.get_mut(&key.0) {
                             *n = n.saturating_sub(1);
                         }
-                        finals.insert(key, None);
+                    } else if stale.remove(&key) {
+                        // Its expired row goes with it.
+                        rows = rows.saturating_sub(1);
+                        stale_count = stale_count.saturating_sub(1);
                     }
+                    // Deleting a row that is not there is nothing.
+                    finals.insert(key, None);
                     done.push((*i, Done::Unregister(dropped)));
                 }
                 Op::Discover { .. } => {}
@@ -728,33 +948,45 @@ async fn write(
         }
         if !gone_peer.is_empty() {
             tx.execute(
-                "DELETE FROM multidriver_rendezvous_registrations
-                 WHERE (peer, namespace) IN (SELECT * FROM unnest($1::bytea[], $2::bytea[]))",
+                &tx.prepare_cached(
+                    "DELETE FROM multidriver_rendezvous_registrations
+                     WHERE (peer, namespace) IN (SELECT * FROM unnest($1::bytea[], $2::bytea[]))",
+                )
+                .await?,
                 &[&gone_peer, &gone_ns],
             )
             .await?;
         }
         if !positions.is_empty() {
             tx.execute(
-                "INSERT INTO multidriver_rendezvous_registrations
-                     (position, namespace, peer, record, expires)
-                 SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::bytea[], $4::bytea[],
-                                      $5::bigint[])
-                 ON CONFLICT (peer, namespace) DO UPDATE SET position = EXCLUDED.position,
-                     record = EXCLUDED.record, expires = EXCLUDED.expires",
+                &tx.prepare_cached(
+                    "INSERT INTO multidriver_rendezvous_registrations
+                         (position, namespace, peer, record, expires)
+                     SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::bytea[], $4::bytea[],
+                                          $5::bigint[])
+                     ON CONFLICT (peer, namespace) DO UPDATE SET position = EXCLUDED.position,
+                         record = EXCLUDED.record, expires = EXCLUDED.expires",
+                )
+                .await?,
                 &[&positions, &namespaces, &owners, &records, &expiries],
             )
             .await?;
         }
         tx.execute(
-            "UPDATE multidriver_rendezvous_registry
-             SET rows = $1, last_position = $2, next_expiry = $3",
+            &tx.prepare_cached(
+                "UPDATE multidriver_rendezvous_registry
+                 SET rows = $1, last_position = $2, next_expiry = $3",
+            )
+            .await?,
             &[&sql(rows), &sql(last), &sql(next_expiry)],
         )
         .await?;
-        Ok::<_, tokio_postgres::Error>((done, rows, swept))
+        Ok::<_, tokio_postgres::Error>(Ok((done, rows, swept)))
     };
-    let (done, rows, swept) = work.await.map_err(|e| job.pg(&e))?;
+    let (done, rows, swept) = match work.await.map_err(|e| job.pg(&e))? {
+        Ok(done) => done,
+        Err(newer) => return Err(newer),
+    };
     tx.commit().await.map_err(|e| job.pg(&e))?;
     let mut state = job.state();
     state.rows = rows;
@@ -763,10 +995,11 @@ async fn write(
 }
 
 /// The earliest expiry held (`u64::MAX` for none).
-async fn earliest(tx: &tokio_postgres::Transaction<'_>) -> Result<u64, tokio_postgres::Error> {
+async fn earliest(tx: &deadpool_postgres::Transaction<'_>) -> Result<u64, tokio_postgres::Error> {
     let min: Option<i64> = tx
         .query_one(
-            "SELECT MIN(expires) FROM multidriver_rendezvous_registrations",
+            &tx.prepare_cached("SELECT MIN(expires) FROM multidriver_rendezvous_registrations")
+                .await?,
             &[],
         )
         .await?
@@ -778,7 +1011,7 @@ async fn earliest(tx: &tokio_postgres::Transaction<'_>) -> Result<u64, tokio_pos
 /// (one snapshot). Rows are summed as they are read and the page stops at
 /// the first that does not fit the budget.
 async fn discover(
-    client: &Client,
+    client: &ClientWrapper,
     namespace: Option<&str>,
     after: u64,
     limit: u64,
@@ -809,7 +1042,7 @@ async fn discover(
         Some(ns) => {
             client
                 .query(
-                    &select("namespace = $6 AND"),
+                    &client.prepare_cached(&select("namespace = $6 AND")).await?,
                     &[
                         &overhead,
                         &after,
@@ -824,7 +1057,7 @@ async fn discover(
         None => {
             client
                 .query(
-                    &select(""),
+                    &client.prepare_cached(&select("")).await?,
                     &[&overhead, &after, &now, &limit_sql, &budget_sql],
                 )
                 .await?
@@ -851,45 +1084,58 @@ async fn discover(
         rows,
         complete,
         last_position,
+        charged: 0,
     })
 }
 
-/// The periodic sweep: only when no point swept within `interval_secs`.
+/// The periodic sweep: only when no point swept within `interval_secs`,
+/// in transactions of at most `SWEEP_CHUNK` rows, `SWEEP_CHUNKS` of them.
 async fn sweep(job: Job, now: u64, interval_secs: u64) -> Result<Option<u64>, Error> {
     let mut client = job.client().await?;
-    let tx = client.transaction().await.map_err(|e| job.pg(&e))?;
-    let work = async {
-        let row = tx
-            .query_one(
-                "SELECT rows, last_sweep FROM multidriver_rendezvous_registry FOR UPDATE",
-                &[],
+    let mut total = 0;
+    for chunk in 0..SWEEP_CHUNKS {
+        let tx = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::ReadCommitted)
+            .start()
+            .await
+            .map_err(|e| job.pg(&e))?;
+        let work = async {
+            let row = match lock_registry(&tx, &job.shown).await? {
+                Ok(row) => row,
+                Err(newer) => return Ok(Err(newer)),
+            };
+            let rows = unsigned(row.get(0));
+            let last_sweep = unsigned(row.get(3));
+            if chunk == 0 && last_sweep.saturating_add(interval_secs) > now {
+                return Ok(Ok(None));
+            }
+            let n = delete_expired(&tx, sql(now), SWEEP_CHUNK).await?;
+            let next_expiry = earliest(&tx).await?;
+            let rows = rows.saturating_sub(n);
+            tx.execute(
+                &tx.prepare_cached(
+                    "UPDATE multidriver_rendezvous_registry
+                     SET rows = $1, next_expiry = $2, last_sweep = $3",
+                )
+                .await?,
+                &[&sql(rows), &sql(next_expiry), &sql(now)],
             )
             .await?;
-        let rows = unsigned(row.get(0));
-        let last_sweep = unsigned(row.get(1));
-        if last_sweep.saturating_add(interval_secs) > now {
-            return Ok((None, rows));
+            Ok::<_, tokio_postgres::Error>(Ok(Some((n, rows))))
+        };
+        let swept = work.await.map_err(|e| job.pg(&e))??;
+        tx.commit().await.map_err(|e| job.pg(&e))?;
+        let Some((n, rows)) = swept else {
+            return Ok(None);
+        };
+        total += n;
+        let mut state = job.state();
+        state.rows = rows;
+        state.expired += n;
+        if n < SWEEP_CHUNK as u64 {
+            break;
         }
-        let n = tx
-            .execute(
-                "DELETE FROM multidriver_rendezvous_registrations WHERE expires <= $1",
-                &[&sql(now)],
-            )
-            .await?;
-        let next_expiry = earliest(&tx).await?;
-        let rows = rows.saturating_sub(n);
-        tx.execute(
-            "UPDATE multidriver_rendezvous_registry
-             SET rows = $1, next_expiry = $2, last_sweep = $3",
-            &[&sql(rows), &sql(next_expiry), &sql(now)],
-        )
-        .await?;
-        Ok::<_, tokio_postgres::Error>((Some(n), rows))
-    };
-    let (n, rows) = work.await.map_err(|e| job.pg(&e))?;
-    tx.commit().await.map_err(|e| job.pg(&e))?;
-    let mut state = job.state();
-    state.rows = rows;
-    state.expired += n.unwrap_or(0);
-    Ok(n)
+    }
+    Ok(Some(total))
 }

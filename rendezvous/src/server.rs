@@ -24,12 +24,12 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use multidriver_transports::ports::ensure_port_free;
 
 use crate::Error;
-use crate::backend::Done;
+use crate::backend::{ANSWER_MEMORY_FACTOR, AnswerBudget, Done, release_pages};
 use crate::config::Config;
 use crate::http;
 use crate::ip_limit::PerIpLimit;
 use crate::postgres::{PgOptions, PgStore};
-use crate::protocol::{self, PROTOCOL, ResponseStatus, ServerCodec};
+use crate::protocol::{self, PROTOCOL, ServerCodec};
 use crate::relay::{RelayStats, relay_config};
 use crate::service::{Ask, Outcome, Plan, Service};
 use crate::store::Store;
@@ -42,16 +42,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// clients (our choice: a loopback or LAN client takes them in
 /// milliseconds).
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// What an answer waiting for its client is counted as, in multiples of
-/// its size: its encoded bytes, and room for the copies the connection's
-/// multiplexer and encryption make while it is written, and for the
-/// allocator's slack. Our choice, from
-/// `cargo bench -p multidriver-benches --bench rendezvous_load` (128
-/// clients that never read 0.7 MB answers, 64 MiB limit): resident memory
-/// rose by about 1.1× the answer bytes held, so counted twice the rise stays
-/// near 0.6× the limit.
-const ANSWER_MEMORY_FACTOR: usize = 2;
 
 /// Room in a request beside its signed record: the namespace (255 bytes)
 /// and the protobuf framing, rounded up.
@@ -122,8 +112,11 @@ pub struct Server {
     /// The `/metrics` socket, bound before the store opened.
     metrics_listener: Option<std::net::TcpListener>,
     /// Answers handed to the swarm and not yet taken by their clients.
+    /// What each is charged in `answers`.
     in_flight: HashMap<request_response::InboundRequestId, usize>,
-    in_flight_bytes: usize,
+    /// The memory answers hold, from a page built to its client taking it
+    /// ([`Config::max_answer_bytes_in_flight`]), shared with the store.
+    answers: Arc<AnswerBudget>,
     /// The most answer memory held since memory was last given back.
     in_flight_high: usize,
     /// Expired registrations already counted in the metric.
@@ -302,6 +295,7 @@ impl Server {
         for addr in &config.announce {
             swarm.add_external_address(addr.clone());
         }
+        let answers = AnswerBudget::new(config.max_answer_bytes_in_flight);
         Ok(Server {
             swarm,
             service,
@@ -312,7 +306,7 @@ impl Server {
             listeners,
             metrics_listener,
             in_flight: HashMap::new(),
-            in_flight_bytes: 0,
+            answers,
             in_flight_high: 0,
             expired_counted: 0,
             relay_stats: RelayStats::default(),
@@ -547,11 +541,15 @@ impl Server {
 
     fn answered(&mut self, request: request_response::InboundRequestId) {
         if let Some(bytes) = self.in_flight.remove(&request) {
-            self.in_flight_bytes -= bytes;
-            metrics::gauge!("multidriver_rendezvous_answer_bytes_in_flight")
-                .set(self.in_flight_bytes as f64);
+            self.answers.release(bytes);
+            self.count_answers();
             self.give_memory_back();
         }
+    }
+
+    fn count_answers(&self) {
+        metrics::gauge!("multidriver_rendezvous_answer_bytes_in_flight")
+            .set(self.answers.charged() as f64);
     }
 
     /// Once answers that held at least half the in-flight limit are gone
@@ -559,7 +557,7 @@ impl Server {
     /// system: the allocator keeps freed pages for reuse, and after a burst
     /// of large answers that is tens of MiB the point would hold for good.
     fn give_memory_back(&mut self) {
-        let held = self.in_flight_bytes * ANSWER_MEMORY_FACTOR;
+        let held = self.answers.charged() * ANSWER_MEMORY_FACTOR;
         let limit = self.config.max_answer_bytes_in_flight;
         self.in_flight_high = self.in_flight_high.max(held);
         if self.in_flight_high >= limit / 2 && held <= limit / 8 {
@@ -646,7 +644,7 @@ impl Server {
         {
             match self.service.plan(&peer, request, now) {
                 Plan::Answer(answer, outcome) => {
-                    self.deliver(peer, request_id, channel, received, answer, outcome);
+                    self.deliver(peer, request_id, channel, received, answer, outcome, 0);
                 }
                 Plan::Store(op, ask) => {
                     ops.push(op);
@@ -661,23 +659,44 @@ impl Server {
             }
         }
         if !ops.is_empty() {
-            let mut job = self.service.store_mut().run(ops, now);
-            match (&mut job).now_or_never() {
-                Some(done) => self.answer_batch(waiting, done, now),
-                None => {
-                    self.batches_running += 1;
-                    self.running.push(Box::pin(async move {
-                        Finished::Batch {
-                            waiting,
-                            done: job.await,
-                            now,
-                        }
-                    }));
+            if self.service.store().is_down() {
+                // Known out of reach: answered now, not after a timeout;
+                // the probe finds out when it is back.
+                let down = Error::Registry {
+                    url: String::new(),
+                    message: "the store is out of reach (checked every 2 s)".to_owned(),
+                    unavailable: true,
+                };
+                for w in waiting {
+                    let (answer, outcome) = self.service.answer(&w.ask, Err(&down), now);
+                    self.deliver(
+                        w.peer,
+                        w.request_id,
+                        w.channel,
+                        w.received,
+                        answer,
+                        outcome,
+                        0,
+                    );
+                }
+            } else {
+                let mut job = self.service.store_mut().run(ops, now, &self.answers);
+                match (&mut job).now_or_never() {
+                    Some(done) => self.answer_batch(waiting, done, now),
+                    None => {
+                        self.batches_running += 1;
+                        self.running.push(Box::pin(async move {
+                            Finished::Batch {
+                                waiting,
+                                done: job.await,
+                                now,
+                            }
+                        }));
+                    }
                 }
             }
         }
-        metrics::gauge!("multidriver_rendezvous_answer_bytes_in_flight")
-            .set(self.in_flight_bytes as f64);
+        self.count_answers();
         self.count_store();
     }
 
@@ -688,7 +707,10 @@ impl Server {
     fn answer_batch(&mut self, waiting: Vec<Waiting>, done: Result<Vec<Done>, Error>, now: u64) {
         let (done, failure) = match done {
             Ok(done) if done.len() == waiting.len() => (done, None),
-            Ok(_) => (Vec::new(), Some(Error::missing_answer())),
+            Ok(done) => {
+                release_pages(&done, &self.answers);
+                (Vec::new(), Some(Error::missing_answer()))
+            }
             Err(e) => {
                 tracing::error!(
                     target: "multidriver_rendezvous",
@@ -703,43 +725,41 @@ impl Server {
         for w in waiting {
             let result = match &failure {
                 Some(e) => Err(e),
-                None => match done.next() {
-                    Some(d) => Ok(d),
-                    None => Err(&missing),
-                },
+                None => done.next().ok_or(&missing),
+            };
+            // A page was charged when the store built it.
+            let charged = match &result {
+                Ok(Done::Discover(page)) => page.charged,
+                _ => 0,
             };
             let (answer, outcome) = self.service.answer(&w.ask, result, now);
-            self.deliver(w.peer, w.request_id, w.channel, w.received, answer, outcome);
+            self.deliver(
+                w.peer,
+                w.request_id,
+                w.channel,
+                w.received,
+                answer,
+                outcome,
+                charged,
+            );
         }
-        metrics::gauge!("multidriver_rendezvous_answer_bytes_in_flight")
-            .set(self.in_flight_bytes as f64);
+        self.count_answers();
     }
 
-    /// Sends one answer (if one is due) and counts the request. A discover
-    /// page that would take the answers waiting for their clients past
-    /// [`Config::max_answer_bytes_in_flight`] is replaced by `E_UNAVAILABLE`.
+    /// Sends one answer (if one is due) and counts the request. A page
+    /// holds what the store charged for it (`charged`) until its client
+    /// takes it; any other answer is charged now, as it is (a few bytes).
+    #[allow(clippy::too_many_arguments)]
     fn deliver(
         &mut self,
         peer: PeerId,
         request_id: request_response::InboundRequestId,
         channel: request_response::ResponseChannel<protocol::Answer>,
         received: Instant,
-        mut answer: Option<protocol::Message>,
-        mut outcome: Outcome,
+        answer: Option<protocol::Message>,
+        outcome: Outcome,
+        charged: usize,
     ) {
-        let mut size = answer.as_ref().map_or(0, prost::Message::encoded_len);
-        if matches!(outcome, Outcome::Discover(ResponseStatus::Ok, _))
-            && (self.in_flight_bytes + size) * ANSWER_MEMORY_FACTOR
-                > self.config.max_answer_bytes_in_flight
-        {
-            let busy = protocol::discover_error(
-                ResponseStatus::Unavailable,
-                "busy: too many answers waiting for their clients; retry shortly".into(),
-            );
-            size = prost::Message::encoded_len(&busy);
-            answer = Some(busy);
-            outcome = Outcome::Discover(ResponseStatus::Unavailable, 0);
-        }
         let kind = outcome.kind();
         metrics::histogram!("multidriver_rendezvous_request_duration_seconds", "kind" => kind)
             .record(received.elapsed().as_secs_f64());
@@ -753,20 +773,35 @@ impl Server {
             metrics::counter!("multidriver_rendezvous_discovered_total").increment(n as u64);
         }
         tracing::debug!(target: "multidriver_rendezvous", %peer, ?outcome, "request");
+        let held = match &answer {
+            Some(_) if charged > 0 => charged,
+            Some(m) => {
+                let size = prost::Message::encoded_len(m);
+                self.answers.charge(size);
+                size
+            }
+            None => {
+                self.answers.release(charged);
+                return;
+            }
+        };
         // Encoded here, on the point's own thread, so the decoded page
         // is freed where it was made and only the bytes wait for the
         // client.
-        if let Some(answer) = answer.map(|m| protocol::Answer::new(&m))
+        let sent = match answer.map(|m| protocol::Answer::new(&m)) {
             // Fails only if the peer is gone; nothing to track then.
-            && self
+            Some(answer) => self
                 .swarm
                 .behaviour_mut()
                 .rendezvous
                 .send_response(channel, answer)
-                .is_ok()
-        {
-            self.in_flight.insert(request_id, size);
-            self.in_flight_bytes += size;
+                .is_ok(),
+            None => false,
+        };
+        if sent {
+            self.in_flight.insert(request_id, held);
+        } else {
+            self.answers.release(held);
         }
     }
 

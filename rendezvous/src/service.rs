@@ -11,15 +11,12 @@
 use libp2p::PeerId;
 
 use crate::Error;
-use crate::backend::{Backend, Done, Op, Page};
+use crate::backend::{AnswerBudget, Backend, Done, Op, PAGE_OVERHEAD, Page};
 use crate::config::Limits;
 use crate::protocol::{
     self, Cookie, DiscoverResponse, Inbound, Message, MessageType, Register, ResponseStatus,
 };
 use crate::store::{Caps, Registered};
-
-/// Bytes kept free in a discover answer for its cookie, status and framing.
-const PAGE_OVERHEAD: usize = 1024;
 
 /// What one request came to, for logs and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,7 +138,8 @@ impl Service {
         match self.plan(from, request, now) {
             Plan::Answer(answer, outcome) => (answer, outcome),
             Plan::Store(op, ask) => {
-                match futures::executor::block_on(self.store.run(vec![op], now)) {
+                let answers = AnswerBudget::unlimited();
+                match futures::executor::block_on(self.store.run(vec![op], now, &answers)) {
                     Ok(mut done) => match done.pop() {
                         Some(done) => self.answer(&ask, Ok(done), now),
                         None => self.answer(&ask, Err(&Error::missing_answer()), now),
@@ -241,17 +239,7 @@ impl Service {
         done: Result<Done, &Error>,
         now: u64,
     ) -> (Option<Message>, Outcome) {
-        let failure = |e: &Error, what: &str| {
-            tracing::error!(target: "multidriver_rendezvous", "{what}: {e}");
-            if e.is_unavailable() {
-                (
-                    ResponseStatus::Unavailable,
-                    "the registry is unavailable; retry shortly".to_owned(),
-                )
-            } else {
-                (ResponseStatus::InternalError, "store failure".to_owned())
-            }
-        };
+        let failure = |e: &Error, what: &str| failed_op(e.is_unavailable(), &e.to_string(), what);
         match (ask, done) {
             (Ask::Register { ttl, caps }, done) => {
                 let result = match done {
@@ -267,6 +255,10 @@ impl Service {
                         ResponseStatus::Unavailable,
                         format!("the point holds {} registrations, its limit", caps.total),
                     )),
+                    Ok(Done::Failed {
+                        unavailable,
+                        message,
+                    }) => Err(failed_op(unavailable, &message, "register")),
                     Ok(other) => Err(mismatch(&other)),
                     Err(e) => Err(failure(e, "register")),
                 };
@@ -282,6 +274,13 @@ impl Service {
             (Ask::Unregister, done) => {
                 let dropped = match done {
                     Ok(Done::Unregister(dropped)) => dropped,
+                    Ok(Done::Failed {
+                        unavailable,
+                        message,
+                    }) => {
+                        failed_op(unavailable, &message, "unregister");
+                        false
+                    }
                     Ok(other) => {
                         mismatch(&other);
                         false
@@ -296,6 +295,15 @@ impl Service {
             (Ask::Discover { namespace, after }, done) => {
                 let page = match done {
                     Ok(Done::Discover(page)) => page_answer(page, namespace.clone(), *after, now),
+                    Ok(Done::Busy) => Err((
+                        ResponseStatus::Unavailable,
+                        "busy: too many answers waiting for their clients; retry shortly"
+                            .to_owned(),
+                    )),
+                    Ok(Done::Failed {
+                        unavailable,
+                        message,
+                    }) => Err(failed_op(unavailable, &message, "discover")),
                     Ok(other) => Err(mismatch(&other)),
                     Err(e) => Err(failure(e, "discover")),
                 };
@@ -475,6 +483,19 @@ fn page_answer(
         status: Some(ResponseStatus::Ok as i32),
         status_text: None,
     })
+}
+
+/// The answer to one op that failed on its own (its batch's writes stand).
+fn failed_op(unavailable: bool, message: &str, what: &str) -> Refusal {
+    tracing::error!(target: "multidriver_rendezvous", "{what}: {message}");
+    if unavailable {
+        (
+            ResponseStatus::Unavailable,
+            "the registry is unavailable; retry shortly".to_owned(),
+        )
+    } else {
+        (ResponseStatus::InternalError, "store failure".to_owned())
+    }
 }
 
 /// A store that answered an op with another op's result: a bug in the
