@@ -105,17 +105,37 @@ impl AnswerBudget {
         self.charged.load(Ordering::Acquire)
     }
 
-    /// Charges a page's worth (its entries and [`PAGE_OVERHEAD`]); the
+    /// Charges a page's worth (what its answer will take encoded); the
     /// charge, or `None` when it does not fit.
     pub fn charge_page(&self, rows: &[Stored]) -> Option<usize> {
         let bytes = rows
             .iter()
-            .map(|r| entry_len(r.namespace.len(), r.record.len()))
+            .map(|r| encoded_entry_len(r.namespace.len(), r.record.len()))
             .sum::<usize>()
-            + PAGE_OVERHEAD;
+            + ANSWER_OVERHEAD;
         self.try_charge(bytes).then_some(bytes)
     }
 }
+
+/// Bytes a protobuf varint of `v` takes.
+fn varint_len(v: usize) -> usize {
+    let bits = usize::BITS - v.max(1).leading_zeros();
+    bits.div_ceil(7) as usize
+}
+
+/// Bytes one registration takes in an encoded discover answer: the entry's
+/// tag and length, the namespace and record with theirs, and the TTL (at
+/// most 5 bytes: TTLs are capped at a year). Exact but for the TTL.
+pub fn encoded_entry_len(namespace: usize, record: usize) -> usize {
+    let inner =
+        (1 + varint_len(namespace) + namespace) + (1 + varint_len(record) + record) + (1 + 5);
+    1 + varint_len(inner) + inner
+}
+
+/// Bytes of an encoded discover answer beside its entries, at most: the
+/// message type, the response's tag and length, the status, and the
+/// cookie (8 bytes and a namespace of up to 255).
+pub const ANSWER_OVERHEAD: usize = 2 + (1 + 3) + 2 + (1 + 2 + 8 + 255);
 
 /// The fixed part of [`entry_len`] (everything but the namespace and the
 /// record), for backends that sum it in their query language.
@@ -390,5 +410,72 @@ pub fn release_pages(done: &[Done], answers: &AnswerBudget) {
         if let Done::Discover(page) = d {
             answers.release(page.charged);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{self, Cookie, DiscoverResponse, Message, MessageType, Register};
+
+    /// A page's charge is at least what its answer takes encoded, and
+    /// close to it.
+    #[test]
+    fn a_page_is_charged_what_its_answer_takes() {
+        for (ns, rec, n) in [(1, 1, 1), (12, 150, 400), (255, 8192, 3), (200, 127, 1000)] {
+            let rows: Vec<Stored> = (0..n)
+                .map(|i| Stored {
+                    position: i,
+                    namespace: "n".repeat(ns),
+                    record: vec![7; rec],
+                    expires: u64::MAX,
+                })
+                .collect();
+            let answer = Message {
+                r#type: Some(MessageType::DiscoverResponse as i32),
+                discover_response: Some(DiscoverResponse {
+                    registrations: rows
+                        .iter()
+                        .map(|r| Register {
+                            ns: Some(r.namespace.clone().into_bytes()),
+                            signed_peer_record: Some(r.record.clone()),
+                            // The longest TTL a point grants.
+                            ttl: Some(crate::config::MAX_TTL_CAP),
+                        })
+                        .collect(),
+                    cookie: Some(
+                        Cookie {
+                            position: u64::MAX,
+                            namespace: Some("n".repeat(255)),
+                        }
+                        .to_bytes(),
+                    ),
+                    status: Some(protocol::ResponseStatus::Ok as i32),
+                    status_text: None,
+                }),
+                ..Message::default()
+            };
+            let encoded = prost::Message::encoded_len(&answer);
+            let budget = AnswerBudget::unlimited();
+            let charged = budget.charge_page(&rows).unwrap();
+            assert!(charged >= encoded, "{ns}/{rec}/{n}: {charged} < {encoded}");
+            assert!(
+                charged <= encoded + n as usize * 2 + 16,
+                "{ns}/{rec}/{n}: {charged} is far over {encoded}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_budget_refuses_past_its_limit_and_takes_back_what_is_released() {
+        let budget = AnswerBudget::new(1000);
+        assert!(budget.try_charge(500));
+        assert!(!budget.try_charge(1), "500 answer bytes are 1000 of memory");
+        budget.release(200);
+        assert!(budget.try_charge(200));
+        budget.charge(50);
+        assert_eq!(budget.charged(), 550);
+        budget.release(10_000);
+        assert_eq!(budget.charged(), 0);
     }
 }

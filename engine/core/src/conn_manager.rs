@@ -121,6 +121,7 @@ impl Engine {
     /// the least recently used) until the low watermark is reached or nothing
     /// else may be trimmed.
     pub(crate) fn trim(&mut self, now: Timestamp) {
+        self.trim_checked = self.trim_checked.max(now);
         if self.counted_connections() <= self.config.conn_high_watermark {
             return;
         }
@@ -162,7 +163,9 @@ impl Engine {
             .iter()
             .filter(|(id, _)| !self.closing.contains_key(id))
             .map(|(_, c)| c.opened + self.config.conn_grace)
-            .filter(|t| *t > self.last_now)
+            // A grace period that ended before the last trim was looked at
+            // then; one that ended since is due now.
+            .filter(|t| *t > self.trim_checked)
             .min()
     }
 }

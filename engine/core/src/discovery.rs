@@ -566,6 +566,7 @@ impl Engine {
     /// Starts due advertisements on drivers that may run and withdraws
     /// registrations from drivers that may no longer run.
     pub(crate) fn schedule_drivers(&mut self, now: Timestamp) {
+        self.drivers_checked = self.drivers_checked.max(now);
         let drivers: Vec<DriverId> = self.drivers.drivers.keys().copied().collect();
         let namespaces: Vec<String> = self.drivers.adverts.keys().cloned().collect();
         for ns in namespaces {
@@ -641,8 +642,9 @@ impl Engine {
         self.schedule_drivers(now);
     }
 
-    /// The next driver deadline after the latest input: a query timeout, a
-    /// re-advertisement, or the end of a backoff that holds one back.
+    /// The next driver deadline: a query timeout, a re-advertisement (one
+    /// not yet looked at may be overdue), or the end of a backoff that
+    /// holds one back.
     pub(crate) fn drivers_next_timeout(&self) -> Option<Timestamp> {
         let queries = self
             .drivers
@@ -660,9 +662,10 @@ impl Engine {
                 let backoff = self.drivers.drivers.get(d).map(|d| d.backoff_until)?;
                 s.refresh_at.map(|t| t.max(backoff))
             })
-            // Deadlines already passed wait for capacity: a query outcome
-            // reschedules them.
-            .filter(|t| *t > self.last_now)
+            // Deadlines already looked at wait for capacity (a query
+            // outcome reschedules them); one that passed since (an input
+            // moved the clock past it before a timeout ran) is due now.
+            .filter(|t| *t > self.drivers_checked)
             .min();
         // A lookup deferred for a radio wake-up (only cellular up, the
         // radio asleep) runs at the latest half an interval after it was

@@ -384,6 +384,13 @@ pub struct Engine {
     /// The latest `now` of any input, to tell passed deadlines from future
     /// ones in `poll_timeout`.
     last_now: Timestamp,
+    /// When due re-advertisements were last looked at (`schedule_drivers`):
+    /// a deadline up to then that did not run waits for capacity; a later
+    /// one is still due, even when an input moved `last_now` past it.
+    drivers_checked: Timestamp,
+    /// When the connection manager last trimmed: a grace period that ended
+    /// after that is still to be looked at.
+    trim_checked: Timestamp,
     /// When the next batch of cellular keep-alives is due.
     next_keepalive: Option<Timestamp>,
     next_heartbeat: Option<Timestamp>,
@@ -435,6 +442,8 @@ impl Engine {
             touch: 0,
             drivers: discovery::DriverRegistry::new(config_seed),
             last_now: Timestamp::ZERO,
+            drivers_checked: Timestamp::ZERO,
+            trim_checked: Timestamp::ZERO,
             next_keepalive: None,
             next_heartbeat: None,
             next_probe_due: None,
@@ -473,7 +482,9 @@ impl Engine {
     }
 
     /// When to call [`handle_timeout`](Self::handle_timeout) next, if
-    /// anything is scheduled.
+    /// anything is scheduled. An instant already passed (a deadline an
+    /// input moved the clock past before its timeout was delivered) means
+    /// now.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         let attempts = self
             .attempts

@@ -238,3 +238,25 @@ fn at_the_command_bound_a_reservation_outlives_the_dials() {
     );
     assert!(engine.dropped_commands() >= 8);
 }
+
+/// An input that moves the clock past the end of a grace period before the
+/// timeout for it ran leaves the trim due, not forgotten.
+#[test]
+fn a_grace_period_passed_by_an_input_still_ends_in_a_trim() {
+    let mut h = harness(0, 1);
+    let t = Timestamp::from_millis;
+    inbound(&mut h, 1, t(0));
+    inbound(&mut h, 2, t(0));
+    h.run_until(t(19_000));
+    assert!(trimmed(&h).is_empty());
+    let late = t(25_000);
+    h.engine
+        .set_profile(multidriver_scoring::Profile::battery_saver(), late)
+        .unwrap();
+    h.drain();
+    let due = h.engine.poll_timeout();
+    assert!(due.is_some_and(|d| d <= late), "the trim is due: {due:?}");
+    h.engine.handle_timeout(late);
+    h.drain();
+    assert_eq!(trimmed(&h).len(), 2);
+}

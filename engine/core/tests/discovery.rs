@@ -159,6 +159,37 @@ fn re_advertises_at_four_fifths_of_the_ttl_and_when_addresses_change() {
     assert_eq!(h.adverts_since(mark).len(), 1);
 }
 
+/// An input that moves the clock past a re-advertisement before the
+/// timeout for it ran (a host that delivers events before timers) leaves
+/// it due, not forgotten until something else happens.
+#[test]
+fn a_re_advertisement_passed_by_an_input_is_still_due() {
+    let mut h = Harness::new(Config::default());
+    h.up(WIFI, Medium::Wifi);
+    h.register(caps(Source::Rendezvous));
+    h.engine.advertise("chat", TTL, h.now).unwrap();
+    h.drain();
+    let (_, q, _) = h.adverts_since(0)[0];
+    h.outcome(q, OK);
+    let refresh = h.now + TTL.mul_f64(0.8);
+    h.run_until(h.now + (TTL.mul_f64(0.8) - Duration::from_secs(1)));
+    let late = refresh + Duration::from_secs(5);
+    h.engine
+        .set_profile(Profile::battery_saver(), late)
+        .unwrap();
+    h.drain();
+    let due = h.engine.poll_timeout();
+    assert!(
+        due.is_some_and(|t| t <= late),
+        "the passed re-advertisement is due: {due:?}"
+    );
+    let mark = h.commands.len();
+    h.engine.handle_timeout(late);
+    h.drain();
+    assert_eq!(h.adverts_since(mark).len(), 1);
+    assert!(h.engine.poll_timeout().is_none_or(|t| t > late));
+}
+
 #[test]
 fn lan_drivers_run_only_where_a_lan_exists() {
     let mut h = Harness::new(Config::default());

@@ -50,7 +50,8 @@ impl Sim<'_> {
             .as_ref()
             .and_then(|a| a.poll_timeout());
         if let Some(t) = due {
-            // A timer in the past runs now; the engine never asks for one.
+            // A timer in the past runs now (the engine asks for one when
+            // an input moved its clock past a deadline first).
             // One asked again for the instant it just fired at runs 1 ms
             // later, so a policy's mistake cannot stall simulated time.
             let mut t = t.max(self.now);
