@@ -23,31 +23,22 @@
 
 #![allow(missing_docs)]
 
+#[path = "rendezvous/clients.rs"]
+mod clients;
 #[path = "../../rendezvous/tests/pg/cluster.rs"]
 mod cluster;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use libp2p::futures::StreamExt;
+use libp2p::Multiaddr;
 use libp2p::identity::Keypair;
-use libp2p::multiaddr::Protocol;
-use libp2p::rendezvous::{self, Namespace};
-use libp2p::request_response::{self, ProtocolSupport};
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm, SwarmBuilder, noise, tcp, yamux};
-use multidriver_rendezvous::protocol::{self as wire, MessageType};
 use multidriver_rendezvous::{Config, Limits, Server, ServerEvent};
-use tokio::sync::{Barrier, mpsc};
 
 /// Set in a child process: the store (a `postgres://` URL or a file).
 const STORE: &str = "MULTIDRIVER_FLEET_BENCH_STORE";
 /// Set in a child process: `max_registrations,max_registrations_per_peer`.
 const LIMITS: &str = "MULTIDRIVER_FLEET_BENCH_LIMITS";
-/// No phase may take longer.
-const PHASE_DEADLINE: Duration = Duration::from_secs(300);
 
 /// The configurations measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,28 +239,14 @@ fn start_points(fleet: Fleet, url: Option<&str>, p: &Params) -> Vec<Point> {
                     (dir.join("rv.db").display().to_string(), Some(dir))
                 }
             };
-            let mut child = Command::new(std::env::current_exe().expect("own path"))
-                .env(STORE, store)
-                .env(
-                    LIMITS,
-                    format!("{},{}", p.clients * p.namespaces, p.namespaces),
-                )
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .expect("the point starts");
-            let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
-            let addr = loop {
-                match lines.next() {
-                    Some(Ok(line)) => {
-                        if let Some(a) = line.strip_prefix("listening on ") {
-                            break a.parse().expect("a multiaddr");
-                        }
-                    }
-                    _ => panic!("the point exited before listening"),
-                }
-            };
+            let (child, addr) = clients::spawn_point(
+                Command::new(std::env::current_exe().expect("own path"))
+                    .env(STORE, store)
+                    .env(
+                        LIMITS,
+                        format!("{},{}", p.clients * p.namespaces, p.namespaces),
+                    ),
+            );
             Point { child, addr, dir }
         })
         .collect()
@@ -331,164 +308,33 @@ fn serve(store: &str) {
     });
 }
 
-/// A client: the stock rendezvous client registers; discovers go through
-/// a plain request-response client that does not verify the records it
-/// gets, so the discover phase measures the points, not the clients'
-/// signature checks.
-#[derive(NetworkBehaviour)]
-struct Client {
-    stock: rendezvous::client::Behaviour,
-    raw: request_response::Behaviour<wire::Codec>,
-}
-
-fn client_swarm() -> Swarm<Client> {
-    let mut swarm = SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .expect("tcp")
-        .with_behaviour(|key: &Keypair| Client {
-            stock: rendezvous::client::Behaviour::new(key.clone()),
-            raw: request_response::Behaviour::with_codec(
-                wire::Codec::default(),
-                [(wire::PROTOCOL, ProtocolSupport::Outbound)],
-                request_response::Config::default(),
-            ),
-        })
-        .expect("behaviour")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
-        .build();
-    swarm.add_external_address("/ip4/192.0.2.1/tcp/4001".parse().expect("valid"));
-    swarm
-}
-
-fn point_id(addr: &Multiaddr) -> PeerId {
-    match addr.iter().last() {
-        Some(Protocol::P2p(id)) => id,
-        _ => panic!("no /p2p in {addr}"),
-    }
-}
-
 /// Both phases over the fleet at `addrs`: (registrations/s, discovers/s).
 async fn drive(addrs: &[Multiaddr], p: &Params) -> (f64, f64) {
-    let start = Arc::new(Barrier::new(p.clients + 1));
-    let middle = Arc::new(Barrier::new(p.clients + 1));
-    let (done_tx, mut done) = mpsc::channel::<(usize, usize)>(p.clients);
-    for c in 0..p.clients {
-        let addr = addrs[c % addrs.len()].clone();
-        let point = point_id(&addr);
-        let (start, middle, done_tx) = (Arc::clone(&start), Arc::clone(&middle), done_tx.clone());
-        let (namespaces, discovers, clients) = (p.namespaces, p.discovers, p.clients);
-        tokio::spawn(async move {
-            let mut swarm = client_swarm();
-            swarm.dial(addr).expect("dial");
-            loop {
-                match swarm.select_next_some().await {
-                    SwarmEvent::ConnectionEstablished { .. } => break,
-                    SwarmEvent::OutgoingConnectionError { error, .. } => panic!("dial: {error}"),
-                    _ => {}
-                }
-            }
-            start.wait().await;
-            for i in 0..namespaces {
-                let ns = Namespace::new(format!("fleet-{i}")).expect("short");
-                swarm
-                    .behaviour_mut()
-                    .stock
-                    .register(ns, point, None)
-                    .expect("an external address");
-            }
-            let (mut ok, mut failed) = (0, 0);
-            while ok + failed < namespaces {
-                match swarm.select_next_some().await {
-                    SwarmEvent::Behaviour(ClientEvent::Stock(
-                        rendezvous::client::Event::Registered { .. },
-                    )) => ok += 1,
-                    SwarmEvent::Behaviour(ClientEvent::Stock(
-                        rendezvous::client::Event::RegisterFailed { .. },
-                    )) => failed += 1,
-                    _ => {}
-                }
-            }
-            let _ = done_tx.send((ok, failed)).await;
-            middle.wait().await;
-            let (mut found, mut failed) = (0, 0);
-            for _ in 0..discovers {
-                let request = wire::Message {
-                    r#type: Some(MessageType::Discover as i32),
-                    discover: Some(wire::Discover {
-                        ns: Some(b"fleet-0".to_vec()),
-                        limit: None,
-                        cookie: None,
-                    }),
-                    ..wire::Message::default()
-                };
-                swarm.behaviour_mut().raw.send_request(&point, request);
-                loop {
-                    match swarm.select_next_some().await {
-                        SwarmEvent::Behaviour(ClientEvent::Raw(
-                            request_response::Event::Message {
-                                message: request_response::Message::Response { response, .. },
-                                ..
-                            },
-                        )) => {
-                            // Every point serves the whole registry.
-                            let page = response.discover_response.map(|r| r.registrations.len());
-                            if page == Some(clients) {
-                                found += 1;
-                            } else {
-                                failed += 1;
-                            }
-                            break;
-                        }
-                        SwarmEvent::Behaviour(ClientEvent::Raw(
-                            request_response::Event::OutboundFailure { .. },
-                        )) => {
-                            failed += 1;
-                            break;
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            let _ = done_tx.send((found, failed)).await;
-            let _ = tokio::time::timeout(Duration::from_secs(2), swarm.select_next_some()).await;
-        });
-    }
+    let mut phases = clients::spawn_clients(
+        addrs,
+        &clients::Load {
+            clients: p.clients,
+            namespaces: p.namespaces,
+            discovers: p.discovers,
+            prefix: "fleet",
+        },
+    );
     eprintln!(
         "   connecting {} clients to {} point(s)",
         p.clients,
         addrs.len()
     );
-    start.wait().await;
+    phases.start.wait().await;
     let t0 = Instant::now();
-    let (ok, failed) = collect(&mut done, p.clients).await;
+    let (ok, failed) = clients::collect(&mut phases.done, p.clients).await;
     let register_secs = t0.elapsed().as_secs_f64();
     eprintln!("   {ok} registrations accepted, {failed} refused, in {register_secs:.2} s");
     assert_eq!(failed, 0, "the fleet refused registrations");
-    middle.wait().await;
+    phases.middle.wait().await;
     let t1 = Instant::now();
-    let (found, failed) = collect(&mut done, p.clients).await;
+    let (found, failed) = clients::collect(&mut phases.done, p.clients).await;
     let discover_secs = t1.elapsed().as_secs_f64();
     eprintln!("   {found} discovers answered, {failed} failed, in {discover_secs:.2} s");
     assert_eq!(failed, 0, "discovers failed");
     (ok as f64 / register_secs, found as f64 / discover_secs)
-}
-
-/// Sums `n` reports, within the phase deadline.
-async fn collect(done: &mut mpsc::Receiver<(usize, usize)>, n: usize) -> (usize, usize) {
-    tokio::time::timeout(PHASE_DEADLINE, async {
-        let (mut a, mut b) = (0, 0);
-        for _ in 0..n {
-            let (x, y) = done.recv().await.expect("clients report");
-            a += x;
-            b += y;
-        }
-        (a, b)
-    })
-    .await
-    .expect("the phase finished in time")
 }

@@ -20,22 +20,24 @@
 
 #![allow(missing_docs)]
 
-use std::io::{BufRead, BufReader};
+#[path = "rendezvous/clients.rs"]
+mod clients;
+use clients::{ClientEvent, PHASE_DEADLINE, client_swarm, collect, point_id, tcp_swarm};
+
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use libp2p::Multiaddr;
 use libp2p::futures::StreamExt;
 use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
 use libp2p::rendezvous::{self, Namespace};
 use libp2p::request_response::{self, ProtocolSupport};
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm, SwarmBuilder, noise, tcp, yamux};
+use libp2p::swarm::SwarmEvent;
 use multidriver_rendezvous::protocol::{self as wire, MessageType};
 use multidriver_rendezvous::{Config, Durability, Limits, Server, ServerEvent};
 use tokio::signal::unix::SignalKind;
-use tokio::sync::{Barrier, mpsc};
+use tokio::sync::mpsc;
 
 /// Set in a child process: which point to run.
 const ROLE: &str = "MULTIDRIVER_RENDEZVOUS_BENCH_ROLE";
@@ -45,8 +47,6 @@ const TOTAL: &str = "MULTIDRIVER_RENDEZVOUS_BENCH_TOTAL";
 const PER_PEER: &str = "MULTIDRIVER_RENDEZVOUS_BENCH_PER_PEER";
 /// Set in a child process: where our point keeps its database.
 const DB: &str = "MULTIDRIVER_RENDEZVOUS_BENCH_DB";
-/// No phase may take longer.
-const PHASE_DEADLINE: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Clone, Copy)]
 enum Role {
@@ -527,27 +527,13 @@ fn spawn(role: Role, p: &Params) -> Point {
     } else {
         Command::new(exe)
     };
-    let mut child = command
-        .env(ROLE, role.arg())
-        .env(TOTAL, (p.clients * p.namespaces).to_string())
-        .env(PER_PEER, p.namespaces.to_string())
-        .env(DB, dir.join("rv.db"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("the point starts");
-    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
-    let addr = loop {
-        match lines.next() {
-            Some(Ok(line)) => {
-                if let Some(a) = line.strip_prefix("listening on ") {
-                    break a.parse().expect("a multiaddr");
-                }
-            }
-            _ => panic!("the point exited before listening"),
-        }
-    };
+    let (child, addr) = clients::spawn_point(
+        command
+            .env(ROLE, role.arg())
+            .env(TOTAL, (p.clients * p.namespaces).to_string())
+            .env(PER_PEER, p.namespaces.to_string())
+            .env(DB, dir.join("rv.db")),
+    );
     Point { child, addr, dir }
 }
 
@@ -608,73 +594,6 @@ fn load(role: Role, p: &Params) -> Figures {
     }
 }
 
-fn point_id(addr: &Multiaddr) -> PeerId {
-    match addr.iter().last() {
-        Some(Protocol::P2p(id)) => id,
-        _ => panic!("no /p2p in {addr}"),
-    }
-}
-
-/// A client: the stock rendezvous client registers; discovers go through
-/// a plain request-response client that does not verify the records it
-/// gets, so the discover phase measures the point, not the clients'
-/// signature checks (with the stock client, all three points measured the
-/// same: the clients were the bottleneck).
-#[derive(NetworkBehaviour)]
-struct Client {
-    stock: rendezvous::client::Behaviour,
-    raw: request_response::Behaviour<wire::Codec>,
-}
-
-/// A swarm over TCP (Nagle off) with a new identity.
-fn tcp_swarm<B: NetworkBehaviour>(
-    idle: Duration,
-    behaviour: impl FnOnce(&Keypair) -> B,
-) -> Swarm<B> {
-    SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .expect("tcp")
-        .with_behaviour(behaviour)
-        .expect("behaviour")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
-        .build()
-}
-
-fn client_swarm() -> Swarm<Client> {
-    let mut swarm = tcp_swarm(Duration::from_secs(600), |key| Client {
-        stock: rendezvous::client::Behaviour::new(key.clone()),
-        raw: request_response::Behaviour::with_codec(
-            wire::Codec::default(),
-            [(wire::PROTOCOL, ProtocolSupport::Outbound)],
-            request_response::Config::default(),
-        ),
-    });
-    swarm.add_external_address("/ip4/192.0.2.1/tcp/4001".parse().expect("valid"));
-    swarm
-}
-
-fn discover_request() -> wire::Message {
-    wire::Message {
-        r#type: Some(MessageType::Discover as i32),
-        discover: Some(wire::Discover {
-            ns: Some(b"bench-0".to_vec()),
-            limit: None,
-            cookie: None,
-        }),
-        ..wire::Message::default()
-    }
-}
-
-fn ns(i: usize) -> Namespace {
-    Namespace::new(format!("bench-{i}")).expect("short")
-}
-
-/// Runs both phases; (registrations/s, discovers/s).
 /// CPU time `pid` has used so far (user + system), seconds.
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -694,103 +613,30 @@ struct Phase {
     cpu_us: f64,
 }
 
+/// Runs both phases against the point at `addr` (process `pid`).
 async fn drive(addr: Multiaddr, p: &Params, pid: u32) -> (Phase, Phase) {
-    let point = point_id(&addr);
-    let start = Arc::new(Barrier::new(p.clients + 1));
-    let middle = Arc::new(Barrier::new(p.clients + 1));
-    let (done_tx, mut done) = mpsc::channel::<(usize, usize)>(p.clients);
-    for _ in 0..p.clients {
-        let (addr, start, middle, done_tx) = (
-            addr.clone(),
-            Arc::clone(&start),
-            Arc::clone(&middle),
-            done_tx.clone(),
-        );
-        let (namespaces, discovers, clients) = (p.namespaces, p.discovers, p.clients);
-        tokio::spawn(async move {
-            let mut swarm = client_swarm();
-            swarm.dial(addr).expect("dial");
-            loop {
-                match swarm.select_next_some().await {
-                    SwarmEvent::ConnectionEstablished { .. } => break,
-                    SwarmEvent::OutgoingConnectionError { error, .. } => panic!("dial: {error}"),
-                    _ => {}
-                }
-            }
-            // Phase 1: register in every namespace at once.
-            start.wait().await;
-            for i in 0..namespaces {
-                swarm
-                    .behaviour_mut()
-                    .stock
-                    .register(ns(i), point, None)
-                    .expect("an external address");
-            }
-            let (mut ok, mut failed) = (0, 0);
-            while ok + failed < namespaces {
-                match swarm.select_next_some().await {
-                    SwarmEvent::Behaviour(ClientEvent::Stock(
-                        rendezvous::client::Event::Registered { .. },
-                    )) => ok += 1,
-                    SwarmEvent::Behaviour(ClientEvent::Stock(
-                        rendezvous::client::Event::RegisterFailed { .. },
-                    )) => failed += 1,
-                    _ => {}
-                }
-            }
-            let _ = done_tx.send((ok, failed)).await;
-            // Phase 2: discover one namespace, one request after another.
-            middle.wait().await;
-            let (mut found, mut failed) = (0, 0);
-            for _ in 0..discovers {
-                swarm
-                    .behaviour_mut()
-                    .raw
-                    .send_request(&point, discover_request());
-                loop {
-                    match swarm.select_next_some().await {
-                        SwarmEvent::Behaviour(ClientEvent::Raw(
-                            request_response::Event::Message {
-                                message: request_response::Message::Response { response, .. },
-                                ..
-                            },
-                        )) => {
-                            let page = response.discover_response.map(|r| r.registrations.len());
-                            if page == Some(clients) {
-                                found += 1;
-                            } else {
-                                failed += 1;
-                            }
-                            break;
-                        }
-                        SwarmEvent::Behaviour(ClientEvent::Raw(
-                            request_response::Event::OutboundFailure { .. },
-                        )) => {
-                            failed += 1;
-                            break;
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            let _ = done_tx.send((found, failed)).await;
-            // Hold the connection until the other clients are done.
-            let _ = tokio::time::timeout(Duration::from_secs(2), swarm.select_next_some()).await;
-        });
-    }
+    let mut phases = clients::spawn_clients(
+        &[addr],
+        &clients::Load {
+            clients: p.clients,
+            namespaces: p.namespaces,
+            discovers: p.discovers,
+            prefix: "bench",
+        },
+    );
     eprintln!("   connecting {} clients", p.clients);
-    start.wait().await;
+    phases.start.wait().await;
     let t0 = Instant::now();
     let cpu0 = cpu_seconds(pid);
-    let (ok, failed) = collect(&mut done, p.clients).await;
+    let (ok, failed) = collect(&mut phases.done, p.clients).await;
     let register_secs = t0.elapsed().as_secs_f64();
     let register_cpu = cpu_seconds(pid) - cpu0;
     eprintln!("   {ok} registrations accepted, {failed} refused, in {register_secs:.2} s");
     assert_eq!(failed, 0, "the point refused registrations");
-    middle.wait().await;
+    phases.middle.wait().await;
     let t1 = Instant::now();
     let cpu1 = cpu_seconds(pid);
-    let (found, failed) = collect(&mut done, p.clients).await;
+    let (found, failed) = collect(&mut phases.done, p.clients).await;
     let discover_secs = t1.elapsed().as_secs_f64();
     let discover_cpu = cpu_seconds(pid) - cpu1;
     eprintln!("   {found} discovers answered, {failed} failed, in {discover_secs:.2} s");
@@ -805,21 +651,6 @@ async fn drive(addr: Multiaddr, p: &Params, pid: u32) -> (Phase, Phase) {
             cpu_us: discover_cpu * 1e6 / found as f64,
         },
     )
-}
-
-/// Sums `n` reports, within the phase deadline.
-async fn collect(done: &mut mpsc::Receiver<(usize, usize)>, n: usize) -> (usize, usize) {
-    tokio::time::timeout(PHASE_DEADLINE, async {
-        let (mut a, mut b) = (0, 0);
-        for _ in 0..n {
-            let (x, y) = done.recv().await.expect("clients report");
-            a += x;
-            b += y;
-        }
-        (a, b)
-    })
-    .await
-    .expect("the phase finished in time")
 }
 
 /// The child: runs one point until its stdin closes.

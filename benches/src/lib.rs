@@ -10,3 +10,7 @@
 //!   an RTT sample, a rediscovered route, and Wi-Fi going down with every
 //!   peer failed over to 4G (`cargo bench -p multidriver-benches --bench
 //!   engine`).
+//! - `rendezvous_load`: our rendezvous point against the stock rust-libp2p
+//!   server under stock clients, and under clients that never read.
+//! - `rendezvous_fleet`: one point on SQLite, one on PostgreSQL, three
+//!   sharing one PostgreSQL registry (it starts its own PostgreSQL).

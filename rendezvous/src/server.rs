@@ -668,16 +668,7 @@ impl Server {
                     unavailable: true,
                 };
                 for w in waiting {
-                    let (answer, outcome) = self.service.answer(&w.ask, Err(&down), now);
-                    self.deliver(
-                        w.peer,
-                        w.request_id,
-                        w.channel,
-                        w.received,
-                        answer,
-                        outcome,
-                        0,
-                    );
+                    self.answer_waiting(w, Err(&down), now);
                 }
             } else {
                 let mut job = self.service.store_mut().run(ops, now, &self.answers);
@@ -727,23 +718,28 @@ impl Server {
                 Some(e) => Err(e),
                 None => done.next().ok_or(&missing),
             };
-            // A page was charged when the store built it.
-            let charged = match &result {
-                Ok(Done::Discover(page)) => page.charged,
-                _ => 0,
-            };
-            let (answer, outcome) = self.service.answer(&w.ask, result, now);
-            self.deliver(
-                w.peer,
-                w.request_id,
-                w.channel,
-                w.received,
-                answer,
-                outcome,
-                charged,
-            );
+            self.answer_waiting(w, result, now);
         }
         self.count_answers();
+    }
+
+    /// Answers one request of a batch from what its op came to.
+    fn answer_waiting(&mut self, w: Waiting, result: Result<Done, &Error>, now: u64) {
+        // A page was charged when the store built it.
+        let charged = match &result {
+            Ok(Done::Discover(page)) => page.charged,
+            _ => 0,
+        };
+        let (answer, outcome) = self.service.answer(&w.ask, result, now);
+        self.deliver(
+            w.peer,
+            w.request_id,
+            w.channel,
+            w.received,
+            answer,
+            outcome,
+            charged,
+        );
     }
 
     /// Sends one answer (if one is due) and counts the request. A page
