@@ -130,7 +130,7 @@ pub enum Error {
         message: String,
     },
     /// The shared registry (PostgreSQL) could not be reached or used.
-    #[error("registry {url}: {message}")]
+    #[error("registry{}{url}: {message}", if url.is_empty() { "" } else { " " })]
     Registry {
         /// The registry's address, without its password.
         url: String,

@@ -662,9 +662,12 @@ impl Server {
             if self.service.store().is_down() {
                 // Known out of reach: answered now, not after a timeout;
                 // the probe finds out when it is back.
+                let why = match (self.service.store().health())() {
+                    Ok(what) | Err(what) => what,
+                };
                 let down = Error::Registry {
                     url: String::new(),
-                    message: "the store is out of reach (checked every 2 s)".to_owned(),
+                    message: format!("out of reach, checked every 2 s ({why})"),
                     unavailable: true,
                 };
                 for w in waiting {
